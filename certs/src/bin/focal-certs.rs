@@ -1,0 +1,2 @@
+//! `focal-certs`: the secretariat's PKI tool.
+fn main() {}

@@ -1,0 +1,2 @@
+//! `focal`: the focal point's command-line client.
+fn main() {}

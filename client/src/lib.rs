@@ -1,0 +1,1 @@
+//! Focal client library.

@@ -1,0 +1,1 @@
+//! Test harness: builders that start whole Focal federations on loopback.
