@@ -9,10 +9,13 @@
 //! time as an argument wherever time matters.
 
 pub mod address;
+pub mod audit;
+pub mod envelope;
 pub mod error;
 pub mod frame;
+pub mod signed;
 
-pub use address::{Address, NetworkId, Role};
+pub use address::{Address, Identity, NetworkId, Role};
 pub use error::ProtoError;
 
 /// Generated `focal.v1` protobuf types and tonic client/server stubs.
