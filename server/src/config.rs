@@ -240,10 +240,10 @@ impl RelayConfig {
             }
         }
 
-        if let Some(origin) = &self.audit.origin {
-            if origin.trim().is_empty() || origin.contains(char::is_whitespace) {
-                return err("audit.origin", format!("must be a non-empty line without spaces, got {origin:?}"));
-            }
+        if let Some(origin) = &self.audit.origin
+            && (origin.trim().is_empty() || origin.contains(char::is_whitespace))
+        {
+            return err("audit.origin", format!("must be a non-empty line without spaces, got {origin:?}"));
         }
         if self.audit.checkpoint_interval_secs == 0 {
             return err("audit.checkpoint_interval_secs", "must be > 0".into());

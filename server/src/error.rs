@@ -56,6 +56,23 @@ pub enum RelayError {
         found: String,
     },
 
+    /// The private key is not the key of the certificate.
+    #[error("tls.key {key}: does not match the certificate in tls.cert {cert}")]
+    KeyMismatch {
+        /// tls.cert
+        cert: PathBuf,
+        /// tls.key
+        key: PathBuf,
+    },
+    /// The relay's certificate is past its notAfter.
+    #[error("tls.cert {path}: certificate expired on {not_after}")]
+    CertExpired {
+        /// tls.cert
+        path: PathBuf,
+        /// notAfter, printable.
+        not_after: String,
+    },
+
     // ---- sockets
     /// A listen address could not be bound.
     #[error("{key} {addr}: cannot bind: {source}")]

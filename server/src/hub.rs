@@ -42,11 +42,11 @@ impl Hub {
     /// Delivers `event` to `address`'s current subscribers, if any.
     pub fn publish(&self, address: &str, event: HubEvent) {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = map.get(address) {
-            if tx.send(event).is_err() {
-                // No subscriber left.
-                map.remove(address);
-            }
+        if let Some(tx) = map.get(address)
+            && tx.send(event).is_err()
+        {
+            // No subscriber left.
+            map.remove(address);
         }
     }
 

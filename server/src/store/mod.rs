@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::payload::{PayloadDir, PayloadSink, PayloadSource};
 use self::records::{DedupRecord, MailboxEntry, MailboxMeta, StoredEnvelope, decode};
-pub use self::writer::{AckRequest, AcceptRequest, Accepted, ReceiptSigner};
+pub use self::writer::{AckRequest, AcceptRequest, Accepted, ExpiryReport, ReceiptSigner};
 use self::writer::{Msg, Op, Reply, Writer};
 use crate::RelayError;
 use crate::hub::Hub;
@@ -186,9 +186,10 @@ impl Store {
         self.submit(Op::Publish { address, entry, key_serial }).await.map(drop)
     }
 
-    /// Expires up to `limit` messages due at `now_ms`; returns how many
-    /// messages still had recipients waiting (each got EXPIRED receipts).
-    pub async fn expire_due(&self, now_ms: i64, limit: usize) -> Result<usize, RelayError> {
+    /// Expires up to `limit` expiry-index entries due at `now_ms`: messages
+    /// still waiting leave their mailboxes (their senders get EXPIRED
+    /// receipts signed by the relay) and msg ids are forgotten.
+    pub async fn expire_due(&self, now_ms: i64, limit: usize) -> Result<ExpiryReport, RelayError> {
         match self.submit(Op::ExpireDue { now_ms, limit }).await? {
             Reply::Expired(n) => Ok(n),
             other => Err(RelayError::Other(format!("writer answered {other:?} to expire"))),

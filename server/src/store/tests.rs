@@ -172,8 +172,8 @@ async fn expiry_removes_messages_sends_receipts_and_forgets_ids() {
     let req = AckRequest { recipient: addr("a@carin"), sender: s.clone(), msg_id: [3; 16], receipt: r, now_ms: 1_500 };
     store.ack(req).await.unwrap();
 
-    assert_eq!(store.expire_due(4_999, 100).await.unwrap(), 0);
-    assert_eq!(store.expire_due(5_000, 100).await.unwrap(), 1);
+    assert_eq!(store.expire_due(4_999, 100).await.unwrap(), ExpiryReport { expired: 0, scanned: 0 });
+    assert_eq!(store.expire_due(5_000, 100).await.unwrap(), ExpiryReport { expired: 1, scanned: 2 });
     assert!(store.envelope(&s, &[1; 16]).unwrap().is_none());
     assert!(store.dedup(&s, &[1; 16]).unwrap().is_none());
     assert!(store.dedup(&s, &[3; 16]).unwrap().is_none());

@@ -77,6 +77,16 @@ pub struct AckRequest {
     pub now_ms: i64,
 }
 
+/// What one expiry pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpiryReport {
+    /// Messages that expired with recipients still waiting (each of those got an EXPIRED receipt).
+    pub expired: usize,
+    /// Expiry index entries handled (also forgotten msg ids); equal to the
+    /// pass's limit when more may be due.
+    pub scanned: usize,
+}
+
 /// One operation for the writer.
 #[derive(Debug)]
 pub(crate) enum Op {
@@ -91,7 +101,7 @@ pub(crate) enum Op {
 pub(crate) enum Reply {
     Accepted(Accepted),
     Done,
-    Expired(usize),
+    Expired(ExpiryReport),
     Leaf(u64),
 }
 
@@ -523,6 +533,7 @@ fn expire_due(
         }
     }
     let mut expired = 0;
+    let scanned = due.len();
     for k in due {
         let Some((_, mk)) = keys::split_expiry(&k) else { continue };
         let mk = mk.to_vec();
@@ -587,5 +598,5 @@ fn expire_due(
         st.remove(keys::dedup(&mk));
         st.remove(k);
     }
-    Ok(Ok(Reply::Expired(expired)))
+    Ok(Ok(Reply::Expired(ExpiryReport { expired, scanned })))
 }

@@ -1,0 +1,188 @@
+//! A running relay: wires TLS, store, services and background tasks, and
+//! shuts them down in order.
+//!
+//! Shutdown, once the caller's future resolves: health turns NOT_SERVING
+//! for every service; the listening socket closes and tonic stops taking
+//! requests (in-flight RPCs continue; live inbox streams end with
+//! UNAVAILABLE); after `limits.shutdown_grace_secs` any connection still
+//! open is closed; then the sweeper stops and the store's writer applies
+//! what is queued, flushes, and stops.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use focal_certs::{CertRefusal, ClientPolicy};
+use focal_proto::pb::directory_server::DirectoryServer;
+use focal_proto::pb::relay_server::RelayServer;
+use focal_proto::{Role, pb};
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+use tonic_health::ServingStatus;
+
+use crate::config::RelayConfig;
+use crate::federation::Federation;
+use crate::hub::Hub;
+use crate::peer::PeerInfo;
+use crate::rpc::{DirectoryService, RelayService, Shared, now_ms};
+use crate::store::{ReceiptSigner, Store, StoreOptions};
+use crate::tls::AcceptOptions;
+use crate::{Listeners, RelayError};
+
+/// Connections still open after the grace period get this long to close
+/// once their streams fail.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(
+    config: RelayConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let limits = config.limits.clone();
+    let tls = crate::check::load_tls(&config)?;
+    let policy = ClientPolicy { roles: vec![Role::Fp, Role::Auditor, Role::Admin], networks: Some(vec![config.network.clone()]) };
+    let server_config = focal_certs::server_config(&tls.creds, tls.trust.clone(), focal_certs::ALPN_GRPC, policy)
+        .map_err(RelayError::certs("TLS server config"))?;
+
+    let key = tls.creds.signing_key().map_err(RelayError::certs("tls.key"))?;
+    let cert = tls.creds.cert_der().to_vec();
+    let signer: ReceiptSigner = Arc::new(move |body: &pb::ReceiptBody| pb::Receipt {
+        signed: Some(focal_proto::signed::sign_blob(focal_proto::signed::TAG_RECEIPT, body.encode_to_vec(), &key, &cert)),
+    });
+    let hub = Arc::new(Hub::new(limits.inbox_live_buffer));
+    let relay_uri = config.relay_identity().uri();
+    let store = Store::open(StoreOptions {
+        data_dir: config.data_dir.clone(),
+        network: config.network.clone(),
+        relay_uri: relay_uri.clone(),
+        audit_origin: config.audit_origin(),
+        max_mailbox_messages: limits.max_mailbox_messages,
+        max_store_bytes: limits.max_store_bytes,
+        write_queue_depth: limits.write_queue_depth,
+        hub: hub.clone(),
+        signer,
+    })?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (kill_tx, kill_rx) = watch::channel(false);
+
+    // Certificates refused by the TLS layer are audited (through a bounded
+    // queue, so a flood of bad handshakes cannot grow memory).
+    let (refused_tx, refused_rx) = mpsc::channel::<CertRefusal>(256);
+    tls.trust.set_refusal_hook(Arc::new(move |r: &CertRefusal| {
+        let _ = refused_tx.try_send(r.clone());
+    }));
+    let refusals = tokio::spawn(audit_refusals(store.clone(), refused_rx, stop_rx.clone()));
+
+    let shared = Arc::new(Shared::new(
+        config.clone(),
+        store.clone(),
+        hub,
+        tls.trust.clone(),
+        Federation::new(&config),
+        stop_rx.clone(),
+    ));
+    let relay = RelayServer::new(RelayService::new(shared.clone()));
+    let directory = DirectoryServer::new(DirectoryService::new(shared.clone()));
+    drop(shared);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RelayServer<RelayService>>().await;
+    health.set_serving::<DirectoryServer<DirectoryService>>().await;
+    // AUDIT: health.set_serving::<…AuditServer…>() beside mounting it below.
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| RelayError::Server(format!("reflection service: {e}")))?;
+
+    let grpc_addr = listeners.grpc.local_addr().map_err(|e| RelayError::Server(e.to_string()))?;
+    let federation_addr = listeners.federation.as_ref().and_then(|s| s.local_addr().ok());
+    // FEDERATION: `listeners.federation` (UDP) becomes the QUIC endpoint here.
+    let _federation_socket = listeners.federation;
+    if listeners.metrics.is_some() {
+        // Metrics (issue 7) are not served yet; the socket is released.
+        tracing::warn!("listen.metrics is set but metrics are not implemented yet");
+    }
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+    let accept = AcceptOptions {
+        max_connections: limits.max_connections,
+        handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
+    };
+    let incoming = crate::tls::incoming(listeners.grpc, acceptor, accept, stop_rx.clone(), kill_rx);
+    let sweeper = tokio::spawn(crate::sweeper::run(store.clone(), stop_rx.clone(), Duration::from_secs(1)));
+
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .trace_fn(|req| {
+            let peer = req.extensions().get::<PeerInfo>();
+            tracing::info_span!(
+                "rpc",
+                path = %req.uri().path(),
+                peer = %peer.map(|p| p.identity.uri()).unwrap_or_default(),
+                remote = %peer.map(|p| p.remote.to_string()).unwrap_or_default(),
+            )
+        })
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(relay)
+        .add_service(directory);
+    // AUDIT: mount the Audit service here: `.add_service(crate::audit::service(…))`.
+    let mut signal = stop_rx.clone();
+    let server = router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = signal.wait_for(|s| *s).await;
+    });
+    tokio::pin!(server);
+
+    let fed = federation_addr.map(|a| a.to_string()).unwrap_or_else(|| "none".into());
+    tracing::info!(relay = %relay_uri, "focal-relay listening grpc={grpc_addr} federation={fed}");
+
+    let result = tokio::select! {
+        r = &mut server => r,
+        () = shutdown => {
+            tracing::info!("shutdown: health NOT_SERVING, draining in-flight requests");
+            for name in ["", <RelayServer<RelayService> as tonic::server::NamedService>::NAME,
+                         <DirectoryServer<DirectoryService> as tonic::server::NamedService>::NAME] {
+                health.set_service_status(name, ServingStatus::NotServing).await;
+            }
+            let _ = stop_tx.send(true);
+            let grace = Duration::from_secs(limits.shutdown_grace_secs);
+            match tokio::time::timeout(grace, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(grace_secs = limits.shutdown_grace_secs, "grace period over; closing remaining connections");
+                    let _ = kill_tx.send(true);
+                    tokio::time::timeout(KILL_WAIT, &mut server).await.unwrap_or(Ok(()))
+                }
+            }
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = sweeper.await;
+    let _ = refusals.await;
+    store.close().await;
+    tracing::info!("focal-relay stopped; store flushed");
+    result.map_err(|e| RelayError::Server(e.to_string()))
+}
+
+async fn audit_refusals(store: Store, mut rx: mpsc::Receiver<CertRefusal>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => store.audit_nowait(pb::AuditRecord {
+                    version: 1,
+                    kind: pb::AuditKind::CertificateRefused as i32,
+                    time_ms: now_ms(),
+                    peer: r.claimed.clone().unwrap_or_default(),
+                    detail: r.reason.chars().take(200).collect(),
+                    ..Default::default()
+                }),
+                None => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
