@@ -42,11 +42,29 @@ fn unix_now() -> i64 {
 /// Loads and checks everything `tls.*` names; errors name the key.
 pub fn load_tls(config: &RelayConfig) -> Result<TlsMaterial, RelayError> {
     let tls = &config.tls;
-    let creds = Credentials::load(&tls.cert, &tls.key)
-        .map_err(RelayError::certs(format!("tls.cert {} / tls.key {}", tls.cert.display(), tls.key.display())))?;
+    let creds = Credentials::load(&tls.cert, &tls.key).map_err(RelayError::certs(format!(
+        "tls.cert {} / tls.key {}",
+        tls.cert.display(),
+        tls.key.display()
+    )))?;
     let expected = config.relay_identity();
-    if creds.identity != expected {
-        return Err(RelayError::WrongIdentity { expected: expected.uri(), found: creds.identity.uri() });
+    let found = &creds.identity;
+    let mut diffs = Vec::new();
+    if found.network != expected.network {
+        diffs.push(format!("network is {}, expected {}", found.network, expected.network));
+    }
+    if found.role != expected.role {
+        diffs.push(format!("role is {}, expected relay", found.role));
+    }
+    if found.name != expected.name {
+        diffs.push(format!("name is {}, expected {} (the config's `name`)", found.name, expected.name));
+    }
+    if !diffs.is_empty() {
+        return Err(RelayError::WrongIdentity {
+            expected: expected.uri(),
+            found: found.uri(),
+            reason: diffs.join("; "),
+        });
     }
     check_key_matches(&creds, &tls.cert, &tls.key)?;
     if let Some((not_before, not_after, shown)) = validity(creds.cert_der()) {
@@ -55,19 +73,20 @@ pub fn load_tls(config: &RelayConfig) -> Result<TlsMaterial, RelayError> {
             return Err(RelayError::CertExpired { path: tls.cert.clone(), not_after: shown });
         }
         if now < not_before {
-            return Err(RelayError::Certs {
-                what: format!("tls.cert {}", tls.cert.display()),
-                source: focal_certs::CertsError::Other("certificate is not valid yet".into()),
+            return Err(RelayError::CertUnusable {
+                path: tls.cert.clone(),
+                reason: "certificate is not valid yet".into(),
             });
         }
     }
     let crls: Vec<&Path> = tls.crls.iter().map(|p| p.as_path()).collect();
-    let store = TrustStore::load(&tls.trust_bundle, &crls).map_err(RelayError::certs(format!(
-        "tls.trust_bundle {} / tls.crls",
-        tls.trust_bundle.display()
-    )))?;
+    let store = TrustStore::load(&tls.trust_bundle, &crls)
+        .map_err(RelayError::certs(format!("tls.trust_bundle {} / tls.crls", tls.trust_bundle.display())))?;
     let verified = focal_certs::verify_peer(&store, creds.cert_der(), &creds.chain[1..], SystemTime::now())
-        .map_err(RelayError::certs(format!("tls.cert {}: does not verify against the trust bundle", tls.cert.display())))?;
+        .map_err(RelayError::certs(format!(
+        "tls.cert {}: does not verify against the trust bundle",
+        tls.cert.display()
+    )))?;
     Ok(TlsMaterial { creds, trust: SharedTrust::new(store), verified })
 }
 
@@ -75,10 +94,8 @@ fn check_key_matches(creds: &Credentials, cert: &Path, key: &Path) -> Result<(),
     use ring::signature::KeyPair;
     let mismatch = || RelayError::KeyMismatch { cert: cert.to_owned(), key: key.to_owned() };
     let pair = creds.signing_key().map_err(|_| mismatch())?;
-    let in_cert = focal_proto::signed::ed25519_key_from_cert(creds.cert_der()).map_err(|e| RelayError::Certs {
-        what: format!("tls.cert {}", cert.display()),
-        source: focal_certs::CertsError::Other(e.to_string()),
-    })?;
+    let in_cert = focal_proto::signed::ed25519_key_from_cert(creds.cert_der())
+        .map_err(|e| RelayError::CertUnusable { path: cert.to_owned(), reason: e.to_string() })?;
     if pair.public_key().as_ref() != in_cert {
         return Err(mismatch());
     }
@@ -173,7 +190,12 @@ pub fn check(path: &Path) -> Report {
             let nets: Vec<String> = bundle.bundle().networks.keys().map(|n| n.to_string()).collect();
             r.push(
                 Level::Ok,
-                format!("tls.trust_bundle {}: {} network(s): {}", tls.trust_bundle.display(), nets.len(), nets.join(", ")),
+                format!(
+                    "tls.trust_bundle {}: {} network(s): {}",
+                    tls.trust_bundle.display(),
+                    nets.len(),
+                    nets.join(", ")
+                ),
             );
             r.push(Level::Ok, format!("tls.crls: {} CRL file(s) loaded", tls.crls.len()));
             r.push(Level::Ok, format!("tls.cert chains to the {} CA and is not revoked", config.network));
@@ -187,7 +209,10 @@ pub fn check(path: &Path) -> Report {
                     if let Some((_, not_after, shown)) = validity(ca) {
                         let days = (not_after - unix_now()) / 86_400;
                         if days < EXPIRY_WARNING_DAYS as i64 {
-                            r.push(Level::Warn, format!("CA certificate of {net} expires {shown} ({days} days)"));
+                            r.push(
+                                Level::Warn,
+                                format!("CA certificate of {net} expires {shown} ({days} days)"),
+                            );
                         }
                     }
                 }

@@ -165,7 +165,11 @@ impl RelayConfig {
         let dir = std::path::absolute(dir)
             .map_err(|source| RelayError::ConfigRead { path: path.to_owned(), source })?;
         config.resolve_paths(&dir);
-        config.validate().map_err(|(key, reason)| RelayError::Config { path: path.to_owned(), key, reason })?;
+        config.validate().map_err(|(key, reason)| RelayError::Config {
+            path: path.to_owned(),
+            key,
+            reason,
+        })?;
         Ok(config)
     }
 
@@ -221,9 +225,15 @@ impl RelayConfig {
                 return Err((key("name"), format!("peer {:?} is listed twice", p.name)));
             }
             if p.network == self.network {
-                return Err((key("network"), format!("a peer serves another network, not this relay's {}", self.network)));
+                return Err((
+                    key("network"),
+                    format!("a peer serves another network, not this relay's {}", self.network),
+                ));
             }
-            if p.address.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+            if p.address
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+            {
                 return Err((key("address"), format!("expected host:port, got {:?}", p.address)));
             }
             if p.default_route {
@@ -236,7 +246,10 @@ impl RelayConfig {
 
         for (i, code) in self.policy.outbound_handling.iter().enumerate() {
             if !matches!(code.as_str(), "H0" | "H1" | "H2" | "H3") {
-                return Err((format!("policy.outbound_handling[{i}]"), format!("unknown handling code {code:?} (expected H0, H1, H2 or H3)")));
+                return Err((
+                    format!("policy.outbound_handling[{i}]"),
+                    format!("unknown handling code {code:?} (expected H0, H1, H2 or H3)"),
+                ));
             }
         }
 
@@ -281,7 +294,10 @@ impl Limits {
             }
         }
         if self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err(("limits.max_connections".into(), format!("must be at most {}", tokio::sync::Semaphore::MAX_PERMITS)));
+            return Err((
+                "limits.max_connections".into(),
+                format!("must be at most {}", tokio::sync::Semaphore::MAX_PERMITS),
+            ));
         }
         // Times are carried as i64 milliseconds.
         let max_secs = (i64::MAX / 1000 / 2) as u64;

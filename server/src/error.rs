@@ -48,8 +48,10 @@ pub enum RelayError {
         source: focal_certs::CertsError,
     },
     /// The relay's own certificate does not carry the identity the config names.
-    #[error("tls.cert: certificate identity {found} is not this relay ({expected})")]
+    #[error("tls.cert: certificate identity {found} is not this relay ({expected}): {reason}")]
     WrongIdentity {
+        /// Which part differs, e.g. `role is fp, expected relay`.
+        reason: String,
         /// `focal://<network>/relay/<name>` from the config.
         expected: String,
         /// What the certificate carries.
@@ -71,6 +73,14 @@ pub enum RelayError {
         path: PathBuf,
         /// notAfter, printable.
         not_after: String,
+    },
+    /// The relay's certificate cannot be used for another reason.
+    #[error("tls.cert {path}: {reason}")]
+    CertUnusable {
+        /// tls.cert
+        path: PathBuf,
+        /// Why.
+        reason: String,
     },
 
     // ---- sockets

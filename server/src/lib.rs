@@ -50,22 +50,27 @@ impl Listeners {
     /// Binds the addresses of `config.listen`.
     pub async fn bind(config: &config::RelayConfig) -> Result<Self, RelayError> {
         let l = &config.listen;
-        let grpc = tokio::net::TcpListener::bind(l.grpc)
-            .await
-            .map_err(|source| RelayError::Bind { key: "listen.grpc", addr: l.grpc, source })?;
+        let grpc = tokio::net::TcpListener::bind(l.grpc).await.map_err(|source| RelayError::Bind {
+            key: "listen.grpc",
+            addr: l.grpc,
+            source,
+        })?;
         let federation = match l.federation {
-            Some(addr) => Some(
-                std::net::UdpSocket::bind(addr)
-                    .map_err(|source| RelayError::Bind { key: "listen.federation", addr, source })?,
-            ),
+            Some(addr) => Some(std::net::UdpSocket::bind(addr).map_err(|source| RelayError::Bind {
+                key: "listen.federation",
+                addr,
+                source,
+            })?),
             None => None,
         };
         let metrics = match l.metrics {
-            Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| RelayError::Bind { key: "listen.metrics", addr, source })?,
-            ),
+            Some(addr) => {
+                Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| RelayError::Bind {
+                    key: "listen.metrics",
+                    addr,
+                    source,
+                })?)
+            }
             None => None,
         };
         Ok(Listeners { grpc, federation, metrics })

@@ -16,7 +16,8 @@ pub enum LogFormat {
 }
 
 /// Default filter when `RUST_LOG` is not set.
-pub const DEFAULT_FILTER: &str = "info,h2=warn,hyper=warn,hyper_util=warn,tower=warn,rustls=warn,sled=warn,quinn=warn";
+pub const DEFAULT_FILTER: &str =
+    "info,h2=warn,hyper=warn,hyper_util=warn,tower=warn,rustls=warn,sled=warn,quinn=warn";
 
 /// Installs the global subscriber (no-op if one is installed already).
 pub fn init(format: LogFormat) {

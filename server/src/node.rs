@@ -41,14 +41,23 @@ pub(crate) async fn run(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let limits = config.limits.clone();
     let tls = crate::check::load_tls(&config)?;
-    let policy = ClientPolicy { roles: vec![Role::Fp, Role::Auditor, Role::Admin], networks: Some(vec![config.network.clone()]) };
-    let server_config = focal_certs::server_config(&tls.creds, tls.trust.clone(), focal_certs::ALPN_GRPC, policy)
-        .map_err(RelayError::certs("TLS server config"))?;
+    let policy = ClientPolicy {
+        roles: vec![Role::Fp, Role::Auditor, Role::Admin],
+        networks: Some(vec![config.network.clone()]),
+    };
+    let server_config =
+        focal_certs::server_config(&tls.creds, tls.trust.clone(), focal_certs::ALPN_GRPC, policy)
+            .map_err(RelayError::certs("TLS server config"))?;
 
     let key = tls.creds.signing_key().map_err(RelayError::certs("tls.key"))?;
     let cert = tls.creds.cert_der().to_vec();
     let signer: ReceiptSigner = Arc::new(move |body: &pb::ReceiptBody| pb::Receipt {
-        signed: Some(focal_proto::signed::sign_blob(focal_proto::signed::TAG_RECEIPT, body.encode_to_vec(), &key, &cert)),
+        signed: Some(focal_proto::signed::sign_blob(
+            focal_proto::signed::TAG_RECEIPT,
+            body.encode_to_vec(),
+            &key,
+            &cert,
+        )),
     });
     let hub = Arc::new(Hub::new(limits.inbox_live_buffer));
     let relay_uri = config.relay_identity().uri();

@@ -153,7 +153,15 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let span = tracing::info_span!("conn", %remote, peer = tracing::field::Empty);
-        let task = handshake(tcp, remote, acceptor.clone(), opts.handshake_timeout, permit, kill.clone(), tx.clone());
+        let task = handshake(
+            tcp,
+            remote,
+            acceptor.clone(),
+            opts.handshake_timeout,
+            permit,
+            kill.clone(),
+            tx.clone(),
+        );
         tokio::spawn(task.instrument(span));
     }
     tracing::debug!("accept loop stopped; listening socket closed");
@@ -203,7 +211,8 @@ async fn handshake(
     let kill = Box::pin(async move {
         let _ = kill.wait_for(|k| *k).await;
     });
-    let stream = RelayStream { io, info: PeerInfo { identity, remote }, kill, killed: false, _permit: permit };
+    let stream =
+        RelayStream { io, info: PeerInfo { identity, remote }, kill, killed: false, _permit: permit };
     // If the server stopped taking connections, the stream is dropped here.
     let _ = tx.send(Ok(stream)).await;
 }

@@ -111,7 +111,9 @@ fn parse_errors_name_the_key() {
 fn peers_policy_and_audit_are_checked() {
     let d = Dir::new();
     let peer = |name: &str, net: &str, addr: &str, default: bool| {
-        format!("[[peers]]\nname = \"{name}\"\nnetwork = \"{net}\"\naddress = \"{addr}\"\ndefault_route = {default}\n")
+        format!(
+            "[[peers]]\nname = \"{name}\"\nnetwork = \"{net}\"\naddress = \"{addr}\"\ndefault_route = {default}\n"
+        )
     };
     let e = d.err(&peer("relay-gfp", "carin", "127.0.0.1:1", false));
     assert!(e.contains("peers[0].network: a peer serves another network"), "{e}");

@@ -9,11 +9,15 @@ use tonic::{Request, Status};
 use super::Shared;
 use crate::federation::route_remote;
 
-pub(super) async fn publish(shared: &Shared, req: Request<pb::DirectoryEntry>) -> Result<pb::PublishResponse, Status> {
+pub(super) async fn publish(
+    shared: &Shared,
+    req: Request<pb::DirectoryEntry>,
+) -> Result<pb::PublishResponse, Status> {
     let caller = super::require_fp(&req, "publish directory entries")?;
     let entry = req.into_inner();
-    let verified = focal_certs::verify_directory_entry(&shared.trust.current(), &entry, std::time::SystemTime::now())
-        .map_err(|e| Status::invalid_argument(format!("directory entry: {e}")))?;
+    let verified =
+        focal_certs::verify_directory_entry(&shared.trust.current(), &entry, std::time::SystemTime::now())
+            .map_err(|e| Status::invalid_argument(format!("directory entry: {e}")))?;
     if verified.address != caller.address() {
         return Err(Status::permission_denied(format!(
             "directory entry is for {}, but the caller is {}",
@@ -31,12 +35,15 @@ pub(super) fn lookup(shared: &Shared, req: Request<pb::LookupRequest>) -> Result
     let address = Address::parse(&req.get_ref().address)
         .map_err(|e| Status::invalid_argument(format!("address: {e}")))?;
     if address.is_broadcast() {
-        return Err(Status::invalid_argument(format!("address: {address} names a whole network; use ListMembers")));
+        return Err(Status::invalid_argument(format!(
+            "address: {address} names a whole network; use ListMembers"
+        )));
     }
     if address.network() != &shared.config.network {
         // FEDERATION: a directory query to the peer serving that network.
         let e = route_remote(&shared.federation, address.network()).err();
-        let msg = e.map(|e| e.to_string()).unwrap_or_else(|| "remote directory lookups are not wired yet".into());
+        let msg =
+            e.map(|e| e.to_string()).unwrap_or_else(|| "remote directory lookups are not wired yet".into());
         return Err(Status::failed_precondition(msg));
     }
     shared
@@ -52,7 +59,8 @@ pub(super) fn list_members(
     crate::peer::caller(&req)?;
     let net = &req.get_ref().network;
     if !net.is_empty() && net != shared.config.network.as_str() {
-        let network = focal_proto::NetworkId::new(net).map_err(|e| Status::invalid_argument(format!("network: {e}")))?;
+        let network = focal_proto::NetworkId::new(net)
+            .map_err(|e| Status::invalid_argument(format!("network: {e}")))?;
         let e = route_remote(&shared.federation, &network).err();
         let msg = e.map(|e| e.to_string()).unwrap_or_else(|| "remote member lists are not wired yet".into());
         return Err(Status::failed_precondition(msg));

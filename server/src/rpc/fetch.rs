@@ -99,10 +99,11 @@ pub(super) async fn ack(shared: &Shared, req: Request<pb::AckRequest>) -> Result
     let sender = parse_member("sender", &r.sender)?;
     let env = held_for(shared, &caller, &sender, &msg_id)?;
 
-    let receipt = r
-        .delivered
-        .ok_or_else(|| Status::invalid_argument("delivered: a DELIVERED receipt signed by the caller is required"))?;
-    let blob = receipt.signed.as_ref().ok_or_else(|| Status::invalid_argument("delivered.signed: missing"))?;
+    let receipt = r.delivered.ok_or_else(|| {
+        Status::invalid_argument("delivered: a DELIVERED receipt signed by the caller is required")
+    })?;
+    let blob =
+        receipt.signed.as_ref().ok_or_else(|| Status::invalid_argument("delivered.signed: missing"))?;
     focal_proto::signed::verify_blob(focal_proto::signed::TAG_RECEIPT, blob)
         .map_err(|e| Status::invalid_argument(format!("delivered: {e}")))?;
     let signer = focal_certs::verify_peer(

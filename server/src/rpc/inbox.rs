@@ -45,7 +45,10 @@ fn event(e: pb::inbox_event::Event) -> pb::InboxEvent {
     pb::InboxEvent { event: Some(e) }
 }
 
-pub(super) fn inbox(shared: Arc<Shared>, req: Request<pb::InboxRequest>) -> Result<BoxStream<pb::InboxEvent>, Status> {
+pub(super) fn inbox(
+    shared: Arc<Shared>,
+    req: Request<pb::InboxRequest>,
+) -> Result<BoxStream<pb::InboxEvent>, Status> {
     let caller = require_fp(&req, "read a mailbox")?;
     let owner = caller.address();
     let r = req.into_inner();

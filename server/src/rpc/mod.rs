@@ -98,13 +98,17 @@ pub(crate) fn now_ms() -> i64 {
 pub(crate) fn require_fp<T>(req: &Request<T>, what: &str) -> Result<Identity, Status> {
     let id = crate::peer::caller(req)?.clone();
     if id.role != Role::Fp {
-        return Err(Status::permission_denied(format!("only focal points (role fp) may {what}; caller is {id}")));
+        return Err(Status::permission_denied(format!(
+            "only focal points (role fp) may {what}; caller is {id}"
+        )));
     }
     Ok(id)
 }
 
 pub(crate) fn parse_msg_id(field: &str, bytes: &[u8]) -> Result<[u8; 16], Status> {
-    bytes.try_into().map_err(|_| Status::invalid_argument(format!("{field}: must be 16 bytes, got {}", bytes.len())))
+    bytes
+        .try_into()
+        .map_err(|_| Status::invalid_argument(format!("{field}: must be 16 bytes, got {}", bytes.len())))
 }
 
 pub(crate) fn parse_member(field: &str, s: &str) -> Result<Address, Status> {
@@ -128,7 +132,10 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Relay for RelayService {
-    async fn send(&self, req: Request<Streaming<pb::SendRequest>>) -> Result<Response<pb::SendResponse>, Status> {
+    async fn send(
+        &self,
+        req: Request<Streaming<pb::SendRequest>>,
+    ) -> Result<Response<pb::SendResponse>, Status> {
         send::send(&self.shared, req).await.map(Response::new)
     }
 
@@ -146,7 +153,10 @@ impl Relay for RelayService {
         fetch::ack(&self.shared, req).await.map(Response::new)
     }
 
-    async fn receipts(&self, req: Request<pb::ReceiptsRequest>) -> Result<Response<pb::ReceiptsResponse>, Status> {
+    async fn receipts(
+        &self,
+        req: Request<pb::ReceiptsRequest>,
+    ) -> Result<Response<pb::ReceiptsResponse>, Status> {
         let caller = require_fp(&req, "list receipts")?;
         let since = req.get_ref().since_ms;
         let receipts = self.shared.store.receipts(&caller.address(), since, 10_000)?;
@@ -189,7 +199,10 @@ impl DirectoryService {
 
 #[tonic::async_trait]
 impl Directory for DirectoryService {
-    async fn publish(&self, req: Request<pb::DirectoryEntry>) -> Result<Response<pb::PublishResponse>, Status> {
+    async fn publish(
+        &self,
+        req: Request<pb::DirectoryEntry>,
+    ) -> Result<Response<pb::PublishResponse>, Status> {
         directory::publish(&self.shared, req).await.map(Response::new)
     }
 

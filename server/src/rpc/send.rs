@@ -47,7 +47,10 @@ fn unaudited(status: Status) -> Refused {
     Refused { status, reason: None }
 }
 
-pub(super) async fn send(shared: &Shared, req: Request<Streaming<pb::SendRequest>>) -> Result<pb::SendResponse, Status> {
+pub(super) async fn send(
+    shared: &Shared,
+    req: Request<Streaming<pb::SendRequest>>,
+) -> Result<pb::SendResponse, Status> {
     let caller = require_fp(&req, "send messages")?;
     let mut stream = req.into_inner();
     let header = match stream.message().await? {
@@ -55,7 +58,8 @@ pub(super) async fn send(shared: &Shared, req: Request<Streaming<pb::SendRequest
         Some(_) => return Err(Status::invalid_argument("the first SendRequest must carry the header")),
         None => return Err(Status::invalid_argument("empty Send: no header")),
     };
-    let ctx = envelope::parse_context(&header.context).map_err(|e| Status::invalid_argument(format!("context: {e}")))?;
+    let ctx = envelope::parse_context(&header.context)
+        .map_err(|e| Status::invalid_argument(format!("context: {e}")))?;
     if header.payload_sha256.len() != 32 {
         return Err(Status::invalid_argument(format!(
             "payload_sha256: must be 32 bytes, got {}",
@@ -110,14 +114,18 @@ async fn checked(
     let caller_addr = caller.address();
     if ctx.sender != caller_addr {
         return Err(refuse(
-            Status::permission_denied(format!("envelope sender {} is not the caller {caller_addr}", ctx.sender)),
+            Status::permission_denied(format!(
+                "envelope sender {} is not the caller {caller_addr}",
+                ctx.sender
+            )),
             R::Policy,
         ));
     }
 
     let cert = CertificateDer::from(header.sender_cert.clone());
-    let verified = focal_certs::verify_peer(&shared.trust.current(), &cert, &[], std::time::SystemTime::now())
-        .map_err(|e| refuse(Status::invalid_argument(format!("sender_cert: {e}")), R::BadSignature))?;
+    let verified =
+        focal_certs::verify_peer(&shared.trust.current(), &cert, &[], std::time::SystemTime::now())
+            .map_err(|e| refuse(Status::invalid_argument(format!("sender_cert: {e}")), R::BadSignature))?;
     if &verified.identity != caller {
         return Err(refuse(
             Status::permission_denied(format!(
@@ -193,7 +201,8 @@ async fn checked(
 
     let own = &shared.config.network;
     let local: Vec<_> = ctx.recipients.iter().filter(|a| a.network() == own).cloned().collect();
-    let remote: BTreeSet<&NetworkId> = ctx.recipients.iter().map(|a| a.network()).filter(|n| *n != own).collect();
+    let remote: BTreeSet<&NetworkId> =
+        ctx.recipients.iter().map(|a| a.network()).filter(|n| *n != own).collect();
     for net in remote {
         // FEDERATION: a route found here means a copy for that peer's outbox.
         route_remote(&shared.federation, net)
@@ -207,7 +216,9 @@ async fn checked(
             Some(Part::Header(_)) => {
                 return Err(refuse(Status::invalid_argument("a second header in one Send"), R::Unspecified));
             }
-            None => return Err(refuse(Status::invalid_argument("empty SendRequest (no part)"), R::Unspecified)),
+            None => {
+                return Err(refuse(Status::invalid_argument("empty SendRequest (no part)"), R::Unspecified));
+            }
         }
     }
     let payload = sink.finish(&header.payload_sha256).await.map_err(payload_refusal)?;
@@ -246,7 +257,9 @@ async fn checked(
 fn payload_refusal(e: PayloadError) -> Refused {
     match e {
         PayloadError::Store(e) => unaudited(e.into()),
-        e @ PayloadError::DigestMismatch => refuse(Status::invalid_argument(e.to_string()), pb::RefusalReason::BadSignature),
+        e @ PayloadError::DigestMismatch => {
+            refuse(Status::invalid_argument(e.to_string()), pb::RefusalReason::BadSignature)
+        }
         e => refuse(Status::invalid_argument(e.to_string()), pb::RefusalReason::Unspecified),
     }
 }

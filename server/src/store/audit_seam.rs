@@ -24,12 +24,17 @@ pub(crate) struct AuditSeam {
 impl AuditSeam {
     /// Opens the log in `tree`. `key_path` and `origin` are for the real
     /// log's checkpoint signer.
-    pub(crate) fn open(tree: sled::Tree, _key_path: &std::path::Path, _origin: &str) -> Result<Self, RelayError> {
+    pub(crate) fn open(
+        tree: sled::Tree,
+        _key_path: &std::path::Path,
+        _origin: &str,
+    ) -> Result<Self, RelayError> {
         let size = match tree.scan_prefix(SHIM_PREFIX).next_back() {
             Some(kv) => {
                 let (k, _) = kv.map_err(RelayError::sled("reading the audit log"))?;
-                let idx = super::keys::u64_be(&k[SHIM_PREFIX.len()..])
-                    .ok_or_else(|| RelayError::Corrupt { key: super::keys::show(&k), detail: "bad index".into() })?;
+                let idx = super::keys::u64_be(&k[SHIM_PREFIX.len()..]).ok_or_else(|| {
+                    RelayError::Corrupt { key: super::keys::show(&k), detail: "bad index".into() }
+                })?;
                 idx + 1
             }
             None => 0,
@@ -38,7 +43,11 @@ impl AuditSeam {
     }
 
     /// Adds `record` to `batch`; returns its leaf index.
-    pub(crate) fn stage(&mut self, record: &pb::AuditRecord, batch: &mut sled::Batch) -> Result<u64, RelayError> {
+    pub(crate) fn stage(
+        &mut self,
+        record: &pb::AuditRecord,
+        batch: &mut sled::Batch,
+    ) -> Result<u64, RelayError> {
         let idx = self.staged;
         let mut key = SHIM_PREFIX.to_vec();
         key.extend_from_slice(&idx.to_be_bytes());
@@ -69,6 +78,10 @@ pub(crate) fn read_leaves(tree: &sled::Tree) -> Result<Vec<pb::AuditRecord>, Rel
 }
 
 /// An inclusion proof of leaf `index` in the tree of `tree_size` (0 = latest).
-pub(crate) fn prove(_tree: &sled::Tree, _index: u64, _tree_size: u64) -> Result<pb::InclusionProof, RelayError> {
+pub(crate) fn prove(
+    _tree: &sled::Tree,
+    _index: u64,
+    _tree_size: u64,
+) -> Result<pb::InclusionProof, RelayError> {
     Err(RelayError::Audit("inclusion proofs are served once the audit log is merged (shim in place)".into()))
 }

@@ -118,6 +118,8 @@ mod tests {
         assert!(mailbox("a@carin", 2) < mailbox("a@carin", 10));
         // "a@carin\0" is never a prefix of another address's keys.
         assert!(mailbox("a@carin", u64::MAX) < mailbox("a@carin0", 0));
-        assert!(receipts_prefix("a@carin") != receipts_prefix("ab@carin")[..receipts_prefix("a@carin").len()]);
+        assert!(
+            receipts_prefix("a@carin") != receipts_prefix("ab@carin")[..receipts_prefix("a@carin").len()]
+        );
     }
 }

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::payload::{PayloadDir, PayloadSink, PayloadSource};
 use self::records::{DedupRecord, MailboxEntry, MailboxMeta, StoredEnvelope, decode};
-pub use self::writer::{AckRequest, AcceptRequest, Accepted, ExpiryReport, ReceiptSigner};
+pub use self::writer::{AcceptRequest, Accepted, AckRequest, ExpiryReport, ReceiptSigner};
 use self::writer::{Msg, Op, Reply, Writer};
 use crate::RelayError;
 use crate::hub::Hub;
@@ -113,7 +113,8 @@ impl Store {
             tracing::info!(removed, "removed payload files no envelope references");
         }
 
-        let audit = audit_seam::AuditSeam::open(tree.clone(), &dir.join("audit-log.key"), &opts.audit_origin)?;
+        let audit =
+            audit_seam::AuditSeam::open(tree.clone(), &dir.join("audit-log.key"), &opts.audit_origin)?;
         let sled_size = Arc::new(AtomicU64::new(db.size_on_disk().unwrap_or(0)));
         let capacity = opts.write_queue_depth.max(1);
         let (tx, rx) = mpsc::channel(capacity);
@@ -232,7 +233,11 @@ impl Store {
     }
 
     /// The stored envelope of (sender, msg id), while a local recipient still waits for it.
-    pub fn envelope(&self, sender: &Address, msg_id: &[u8; 16]) -> Result<Option<StoredEnvelope>, RelayError> {
+    pub fn envelope(
+        &self,
+        sender: &Address,
+        msg_id: &[u8; 16],
+    ) -> Result<Option<StoredEnvelope>, RelayError> {
         let key = keys::envelope(&keys::msg_key(&sender.to_string(), msg_id));
         match self.get(&key, "reading an envelope")? {
             Some(v) => Ok(Some(decode(&key, &v)?)),
@@ -241,7 +246,12 @@ impl Store {
     }
 
     /// Whether the message waits in `owner`'s mailbox.
-    pub fn in_mailbox(&self, owner: &Address, sender: &Address, msg_id: &[u8; 16]) -> Result<bool, RelayError> {
+    pub fn in_mailbox(
+        &self,
+        owner: &Address,
+        sender: &Address,
+        msg_id: &[u8; 16],
+    ) -> Result<bool, RelayError> {
         let key = keys::mailbox_index(&owner.to_string(), &keys::msg_key(&sender.to_string(), msg_id));
         Ok(self.get(&key, "reading a mailbox")?.is_some())
     }
@@ -267,7 +277,11 @@ impl Store {
                 continue;
             };
             let env: StoredEnvelope = decode(&ekey, &ev)?;
-            out.push(pb::MessageSummary { header: env.header, received_at_ms: entry.received_at_ms, mailbox_seq: seq });
+            out.push(pb::MessageSummary {
+                header: env.header,
+                received_at_ms: entry.received_at_ms,
+                mailbox_seq: seq,
+            });
             if out.len() >= limit {
                 break;
             }
@@ -284,9 +298,12 @@ impl Store {
     /// A reader of the envelope's payload from `offset`.
     pub async fn payload(&self, env: &StoredEnvelope, offset: u64) -> Result<PayloadSource, RelayError> {
         if env.payload_file.is_empty() {
-            let Some((sender, id)) = Address::parse(&env.sender).ok().zip(env.msg_id.as_slice().try_into().ok())
+            let Some((sender, id)) =
+                Address::parse(&env.sender).ok().zip(env.msg_id.as_slice().try_into().ok())
             else {
-                return Err(RelayError::Corrupt { key: "e/…".into(), detail: "bad sender or msg id".into() });
+                return Err(RelayError::Corrupt {
+                    key: "e/…".into(), detail: "bad sender or msg id".into()
+                });
             };
             let key = keys::payload(&keys::msg_key(&sender.to_string(), &id));
             let bytes = self.get(&key, "reading a payload")?.ok_or_else(|| RelayError::Corrupt {
@@ -305,7 +322,12 @@ impl Store {
     }
 
     /// Receipts for `owner` stored at or after `since_ms`, oldest first, at most `limit`.
-    pub fn receipts(&self, owner: &Address, since_ms: i64, limit: usize) -> Result<Vec<pb::Receipt>, RelayError> {
+    pub fn receipts(
+        &self,
+        owner: &Address,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<pb::Receipt>, RelayError> {
         let addr = owner.to_string();
         let start = keys::receipt(&addr, since_ms, &[0; 32]);
         let mut out = Vec::new();

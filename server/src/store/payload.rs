@@ -38,13 +38,18 @@ impl PayloadDir {
                 self.bytes.fetch_sub(size.min(self.bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(file = %self.file_path(name).display(), error = %e, "cannot remove payload file"),
+            Err(e) => {
+                tracing::warn!(file = %self.file_path(name).display(), error = %e, "cannot remove payload file")
+            }
         }
     }
 
     /// Removes every file not in `referenced` (and stray partial files);
     /// counts the bytes of those kept.
-    pub(crate) fn sweep_orphans(&self, referenced: &std::collections::HashSet<String>) -> Result<usize, RelayError> {
+    pub(crate) fn sweep_orphans(
+        &self,
+        referenced: &std::collections::HashSet<String>,
+    ) -> Result<usize, RelayError> {
         let mut removed = 0;
         let mut kept = 0u64;
         for entry in std::fs::read_dir(&self.path).map_err(RelayError::io(&self.path))? {
@@ -117,7 +122,13 @@ impl PayloadSink {
                 .map_err(RelayError::io(&path))?;
             (Sink::File(f), Some(PayloadFile { dir: dir.clone(), name, size: 0, keep: false }))
         };
-        Ok(PayloadSink { sink, expected, received: 0, digest: ring::digest::Context::new(&ring::digest::SHA256), file })
+        Ok(PayloadSink {
+            sink,
+            expected,
+            received: 0,
+            digest: ring::digest::Context::new(&ring::digest::SHA256),
+            file,
+        })
     }
 
     /// Appends a chunk.
@@ -154,7 +165,8 @@ impl PayloadSink {
                 f.flush().await.map_err(RelayError::io(&path))?;
                 f.sync_all().await.map_err(RelayError::io(&path))?;
                 drop(f);
-                let dir = tokio::fs::File::open(&file.dir.path).await.map_err(RelayError::io(&file.dir.path))?;
+                let dir =
+                    tokio::fs::File::open(&file.dir.path).await.map_err(RelayError::io(&file.dir.path))?;
                 dir.sync_all().await.map_err(RelayError::io(&file.dir.path))?;
                 file.size = self.received;
                 file.dir.bytes.fetch_add(self.received, Ordering::Relaxed);

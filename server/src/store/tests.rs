@@ -25,7 +25,11 @@ fn opts(dir: &std::path::Path, hub: Arc<Hub>) -> StoreOptions {
         write_queue_depth: 64,
         hub,
         signer: Arc::new(|body: &pb::ReceiptBody| pb::Receipt {
-            signed: Some(pb::SignedBlob { body: body.encode_to_vec(), signature: b"test".to_vec(), signer_cert: vec![] }),
+            signed: Some(pb::SignedBlob {
+                body: body.encode_to_vec(),
+                signature: b"test".to_vec(),
+                signer_cert: vec![],
+            }),
         }),
     }
 }
@@ -35,7 +39,14 @@ fn open(dir: &std::path::Path) -> Store {
 }
 
 /// An accept request of `size` payload bytes (the store does no crypto).
-async fn request(store: &Store, sender: &str, id: u8, to: &[&str], size: usize, expires: i64) -> AcceptRequest {
+async fn request(
+    store: &Store,
+    sender: &str,
+    id: u8,
+    to: &[&str],
+    size: usize,
+    expires: i64,
+) -> AcceptRequest {
     let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8 ^ id).collect();
     let digest = ring::digest::digest(&ring::digest::SHA256, &payload).as_ref().to_vec();
     let mut sink = store.payload_sink(size as u64).await.unwrap();
@@ -169,7 +180,13 @@ async fn expiry_removes_messages_sends_receipts_and_forgets_ids() {
     // Only a remembered id: message 3 was acked before it expired.
     store.accept(request(&store, "s@carin", 3, &["a@carin"], 10, 5_000).await).await.unwrap();
     let r = receipt(pb::ReceiptKind::Delivered, 3);
-    let req = AckRequest { recipient: addr("a@carin"), sender: s.clone(), msg_id: [3; 16], receipt: r, now_ms: 1_500 };
+    let req = AckRequest {
+        recipient: addr("a@carin"),
+        sender: s.clone(),
+        msg_id: [3; 16],
+        receipt: r,
+        now_ms: 1_500,
+    };
     store.ack(req).await.unwrap();
 
     assert_eq!(store.expire_due(4_999, 100).await.unwrap(), ExpiryReport { expired: 0, scanned: 0 });
@@ -214,8 +231,12 @@ async fn reopen_after_drop_finds_everything() {
         store.accept(request(&store, "s@carin", 2, &["a@carin"], big, 10_000).await).await.unwrap();
         let entry = pb::DirectoryEntry {
             signed: Some(pb::SignedBlob {
-                body: pb::DirectoryEntryBody { address: "a@carin".into(), key_serial: 4, ..Default::default() }
-                    .encode_to_vec(),
+                body: pb::DirectoryEntryBody {
+                    address: "a@carin".into(),
+                    key_serial: 4,
+                    ..Default::default()
+                }
+                .encode_to_vec(),
                 ..Default::default()
             }),
         };
@@ -317,7 +338,13 @@ async fn live_events_follow_commits() {
         other => panic!("{other:?}"),
     }
     let r = receipt(pb::ReceiptKind::Delivered, 1);
-    let req = AckRequest { recipient: addr("a@carin"), sender: addr("s@carin"), msg_id: [1; 16], receipt: r, now_ms: 5 };
+    let req = AckRequest {
+        recipient: addr("a@carin"),
+        sender: addr("s@carin"),
+        msg_id: [1; 16],
+        receipt: r,
+        now_ms: 5,
+    };
     store.ack(req).await.unwrap();
     assert!(matches!(s.try_recv().unwrap(), crate::hub::HubEvent::Receipt(_)));
     store.close().await;

@@ -313,7 +313,13 @@ macro_rules! check {
     };
 }
 
-fn accept(st: &mut Staged<'_>, audit: &mut AuditSeam, ctx: &Ctx, req: AcceptRequest, after: &mut After) -> OpResult {
+fn accept(
+    st: &mut Staged<'_>,
+    audit: &mut AuditSeam,
+    ctx: &Ctx,
+    req: AcceptRequest,
+    after: &mut After,
+) -> OpResult {
     let sender = req.sender.to_string();
     let mk = keys::msg_key(&sender, &req.msg_id);
     if check!(st.get(&keys::dedup(&mk))).is_some() {
@@ -392,8 +398,11 @@ fn accept(st: &mut Staged<'_>, audit: &mut AuditSeam, ctx: &Ctx, req: AcceptRequ
         let entry = MailboxEntry { msg_key: mk.clone(), received_at_ms: req.now_ms };
         st.insert(keys::mailbox(&addr, seq), entry.encode_to_vec());
         st.insert(keys::mailbox_index(&addr, &mk), seq.to_be_bytes().to_vec());
-        let summary =
-            pb::MessageSummary { header: Some(req.header.clone()), received_at_ms: req.now_ms, mailbox_seq: seq };
+        let summary = pb::MessageSummary {
+            header: Some(req.header.clone()),
+            received_at_ms: req.now_ms,
+            mailbox_seq: seq,
+        };
         after.events.push((addr, HubEvent::Message(summary)));
     }
     // FEDERATION: copies for other networks are staged here, under
@@ -444,7 +453,14 @@ fn settle_envelope(st: &mut Staged<'_>, mk: &[u8], env: StoredEnvelope, after: &
     }
 }
 
-fn store_receipt(st: &mut Staged<'_>, ctx: &Ctx, to: &str, receipt: &pb::Receipt, now_ms: i64, after: &mut After) {
+fn store_receipt(
+    st: &mut Staged<'_>,
+    ctx: &Ctx,
+    to: &str,
+    receipt: &pb::Receipt,
+    now_ms: i64,
+    after: &mut After,
+) {
     let network_ok = Address::parse(to).map(|a| a.network() == &ctx.network).unwrap_or(false);
     if !network_ok {
         // FEDERATION: receipts for other networks go through
@@ -453,17 +469,28 @@ fn store_receipt(st: &mut Staged<'_>, ctx: &Ctx, to: &str, receipt: &pb::Receipt
         return;
     }
     let body = receipt.signed.as_ref().map(|s| s.body.as_slice()).unwrap_or_default();
-    let id: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, body).as_ref().try_into().expect("32 bytes");
+    let id: [u8; 32] =
+        ring::digest::digest(&ring::digest::SHA256, body).as_ref().try_into().expect("32 bytes");
     st.insert(keys::receipt(to, now_ms, &id), receipt.encode_to_vec());
     after.events.push((to.to_owned(), HubEvent::Receipt(receipt.clone())));
 }
 
-fn ack(st: &mut Staged<'_>, audit: &mut AuditSeam, ctx: &Ctx, req: AckRequest, after: &mut After) -> OpResult {
+fn ack(
+    st: &mut Staged<'_>,
+    audit: &mut AuditSeam,
+    ctx: &Ctx,
+    req: AckRequest,
+    after: &mut After,
+) -> OpResult {
     let sender = req.sender.to_string();
     let recipient = req.recipient.to_string();
     let mk = keys::msg_key(&sender, &req.msg_id);
     if check!(st.get(&keys::mailbox_index(&recipient, &mk))).is_none() {
-        return Ok(Err(RelayError::NotInMailbox { address: recipient, sender, msg_id: hex::encode(req.msg_id) }));
+        return Ok(Err(RelayError::NotInMailbox {
+            address: recipient,
+            sender,
+            msg_id: hex::encode(req.msg_id),
+        }));
     }
     // Nothing is staged before these reads succeed.
     let env = check!(take_from_mailbox(st, &recipient, &mk));
