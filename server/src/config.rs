@@ -84,8 +84,9 @@ pub struct Limits {
     /// still open after it are closed.
     pub shutdown_grace_secs: u64,
     /// Store operations waiting for the writer. Each slot holds one pending
-    /// operation (a header, or a payload of at most 64 KiB); when full, new
-    /// operations fail with RESOURCE_EXHAUSTED instead of queueing.
+    /// operation (a header, plus a payload of at most 64 KiB: the default
+    /// 1024 bounds the queue near 64 MiB); when full, new operations fail
+    /// with RESOURCE_EXHAUSTED instead of queueing.
     pub write_queue_depth: usize,
     /// Live inbox events buffered per mailbox for subscribers that read
     /// slowly (each holds one message header); a subscriber that falls
@@ -105,7 +106,7 @@ impl Default for Limits {
             sends_per_minute: 600,
             handshake_timeout_secs: 10,
             shutdown_grace_secs: 10,
-            write_queue_depth: 4096,
+            write_queue_depth: 1024,
             inbox_live_buffer: 1024,
         }
     }

@@ -32,6 +32,9 @@ use crate::{Listeners, RelayError};
 /// Connections still open after the grace period get this long to close
 /// once their streams fail.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// Concurrent RPCs per connection (each Send may buffer one decoded
+/// message of up to tonic's 4 MiB limit).
+const MAX_STREAMS_PER_CONNECTION: u32 = 64;
 
 pub(crate) async fn run(
     config: RelayConfig,
@@ -124,6 +127,7 @@ pub(crate) async fn run(
     let sweeper = tokio::spawn(crate::sweeper::run(store.clone(), stop_rx.clone(), Duration::from_secs(1)));
 
     let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .trace_fn(|req| {
