@@ -430,3 +430,25 @@ async fn health_reflection_graceful_shutdown_and_restart() {
     assert_eq!(got, random_bytes(100_000, 6));
     relay.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_refuses_new_sends_and_keeps_what_it_holds() {
+    init();
+    let pki = Pki::new(&["carin"]);
+    let data = tempfile::tempdir().unwrap();
+    let mut relay = TestRelay::start(&pki.relay_config("carin", data.path(), "")).await;
+    let a = Fp::connect(&pki, "carin", "a", relay.addr).await;
+    let (kept, _) = a.send(&["a@carin"], b"kept").await.unwrap();
+    relay.stop().await.unwrap();
+
+    // Restarted with a limit below what the store already holds.
+    let small = pki.relay_config("carin", data.path(), "[limits]\nmax_store_bytes = 1000\n");
+    let mut relay = TestRelay::start(&small).await;
+    let a = Fp::connect(&pki, "carin", "a", relay.addr).await;
+    let e = a.send(&["a@carin"], b"refused").await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("store is full"), "{e:?}");
+    assert_eq!(a.inbox().await.len(), 1);
+    assert_eq!(a.fetch("a@carin", &kept.msg_id, 0).await.unwrap().1, b"kept");
+    relay.stop().await.unwrap();
+}
