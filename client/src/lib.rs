@@ -1,1 +1,3 @@
 //! Focal client library.
+
+pub mod audit;
