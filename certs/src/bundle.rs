@@ -65,7 +65,8 @@ impl TrustBundle {
             };
             CertsError::Bundle { key: "(syntax)".into(), reason }
         })?;
-        let bad = |key: &str, reason: &str| CertsError::Bundle { key: key.to_owned(), reason: reason.to_owned() };
+        let bad =
+            |key: &str, reason: &str| CertsError::Bundle { key: key.to_owned(), reason: reason.to_owned() };
         if let Some(other) = table.keys().find(|k| *k != "networks") {
             return Err(bad(other, "unknown key (expected [networks.<id>] tables)"));
         }
@@ -162,7 +163,8 @@ pub(crate) fn check_ca_cert(der: &[u8], expected: Option<&NetworkId>) -> Result<
     let bad = |reason: String| CertsError::BadCa { network: shown.clone(), reason };
     let (_, cert) = parse(der).map_err(|e| bad(e.to_string()))?;
     let cn = cert.subject().iter_common_name().next().and_then(|a| a.as_str().ok()).unwrap_or("");
-    let network = network_of_ca_name(cn).ok_or_else(|| bad(format!("common name {cn:?} is not \"Focal <network> CA\"")))?;
+    let network = network_of_ca_name(cn)
+        .ok_or_else(|| bad(format!("common name {cn:?} is not \"Focal <network> CA\"")))?;
     if let Some(expected) = expected
         && *expected != network
     {
@@ -244,14 +246,19 @@ impl TrustStore {
         for path in crl_paths {
             let what = path.display().to_string();
             let bytes = std::fs::read(path).map_err(|e| CertsError::io(*path, e))?;
-            let der = CertificateRevocationListDer::from_pem_slice(&bytes)
-                .map_err(|e| CertsError::Crl { what: what.clone(), reason: format!("not a PEM X509 CRL: {e}") })?;
+            let der = CertificateRevocationListDer::from_pem_slice(&bytes).map_err(|e| CertsError::Crl {
+                what: what.clone(),
+                reason: format!("not a PEM X509 CRL: {e}"),
+            })?;
             crls.push((what, der));
         }
         TrustStore::build(bundle, crls)
     }
 
-    fn build(bundle: TrustBundle, crls: Vec<(String, CertificateRevocationListDer<'static>)>) -> Result<Self> {
+    fn build(
+        bundle: TrustBundle,
+        crls: Vec<(String, CertificateRevocationListDer<'static>)>,
+    ) -> Result<Self> {
         let mut networks = BTreeMap::new();
         let mut hints = Vec::new();
         for (net, cas) in &bundle.networks {
@@ -261,7 +268,10 @@ impl TrustStore {
                 let facts = check_ca_cert(der, Some(net))
                     .map_err(|e| CertsError::Bundle { key: key.clone(), reason: e.to_string() })?;
                 let anchor = webpki::anchor_from_trusted_cert(der)
-                    .map_err(|e| CertsError::Bundle { key, reason: format!("unusable as trust anchor: {e}") })?
+                    .map_err(|e| CertsError::Bundle {
+                        key,
+                        reason: format!("unusable as trust anchor: {e}"),
+                    })?
                     .to_owned();
                 hints.push(DistinguishedName::in_sequence(anchor.subject.as_ref()));
                 anchors.push(CaAnchor {
@@ -289,7 +299,8 @@ impl TrustStore {
         let number = crl.crl_number().cloned();
         for ca in self.networks.values_mut().flat_map(|n| n.cas.iter_mut()) {
             let Ok((_, ca_cert)) = parse(&ca.der) else { continue };
-            if ca_cert.subject().as_raw() != issuer_raw || crl.verify_signature(ca_cert.public_key()).is_err() {
+            if ca_cert.subject().as_raw() != issuer_raw || crl.verify_signature(ca_cert.public_key()).is_err()
+            {
                 continue;
             }
             if ca.crl.is_some() && ca.crl_number >= number {
@@ -378,7 +389,9 @@ impl SharedTrust {
         *self.inner.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(store);
     }
 
-    /// Called for every certificate the verifiers refuse.
+    /// Called for every certificate the verifiers refuse. It runs inside the
+    /// TLS handshake, so it must be quick and must not block (e.g. push to a
+    /// bounded channel with `try_send`). Replaces any previous hook.
     pub fn set_refusal_hook(&self, hook: Arc<dyn Fn(&CertRefusal) + Send + Sync>) {
         *self.hook.write().unwrap_or_else(PoisonError::into_inner) = Some(hook);
     }

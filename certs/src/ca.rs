@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 
 use focal_proto::{Identity, NetworkId, Role};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
 };
 use ring::rand::SecureRandom as _;
 use rustls_pki_types::CertificateDer;
@@ -189,7 +189,10 @@ impl NetworkCa {
         for dns in &req.dns {
             rustls_pki_types::DnsName::try_from(dns.as_str())
                 .map_err(|_| CertsError::request(format!("invalid DNS name {dns:?}")))?;
-            let ia5 = dns.clone().try_into().map_err(|_| CertsError::request(format!("invalid DNS name {dns:?}")))?;
+            let ia5 = dns
+                .clone()
+                .try_into()
+                .map_err(|_| CertsError::request(format!("invalid DNS name {dns:?}")))?;
             params.subject_alt_names.push(SanType::DnsName(ia5));
         }
         params.subject_alt_names.extend(req.ips.iter().copied().map(SanType::IpAddress));
@@ -224,10 +227,10 @@ impl NetworkCa {
         let now = SystemTime::now();
         let mut revoked_certs = Vec::with_capacity(revoked.len());
         for r in revoked {
-            let bytes = hex::decode(&r.serial_hex)
-                .ok()
-                .filter(|b| !b.is_empty() && b.len() <= 20)
-                .ok_or_else(|| CertsError::request(format!("invalid serial {:?} in revocation list", r.serial_hex)))?;
+            let bytes =
+                hex::decode(&r.serial_hex).ok().filter(|b| !b.is_empty() && b.len() <= 20).ok_or_else(
+                    || CertsError::request(format!("invalid serial {:?} in revocation list", r.serial_hex)),
+                )?;
             let at = i64::try_from(r.revoked_at).unwrap_or(i64::MAX);
             let revocation_time = OffsetDateTime::from_unix_timestamp(at)
                 .map_err(|_| CertsError::request(format!("invalid revocation time {}", r.revoked_at)))?;

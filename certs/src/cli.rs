@@ -29,14 +29,18 @@ use crate::bundle::{TrustBundle, TrustStore};
 use crate::ca::{IssueRequest, IssuedCert, NetworkCa, Revoked};
 use crate::error::{CertsError, Result};
 use crate::files::{
-    IssuedFile, IssuedRecord, Mode, NetDir, RevokedFile, RevokedRecord, ensure_private_dir, load_state, read_text,
-    refuse_existing, replace, save_state, write_new,
+    IssuedFile, IssuedRecord, Mode, NetDir, RevokedFile, RevokedRecord, ensure_private_dir, load_state,
+    read_text, refuse_existing, replace, save_state, write_new,
 };
 use crate::verify::{CertInfo, secs};
 
 /// Command line of `focal-certs`.
 #[derive(Debug, Parser)]
-#[command(name = "focal-certs", version, about = "Focal PKI: network CAs, role certificates, CRLs, trust bundle")]
+#[command(
+    name = "focal-certs",
+    version,
+    about = "Focal PKI: network CAs, role certificates, CRLs, trust bundle"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -198,6 +202,9 @@ where
 
 /// clap's message without usage, tips and line breaks.
 fn one_line_clap(e: &clap::Error) -> String {
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "a subcommand is required: init-network, issue, renew, revoke, crl or bundle".to_owned();
+    }
     let text = e.render().to_string();
     let mut parts = Vec::new();
     for line in text.lines() {
@@ -268,7 +275,8 @@ fn store_issued(nd: &NetDir, issued: &IssuedCert, replace_existing: bool) -> Res
     let (cert, key) = (nd.leaf_cert(id.role, &id.name), nd.leaf_key(id.role, &id.name));
     write_new(&key, issued.key_pem.as_bytes(), Mode::Secret, replace_existing)?;
     write_new(&cert, issued.cert_pem.as_bytes(), Mode::Public, replace_existing)?;
-    let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).map_err(|e| CertsError::pem("issued", e))?;
+    let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
+        .map_err(|e| CertsError::pem("issued", e))?;
     let info = CertInfo::parse(&der)?;
     let mut state: IssuedFile = load_state(&nd.issued())?;
     state.certs.push(IssuedRecord {
@@ -309,7 +317,11 @@ fn renew(who: &Who, mut names: SanArgs, days: u32, dir: &Path) -> Result<Vec<Str
         .map_err(|e| CertsError::pem(old_path.display().to_string(), e))?;
     let old = CertInfo::parse(&old_der)?;
     if old.identity != id {
-        return Err(CertsError::request(format!("{} is a certificate of {}, not {id}", old_path.display(), old.identity)));
+        return Err(CertsError::request(format!(
+            "{} is a certificate of {}, not {id}",
+            old_path.display(),
+            old.identity
+        )));
     }
     if names.dns.is_empty() && names.ip.is_empty() {
         names.dns = old.dns.clone();
@@ -317,6 +329,17 @@ fn renew(who: &Who, mut names: SanArgs, days: u32, dir: &Path) -> Result<Vec<Str
     }
     let issued = ca.issue(&request(who, names, days))?;
     let (cert, key, until) = store_issued(&nd, &issued, true)?;
+    let revoked: RevokedFile = load_state(&nd.revoked())?;
+    let previous = if revoked.entries.iter().any(|r| r.serial_hex == old.serial_hex) {
+        format!("the previous certificate (serial {}) is already revoked", old.serial_hex)
+    } else {
+        format!(
+            "the previous certificate (serial {}) stays valid until {}; revoke it with --serial {} if it must stop now",
+            old.serial_hex,
+            fmt_time(secs(old.not_after)),
+            old.serial_hex
+        )
+    };
     Ok(vec![
         format!(
             "renewed {id}: serial {} valid until {}: {} and {} (0600)",
@@ -325,12 +348,7 @@ fn renew(who: &Who, mut names: SanArgs, days: u32, dir: &Path) -> Result<Vec<Str
             cert.display(),
             key.display()
         ),
-        format!(
-            "the previous certificate (serial {}) stays valid until {}; revoke it with --serial {} if it must stop now",
-            old.serial_hex,
-            fmt_time(secs(old.not_after)),
-            old.serial_hex
-        ),
+        previous,
     ])
 }
 
@@ -349,7 +367,9 @@ fn revoke(who: &Who, serial: Option<&str>, dir: &Path) -> Result<Vec<String>> {
         .collect();
     if targets.is_empty() {
         return Err(CertsError::request(match serial {
-            Some(s) => format!("no unrevoked certificate of {id} with serial {s} in {}", nd.issued().display()),
+            Some(s) => {
+                format!("no unrevoked certificate of {id} with serial {s} in {}", nd.issued().display())
+            }
             None => format!("no unrevoked certificate of {id} in {}", nd.issued().display()),
         }));
     }
@@ -357,7 +377,12 @@ fn revoke(who: &Who, serial: Option<&str>, dir: &Path) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     for t in &targets {
         lines.push(format!("revoked {id} serial {}", t.serial_hex));
-        revoked.entries.push(RevokedRecord { serial_hex: t.serial_hex.clone(), revoked_at: now, role: t.role, name: t.name.clone() });
+        revoked.entries.push(RevokedRecord {
+            serial_hex: t.serial_hex.clone(),
+            revoked_at: now,
+            role: t.role,
+            name: t.name.clone(),
+        });
     }
     save_state(&nd.revoked(), &revoked, "# Certificates revoked by focal-certs for this network.")?;
     lines.push(format!("publish it: focal-certs crl --network {} --dir {}", who.network, dir.display()));
@@ -407,7 +432,10 @@ fn bundle(dir: &Path, out: &Path, only: &[NetworkId], force: bool) -> Result<Vec
     for net in &networks {
         let path = NetDir::new(dir, net).ca_cert();
         if !path.is_file() {
-            return Err(CertsError::request(format!("no CA for network {net}: {} does not exist", path.display())));
+            return Err(CertsError::request(format!(
+                "no CA for network {net}: {} does not exist",
+                path.display()
+            )));
         }
         let der = CertificateDer::from_pem_slice(read_text(&path)?.as_bytes())
             .map_err(|e| CertsError::pem(path.display().to_string(), e))?;

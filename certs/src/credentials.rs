@@ -29,11 +29,19 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+impl Clone for Credentials {
+    fn clone(&self) -> Self {
+        Credentials { chain: self.chain.clone(), key: self.key.clone_key(), identity: self.identity.clone() }
+    }
+}
+
 impl Credentials {
     /// Loads a PEM certificate (chain) file and a PEM PKCS#8 key file.
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self> {
         let cert = std::fs::read_to_string(cert_path).map_err(|e| CertsError::io(cert_path, e))?;
-        let key = zeroize::Zeroizing::new(std::fs::read_to_string(key_path).map_err(|e| CertsError::io(key_path, e))?);
+        let key = zeroize::Zeroizing::new(
+            std::fs::read_to_string(key_path).map_err(|e| CertsError::io(key_path, e))?,
+        );
         Credentials::parse(&cert, &key, &cert_path.display().to_string(), &key_path.display().to_string())
     }
 
@@ -53,7 +61,8 @@ impl Credentials {
         let identity = identity_from_x509(&cert)?;
         let cert_key =
             ed25519_key(&cert).ok_or_else(|| CertsError::NotEd25519 { identity: identity.uri() })?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| CertsError::pem(key_what, e))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| CertsError::pem(key_what, e))?;
         let PrivateKeyDer::Pkcs8(pkcs8) = &key else {
             return Err(CertsError::pem(key_what, "not a PKCS#8 (BEGIN PRIVATE KEY) key"));
         };

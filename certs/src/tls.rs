@@ -16,7 +16,10 @@
 //!   (serverAuth), and carry a DNS/IP SAN matching the name dialled.
 //!
 //! Existing connections are not re-checked when trust is replaced; closing
-//! them is the caller's decision.
+//! them is the caller's decision. The CA names a server sends as a hint in its
+//! CertificateRequest are taken from the store when the config is built.
+//! A client sending no certificate is refused by rustls itself (mandatory
+//! client auth) before any verifier runs, so the refusal hook does not see it.
 
 use std::sync::Arc;
 
@@ -125,7 +128,8 @@ pub fn client_config(
     server: ExpectedServer,
 ) -> Result<Arc<rustls::ClientConfig>> {
     let provider = provider();
-    let verifier = Arc::new(FocalServerVerifier { algs: provider.signature_verification_algorithms, trust, server });
+    let verifier =
+        Arc::new(FocalServerVerifier { algs: provider.signature_verification_algorithms, trust, server });
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -138,7 +142,8 @@ pub fn client_config(
 
 /// Reports a refusal and turns it into the rustls error (and alert).
 fn refuse(trust: &SharedTrust, end_entity: &CertificateDer<'_>, err: &CertsError) -> rustls::Error {
-    let claimed = err.claimed().map(|i| i.uri()).or_else(|| identity_of_cert(end_entity).ok().map(|i| i.uri()));
+    let claimed =
+        err.claimed().map(|i| i.uri()).or_else(|| identity_of_cert(end_entity).ok().map(|i| i.uri()));
     trust.report(&CertRefusal { claimed, reason: err.to_string() });
     err.to_rustls()
 }
@@ -225,12 +230,16 @@ impl FocalServerVerifier {
         // The claim first: a certificate naming another network is refused
         // before any CA is consulted, so only `server.network`'s CA can vouch.
         let info = CertInfo::parse(end_entity)?;
-        let want = ClientPolicy { roles: vec![self.server.role], networks: Some(vec![self.server.network.clone()]) };
+        let want =
+            ClientPolicy { roles: vec![self.server.role], networks: Some(vec![self.server.network.clone()]) };
         want.check(&info.identity)?;
         let peer = verify_at(&self.trust.current(), end_entity, intermediates, now, Usage::Server)?;
-        let ee = webpki::EndEntityCert::try_from(end_entity).map_err(|e| CertsError::Malformed(e.to_string()))?;
-        ee.verify_is_valid_for_subject_name(server_name)
-            .map_err(|_| CertsError::WrongServerName { identity: peer.identity, name: server_name.to_str().into_owned() })
+        let ee =
+            webpki::EndEntityCert::try_from(end_entity).map_err(|e| CertsError::Malformed(e.to_string()))?;
+        ee.verify_is_valid_for_subject_name(server_name).map_err(|_| CertsError::WrongServerName {
+            identity: peer.identity,
+            name: server_name.to_str().into_owned(),
+        })
     }
 }
 

@@ -150,7 +150,9 @@ fn map_webpki(err: webpki::Error, info: &CertInfo, store: &TrustStore, usage: Us
     let claimed = info.identity.clone();
     match err {
         W::CertExpired { .. } => CertsError::Expired { claimed, not_after: secs(info.not_after), now },
-        W::CertNotValidYet { .. } => CertsError::NotYetValid { claimed, not_before: secs(info.not_before), now },
+        W::CertNotValidYet { .. } => {
+            CertsError::NotYetValid { claimed, not_before: secs(info.not_before), now }
+        }
         W::CertRevoked => CertsError::Revoked { claimed, serial_hex: info.serial_hex.clone() },
         W::UnknownRevocationStatus | W::CrlExpired { .. } => {
             CertsError::RevocationUnknown { claimed, reason: format!("{err:?}") }
@@ -159,7 +161,9 @@ fn map_webpki(err: webpki::Error, info: &CertInfo, store: &TrustStore, usage: Us
             CertsError::WrongUsage { claimed, usage: usage.describe() }
         }
         W::UnknownIssuer => match store.network_of_issuer(&info.issuer_raw) {
-            Some(other) if other != claimed.network => CertsError::WrongNetwork { claimed, issuer_network: other },
+            Some(other) if other != claimed.network => {
+                CertsError::WrongNetwork { claimed, issuer_network: other }
+            }
             _ => CertsError::Untrusted {
                 claimed: claimed.clone(),
                 reason: format!("issuer {:?} is not a CA of network {}", info.issuer, claimed.network),
@@ -168,13 +172,16 @@ fn map_webpki(err: webpki::Error, info: &CertInfo, store: &TrustStore, usage: Us
         W::CaUsedAsEndEntity => {
             CertsError::Untrusted { claimed, reason: "a CA certificate cannot be used as an identity".into() }
         }
-        W::EndEntityUsedAsCa => CertsError::Untrusted {
-            claimed,
-            reason: "chain uses a non-CA certificate as an issuer".into(),
-        },
-        W::InvalidSignatureForPublicKey => {
-            CertsError::Untrusted { claimed, reason: "certificate signature does not verify".into() }
+        W::EndEntityUsedAsCa => {
+            CertsError::Untrusted { claimed, reason: "chain uses a non-CA certificate as an issuer".into() }
         }
+        W::InvalidSignatureForPublicKey => CertsError::Untrusted {
+            reason: format!(
+                "its signature does not verify with the key of any {} CA (a different CA using the same name?)",
+                claimed.network
+            ),
+            claimed,
+        },
         other => CertsError::Untrusted { claimed, reason: format!("{other:?}") },
     }
 }
