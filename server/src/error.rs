@@ -44,8 +44,8 @@ pub enum RelayError {
     Certs {
         /// What was being loaded or built, e.g. `tls.cert` or `TLS server config`.
         what: String,
-        /// The PKI error.
-        source: focal_certs::CertsError,
+        /// The PKI error (boxed: it is large).
+        source: Box<focal_certs::CertsError>,
     },
     /// The relay's own certificate does not carry the identity the config names.
     #[error("tls.cert: certificate identity {found} is not this relay ({expected}): {reason}")]
@@ -203,7 +203,7 @@ impl RelayError {
 
     pub(crate) fn certs(what: impl Into<String>) -> impl FnOnce(focal_certs::CertsError) -> RelayError {
         let what = what.into();
-        move |source| RelayError::Certs { what, source }
+        move |source| RelayError::Certs { what, source: Box::new(source) }
     }
 }
 
