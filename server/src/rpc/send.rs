@@ -223,6 +223,8 @@ async fn checked(
     }
     let payload = sink.finish(&header.payload_sha256).await.map_err(payload_refusal)?;
 
+    // A large upload takes a while: the relay's acceptance time is now.
+    let now = now_ms();
     header.hops.push(pb::Hop { relay: shared.config.name.clone(), network: own.to_string(), at_ms: now });
     let accepted = shared
         .store
