@@ -15,8 +15,8 @@ const ORIGIN: &str = "focal/carin/relay.carin";
 fn record(i: u64) -> pb::AuditRecord {
     pb::AuditRecord {
         version: 1,
-        kind: [pb::AuditKind::Accepted, pb::AuditKind::Forwarded, pb::AuditKind::PeerConnected][(i % 3) as usize]
-            as i32,
+        kind: [pb::AuditKind::Accepted, pb::AuditKind::Forwarded, pb::AuditKind::PeerConnected]
+            [(i % 3) as usize] as i32,
         time_ms: 1_700_000_000_000 + i as i64,
         msg_id: if i % 3 == 2 { vec![] } else { ((i / 3) as u128).to_be_bytes().to_vec() },
         sender: format!("fp{}@carin", i % 4),
@@ -69,7 +69,13 @@ impl Store {
 }
 
 /// Stages `records` in batches of `per_batch`, applying and committing each.
-fn append(db: &sled::Db, log: &mut AuditLog, mem: &mut MemoryLog, records: impl Iterator<Item = u64>, per_batch: usize) {
+fn append(
+    db: &sled::Db,
+    log: &mut AuditLog,
+    mem: &mut MemoryLog,
+    records: impl Iterator<Item = u64>,
+    per_batch: usize,
+) {
     let tree = db.open_tree("relay").unwrap();
     let records: Vec<u64> = records.collect();
     for chunk in records.chunks(per_batch) {
@@ -209,7 +215,12 @@ fn msg_id_index_and_records() {
     assert_eq!(recs[0].1.kind, pb::AuditKind::Accepted as i32);
     let p = r.inclusion_proof_by_msg_id(&id, 0).unwrap();
     assert_eq!(p.leaf_index, 12);
-    assert!(r.inclusion_proof_by_msg_id(&(999u128).to_be_bytes(), 0).unwrap_err().to_string().contains("no record"));
+    assert!(
+        r.inclusion_proof_by_msg_id(&(999u128).to_be_bytes(), 0)
+            .unwrap_err()
+            .to_string()
+            .contains("no record")
+    );
     assert!(r.indexes_of(b"short").is_err());
 }
 

@@ -122,8 +122,10 @@ impl AuditLog {
         let size = self.size();
         let index = size + self.pending_leaves;
         let base = tlog::stored_hash_count(size);
-        let reader = StoreHashes { tree: &self.shared.tree, pending_base: base, pending: &self.pending_hashes };
-        let hashes = tlog::stored_hashes(index, &leaf, &reader).map_err(|e| err(format!("hashing leaf {index}: {e}")))?;
+        let reader =
+            StoreHashes { tree: &self.shared.tree, pending_base: base, pending: &self.pending_hashes };
+        let hashes = tlog::stored_hashes(index, &leaf, &reader)
+            .map_err(|e| err(format!("hashing leaf {index}: {e}")))?;
         let first = tlog::stored_hash_index(0, index);
         if first != base + self.pending_hashes.len() as u64 {
             return Err(err(format!("stored hash {first} of leaf {index} does not follow the staged ones")));

@@ -68,7 +68,10 @@ type EntryStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AuditEntry
 
 #[tonic::async_trait]
 impl pb::audit_server::Audit for AuditService {
-    async fn get_log_info(&self, req: Request<pb::GetCheckpointRequest>) -> Result<Response<pb::LogInfo>, Status> {
+    async fn get_log_info(
+        &self,
+        req: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::LogInfo>, Status> {
         self.authorize(&req)?;
         if req.get_ref().fresh || self.reader.latest_checkpoint().is_none() {
             self.reader.fresh_checkpoint(now_ms()).await.map_err(status(tonic::Code::Internal))?;
@@ -125,10 +128,13 @@ impl pb::audit_server::Audit for AuditService {
         self.authorize(&req)?;
         let req = req.into_inner();
         let proof = match req.leaf {
-            Some(Leaf::Index(i)) => self.reader.inclusion_proof(i, req.tree_size).map_err(status(tonic::Code::OutOfRange)),
-            Some(Leaf::MsgId(id)) => {
-                self.reader.inclusion_proof_by_msg_id(&id, req.tree_size).map_err(status(tonic::Code::NotFound))
+            Some(Leaf::Index(i)) => {
+                self.reader.inclusion_proof(i, req.tree_size).map_err(status(tonic::Code::OutOfRange))
             }
+            Some(Leaf::MsgId(id)) => self
+                .reader
+                .inclusion_proof_by_msg_id(&id, req.tree_size)
+                .map_err(status(tonic::Code::NotFound)),
             None => Err(Status::invalid_argument("give a leaf index or a msg id")),
         }?;
         Ok(Response::new(proof))
@@ -140,7 +146,8 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
         self.authorize(&req)?;
         let pb::ConsistencyProofRequest { old_size, new_size } = *req.get_ref();
-        let proof = self.reader.consistency_proof(old_size, new_size).map_err(status(tonic::Code::OutOfRange))?;
+        let proof =
+            self.reader.consistency_proof(old_size, new_size).map_err(status(tonic::Code::OutOfRange))?;
         Ok(Response::new(proof))
     }
 }

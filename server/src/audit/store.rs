@@ -111,7 +111,12 @@ impl Shared {
 
     /// Signs and stores a checkpoint of `size` unless one at least as large
     /// exists, or (`!force`) one was issued less than a second before `now_ms`.
-    pub(crate) fn issue_checkpoint(&self, size: u64, now_ms: i64, force: bool) -> Result<pb::Checkpoint, RelayError> {
+    pub(crate) fn issue_checkpoint(
+        &self,
+        size: u64,
+        now_ms: i64,
+        force: bool,
+    ) -> Result<pb::Checkpoint, RelayError> {
         let mut st = self.checkpoint.lock().map_err(|_| err("checkpoint lock poisoned"))?;
         if let Some(latest) = &st.latest {
             let recent = st.issued_at_ms.is_some_and(|t| now_ms.saturating_sub(t) < 1000);
@@ -132,7 +137,10 @@ impl Shared {
 /// Loads and checks the stored state of the log: committed size, last leaf,
 /// stored hashes, and the latest checkpoint (signed by `signer`, no larger
 /// than the log, with the root the entries give).
-pub(crate) fn recover(tree: &sled::Tree, signer: &LogSigner) -> Result<(u64, Option<pb::Checkpoint>), RelayError> {
+pub(crate) fn recover(
+    tree: &sled::Tree,
+    signer: &LogSigner,
+) -> Result<(u64, Option<pb::Checkpoint>), RelayError> {
     let size = match tree.get(SIZE_KEY).map_err(err)? {
         Some(v) => be_u64(&v, "a/size")?,
         None => 0,
@@ -152,9 +160,11 @@ pub(crate) fn recover(tree: &sled::Tree, signer: &LogSigner) -> Result<(u64, Opt
     };
     let note = String::from_utf8(note.to_vec()).map_err(|_| err("latest stored checkpoint is not UTF-8"))?;
     let key = LogKey::parse(&signer.verifier_key()).map_err(err)?;
-    let cp = key
-        .verify_checkpoint(&note)
-        .map_err(|e| err(format!("latest stored checkpoint does not verify with this log key ({e}); was the key replaced?")))?;
+    let cp = key.verify_checkpoint(&note).map_err(|e| {
+        err(format!(
+            "latest stored checkpoint does not verify with this log key ({e}); was the key replaced?"
+        ))
+    })?;
     let head = cp.head();
     if head.size > size {
         return Err(err(format!(
@@ -162,7 +172,8 @@ pub(crate) fn recover(tree: &sled::Tree, signer: &LogSigner) -> Result<(u64, Opt
             head.size
         )));
     }
-    let root = audit::tree_root(&StoreHashes { tree, pending_base: 0, pending: &[] }, head.size).map_err(err)?;
+    let root =
+        audit::tree_root(&StoreHashes { tree, pending_base: 0, pending: &[] }, head.size).map_err(err)?;
     if root != head.root {
         return Err(err(format!("the stored entries do not match the checkpoint of size {}", head.size)));
     }
@@ -304,15 +315,25 @@ impl AuditReader {
     }
 
     /// Inclusion proof of the first record naming `msg_id`.
-    pub fn inclusion_proof_by_msg_id(&self, msg_id: &[u8], tree_size: u64) -> Result<pb::InclusionProof, RelayError> {
+    pub fn inclusion_proof_by_msg_id(
+        &self,
+        msg_id: &[u8],
+        tree_size: u64,
+    ) -> Result<pb::InclusionProof, RelayError> {
         let size = self.resolve_size(tree_size)?;
         let first = self.indexes_of(msg_id)?.into_iter().find(|&i| i < size);
-        let index = first.ok_or_else(|| err(format!("no record of message {} in the first {size} leaves", hex::encode(msg_id))))?;
+        let index = first.ok_or_else(|| {
+            err(format!("no record of message {} in the first {size} leaves", hex::encode(msg_id)))
+        })?;
         self.inclusion_proof(index, size)
     }
 
     /// Consistency proof from `old_size` to `new_size` (0 = latest checkpoint).
-    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<pb::ConsistencyProof, RelayError> {
+    pub fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<pb::ConsistencyProof, RelayError> {
         let new_size = self.resolve_size(new_size)?;
         self.check_range(0, new_size)?;
         if old_size > new_size {
