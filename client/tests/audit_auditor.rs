@@ -542,7 +542,7 @@ async fn trace_export_and_stats() {
     assert_eq!(route[0].index, 0);
     let line = route[1].to_string();
     assert!(line.contains("focal/carin/relay#2  forwarded hop 0  peer relay.arinsa"), "{line}");
-    assert!(audit::trace(&[carin.dir.clone()], &[0xee; 16]).unwrap().is_empty());
+    assert!(audit::trace(std::slice::from_ref(&carin.dir), &[0xee; 16]).unwrap().is_empty());
 
     let mut out = Vec::new();
     assert_eq!(audit::export(&carin.dir, ExportFormat::Jsonl, &mut out).unwrap(), 4);

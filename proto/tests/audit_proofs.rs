@@ -3,8 +3,8 @@
 //! implementation of RFC 9162 §2.1 and against corruption.
 
 use focal_proto::audit::{
-    EMPTY_HASH, Hash, MemoryLog, RootBuilder, TreeHead, leaf_hash, node_hash, verify_consistency,
-    verify_inclusion,
+    EMPTY_HASH, Hash, MemoryLog, RootBuilder, TreeHead, hashes_from_concatenated, leaf_hash, node_hash,
+    verify_consistency, verify_inclusion,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -242,6 +242,9 @@ fn any_flipped_bit_in_a_proof_or_root_or_leaf_fails() {
             assert!(verify_consistency(&old, &head, &proof[1..]).is_err());
         }
     }
+    let joined: Vec<u8> = log.consistency_proof(3, n).unwrap().iter().flat_map(|h| h.0).collect();
+    assert_eq!(hashes_from_concatenated(&joined).unwrap(), log.consistency_proof(3, n).unwrap());
+    assert!(hashes_from_concatenated(&joined[1..]).is_err());
     // the empty tree is a prefix of every tree, with an empty proof only
     let empty = TreeHead { size: 0, root: EMPTY_HASH };
     verify_consistency(&empty, &head, &[]).unwrap();

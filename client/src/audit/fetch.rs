@@ -43,15 +43,15 @@ pub async fn fetch(
     let key = LogKey::parse(verifier_key)?;
     std::fs::create_dir_all(dir).map_err(AuditError::io(dir))?;
     let state = State::load(dir)?;
-    if let Some(st) = &state {
-        if st.verifier_key != key.as_str() {
-            return Err(AuditError::KeyMismatch(format!(
-                "{} holds a log verified with {} but {} is configured",
-                dir.display(),
-                st.verifier_key,
-                key.as_str()
-            )));
-        }
+    if let Some(st) = &state
+        && st.verifier_key != key.as_str()
+    {
+        return Err(AuditError::KeyMismatch(format!(
+            "{} holds a log verified with {} but {} is configured",
+            dir.display(),
+            st.verifier_key,
+            key.as_str()
+        )));
     }
     let state_path = dir.join(dir::STATE);
     let bad_state = |detail| AuditError::State { path: state_path.clone(), detail };

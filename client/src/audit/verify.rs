@@ -109,8 +109,8 @@ pub fn verify(
     let mut roots_at = Vec::new(); // (cp position, computed root) for stored checkpoints
     let mut prefix_root = previous.filter(|p| p.size == 0).map(|p| p.root);
     let mut next_cp = cps.iter().position(|(_, c)| c.head().size > 0).unwrap_or(cps.len());
-    for (i, (_, c)) in cps.iter().enumerate().take(next_cp) {
-        roots_at.push((i, c.head().root)); // size-0 checkpoints: root of nothing
+    for i in 0..next_cp {
+        roots_at.push((i, audit::EMPTY_HASH)); // size-0 checkpoints: the empty tree
     }
     let mut frontier_at_head = None;
     let mut offset_at_head = 0;
@@ -180,13 +180,13 @@ pub fn verify(
             return Err(AuditError::At { what: cps[*i].0.clone(), source: prefix_fork(&old, *r, head.size) });
         }
     }
-    if let (Some(prev), Some(at)) = (&previous, prefix_root) {
-        if at != prev.root {
-            return Err(AuditError::At {
-                what: format!("checkpoint accepted before (state file {})", dir.join(dir::STATE).display()),
-                source: prefix_fork(prev, at, head.size),
-            });
-        }
+    if let (Some(prev), Some(at)) = (&previous, prefix_root)
+        && at != prev.root
+    {
+        return Err(AuditError::At {
+            what: format!("checkpoint accepted before (state file {})", dir.join(dir::STATE).display()),
+            source: prefix_fork(prev, at, head.size),
+        });
     }
 
     let frontier = frontier_at_head.unwrap_or_default();

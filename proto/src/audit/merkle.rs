@@ -44,6 +44,15 @@ pub fn hashes_from_bytes(v: &[Vec<u8>]) -> Result<Vec<Hash>> {
     v.iter().enumerate().map(|(i, b)| hash_from_bytes(b, &format!("proof hash {i}"))).collect()
 }
 
+/// Proof hashes sent as one byte string (32 bytes each), as in
+/// `CosignRequest.consistency_proof`.
+pub fn hashes_from_concatenated(b: &[u8]) -> Result<Vec<Hash>> {
+    if !b.len().is_multiple_of(32) {
+        return Err(ProtoError::Audit(format!("{} proof bytes are not a whole number of hashes", b.len())));
+    }
+    b.chunks(32).enumerate().map(|(i, c)| hash_from_bytes(c, &format!("proof hash {i}"))).collect()
+}
+
 fn tlog_err(e: tlog::Error) -> ProtoError {
     ProtoError::Audit(format!("hash storage: {e}"))
 }
