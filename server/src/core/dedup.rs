@@ -146,7 +146,11 @@ impl SeenSet {
             }
         };
         slot.recipients.extend(recipients);
-        Ok(SeenEntry { key, expires_at_ms: slot.expires_at_ms, recipients: slot.recipients.iter().cloned().collect() })
+        Ok(SeenEntry {
+            key,
+            expires_at_ms: slot.expires_at_ms,
+            recipients: slot.recipients.iter().cloned().collect(),
+        })
     }
 
     /// Drops entries with `expires_at_ms <= now_ms`; returns their keys so

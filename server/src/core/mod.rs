@@ -17,6 +17,9 @@
 //!   acks, retries with [`backoff`], expiry).
 //! - [`relay`]: [`RelayCore`], which composes all of the above into the one
 //!   object the tokio driver owns.
+//! - `sim` and `sim_tests` (test builds only): a deterministic multi-relay
+//!   simulator with virtual time, lossy links and crashes, and the
+//!   federation scenarios run on it.
 //!
 //! # What the driver (tokio task + QUIC links + sled store) must do
 //! The driver owns one [`RelayCore`] in one task (the store's writer task)
@@ -32,10 +35,13 @@
 //! 3. For each receipt: [`RelayCore::handle_receipt`], same persistence rule.
 //! 4. Link events go to the peer's [`outbox::Outbox`] (`handle_connected`,
 //!    `handle_disconnected`, `handle_dial_failed`, `handle_peer_activity`,
-//!    `handle_ack`, `handle_retry`) and to [`RelayCore::handle_hello`].
+//!    `handle_ack`, `handle_retry`) and to [`RelayCore::handle_hello`] and
+//!    [`RelayCore::handle_peer_stream`].
 //! 5. After every input and whenever [`RelayCore::poll_timeout`] passes, drain
 //!    [`RelayCore::poll_expired`], [`RelayCore::poll_dial`] and each outbox's
 //!    [`outbox::Outbox::poll_transmit`].
+
+#![warn(missing_docs, dead_code, unreachable_pub)]
 
 pub mod backoff;
 pub mod dedup;
@@ -145,7 +151,9 @@ mod tests {
             for (n, line) in src.lines().enumerate() {
                 let code = line.split("//").next().unwrap_or("").trim();
                 for name in forbidden {
-                    let is_use = (code.starts_with("use ") || code.starts_with("pub use ") || code.starts_with("extern crate"))
+                    let is_use = (code.starts_with("use ")
+                        || code.starts_with("pub use ")
+                        || code.starts_with("extern crate"))
                         && code.contains(name);
                     let is_path = code.contains(&format!("{name}::"));
                     assert!(!is_use && !is_path, "{file}:{}: core must not use `{name}`: {line}", n + 1);
@@ -158,7 +166,9 @@ mod tests {
     fn every_file_is_listed() {
         // A new file must be added to SOURCES above.
         for line in include_str!("mod.rs").lines() {
-            let Some(name) = line.strip_prefix("pub mod ").or_else(|| line.strip_prefix("mod ")) else { continue };
+            let Some(name) = line.strip_prefix("pub mod ").or_else(|| line.strip_prefix("mod ")) else {
+                continue;
+            };
             let Some(name) = name.strip_suffix(';') else { continue };
             let file = format!("{name}.rs");
             assert!(SOURCES.iter().any(|(f, _)| *f == file), "add {file} to SOURCES in core/mod.rs");

@@ -350,7 +350,9 @@ impl Outbox {
     /// of its lanes (itself when it is first).
     fn earliest_blocker(&self, seq: u64) -> u64 {
         let Some(e) = self.items.get(&seq) else { return seq };
-        Self::lane_keys(&e.item).filter_map(|k| self.lanes.get(&k).and_then(|l| l.first().copied())).fold(seq, u64::min)
+        Self::lane_keys(&e.item)
+            .filter_map(|k| self.lanes.get(&k).and_then(|l| l.first().copied()))
+            .fold(seq, u64::min)
     }
 
     fn select(&self) -> Option<u64> {
@@ -495,7 +497,8 @@ impl Outbox {
         self.handle_peer_activity(now_ms);
         self.retry_backoff.reset();
         let seqs = self.by_id.get(id)?;
-        let seq = self.in_flight.iter().copied().find(|s| seqs.contains(s)).or_else(|| seqs.first().copied())?;
+        let seq =
+            self.in_flight.iter().copied().find(|s| seqs.contains(s)).or_else(|| seqs.first().copied())?;
         self.forget(seq)
     }
 

@@ -18,7 +18,11 @@ fn env(sender: &str, n: u8, rcpts: &[&str], urgent: bool) -> OutboxItem {
 }
 
 fn up(window: usize) -> Outbox {
-    let cfg = OutboxConfig { window, capacity: 10_000, backoff: BackoffConfig { jitter_permille: 0, ..Default::default() } };
+    let cfg = OutboxConfig {
+        window,
+        capacity: 10_000,
+        backoff: BackoffConfig { jitter_permille: 0, ..Default::default() },
+    };
     let mut o = Outbox::new("relay-arinsa", cfg, 1, 0);
     o.handle_connected(0);
     o
@@ -84,7 +88,8 @@ fn window_limits_in_flight_and_disconnect_returns_in_order() {
     assert_eq!(o.in_flight(), 0);
     assert!(o.poll_transmit(0).is_none(), "down");
     o.handle_connected(10);
-    let again: Vec<(u64, u32)> = std::iter::from_fn(|| o.poll_transmit(10)).map(|t| (t.seq, t.attempt)).collect();
+    let again: Vec<(u64, u32)> =
+        std::iter::from_fn(|| o.poll_transmit(10)).map(|t| (t.seq, t.attempt)).collect();
     assert_eq!(again, [(2, 2), (3, 2), (4, 2)], "back at the head, in order, second attempt");
     assert!(o.handle_ack(&ItemId::Receipt { id: [0; 32] }, 10).is_none(), "unknown ack ignored");
     // A late ack for a queued (not in-flight) item still removes it.
@@ -109,7 +114,10 @@ fn retry_returns_the_rest_of_the_stream_and_holds() {
 
 #[test]
 fn dial_backoff_grows_caps_and_resets_on_activity() {
-    let cfg = OutboxConfig { backoff: BackoffConfig { jitter_permille: 0, ..Default::default() }, ..Default::default() };
+    let cfg = OutboxConfig {
+        backoff: BackoffConfig { jitter_permille: 0, ..Default::default() },
+        ..Default::default()
+    };
     let mut o = Outbox::new("relay-gfp", cfg, 9, 0);
     let mut now = 0;
     let mut gaps = Vec::new();

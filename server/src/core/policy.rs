@@ -74,7 +74,10 @@ pub struct Policy {
 }
 
 fn secs_to_ms(key: &str, secs: u64) -> Result<i64, CoreError> {
-    i64::try_from(secs).ok().and_then(|s| s.checked_mul(1000)).ok_or_else(|| CoreError::config(key, "too large"))
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| s.checked_mul(1000))
+        .ok_or_else(|| CoreError::config(key, "too large"))
 }
 
 impl Policy {
@@ -84,7 +87,10 @@ impl Policy {
         let mut handling = BTreeSet::new();
         for (i, s) in policy.outbound_handling.iter().enumerate() {
             let h = parse_handling(s).ok_or_else(|| {
-                CoreError::config(format!("policy.outbound_handling[{i}]"), format!("`{s}` is not one of H0, H1, H2, H3"))
+                CoreError::config(
+                    format!("policy.outbound_handling[{i}]"),
+                    format!("`{s}` is not one of H0, H1, H2, H3"),
+                )
             })?;
             handling.insert(h);
         }
@@ -117,14 +123,20 @@ impl Policy {
     pub fn check_envelope(&self, now_ms: i64, e: &RouteInput) -> Result<(), Refusal> {
         use pb::RefusalReason as R;
         if e.payload_size > self.max_message_bytes {
-            let d = format!("payload of {} bytes exceeds the limit of {} bytes", e.payload_size, self.max_message_bytes);
+            let d = format!(
+                "payload of {} bytes exceeds the limit of {} bytes",
+                e.payload_size, self.max_message_bytes
+            );
             return Err(Refusal::new(R::TooLarge, d));
         }
         if e.expires_at_ms <= e.created_at_ms {
             return Err(Refusal::new(R::Policy, "expires_at is not after created_at"));
         }
         if e.expires_at_ms <= now_ms {
-            return Err(Refusal::new(R::Expired, format!("expired at {} ms (now {now_ms} ms)", e.expires_at_ms)));
+            return Err(Refusal::new(
+                R::Expired,
+                format!("expired at {} ms (now {now_ms} ms)", e.expires_at_ms),
+            ));
         }
         if e.expires_at_ms - e.created_at_ms > self.max_lifetime_ms {
             let d = format!("lifetime exceeds the maximum of {} s", self.max_lifetime_ms / 1000);
@@ -140,7 +152,8 @@ impl Policy {
     /// Per-sender rate of local clients' sends.
     pub fn check_sender_rate(&mut self, sender: &Address, now_ms: i64) -> Result<(), Refusal> {
         self.per_sender.try_take(sender, now_ms).map_err(|wait| {
-            let d = format!("{sender} exceeds the send rate of this network; retry in {} s", (wait + 999) / 1000);
+            let d =
+                format!("{sender} exceeds the send rate of this network; retry in {} s", (wait + 999) / 1000);
             Refusal::new(pb::RefusalReason::RateLimited, d)
         })
     }
@@ -157,7 +170,12 @@ impl Policy {
     /// recipient are: outbound rules when the sender is a member of this
     /// network and the recipient is not, inbound rules when the recipient is
     /// a member and the sender is not; transit is not restricted.
-    pub fn check_recipient(&self, sender: &Address, recipient: &Address, handling: pb::HandlingCode) -> Result<(), Refusal> {
+    pub fn check_recipient(
+        &self,
+        sender: &Address,
+        recipient: &Address,
+        handling: pb::HandlingCode,
+    ) -> Result<(), Refusal> {
         use pb::RefusalReason as R;
         let (from, to) = (sender.network(), recipient.network());
         if from == to {
@@ -180,7 +198,10 @@ impl Policy {
             && let Some(allowed) = &self.receive_from
             && !allowed.contains(from)
         {
-            return Err(Refusal::new(R::Policy, format!("network {to} does not receive from network {from}")));
+            return Err(Refusal::new(
+                R::Policy,
+                format!("network {to} does not receive from network {from}"),
+            ));
         }
         Ok(())
     }
@@ -219,7 +240,12 @@ mod tests {
 
     #[test]
     fn envelope_limits() {
-        let limits = Limits { max_message_bytes: 100, max_lifetime_secs: 3600, max_clock_skew_secs: 60, ..Limits::default() };
+        let limits = Limits {
+            max_message_bytes: 100,
+            max_lifetime_secs: 3600,
+            max_clock_skew_secs: 60,
+            ..Limits::default()
+        };
         let p = Policy::new(n("carin"), &PolicyConfig::default(), &limits).unwrap();
         let now = 1_000_000;
         assert!(p.check_envelope(now, &input(now, now + 1000, 100)).is_ok());
@@ -243,9 +269,15 @@ mod tests {
         let p = Policy::new(n("carin"), &cfg, &Limits::default()).unwrap();
         let h1 = pb::HandlingCode::H1;
         assert!(p.check_recipient(&a("s@carin"), &a("r@arinsa"), h1).is_ok());
-        assert!(p.check_recipient(&a("s@carin"), &a("r@carin"), pb::HandlingCode::H2).is_ok(), "local is free");
+        assert!(
+            p.check_recipient(&a("s@carin"), &a("r@carin"), pb::HandlingCode::H2).is_ok(),
+            "local is free"
+        );
         let e = p.check_recipient(&a("s@carin"), &a("r@rrag"), h1).unwrap_err();
-        assert_eq!((e.reason, e.detail.as_str()), (pb::RefusalReason::Policy, "network carin does not send to network rrag"));
+        assert_eq!(
+            (e.reason, e.detail.as_str()),
+            (pb::RefusalReason::Policy, "network carin does not send to network rrag")
+        );
         let e = p.check_recipient(&a("s@carin"), &a("r@gfp"), pb::HandlingCode::H2).unwrap_err();
         assert_eq!(e.reason, pb::RefusalReason::Handling);
         assert!(p.check_recipient(&a("s@gfp"), &a("r@carin"), pb::HandlingCode::H2).is_ok());

@@ -11,7 +11,8 @@
 //!
 //! An envelope arrives (a client's Send, or a peer's TransferStart +
 //! payload, stored to a temporary key while it streams):
-//! 1. Verify signature and certificate (not here); build a
+//! 1. Verify signature and certificate, and for a client that the context's
+//!    sender is the caller's certificate identity (not here); build a
 //!    [`RouteInput`] with [`RouteInput::from_pb`].
 //! 2. `handle_envelope(now, &input, &origin)` -> [`Verdict`]:
 //!    - `Handled(d)`: in ONE store batch: the seen entry `d.seen`; a mailbox
@@ -72,7 +73,10 @@ use crate::config::RelayConfig;
 pub struct CoreSettings {
     /// Outbox parameters (same for every peer).
     pub outbox: OutboxConfig,
-    /// Most seen-set keys (each costs about 100 bytes plus recipients).
+    /// Most seen-set keys. Each costs roughly 150 bytes plus 50 per
+    /// recipient, and lives until its message expires (up to
+    /// `limits.max_lifetime_secs`); beyond it new envelopes get RETRY /
+    /// RESOURCE_EXHAUSTED (STORE_FULL). 250 000 keys is about 50 MiB.
     pub seen_capacity: usize,
     /// How long receipts are kept for de-duplication and may wait in an
     /// outbox (ms).
@@ -81,7 +85,11 @@ pub struct CoreSettings {
 
 impl Default for CoreSettings {
     fn default() -> Self {
-        CoreSettings { outbox: OutboxConfig::default(), seen_capacity: 1_000_000, receipt_ttl_ms: 30 * 24 * 3600 * 1000 }
+        CoreSettings {
+            outbox: OutboxConfig::default(),
+            seen_capacity: 250_000,
+            receipt_ttl_ms: 30 * 24 * 3600 * 1000,
+        }
     }
 }
 
@@ -237,7 +245,9 @@ impl RelayCore {
     pub fn new(table: RoutingTable, policy: Policy, settings: CoreSettings, seed: u64, now_ms: i64) -> Self {
         let outboxes = table
             .peers()
-            .map(|p| (p.name.clone(), Outbox::new(&p.name, settings.outbox, derive_seed(seed, &p.name), now_ms)))
+            .map(|p| {
+                (p.name.clone(), Outbox::new(&p.name, settings.outbox, derive_seed(seed, &p.name), now_ms))
+            })
             .collect();
         RelayCore {
             table,
@@ -295,14 +305,23 @@ impl RelayCore {
     }
 
     /// Loads a peer's persisted outbox items.
-    pub fn restore_outbox(&mut self, peer: &str, items: impl IntoIterator<Item = (u64, OutboxItem)>) -> Result<(), CoreError> {
+    pub fn restore_outbox(
+        &mut self,
+        peer: &str,
+        items: impl IntoIterator<Item = (u64, OutboxItem)>,
+    ) -> Result<(), CoreError> {
         let o = self.outboxes.get_mut(peer).ok_or_else(|| CoreError::UnknownPeer(peer.to_owned()))?;
         o.restore(items);
         Ok(())
     }
 
     /// A verified hello from `peer` announcing `networks` (counts as activity).
-    pub fn handle_hello(&mut self, peer: &str, networks: Vec<NetworkId>, now_ms: i64) -> Result<(), CoreError> {
+    pub fn handle_hello(
+        &mut self,
+        peer: &str,
+        networks: Vec<NetworkId>,
+        now_ms: i64,
+    ) -> Result<(), CoreError> {
         self.table.set_served(peer, networks)?;
         if let Some(o) = self.outboxes.get_mut(peer) {
             o.handle_peer_activity(now_ms);
@@ -312,10 +331,9 @@ impl RelayCore {
 
     fn peer_activity(&mut self, origin: &Origin, now_ms: i64) -> Result<(), Refusal> {
         if let Origin::Peer(p) = origin {
-            let o = self
-                .outboxes
-                .get_mut(p)
-                .ok_or_else(|| Refusal::new(pb::RefusalReason::Policy, format!("{p} is not a peer of this relay")))?;
+            let o = self.outboxes.get_mut(p).ok_or_else(|| {
+                Refusal::new(pb::RefusalReason::Policy, format!("{p} is not a peer of this relay"))
+            })?;
             o.handle_peer_activity(now_ms);
         }
         Ok(())
@@ -324,7 +342,10 @@ impl RelayCore {
     fn latched(&self, origin: &Origin) -> Option<Refusal> {
         let Origin::Peer(p) = origin else { return None };
         let r = self.latched.get(p)?;
-        Some(Refusal::new(r.reason, format!("{} (an earlier transfer on this stream was answered RETRY)", r.detail)))
+        Some(Refusal::new(
+            r.reason,
+            format!("{} (an earlier transfer on this stream was answered RETRY)", r.detail),
+        ))
     }
 
     fn latch(&mut self, origin: &Origin, r: &Refusal) {
@@ -364,7 +385,11 @@ impl RelayCore {
             }
             Origin::Local => {
                 if input.sender.network() != self.table.network() {
-                    let d = format!("sender {} is not a member of network {}", input.sender, self.table.network());
+                    let d = format!(
+                        "sender {} is not a member of network {}",
+                        input.sender,
+                        self.table.network()
+                    );
                     return Verdict::Refused(Refusal::new(pb::RefusalReason::Policy, d));
                 }
                 if let Err(r) = self.policy.check_sender_rate(&input.sender, now_ms) {
@@ -407,7 +432,9 @@ impl RelayCore {
         if self.seen.would_overflow(&key) {
             return Verdict::Retry(store_full("the de-duplication table is full"));
         }
-        if let Some((peer, _)) = plan.iter().find(|(p, _)| !self.outboxes.get(p).is_some_and(|o| o.has_room(1))) {
+        if let Some((peer, _)) =
+            plan.iter().find(|(p, _)| !self.outboxes.get(p).is_some_and(|o| o.has_room(1)))
+        {
             return Verdict::Retry(store_full(format!("the outbox for {peer} is full")));
         }
         let grace = self.policy.max_clock_skew_ms();
@@ -551,7 +578,10 @@ mod tests {
         let v = c.handle_envelope(0, &input(&["l@carin", "x@arinsa"]), &Origin::Local);
         let Verdict::Handled(d) = &v else { panic!("{v:?}") };
         assert_eq!(d.local, vec![a("l@carin")]);
-        assert_eq!(d.forwards, vec![Forward { peer: "relay-gfp".into(), seq: 1, deliver_to: vec![a("x@arinsa")] }]);
+        assert_eq!(
+            d.forwards,
+            vec![Forward { peer: "relay-gfp".into(), seq: 1, deliver_to: vec![a("x@arinsa")] }]
+        );
         assert_eq!(d.seen.expires_at_ms, 100_000 + 300_000, "expiry plus skew grace");
         assert_eq!(v.transfer_status(), pb::TransferStatus::Stored);
         let again = c.handle_envelope(1, &input(&["l@carin", "x@arinsa"]), &Origin::Local);
@@ -564,7 +594,10 @@ mod tests {
         let mut foreign = input(&["x@arinsa"]);
         foreign.sender = a("s@rrag");
         assert!(matches!(c.handle_envelope(0, &foreign, &Origin::Local), Verdict::Refused(_)));
-        assert!(matches!(c.handle_envelope(0, &foreign, &Origin::Peer("nobody".into())), Verdict::Refused(_)));
+        assert!(matches!(
+            c.handle_envelope(0, &foreign, &Origin::Peer("nobody".into())),
+            Verdict::Refused(_)
+        ));
         let mut old = input(&["x@arinsa"]);
         old.msg_id = [8; 16];
         let Verdict::Refused(r) = c.handle_envelope(200_000, &old, &Origin::Local) else { panic!() };
@@ -573,7 +606,8 @@ mod tests {
 
     #[test]
     fn full_queues_are_retry_not_loss() {
-        let settings = CoreSettings { outbox: OutboxConfig { capacity: 1, ..Default::default() }, ..Default::default() };
+        let settings =
+            CoreSettings { outbox: OutboxConfig { capacity: 1, ..Default::default() }, ..Default::default() };
         let mut c = core(Limits { sends_per_minute: 1, ..Limits::default() }, settings);
         assert!(matches!(c.handle_envelope(0, &input(&["x@arinsa"]), &Origin::Local), Verdict::Handled(_)));
         let mut second = input(&["x@arinsa"]);
@@ -589,15 +623,22 @@ mod tests {
     #[test]
     fn receipts_route_back() {
         let mut c = core(Limits::default(), CoreSettings::default());
-        let r = ReceiptInput { receipt_id: [1; 32], original_sender: a("s@carin"), hops: vec![], urgent: false };
+        let r =
+            ReceiptInput { receipt_id: [1; 32], original_sender: a("s@carin"), hops: vec![], urgent: false };
         let v = c.handle_receipt(0, &r, &Origin::Peer("relay-gfp".into()));
         assert!(matches!(&v, ReceiptVerdict::Local { inbox, .. } if *inbox == a("s@carin")), "{v:?}");
         assert_eq!(c.handle_receipt(0, &r, &Origin::Peer("relay-gfp".into())), ReceiptVerdict::Duplicate);
-        let back = ReceiptInput { receipt_id: [2; 32], original_sender: a("s@arinsa"), hops: vec![], urgent: false };
-        let ReceiptVerdict::Forward { peer, seq, .. } = c.handle_receipt(0, &back, &Origin::Local) else { panic!() };
+        let back =
+            ReceiptInput { receipt_id: [2; 32], original_sender: a("s@arinsa"), hops: vec![], urgent: false };
+        let ReceiptVerdict::Forward { peer, seq, .. } = c.handle_receipt(0, &back, &Origin::Local) else {
+            panic!()
+        };
         assert_eq!((peer.as_str(), seq), ("relay-gfp", 1));
-        let looped = ReceiptInput { receipt_id: [3; 32], original_sender: a("s@arinsa"), hops: vec![], urgent: false };
+        let looped =
+            ReceiptInput { receipt_id: [3; 32], original_sender: a("s@arinsa"), hops: vec![], urgent: false };
         let v = c.handle_receipt(0, &looped, &Origin::Peer("relay-gfp".into()));
-        assert!(matches!(v, ReceiptVerdict::Undeliverable { refusal, .. } if refusal.reason == pb::RefusalReason::Loop));
+        assert!(
+            matches!(v, ReceiptVerdict::Undeliverable { refusal, .. } if refusal.reason == pb::RefusalReason::Loop)
+        );
     }
 }

@@ -95,16 +95,24 @@ impl RoutingTable {
             return Err(CoreError::config("name", "a relay cannot peer with itself"));
         }
         if default_route && let Some(d) = self.default_route() {
-            return Err(CoreError::config("default_route", format!("`{}` is already the default route", d.name)));
+            return Err(CoreError::config(
+                "default_route",
+                format!("`{}` is already the default route", d.name),
+            ));
         }
         let serves = BTreeSet::from([network.clone()]);
-        self.peers.insert(name.to_owned(), PeerRoute { name: name.to_owned(), network, serves, default_route });
+        self.peers
+            .insert(name.to_owned(), PeerRoute { name: name.to_owned(), network, serves, default_route });
         Ok(())
     }
 
     /// Records the networks `peer` announced in its hello (its own network
     /// is always kept).
-    pub fn set_served(&mut self, peer: &str, networks: impl IntoIterator<Item = NetworkId>) -> Result<(), CoreError> {
+    pub fn set_served(
+        &mut self,
+        peer: &str,
+        networks: impl IntoIterator<Item = NetworkId>,
+    ) -> Result<(), CoreError> {
         let p = self.peers.get_mut(peer).ok_or_else(|| CoreError::UnknownPeer(peer.to_owned()))?;
         p.serves = networks.into_iter().collect();
         p.serves.insert(p.network.clone());
@@ -198,7 +206,8 @@ impl RouteInput {
     pub fn from_pb(ctx: &pb::Context, header: &pb::EnvelopeHeader) -> Result<Self, CoreError> {
         let msg_id: [u8; 16] =
             ctx.msg_id.as_slice().try_into().map_err(|_| CoreError::bad("msg_id", "must be 16 bytes"))?;
-        let addr = |what: &'static str, s: &str| Address::parse(s).map_err(|e| CoreError::bad(what, e.to_string()));
+        let addr =
+            |what: &'static str, s: &str| Address::parse(s).map_err(|e| CoreError::bad(what, e.to_string()));
         let input = RouteInput {
             msg_id,
             sender: addr("sender", &ctx.sender)?,
@@ -225,7 +234,10 @@ impl RouteInput {
             return Err(CoreError::bad("recipients", "no recipient"));
         }
         if let Some(r) = self.recipients.iter().find(|r| r.is_broadcast()) {
-            return Err(CoreError::bad("recipients", format!("{r} is a broadcast address; seal to the members")));
+            return Err(CoreError::bad(
+                "recipients",
+                format!("{r} is a broadcast address; seal to the members"),
+            ));
         }
         if let Some(r) = self.deliver_to.iter().find(|r| !self.recipients.contains(r)) {
             return Err(CoreError::bad("deliver_to", format!("{r} is not a recipient of the message")));
@@ -268,7 +280,12 @@ pub struct RouteDecision {
 
 /// Routes `recipients` of an envelope that carries `hops` and arrived from
 /// `from_peer` (`None`: from a local client or this relay itself).
-pub fn route(table: &RoutingTable, hops: &[pb::Hop], recipients: &[Address], from_peer: Option<&str>) -> RouteDecision {
+pub fn route(
+    table: &RoutingTable,
+    hops: &[pb::Hop],
+    recipients: &[Address],
+    from_peer: Option<&str>,
+) -> RouteDecision {
     let mut d = RouteDecision::default();
     let whole = if RoutingTable::in_hops(hops, &table.relay, &table.network) {
         Some(Refusal::new(pb::RefusalReason::Loop, format!("{} is already in the hop list", table.relay)))
@@ -300,7 +317,10 @@ pub fn route(table: &RoutingTable, hops: &[pb::Hop], recipients: &[Address], fro
                         rcpt.clone(),
                         Refusal::new(
                             pb::RefusalReason::Loop,
-                            format!("{}: {how} for {net} is {name}, where the message came from", table.relay),
+                            format!(
+                                "{}: {how} for {net} is {name}, where the message came from",
+                                table.relay
+                            ),
                         ),
                     ));
                 } else if RoutingTable::in_hops(hops, name, &peer.network) {
@@ -357,7 +377,8 @@ mod tests {
     fn unknown_network_without_default_route() {
         let mut t = RoutingTable::new("relay-gfp", n("gfp")).unwrap();
         t.add_peer("relay-carin", n("carin"), false).unwrap();
-        let d = route(&t, &[hop("relay-carin", "carin")], &[a("x@nowhere"), a("y@carin")], Some("relay-carin"));
+        let d =
+            route(&t, &[hop("relay-carin", "carin")], &[a("x@nowhere"), a("y@carin")], Some("relay-carin"));
         assert_eq!(d.refused.len(), 2);
         assert_eq!(d.refused[0].1.reason, pb::RefusalReason::UnknownNetwork);
         assert_eq!(d.refused[1].1.reason, pb::RefusalReason::Loop, "never back to where it came from");
@@ -372,7 +393,12 @@ mod tests {
         let d = route(&t, &[hop("relay-gfp", "gfp")], &[a("x@rrag")], Some("relay-gfp"));
         assert_eq!(d.refused[0].1.reason, pb::RefusalReason::Loop);
         // Next hop already in the list (not the sender).
-        let d = route(&t, &[hop("relay-arinsa", "arinsa"), hop("relay-x", "rrag")], &[a("x@arinsa")], Some("relay-x"));
+        let d = route(
+            &t,
+            &[hop("relay-arinsa", "arinsa"), hop("relay-x", "rrag")],
+            &[a("x@arinsa")],
+            Some("relay-x"),
+        );
         assert_eq!(d.refused[0].1.reason, pb::RefusalReason::Loop);
         let eight: Vec<pb::Hop> = (0..8).map(|i| hop(&format!("r{i}"), "rrag")).collect();
         let d = route(&t, &eight, &[a("x@carin")], None);
@@ -390,7 +416,12 @@ mod tests {
         assert_eq!(t.next_hop(&n("rrag")), NextHop::Peer { name: "relay-rrag", via_default: false });
         assert!(t.set_served("nobody", []).is_err());
         assert!(t.add_peer("relay-gfp", n("gfp"), false).unwrap_err().to_string().contains("twice"));
-        assert!(t.add_peer("relay-other", n("gfp"), true).unwrap_err().to_string().contains("already the default"));
+        assert!(
+            t.add_peer("relay-other", n("gfp"), true)
+                .unwrap_err()
+                .to_string()
+                .contains("already the default")
+        );
         assert!(t.add_peer("relay-carin", n("carin"), false).is_err());
         assert_eq!(t.hop(5).network, "carin");
     }

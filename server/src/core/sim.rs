@@ -109,7 +109,7 @@ enum Frame {
 
 #[derive(Clone, Debug)]
 enum Event {
-    Frame { link: usize, epoch: u64, to: usize, fatal: bool, stream: u64, frame: Frame },
+    Frame { link: usize, epoch: u64, to: usize, fatal: bool, stream: u64, frame: Box<Frame> },
     DialDone { link: usize, from: usize, incarnation: u64 },
 }
 
@@ -167,7 +167,14 @@ pub(crate) struct SimBuilder {
 
 impl SimBuilder {
     pub(crate) fn new(seed: u64) -> Self {
-        SimBuilder { relays: Vec::new(), links: Vec::new(), defaults: Vec::new(), policies: Vec::new(), seed, window: 32 }
+        SimBuilder {
+            relays: Vec::new(),
+            links: Vec::new(),
+            defaults: Vec::new(),
+            policies: Vec::new(),
+            seed,
+            window: 32,
+        }
     }
 
     /// Adds relay `relay-<network>` with members `<name>@<network>`.
@@ -355,7 +362,9 @@ impl Sim {
             return;
         }
         let now = self.now;
-        for (me, peer) in [(self.links[l].ends[0], self.links[l].ends[1]), (self.links[l].ends[1], self.links[l].ends[0])] {
+        for (me, peer) in
+            [(self.links[l].ends[0], self.links[l].ends[1]), (self.links[l].ends[1], self.links[l].ends[0])]
+        {
             let peer_name = self.relays[peer].name.clone();
             self.rx_stream.remove(&(me, peer));
             if let Some(c) = self.relays[me].core.as_mut() {
@@ -382,7 +391,7 @@ impl Sim {
         let dir = usize::from(self.links[l].ends[1] == to);
         at = at.max(self.links[l].last_arrival[dir]);
         self.links[l].last_arrival[dir] = at;
-        self.schedule(at, Event::Frame { link: l, epoch, to, fatal, stream, frame });
+        self.schedule(at, Event::Frame { link: l, epoch, to, fatal, stream, frame: Box::new(frame) });
     }
 
     fn new_id(&mut self) -> [u8; 32] {
@@ -393,7 +402,13 @@ impl Sim {
     }
 
     /// A new envelope from `sender` to `recipients`, created now.
-    pub(crate) fn envelope(&mut self, sender: &str, recipients: &[&str], lifetime_ms: i64, urgent: bool) -> SimEnvelope {
+    pub(crate) fn envelope(
+        &mut self,
+        sender: &str,
+        recipients: &[&str],
+        lifetime_ms: i64,
+        urgent: bool,
+    ) -> SimEnvelope {
         let mut msg_id = [0u8; 16];
         msg_id[..8].copy_from_slice(&self.next_id.to_be_bytes());
         self.next_id += 1;
@@ -433,10 +448,24 @@ impl Sim {
                         mine.deliver_to = vec![rcpt.clone()];
                         self.relays[i].disk.mailboxes.entry(rcpt.clone()).or_default().push(mine);
                         // The recipient's client acks at once: DELIVERED receipt.
-                        self.make_receipt(i, env, &rcpt, pb::ReceiptKind::Delivered, pb::RefusalReason::Unspecified, "");
+                        self.make_receipt(
+                            i,
+                            env,
+                            &rcpt,
+                            pb::ReceiptKind::Delivered,
+                            pb::RefusalReason::Unspecified,
+                            "",
+                        );
                     } else {
                         let why = format!("{rcpt} is not a member");
-                        self.make_receipt(i, env, &rcpt, pb::ReceiptKind::Refused, pb::RefusalReason::UnknownRecipient, &why);
+                        self.make_receipt(
+                            i,
+                            env,
+                            &rcpt,
+                            pb::ReceiptKind::Refused,
+                            pb::RefusalReason::UnknownRecipient,
+                            &why,
+                        );
                     }
                 }
                 for f in d.forwards {
@@ -571,13 +600,21 @@ impl Sim {
                 continue;
             }
             while let Some(exp) = self.core(i).poll_expired(now) {
-                let Some((_, stored)) = self.relays[i].disk.outbox.remove(&(exp.peer.clone(), exp.seq)) else {
+                let Some((_, stored)) = self.relays[i].disk.outbox.remove(&(exp.peer.clone(), exp.seq))
+                else {
                     panic!("expired item not on disk")
                 };
                 if let Stored::Envelope(env) = stored {
                     for rcpt in &exp.item.recipients {
                         let why = format!("expired at {} waiting for {}", env.expires_at_ms, exp.peer);
-                        self.make_receipt(i, &env, rcpt, pb::ReceiptKind::Expired, pb::RefusalReason::Expired, &why);
+                        self.make_receipt(
+                            i,
+                            &env,
+                            rcpt,
+                            pb::ReceiptKind::Expired,
+                            pb::RefusalReason::Expired,
+                            &why,
+                        );
                     }
                 }
             }
@@ -619,7 +656,7 @@ impl Sim {
                     let peer = self.relays[from].name.clone();
                     self.core(to).handle_peer_stream(&peer);
                 }
-                self.deliver(to, from, frame);
+                self.deliver(to, from, *frame);
             }
             Event::DialDone { link, from, incarnation } => {
                 if self.relays[from].core.is_none() || self.relays[from].incarnation != incarnation {
@@ -637,7 +674,8 @@ impl Sim {
                     self.next_epoch += 1;
                     // Both sides: connected, then the hello each announces.
                     for (me, peer) in [(from, to), (to, from)] {
-                        let (pname, pnet) = (self.relays[peer].name.clone(), self.relays[peer].network.clone());
+                        let (pname, pnet) =
+                            (self.relays[peer].name.clone(), self.relays[peer].network.clone());
                         let c = self.core(me);
                         c.outbox_mut(&pname).unwrap().handle_connected(now);
                         c.handle_hello(&pname, vec![pnet], now).unwrap();
@@ -654,7 +692,12 @@ impl Sim {
     pub(crate) fn step(&mut self) -> bool {
         self.poll_all();
         let next_event = self.events.first_key_value().map(|((t, _), _)| *t);
-        let next_timer = self.relays.iter().filter_map(|r| r.core.as_ref()?.poll_timeout()).min().map(|t| t.max(self.now + 1));
+        let next_timer = self
+            .relays
+            .iter()
+            .filter_map(|r| r.core.as_ref()?.poll_timeout())
+            .min()
+            .map(|t| t.max(self.now + 1));
         match (next_event, next_timer) {
             (Some(e), t) if t.is_none_or(|t| e <= t) => {
                 let ((at, _), ev) = self.events.pop_first().unwrap();

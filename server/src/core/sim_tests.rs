@@ -33,8 +33,11 @@ fn assert_exactly_once_in_order(sim: &Sim, sent: &[SimEnvelope], members: &[&str
     for m in members {
         let a = addr(m);
         let got: Vec<(String, u64)> = sim.mailbox(m).iter().map(|e| (e.sender.to_string(), e.n())).collect();
-        let want: Vec<(String, u64)> =
-            sent.iter().filter(|e| e.recipients.contains(&a)).map(|e| (e.sender.to_string(), e.n())).collect();
+        let want: Vec<(String, u64)> = sent
+            .iter()
+            .filter(|e| e.recipients.contains(&a))
+            .map(|e| (e.sender.to_string(), e.n()))
+            .collect();
         let unique: BTreeSet<&(String, u64)> = got.iter().collect();
         assert_eq!(unique.len(), got.len(), "{m} got a duplicate");
         assert_eq!(unique, want.iter().collect::<BTreeSet<_>>(), "{m}: missing or unexpected messages");
@@ -80,7 +83,8 @@ fn lossy_hub_route(seed: u64) {
     }
     let expected: usize = sent.iter().map(|e| e.recipients.len()).sum();
     let done = sim.drive_until(T0 + 6 * HOUR, |s| {
-        s.queued_total() == 0 && senders.iter().map(|x| delivered_receipts(s, x).len()).sum::<usize>() == expected
+        s.queued_total() == 0
+            && senders.iter().map(|x| delivered_receipts(s, x).len()).sum::<usize>() == expected
     });
     assert!(done, "not done by {} s; {} queued", (sim.now - T0) / 1000, sim.queued_total());
     assert_eq!(assert_exactly_once_in_order(&sim, &sent, &["za-afu@arinsa", "na-acc@arinsa"]), expected);
@@ -95,7 +99,10 @@ fn lossy_hub_route(seed: u64) {
     assert_eq!(path, ["relay-carin", "relay-gfp", "relay-arinsa"]);
     let dials: usize = sim.relays.iter().map(|r| r.dials.len()).sum();
     let dups: u64 = sim.relays.iter().map(|r| r.duplicates).sum();
-    assert!(dials > 10 && dups > 0, "30 % loss must break connections ({dials} dials) and cause resends ({dups})");
+    assert!(
+        dials > 10 && dups > 0,
+        "30 % loss must break connections ({dials} dials) and cause resends ({dups})"
+    );
 }
 
 #[test]
@@ -178,7 +185,8 @@ fn unknown_network_and_unknown_member_are_refused_with_receipts() {
     assert_eq!(by_subject["ghost@arinsa"].1, pb::RefusalReason::UnknownRecipient);
     assert_eq!(by_subject["za-afu@arinsa"].0, pb::ReceiptKind::Delivered);
     // A relay with no default route refuses at once.
-    let mut lone = SimBuilder::new(5).relay("rrag", &["ar-uif"]).relay("gfp", &[]).link("rrag", "gfp", 10, 0).build();
+    let mut lone =
+        SimBuilder::new(5).relay("rrag", &["ar-uif"]).relay("gfp", &[]).link("rrag", "gfp", 10, 0).build();
     let env = lone.envelope("ar-uif@rrag", &["x@arinsa"], DAY, false);
     lone.send(env);
     let r = &lone.receipts("ar-uif@rrag")[0];
@@ -244,7 +252,13 @@ fn relay_down_an_hour_queues_at_hub_backs_off_and_drains_at_once_on_return() {
     // each failed dial also takes a 60 ms round trip) and stay capped at 60 s.
     // The first step starts at the lost connection, not at a dial.
     let dials: Vec<i64> = std::iter::once(crashed_at - 60)
-        .chain(sim.relay("gfp").dials.iter().filter(|(t, p)| p == "relay-arinsa" && *t > crashed_at).map(|d| d.0))
+        .chain(
+            sim.relay("gfp")
+                .dials
+                .iter()
+                .filter(|(t, p)| p == "relay-arinsa" && *t > crashed_at)
+                .map(|d| d.0),
+        )
         .collect();
     let gaps: Vec<i64> = dials.windows(2).map(|w| w[1] - w[0] - 60).collect();
     let nominal = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000];
@@ -255,7 +269,8 @@ fn relay_down_an_hour_queues_at_hub_backs_off_and_drains_at_once_on_return() {
     assert!(gaps.len() > 50, "an hour of capped retries: {}", gaps.len());
 
     let back = sim.now;
-    let hub_next_dial = sim.relay("gfp").core.as_ref().unwrap().outbox("relay-arinsa").unwrap().status().next_attempt_at_ms;
+    let hub_next_dial =
+        sim.relay("gfp").core.as_ref().unwrap().outbox("relay-arinsa").unwrap().status().next_attempt_at_ms;
     sim.restart("arinsa");
     assert!(sim.drive_until(back + 10 * MIN, |s| s.mailbox("za-afu@arinsa").len() == 200));
     let took = sim.now - back;
@@ -321,7 +336,8 @@ fn urgent_never_overtakes_the_same_senders_earlier_messages_to_the_same_recipien
     assert!(sim.drive_until(sim.now + 10 * MIN, |s| s.mailbox("za-afu@arinsa").len() == 101));
     assert_exactly_once_in_order(&sim, &sent, &["za-afu@arinsa"]);
     // nl-fiod's backlog was pulled ahead of de-bka's by its urgent message.
-    let senders: Vec<String> = sim.mailbox("za-afu@arinsa").iter().take(51).map(|e| e.sender.to_string()).collect();
+    let senders: Vec<String> =
+        sim.mailbox("za-afu@arinsa").iter().take(51).map(|e| e.sender.to_string()).collect();
     assert!(senders.iter().all(|s| s == "nl-fiod@carin"), "{senders:?}");
 }
 
@@ -339,7 +355,10 @@ fn expiry_at_the_hub_yields_expired_receipts() {
     assert!(sim.receipts("nl-fiod@carin").is_empty());
     assert!(sim.drive_until(sim.now + 5 * MIN, |s| s.receipts("nl-fiod@carin").len() == 2));
     for r in sim.receipts("nl-fiod@carin") {
-        assert_eq!((r.kind, r.reason, r.msg_id), (pb::ReceiptKind::Expired, pb::RefusalReason::Expired, env.msg_id));
+        assert_eq!(
+            (r.kind, r.reason, r.msg_id),
+            (pb::ReceiptKind::Expired, pb::RefusalReason::Expired, env.msg_id)
+        );
         assert_eq!(r.hops[0].relay, "relay-gfp", "made by the relay that held it");
     }
     assert_eq!(sim.queued("gfp", "arinsa"), 1, "the unexpired one stays");
@@ -363,7 +382,8 @@ fn hub_crashing(seed: u64) {
         crash_at.insert(sim.random_below(300) as usize);
     }
     for k in 0..300 {
-        let env = sim.envelope(senders[k % 3], &["za-afu@arinsa", "na-acc@arinsa"][..1 + k % 2], DAY, k % 17 == 0);
+        let env =
+            sim.envelope(senders[k % 3], &["za-afu@arinsa", "na-acc@arinsa"][..1 + k % 2], DAY, k % 17 == 0);
         sim.send(env.clone());
         sent.push(env);
         if crash_at.contains(&k) {
@@ -376,7 +396,8 @@ fn hub_crashing(seed: u64) {
     }
     let expected: usize = sent.iter().map(|e| e.recipients.len()).sum();
     let done = sim.drive_until(sim.now + 6 * HOUR, |s| {
-        s.queued_total() == 0 && senders.iter().map(|x| delivered_receipts(s, x).len()).sum::<usize>() == expected
+        s.queued_total() == 0
+            && senders.iter().map(|x| delivered_receipts(s, x).len()).sum::<usize>() == expected
     });
     assert!(done, "{} queued", sim.queued_total());
     // Urgent messages may overtake other senders but never their own sender's
@@ -384,8 +405,7 @@ fn hub_crashing(seed: u64) {
     assert_eq!(assert_exactly_once_in_order(&sim, &sent, &["za-afu@arinsa", "na-acc@arinsa"]), expected);
 }
 
-
-/// The two randomised scenarios over many seeds (about a minute in debug):
+/// The randomised scenarios over 200 seeds each (one to two minutes in debug):
 /// `cargo test -p focal-relay core::sim_tests::soak -- --ignored`.
 #[test]
 #[ignore]
@@ -430,9 +450,9 @@ fn rate_limited_hub(seed: u64, loss_permille: u32) {
     }
     let expected: usize = sent.iter().map(|e| e.recipients.len()).sum();
     assert!(sim.drive_until(T0 + HOUR, |s| s.queued_total() == 0
-        && delivered_receipts(s, "nl-fiod@carin").len() + delivered_receipts(s, "be-ocsc@carin").len() == expected));
+        && delivered_receipts(s, "nl-fiod@carin").len() + delivered_receipts(s, "be-ocsc@carin").len()
+            == expected));
     assert!(sim.relay("gfp").retries > 10, "the hub answered RETRY ({})", sim.relay("gfp").retries);
     assert_eq!(assert_exactly_once_in_order(&sim, &sent, &["za-afu@arinsa", "na-acc@arinsa"]), expected);
     assert!(sim.now - T0 > 2 * MIN, "paced by the hub's rate: {} s", (sim.now - T0) / 1000);
 }
-
