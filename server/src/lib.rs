@@ -10,9 +10,9 @@
 //! with a shutdown future, typically in a tokio task. As a process:
 //! `focal-relay run --config F` ([`cli::main`]).
 //!
-//! What is not here yet: QUIC federation (see [`federation`] for the seam),
-//! the audit log's Merkle tree and service (see `store::audit_seam`),
-//! metrics and the admin service.
+//! What is not here yet: QUIC federation (see [`federation`] for the seam;
+//! the routing core in [`core`] is not wired), metrics and the admin
+//! service.
 #![warn(missing_docs)]
 
 pub mod audit;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use focal_certs::{CertRefusal, ClientPolicy};
+use focal_proto::pb::audit_server::AuditServer;
 use focal_proto::pb::directory_server::DirectoryServer;
 use focal_proto::pb::relay_server::RelayServer;
 use focal_proto::{Role, pb};
@@ -20,6 +21,7 @@ use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tonic_health::ServingStatus;
 
+use crate::audit::AuditService;
 use crate::config::RelayConfig;
 use crate::federation::Federation;
 use crate::hub::Hub;
@@ -69,6 +71,7 @@ pub(crate) async fn run(
         network: config.network.clone(),
         relay_uri: relay_uri.clone(),
         audit_origin: config.audit_origin(),
+        checkpoint_interval_secs: config.audit.checkpoint_interval_secs,
         max_mailbox_messages: limits.max_mailbox_messages,
         max_store_bytes: limits.max_store_bytes,
         write_queue_depth: limits.write_queue_depth,
@@ -97,12 +100,13 @@ pub(crate) async fn run(
     ));
     let relay = RelayServer::new(RelayService::new(shared.clone()));
     let directory = DirectoryServer::new(DirectoryService::new(shared.clone()));
+    let audit = AuditService::new(store.audit_log().clone(), config.network.clone()).into_server();
     drop(shared);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RelayServer<RelayService>>().await;
     health.set_serving::<DirectoryServer<DirectoryService>>().await;
-    // AUDIT: health.set_serving::<…AuditServer…>() beside mounting it below.
+    health.set_serving::<AuditServer<AuditService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -142,8 +146,8 @@ pub(crate) async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(relay)
-        .add_service(directory);
-    // AUDIT: mount the Audit service here: `.add_service(crate::audit::service(…))`.
+        .add_service(directory)
+        .add_service(audit);
     let mut signal = stop_rx.clone();
     let server = router.serve_with_incoming_shutdown(incoming, async move {
         let _ = signal.wait_for(|s| *s).await;
@@ -153,32 +157,66 @@ pub(crate) async fn run(
     let fed = federation_addr.map(|a| a.to_string()).unwrap_or_else(|| "none".into());
     tracing::info!(relay = %relay_uri, "focal-relay listening grpc={grpc_addr} federation={fed}");
 
+    let failed_store = store.clone();
+    let mut store_failure = None;
     let result = tokio::select! {
         r = &mut server => r,
         () = shutdown => {
             tracing::info!("shutdown: health NOT_SERVING, draining in-flight requests");
-            for name in ["", <RelayServer<RelayService> as tonic::server::NamedService>::NAME,
-                         <DirectoryServer<DirectoryService> as tonic::server::NamedService>::NAME] {
-                health.set_service_status(name, ServingStatus::NotServing).await;
-            }
-            let _ = stop_tx.send(true);
-            let grace = Duration::from_secs(limits.shutdown_grace_secs);
-            match tokio::time::timeout(grace, &mut server).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::warn!(grace_secs = limits.shutdown_grace_secs, "grace period over; closing remaining connections");
-                    let _ = kill_tx.send(true);
-                    tokio::time::timeout(KILL_WAIT, &mut server).await.unwrap_or(Ok(()))
-                }
-            }
+            finish(&mut server, &health, &stop_tx, &kill_tx, limits.shutdown_grace_secs).await
+        }
+        reason = failed_store.failed() => {
+            tracing::error!(%reason, "the store failed; shutting down");
+            store_failure = Some(reason);
+            finish(&mut server, &health, &stop_tx, &kill_tx, limits.shutdown_grace_secs).await
         }
     };
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
     let _ = refusals.await;
     store.close().await;
+    if let Some(reason) = store_failure {
+        return Err(RelayError::Commit(reason));
+    }
     tracing::info!("focal-relay stopped; store flushed");
     result.map_err(|e| RelayError::Server(e.to_string()))
+}
+
+/// Drains: NOT_SERVING, stop accepting, wait for in-flight RPCs up to the
+/// grace period, then close what is left.
+async fn finish<F>(
+    server: &mut std::pin::Pin<&mut F>,
+    health: &tonic_health::server::HealthReporter,
+    stop: &watch::Sender<bool>,
+    kill: &watch::Sender<bool>,
+    grace_secs: u64,
+) -> Result<(), tonic::transport::Error>
+where
+    F: Future<Output = Result<(), tonic::transport::Error>>,
+{
+    drain(health, stop).await;
+    match tokio::time::timeout(Duration::from_secs(grace_secs), server.as_mut()).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(grace_secs, "grace period over; closing remaining connections");
+            let _ = kill.send(true);
+            tokio::time::timeout(KILL_WAIT, server.as_mut()).await.unwrap_or(Ok(()))
+        }
+    }
+}
+
+/// Health NOT_SERVING for every service, then stop taking requests.
+async fn drain(health: &tonic_health::server::HealthReporter, stop: &watch::Sender<bool>) {
+    use tonic::server::NamedService;
+    for name in [
+        "",
+        <RelayServer<RelayService> as NamedService>::NAME,
+        <DirectoryServer<DirectoryService> as NamedService>::NAME,
+        <AuditServer<AuditService> as NamedService>::NAME,
+    ] {
+        health.set_service_status(name, ServingStatus::NotServing).await;
+    }
+    let _ = stop.send(true);
 }
 
 async fn audit_refusals(store: Store, mut rx: mpsc::Receiver<CertRefusal>, mut stop: watch::Receiver<bool>) {

@@ -389,7 +389,7 @@ async fn health_reflection_graceful_shutdown_and_restart() {
     let a = Fp::connect(&pki, "carin", "a", relay.addr).await;
 
     let mut health = HealthClient::new(a.channel.clone());
-    for service in ["", "focal.v1.Relay", "focal.v1.Directory"] {
+    for service in ["", "focal.v1.Relay", "focal.v1.Directory", "focal.v1.Audit"] {
         let r = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(r.status(), ServingStatus::Serving, "{service:?}");
     }
@@ -406,7 +406,7 @@ async fn health_reflection_graceful_shutdown_and_restart() {
         panic!("list services response expected")
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in ["focal.v1.Relay", "focal.v1.Directory", "grpc.health.v1.Health"] {
+    for want in ["focal.v1.Relay", "focal.v1.Directory", "focal.v1.Audit", "grpc.health.v1.Health"] {
         assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
     }
 

@@ -176,11 +176,25 @@ impl Relay for RelayService {
                 caller.address()
             )));
         };
-        match self.shared.store.prove(dedup.accepted_leaf, req.get_ref().tree_size) {
-            Ok(p) => Ok(Response::new(p)),
-            Err(crate::RelayError::Audit(m)) => Err(Status::unimplemented(m)),
-            Err(e) => Err(e.into()),
+        let log = self.shared.store.audit_log();
+        let leaf = dedup.accepted_leaf;
+        let mut tree_size = req.get_ref().tree_size;
+        if tree_size == 0 {
+            // The latest checkpoint, or a fresh one if it predates the record.
+            let latest = log.latest_checkpoint().map(|c| c.size).unwrap_or(0);
+            tree_size = if latest > leaf {
+                latest
+            } else {
+                log.fresh_checkpoint(now_ms()).await.map_err(|e| Status::internal(e.to_string()))?.size
+            };
+        } else if tree_size <= leaf || tree_size > log.size() {
+            return Err(Status::out_of_range(format!(
+                "tree_size {tree_size}: the ACCEPTED record is leaf {leaf} and the log holds {} leaves",
+                log.size()
+            )));
         }
+        let proof = log.inclusion_proof(leaf, tree_size).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(proof))
     }
 }
 

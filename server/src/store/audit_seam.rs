@@ -1,45 +1,47 @@
-//! The store's single seam to the audit log: the writer stages every audit
-//! record through [`AuditSeam`] in the same `sled::Batch` as the queue change
-//! it records.
-//!
-//! TEMPORARY SHIM: `crate::audit::AuditLog` is still a contract stub on main,
-//! so this seam stores leaves itself under `z/audit-shim/<index>` (no Merkle
-//! hashes, no checkpoints, no proofs). When the audit log lands, the bodies
-//! below become calls to `AuditLog::{open, stage, committed, abandon, size}`
-//! and the shim prefix goes away; nothing else in the relay changes.
+//! The store's single seam to the audit log (`crate::audit`): the writer
+//! stages every audit record through [`AuditSeam`] in the same `sled::Batch`
+//! as the queue change it records, marks it committed or abandoned with the
+//! batch, and after each durable flush lets the log sign a checkpoint (at
+//! most one per `audit.checkpoint_interval_secs`), so checkpoints only ever
+//! cover fsynced leaves.
+
+use std::path::Path;
 
 use focal_proto::pb;
-use prost::Message;
 
 use crate::RelayError;
-
-const SHIM_PREFIX: &[u8] = b"z/audit-shim/";
+use crate::audit::{AuditLog, AuditReader, LogSigner};
 
 /// The audit log as the writer sees it.
 pub(crate) struct AuditSeam {
-    committed: u64,
-    staged: u64,
+    log: AuditLog,
+    interval_ms: i64,
+    last_checkpoint_ms: Option<i64>,
 }
 
 impl AuditSeam {
-    /// Opens the log in `tree`. `key_path` and `origin` are for the real
-    /// log's checkpoint signer.
+    /// Opens the log in `tree`, with the checkpoint key at `key_path`
+    /// (created on first start).
     pub(crate) fn open(
         tree: sled::Tree,
-        _key_path: &std::path::Path,
-        _origin: &str,
+        key_path: &Path,
+        origin: &str,
+        checkpoint_interval_secs: u64,
     ) -> Result<Self, RelayError> {
-        let size = match tree.scan_prefix(SHIM_PREFIX).next_back() {
-            Some(kv) => {
-                let (k, _) = kv.map_err(RelayError::sled("reading the audit log"))?;
-                let idx = super::keys::u64_be(&k[SHIM_PREFIX.len()..]).ok_or_else(|| {
-                    RelayError::Corrupt { key: super::keys::show(&k), detail: "bad index".into() }
-                })?;
-                idx + 1
-            }
-            None => 0,
-        };
-        Ok(AuditSeam { committed: size, staged: size })
+        let signer = LogSigner::load_or_create(key_path, origin)?;
+        let log = AuditLog::open(tree, signer)?;
+        let interval_ms = (checkpoint_interval_secs.max(1) as i64).saturating_mul(1000);
+        Ok(AuditSeam { log, interval_ms, last_checkpoint_ms: None })
+    }
+
+    /// A read view for the Audit service and proofs.
+    pub(crate) fn reader(&self) -> AuditReader {
+        self.log.reader()
+    }
+
+    /// Refuses a record the log would refuse, before anything is staged.
+    pub(crate) fn validate(record: &pb::AuditRecord) -> Result<(), RelayError> {
+        focal_proto::audit::validate_record(record).map_err(|e| RelayError::Audit(e.to_string()))
     }
 
     /// Adds `record` to `batch`; returns its leaf index.
@@ -48,40 +50,29 @@ impl AuditSeam {
         record: &pb::AuditRecord,
         batch: &mut sled::Batch,
     ) -> Result<u64, RelayError> {
-        let idx = self.staged;
-        let mut key = SHIM_PREFIX.to_vec();
-        key.extend_from_slice(&idx.to_be_bytes());
-        batch.insert(key, record.encode_to_vec());
-        self.staged += 1;
-        Ok(idx)
+        self.log.stage(record, batch)
     }
 
     /// The batch holding the staged records was applied.
     pub(crate) fn committed(&mut self) {
-        self.committed = self.staged;
+        self.log.committed();
     }
 
     /// The batch was not applied: forget what was staged.
     pub(crate) fn abandon(&mut self) {
-        self.staged = self.committed;
+        self.log.abandon();
     }
-}
 
-/// Reads every committed leaf (tests; the real log serves entries itself).
-pub(crate) fn read_leaves(tree: &sled::Tree) -> Result<Vec<pb::AuditRecord>, RelayError> {
-    let mut out = Vec::new();
-    for kv in tree.scan_prefix(SHIM_PREFIX) {
-        let (k, v) = kv.map_err(RelayError::sled("reading the audit log"))?;
-        out.push(super::records::decode(&k, &v)?);
+    /// Called after a successful flush: signs a checkpoint when the interval
+    /// has passed and the log grew.
+    pub(crate) fn flushed(&mut self, now_ms: i64) {
+        let due = self.last_checkpoint_ms.is_none_or(|t| now_ms.saturating_sub(t) >= self.interval_ms);
+        if !due || self.log.size() == 0 {
+            return;
+        }
+        match self.log.checkpoint(now_ms, false) {
+            Ok(_) => self.last_checkpoint_ms = Some(now_ms),
+            Err(e) => tracing::warn!(error = %e, "audit checkpoint failed; retrying after the next commit"),
+        }
     }
-    Ok(out)
-}
-
-/// An inclusion proof of leaf `index` in the tree of `tree_size` (0 = latest).
-pub(crate) fn prove(
-    _tree: &sled::Tree,
-    _index: u64,
-    _tree_size: u64,
-) -> Result<pb::InclusionProof, RelayError> {
-    Err(RelayError::Audit("inclusion proofs are served once the audit log is merged (shim in place)".into()))
 }

@@ -31,6 +31,7 @@ use self::records::{DedupRecord, MailboxEntry, MailboxMeta, StoredEnvelope, deco
 pub use self::writer::{AcceptRequest, Accepted, AckRequest, ExpiryReport, ReceiptSigner};
 use self::writer::{Msg, Op, Reply, Writer};
 use crate::RelayError;
+use crate::audit::AuditReader;
 use crate::hub::Hub;
 
 /// What the store needs to open.
@@ -43,6 +44,8 @@ pub struct StoreOptions {
     pub relay_uri: String,
     /// Audit-log checkpoint origin.
     pub audit_origin: String,
+    /// `audit.checkpoint_interval_secs`.
+    pub checkpoint_interval_secs: u64,
     /// `limits.max_mailbox_messages`.
     pub max_mailbox_messages: u64,
     /// `limits.max_store_bytes`.
@@ -69,6 +72,8 @@ struct Inner {
     sled_size: Arc<AtomicU64>,
     max_store_bytes: u64,
     writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    audit: AuditReader,
+    fatal: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl Store {
@@ -113,8 +118,14 @@ impl Store {
             tracing::info!(removed, "removed payload files no envelope references");
         }
 
-        let audit =
-            audit_seam::AuditSeam::open(tree.clone(), &dir.join("audit-log.key"), &opts.audit_origin)?;
+        let audit = audit_seam::AuditSeam::open(
+            tree.clone(),
+            &dir.join("audit-log.key"),
+            &opts.audit_origin,
+            opts.checkpoint_interval_secs,
+        )?;
+        let audit_reader = audit.reader();
+        let (fatal_tx, fatal_rx) = tokio::sync::watch::channel(None);
         let sled_size = Arc::new(AtomicU64::new(db.size_on_disk().unwrap_or(0)));
         let capacity = opts.write_queue_depth.max(1);
         let (tx, rx) = mpsc::channel(capacity);
@@ -129,6 +140,7 @@ impl Store {
             max_mailbox_messages: opts.max_mailbox_messages,
             signer: opts.signer,
             size: sled_size.clone(),
+            fatal: fatal_tx,
         };
         let handle = tokio::spawn(writer.run(rx));
         Ok(Store {
@@ -140,6 +152,8 @@ impl Store {
                 sled_size,
                 max_store_bytes: opts.max_store_bytes,
                 writer: std::sync::Mutex::new(Some(handle)),
+                audit: audit_reader,
+                fatal: fatal_rx,
             }),
         })
     }
@@ -375,18 +389,34 @@ impl Store {
         Ok(())
     }
 
-    /// The sled tree (shared with the audit log's read side).
+    /// The sled tree (the audit log lives in it under `a/`).
     pub fn tree(&self) -> &sled::Tree {
         &self.inner.tree
     }
 
-    /// An inclusion proof of the ACCEPTED record at `leaf_index`.
-    pub fn prove(&self, leaf_index: u64, tree_size: u64) -> Result<pb::InclusionProof, RelayError> {
-        audit_seam::prove(&self.inner.tree, leaf_index, tree_size)
+    /// A read view of the audit log (entries, checkpoints, proofs).
+    pub fn audit_log(&self) -> &AuditReader {
+        &self.inner.audit
     }
 
     /// Every committed audit record, in order (tests and diagnostics).
     pub fn audit_records(&self) -> Result<Vec<pb::AuditRecord>, RelayError> {
-        audit_seam::read_leaves(&self.inner.tree)
+        let log = &self.inner.audit;
+        log.entries(0, log.size())?
+            .iter()
+            .map(|e| focal_proto::audit::decode_record(&e.leaf).map_err(|e| RelayError::Audit(e.to_string())))
+            .collect()
+    }
+
+    /// Resolves with the reason once the store has failed (a batch or an
+    /// fsync was refused); it then acknowledges nothing more.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.inner.fatal.clone();
+        let reason = rx.wait_for(|f| f.is_some()).await.map(|f| f.clone().unwrap_or_default());
+        match reason {
+            Ok(reason) => reason,
+            // The writer is gone without failing: never resolves.
+            Err(_) => std::future::pending().await,
+        }
     }
 }

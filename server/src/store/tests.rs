@@ -20,6 +20,7 @@ fn opts(dir: &std::path::Path, hub: Arc<Hub>) -> StoreOptions {
         network: NetworkId::new("carin").unwrap(),
         relay_uri: "focal://carin/relay/relay-carin".into(),
         audit_origin: "focal/carin/relay-carin".into(),
+        checkpoint_interval_secs: 1,
         max_mailbox_messages: 1000,
         max_store_bytes: u64::MAX,
         write_queue_depth: 64,

@@ -124,6 +124,8 @@ pub(crate) struct Writer {
     pub(crate) max_mailbox_messages: u64,
     pub(crate) signer: ReceiptSigner,
     pub(crate) size: Arc<std::sync::atomic::AtomicU64>,
+    /// Set once the store is broken (a failed batch or fsync).
+    pub(crate) fatal: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// Effects to carry out once the batch is durable.
@@ -140,6 +142,8 @@ struct Staged<'a> {
     tree: &'a sled::Tree,
     batch: sled::Batch,
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Something was staged (a key or an audit leaf).
+    dirty: bool,
 }
 
 impl Staged<'_> {
@@ -150,15 +154,22 @@ impl Staged<'_> {
         Ok(self.tree.get(key).map_err(RelayError::sled("reading"))?.map(|v| v.to_vec()))
     }
     fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.dirty = true;
         self.batch.insert(key.clone(), value.clone());
         self.overlay.insert(key, Some(value));
     }
     fn remove(&mut self, key: Vec<u8>) {
+        self.dirty = true;
         self.batch.remove(key.clone());
         self.overlay.insert(key, None);
     }
     fn removed(&self, key: &[u8]) -> bool {
         matches!(self.overlay.get(key), Some(None))
+    }
+    /// Stages an audit record (validated beforehand by the operation).
+    fn audit(&mut self, audit: &mut AuditSeam, record: &pb::AuditRecord) -> Result<u64, Fatal> {
+        self.dirty = true;
+        Ok(audit.stage(record, &mut self.batch)?)
     }
 }
 
@@ -182,8 +193,21 @@ impl Writer {
                 // Refuse new work; what is already queued is still applied.
                 rx.close();
             }
-            if !jobs.is_empty() {
-                self.commit(jobs).await;
+            if jobs.is_empty() {
+                continue;
+            }
+            if let Err(broken) = self.commit(jobs).await {
+                // The disk refused a write or an fsync: nothing more is
+                // acknowledged. Queued operations fail; the relay stops.
+                tracing::error!(error = %broken, "store failed; refusing all further writes");
+                let _ = self.fatal.send(Some(broken.clone()));
+                rx.close();
+                while let Some(m) = rx.recv().await {
+                    if let Msg::Job(_, Some(tx)) = m {
+                        let _ = tx.send(Err(RelayError::Commit(broken.clone())));
+                    }
+                }
+                return;
             }
         }
         if let Err(e) = self.db.flush_async().await {
@@ -192,21 +216,23 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
-    async fn commit(&mut self, jobs: Vec<(Op, Option<ReplyTx>)>) {
+    /// Applies one group of operations. Err means the store is broken (a
+    /// batch or an fsync failed) and the writer must stop.
+    async fn commit(&mut self, jobs: Vec<(Op, Option<ReplyTx>)>) -> Result<(), String> {
         let ctx = self.ctx();
-        let mut st = Staged { tree: &self.tree, batch: sled::Batch::default(), overlay: HashMap::new() };
+        let mut st =
+            Staged { tree: &self.tree, batch: sled::Batch::default(), overlay: HashMap::new(), dirty: false };
         let mut after = After::default();
         let mut results = Vec::with_capacity(jobs.len());
-        let mut fatal: Option<RelayError> = None;
+        let mut failed: Option<String> = None;
         for (op, tx) in jobs {
-            let r = if fatal.is_some() {
+            let r = if failed.is_some() {
                 Err(RelayError::Commit("an earlier operation of the batch failed".into()))
             } else {
                 match apply(&mut st, &mut self.audit, &ctx, op, &mut after) {
                     Err(Fatal(e)) => {
-                        let msg = e.to_string();
-                        fatal = Some(e);
-                        Err(RelayError::Commit(msg))
+                        failed = Some(e.to_string());
+                        Err(RelayError::Commit(e.to_string()))
                     }
                     Ok(r) => r,
                 }
@@ -214,26 +240,30 @@ impl Writer {
             results.push((tx, r));
         }
 
-        let outcome = match fatal {
-            Some(e) => Err(e.to_string()),
-            None => self.tree.apply_batch(st.batch).map_err(|e| format!("applying the batch: {e}")),
-        };
-        let outcome = match outcome {
-            Err(e) => {
-                self.audit.abandon();
-                Err(e)
-            }
-            Ok(()) => {
-                self.audit.committed();
-                match self.db.flush_async().await {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(format!("fsync failed (the batch may or may not be durable): {e}")),
+        let now = crate::rpc::now_ms();
+        let outcome = if let Some(e) = failed {
+            // Nothing reached the tree: the batch is dropped, the store is fine.
+            self.audit.abandon();
+            Err((e, false))
+        } else if !st.dirty {
+            // Nothing to write (e.g. an expiry pass that found nothing).
+            Ok(())
+        } else if let Err(e) = self.tree.apply_batch(st.batch) {
+            self.audit.abandon();
+            Err((format!("applying the batch: {e}"), true))
+        } else {
+            self.audit.committed();
+            match self.db.flush_async().await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    Err((format!("fsync failed (the last batch may or may not be durable): {e}"), true))
                 }
             }
         };
 
         match outcome {
             Ok(()) => {
+                self.audit.flushed(now);
                 for f in after.keep {
                     f.keep();
                 }
@@ -251,8 +281,9 @@ impl Writer {
                         let _ = tx.send(r);
                     }
                 }
+                Ok(())
             }
-            Err(e) => {
+            Err((e, broken)) => {
                 tracing::error!(error = %e, "store commit failed");
                 // Dropping `after` removes payload files no envelope references.
                 for (tx, r) in results {
@@ -260,6 +291,7 @@ impl Writer {
                         let _ = tx.send(r.and(Err(RelayError::Commit(e.clone()))));
                     }
                 }
+                if broken { Err(e) } else { Ok(()) }
             }
         }
     }
@@ -293,16 +325,6 @@ impl From<RelayError> for Fatal {
 
 type OpResult = Result<Result<Reply, RelayError>, Fatal>;
 
-fn apply(st: &mut Staged<'_>, audit: &mut AuditSeam, ctx: &Ctx, op: Op, after: &mut After) -> OpResult {
-    match op {
-        Op::Accept(req) => accept(st, audit, ctx, *req, after),
-        Op::Ack(req) => ack(st, audit, ctx, *req, after),
-        Op::Publish { address, entry, key_serial } => publish(st, address, entry, key_serial),
-        Op::ExpireDue { now_ms, limit } => expire_due(st, audit, ctx, now_ms, limit, after),
-        Op::Audit(record) => Ok(Ok(Reply::Leaf(audit.stage(&record, &mut st.batch)?))),
-    }
-}
-
 /// Reads before anything is staged: a failure refuses only this operation.
 macro_rules! check {
     ($e:expr) => {
@@ -311,6 +333,19 @@ macro_rules! check {
             Err(e) => return Ok(Err(e)),
         }
     };
+}
+
+fn apply(st: &mut Staged<'_>, audit: &mut AuditSeam, ctx: &Ctx, op: Op, after: &mut After) -> OpResult {
+    match op {
+        Op::Accept(req) => accept(st, audit, ctx, *req, after),
+        Op::Ack(req) => ack(st, audit, ctx, *req, after),
+        Op::Publish { address, entry, key_serial } => publish(st, address, entry, key_serial),
+        Op::ExpireDue { now_ms, limit } => expire_due(st, audit, ctx, now_ms, limit, after),
+        Op::Audit(record) => {
+            check!(AuditSeam::validate(&record));
+            Ok(Ok(Reply::Leaf(st.audit(audit, &record)?)))
+        }
+    }
 }
 
 fn accept(
@@ -355,12 +390,14 @@ fn accept(
         peer: req.from.clone(),
         ..base.clone()
     };
-    let leaf_index = audit.stage(&accepted, &mut st.batch)?;
     let local: Vec<String> = metas.iter().map(|(a, _, _)| a.clone()).collect();
+    let delivered =
+        pb::AuditRecord { kind: pb::AuditKind::Delivered as i32, recipients: local.clone(), ..base };
+    check!(AuditSeam::validate(&accepted));
+    check!(AuditSeam::validate(&delivered));
+    let leaf_index = st.audit(audit, &accepted)?;
     if !local.is_empty() {
-        let delivered =
-            pb::AuditRecord { kind: pb::AuditKind::Delivered as i32, recipients: local.clone(), ..base };
-        audit.stage(&delivered, &mut st.batch)?;
+        st.audit(audit, &delivered)?;
     }
 
     let (payload_file, keep) = match req.payload {
@@ -492,9 +529,12 @@ fn ack(
             msg_id: hex::encode(req.msg_id),
         }));
     }
-    // Nothing is staged before these reads succeed.
-    let env = check!(take_from_mailbox(st, &recipient, &mk));
-    let (digest, size, handling, priority) = env
+    let ekey = keys::envelope(&mk);
+    let stored: Option<StoredEnvelope> = match check!(st.get(&ekey)) {
+        Some(v) => Some(check!(decode(&ekey, &v))),
+        None => None,
+    };
+    let (digest, size, handling, priority) = stored
         .as_ref()
         .map(|e| {
             let h = e.header.as_ref();
@@ -508,14 +548,17 @@ fn ack(
         msg_id: req.msg_id.to_vec(),
         sender: sender.clone(),
         recipients: vec![recipient.clone()],
-        peer: recipient,
+        peer: recipient.clone(),
         payload_sha256: digest,
         size,
         handling,
         priority,
         ..Default::default()
     };
-    audit.stage(&record, &mut st.batch)?;
+    check!(AuditSeam::validate(&record));
+    // Nothing is staged before these reads and checks succeed.
+    let env = check!(take_from_mailbox(st, &recipient, &mk));
+    st.audit(audit, &record)?;
     if let Some(env) = env {
         settle_envelope(st, &mk, env, after);
     }
@@ -600,7 +643,12 @@ fn expire_due(
                     detail: format!("expired undelivered at {}", ctx.relay_uri),
                     ..Default::default()
                 };
-                audit.stage(&record, &mut st.batch)?;
+                match AuditSeam::validate(&record) {
+                    Ok(()) => {
+                        st.audit(audit, &record)?;
+                    }
+                    Err(e) => tracing::error!(error = %e, "expiry of a message with an invalid audit record"),
+                }
                 for addr in &pending {
                     let body = pb::ReceiptBody {
                         version: 1,
