@@ -452,3 +452,42 @@ async fn a_full_store_refuses_new_sends_and_keeps_what_it_holds() {
     assert_eq!(a.fetch("a@carin", &kept.msg_id, 0).await.unwrap().1, b"kept");
     relay.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_does_not_read_is_dropped_not_buffered() {
+    init();
+    let pki = Pki::new(&["carin"]);
+    let data = tempfile::tempdir().unwrap();
+    let extra = "[limits]\ninbox_live_buffer = 8\nsends_per_minute = 100000\n";
+    let mut relay = TestRelay::start(&pki.relay_config("carin", data.path(), extra)).await;
+    let a = Fp::connect(&pki, "carin", "a", relay.addr).await;
+    let b = Fp::connect(&pki, "carin", "b", relay.addr).await;
+    let req = pb::InboxRequest { include_receipts: false, replay_only: false };
+    let mut live = b.relay().inbox(req).await.unwrap().into_inner();
+    assert!(matches!(next_event(&mut live).await, Event::ReplayDone(true)));
+
+    // b does not read while far more than the HTTP/2 windows and the live
+    // buffer can hold is pushed to it (each event is a ~0.7 KB header).
+    const N: usize = 2_000;
+    for round in 0..N / 100 {
+        let sends = (0..100).map(|i| {
+            let a = &a;
+            async move { a.send(&["b@carin"], &[(round * 100 + i) as u8; 16]).await.unwrap() }
+        });
+        futures::future::join_all(sends).await;
+    }
+    let mut received = 0;
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(30), live.message()).await.expect("stream moves") {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => panic!("stream ended without a status after {received} events"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("reconnect to replay"), "{status:?}");
+    assert!(received < N, "{received}");
+    // Nothing was lost: the mailbox replays everything.
+    assert_eq!(b.inbox().await.len(), N);
+    relay.stop().await.unwrap();
+}
