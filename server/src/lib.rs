@@ -10,9 +10,9 @@
 //! with a shutdown future, typically in a tokio task. As a process:
 //! `focal-relay run --config F` ([`cli::main`]).
 //!
-//! What is not here yet: QUIC federation (see [`federation`] for the seam;
-//! the routing core in [`core`] is not wired), metrics and the admin
-//! service.
+//! What is not here yet: federation routing (the QUIC transport is in
+//! `federation`, the routing core in [`core`]; the seam where they plug in is
+//! [`route::route_remote`]), metrics and the admin service.
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -21,7 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 mod error;
-pub mod federation;
+pub mod route;
 pub mod hub;
 pub mod logging;
 mod node;

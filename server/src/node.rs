@@ -23,7 +23,7 @@ use tonic_health::ServingStatus;
 
 use crate::audit::AuditService;
 use crate::config::RelayConfig;
-use crate::federation::Federation;
+use crate::route::Routes;
 use crate::hub::Hub;
 use crate::peer::PeerInfo;
 use crate::rpc::{DirectoryService, RelayService, Shared, now_ms};
@@ -95,7 +95,7 @@ pub(crate) async fn run(
         store.clone(),
         hub,
         tls.trust.clone(),
-        Federation::new(&config),
+        Routes::new(&config),
         stop_rx.clone(),
     ));
     let relay = RelayServer::new(RelayService::new(shared.clone()));
@@ -117,6 +117,12 @@ pub(crate) async fn run(
     let federation_addr = listeners.federation.as_ref().and_then(|s| s.local_addr().ok());
     // FEDERATION: `listeners.federation` (UDP) becomes the QUIC endpoint here.
     let _federation_socket = listeners.federation;
+    if !config.peers.is_empty() {
+        tracing::warn!(
+            peers = config.peers.len(),
+            "peers are configured but federation is not wired yet: sends to other networks are refused"
+        );
+    }
     if listeners.metrics.is_some() {
         // Metrics (issue 7) are not served yet; the socket is released.
         tracing::warn!("listen.metrics is set but metrics are not implemented yet");

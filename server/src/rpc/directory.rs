@@ -7,7 +7,7 @@ use focal_proto::{Address, pb};
 use tonic::{Request, Status};
 
 use super::Shared;
-use crate::federation::route_remote;
+use crate::route::route_remote;
 
 pub(super) async fn publish(
     shared: &Shared,
@@ -41,7 +41,7 @@ pub(super) fn lookup(shared: &Shared, req: Request<pb::LookupRequest>) -> Result
     }
     if address.network() != &shared.config.network {
         // FEDERATION: a directory query to the peer serving that network.
-        let e = route_remote(&shared.federation, address.network()).err();
+        let e = route_remote(&shared.routes, address.network()).err();
         let msg =
             e.map(|e| e.to_string()).unwrap_or_else(|| "remote directory lookups are not wired yet".into());
         return Err(Status::failed_precondition(msg));
@@ -61,7 +61,7 @@ pub(super) fn list_members(
     if !net.is_empty() && net != shared.config.network.as_str() {
         let network = focal_proto::NetworkId::new(net)
             .map_err(|e| Status::invalid_argument(format!("network: {e}")))?;
-        let e = route_remote(&shared.federation, &network).err();
+        let e = route_remote(&shared.routes, &network).err();
         let msg = e.map(|e| e.to_string()).unwrap_or_else(|| "remote member lists are not wired yet".into());
         return Err(Status::failed_precondition(msg));
     }

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::RelayConfig;
-use crate::federation::Federation;
+use crate::route::Routes;
 use crate::hub::Hub;
 use crate::store::Store;
 
@@ -35,8 +35,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// Trust bundle and CRLs (reloadable).
     pub trust: SharedTrust,
-    /// The federation seam.
-    pub federation: Federation,
+    /// The federation routing seam.
+    pub routes: Routes,
     /// Turns true when shutdown begins (live streams end).
     pub shutdown: watch::Receiver<bool>,
     rate: Mutex<RateWindow>,
@@ -49,10 +49,10 @@ impl Shared {
         store: Store,
         hub: Arc<Hub>,
         trust: SharedTrust,
-        federation: Federation,
+        routes: Routes,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        Shared { config, store, hub, trust, federation, shutdown, rate: Mutex::new(RateWindow::default()) }
+        Shared { config, store, hub, trust, routes, shutdown, rate: Mutex::new(RateWindow::default()) }
     }
 
     /// Counts one send of `sender` at `now_ms`; false if over `limits.sends_per_minute`.

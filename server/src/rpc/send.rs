@@ -28,7 +28,7 @@ use tonic::{Request, Status, Streaming};
 
 use super::{Shared, now_ms, require_fp};
 use crate::RelayError;
-use crate::federation::route_remote;
+use crate::route::route_remote;
 use crate::store::AcceptRequest;
 use crate::store::payload::PayloadError;
 
@@ -205,7 +205,7 @@ async fn checked(
         ctx.recipients.iter().map(|a| a.network()).filter(|n| *n != own).collect();
     for net in remote {
         // FEDERATION: a route found here means a copy for that peer's outbox.
-        route_remote(&shared.federation, net)
+        route_remote(&shared.routes, net)
             .map_err(|e| refuse(Status::failed_precondition(e.to_string()), R::UnknownNetwork))?;
     }
 

@@ -501,7 +501,7 @@ fn store_receipt(
     let network_ok = Address::parse(to).map(|a| a.network() == &ctx.network).unwrap_or(false);
     if !network_ok {
         // FEDERATION: receipts for other networks go through
-        // `federation::route_remote` into a peer outbox (not wired yet).
+        // `route::route_remote` into a peer outbox (not wired yet).
         tracing::warn!(to, "receipt for another network dropped: no federation route yet");
         return;
     }

@@ -1,5 +1,5 @@
-//! THE FEDERATION SEAM. Everything that leaves this relay's network goes
-//! through [`route_remote`]: envelopes for recipients of other networks
+//! THE FEDERATION ROUTING SEAM. Everything that leaves this relay's network
+//! goes through [`route_remote`]: envelopes for recipients of other networks
 //! (Send), receipts for senders of other networks (Ack, expiry), and
 //! directory lookups of other networks (Lookup, ListMembers).
 //!
@@ -29,22 +29,22 @@ pub struct NoRoute {
     pub network: NetworkId,
 }
 
-/// The relay's view of the federation (peers, links). Empty until the
-/// federation work fills it in.
+/// What routing decisions need: the configured peers (and, once wired, the
+/// routing core and the links of `crate::federation`).
 #[derive(Debug, Default)]
-pub struct Federation {
+pub struct Routes {
     _peers: Vec<crate::config::PeerConfig>,
 }
 
-impl Federation {
+impl Routes {
     /// Built from the config at start.
     pub fn new(config: &RelayConfig) -> Self {
-        Federation { _peers: config.peers.clone() }
+        Routes { _peers: config.peers.clone() }
     }
 }
 
 /// The next hop for `network` (never this relay's own network).
-pub fn route_remote(federation: &Federation, network: &NetworkId) -> Result<PeerRoute, NoRoute> {
-    let _ = federation;
+pub fn route_remote(routes: &Routes, network: &NetworkId) -> Result<PeerRoute, NoRoute> {
+    let _ = routes;
     Err(NoRoute { network: network.clone() })
 }
