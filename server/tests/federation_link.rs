@@ -6,7 +6,7 @@ mod federation_support;
 
 use federation_support::*;
 use focal_proto::{Role, pb};
-use focal_relay::federation::LinkEvent;
+use focal_relay::federation::{Federation, LinkEvent, Tuning};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_link_exchange_hellos_and_transfer_several_mib() {
@@ -22,8 +22,9 @@ async fn two_relays_link_exchange_hellos_and_transfer_several_mib() {
     let to_gfp = carin.fed.link("relay-gfp").expect("configured");
     let to_carin = gfp.fed.link("relay-carin").expect("configured");
     assert!(carin.fed.link("relay-nobody").is_none());
-    let remote_gfp = to_gfp.wait_connected().await.unwrap();
-    let remote_carin = to_carin.wait_connected().await.unwrap();
+    settle(&carin, &to_gfp, &gfp, &to_carin).await;
+    let remote_gfp = to_gfp.remote().unwrap();
+    let remote_carin = to_carin.remote().unwrap();
 
     // Each side sees the other's hello, checked against its certificate.
     assert_eq!(remote_gfp.hello, hello_of(&gfp_creds));
@@ -69,6 +70,13 @@ async fn two_relays_link_exchange_hellos_and_transfer_several_mib() {
     let err = to_gfp.send_envelope(header("short", 5000), PatternReader::new(4000)).await.unwrap_err();
     assert!(err.to_string().contains("header declares 5000"), "{err}");
 
+    // A receiver that already has the envelope answers at once; the sender
+    // stops streaming and gets that answer.
+    let len = 8 * 1024 * 1024;
+    let ack = to_gfp.send_envelope(header("dup-1", len), PatternReader::new(len)).await.unwrap();
+    assert_eq!(ack.status, pb::TransferStatus::Duplicate as i32, "{ack:?}");
+    assert!(gfp.handler.requests.lock().unwrap().contains(&format!("duplicate of {len} bytes")));
+
     // Request/response streams.
     let rid = vec![9u8; 32];
     let ra = to_gfp
@@ -76,18 +84,20 @@ async fn two_relays_link_exchange_hellos_and_transfer_several_mib() {
         .await
         .unwrap();
     assert_eq!(ra.receipt_id, rid);
-    let da = to_gfp
-        .query_directory(pb::DirectoryQuery { query_id: 42, address: "x@gfp".into() })
-        .await
-        .unwrap();
+    let da =
+        to_gfp.query_directory(pb::DirectoryQuery { query_id: 42, address: "x@gfp".into() }).await.unwrap();
     assert_eq!((da.query_id, da.error.as_str()), (42, "not found"));
     let co = to_carin
-        .request_cosign(pb::CosignRequest { checkpoint_note: "n".into(), consistency_proof: vec![], old_size: 5 })
+        .request_cosign(pb::CosignRequest {
+            checkpoint_note: "n".into(),
+            consistency_proof: vec![],
+            old_size: 5,
+        })
         .await
         .unwrap();
     assert_eq!(co.cosignature_line, "— witness 5");
     to_gfp.ping(77).await.unwrap();
-    assert_eq!(gfp.handler.requests.lock().unwrap().len(), 2);
+    assert_eq!(gfp.handler.requests.lock().unwrap().len(), 3);
 
     // The link stayed up throughout: no violation, no refusal.
     for ev in gfp.handler.events().iter().chain(carin.handler.events().iter()) {
@@ -134,10 +144,56 @@ async fn simultaneous_dial_keeps_exactly_the_smaller_relays_connection() {
             }
         })
         .await;
-        let ack = to_carin.send_envelope(header("after-race", 10_000), PatternReader::new(10_000)).await.unwrap();
+        let ack =
+            to_carin.send_envelope(header("after-race", 10_000), PatternReader::new(10_000)).await.unwrap();
         assert_eq!(ack.status, pb::TransferStatus::Stored as i32);
         assert_eq!(carin.fed.open_connections(), 1);
         carin.fed.close().await;
         gfp.fed.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_refuses_bad_configuration_naming_the_field() {
+    init();
+    let pki = Pki::new(&["carin", "gfp"]);
+    let carin = pki.creds("carin", Role::Relay, "relay-carin");
+    let fp = pki.creds("carin", Role::Fp, "nl-fiod");
+    let addr: std::net::SocketAddr = "127.0.0.1:7401".parse().unwrap();
+    let handler = std::sync::Arc::new(Recorder::default());
+    let try_start = |creds: &focal_certs::Credentials,
+                     hello: pb::Hello,
+                     peers: Vec<focal_relay::config::PeerConfig>,
+                     t: Tuning| {
+        Federation::start(udp(), creds, pki.trust.clone(), hello, &peers, handler.clone(), t)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let ok_peer = || peer("relay-gfp", "gfp", addr);
+    let mut bad_addr = ok_peer();
+    bad_addr.address = "relay-gfp.example".into();
+    let cases = [
+        (try_start(&carin, hello_of(&carin), vec![ok_peer(), ok_peer()], tuning()), "peers[1].name"),
+        (try_start(&carin, hello_of(&carin), vec![bad_addr], tuning()), "peers[0].address"),
+        (try_start(&carin, hello_of(&carin), vec![peer("relay-carin", "carin", addr)], tuning()), "itself"),
+        (try_start(&carin, hello_of(&carin), vec![peer("Relay", "gfp", addr)], tuning()), "peers[0].name"),
+        (try_start(&fp, hello_of(&fp), vec![], tuning()), "not a relay certificate"),
+        (
+            try_start(
+                &carin,
+                pb::Hello { networks: vec!["gfp".into()], ..hello_of(&carin) },
+                vec![],
+                tuning(),
+            ),
+            "own hello",
+        ),
+        (
+            try_start(&carin, hello_of(&carin), vec![], Tuning { chunk_size: 100_000, ..tuning() }),
+            "tuning.chunk_size",
+        ),
+    ];
+    for (err, want) in cases {
+        assert!(err.contains(want), "{err:?} should mention {want:?}");
     }
 }

@@ -1,5 +1,5 @@
-//! One established connection (hello done): its context (peer, rate
-//! limiter, close reason) and the task that accepts the peer's request
+//! One established connection (hello done): its context (peer, the
+//! peer's rate limiter, close reason) and the task that accepts the peer's request
 //! streams and answers each on its own task through the `InboundHandler`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,9 +12,10 @@ use tracing::Instrument;
 
 use super::events::{LinkEvent, RemotePeer, Reporter};
 use super::inbound::{InboundHandler, InboundPayload};
-use super::policy::TokenBucket;
 use super::tuning::Tuning;
-use super::wire::{FrameReader, Limiter, ReadFail, close_code, describe_close, frame, kind_name, write_frame};
+use super::wire::{
+    FrameReader, Limiter, ReadFail, close_code, describe_close, frame, kind_name, write_frame,
+};
 
 /// Longest close reason sent on the wire (it must fit in one packet).
 const MAX_REASON: usize = 200;
@@ -31,12 +32,18 @@ pub(crate) struct ConnCtx {
 }
 
 impl ConnCtx {
-    pub(crate) fn new(conn: quinn::Connection, peer: RemotePeer, reporter: Reporter, tuning: Arc<Tuning>) -> Self {
-        let limiter = TokenBucket::new(tuning.frames_per_second, tuning.frame_burst, std::time::Instant::now());
+    /// `limiter` is the peer's (shared by all its connections).
+    pub(crate) fn new(
+        conn: quinn::Connection,
+        peer: RemotePeer,
+        limiter: Limiter,
+        reporter: Reporter,
+        tuning: Arc<Tuning>,
+    ) -> Self {
         ConnCtx {
             conn,
             peer: Arc::new(peer),
-            limiter: Arc::new(Mutex::new(limiter)),
+            limiter,
             reporter,
             tuning,
             close_reason: Mutex::new(None),
@@ -83,7 +90,12 @@ impl ConnCtx {
     /// A frame reader for a stream of this connection, rate-limited by the
     /// connection's bucket.
     pub(crate) fn reader(&self, recv: quinn::RecvStream) -> FrameReader {
-        FrameReader::new(recv, self.tuning.max_frame, self.tuning.stream_idle_timeout, Some(self.limiter.clone()))
+        FrameReader::new(
+            recv,
+            self.tuning.max_frame,
+            self.tuning.stream_idle_timeout,
+            Some(self.limiter.clone()),
+        )
     }
 
     fn read_failed(&self, fail: ReadFail) {
@@ -128,7 +140,11 @@ impl Drop for InFlightGuard {
 
 /// Accepts the peer's streams until the connection ends. quinn admits at
 /// most `max_inbound_streams` at once; each gets its own task.
-pub(crate) async fn serve_connection(ctx: Arc<ConnCtx>, handler: Arc<dyn InboundHandler>, inflight: InFlight) {
+pub(crate) async fn serve_connection(
+    ctx: Arc<ConnCtx>,
+    handler: Arc<dyn InboundHandler>,
+    inflight: InFlight,
+) {
     while let Ok((send, recv)) = ctx.conn.accept_bi().await {
         let guard = inflight.enter();
         let span = tracing::debug_span!("fed_stream", id = %recv.id());

@@ -128,7 +128,9 @@ impl Reporter {
             LinkEvent::Connected(p) => tracing::info!(
                 peer = %p.identity, remote = %p.address, dialled_by_us = p.dialled_by_us, "federation link up"
             ),
-            LinkEvent::Disconnected { peer, reason, .. } => tracing::info!(peer, reason, "federation link down"),
+            LinkEvent::Disconnected { peer, reason, .. } => {
+                tracing::info!(peer, reason, "federation link down")
+            }
             LinkEvent::Refused(r) => tracing::warn!(
                 direction = ?r.direction, remote = %r.remote, identity = ?r.identity.as_ref().map(|i| i.uri()),
                 kind = ?r.kind, reason = r.reason, "federation connection refused"

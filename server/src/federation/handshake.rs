@@ -22,7 +22,9 @@ use super::conn::{ConnCtx, serve_connection};
 use super::events::{Direction, LinkEvent, Refusal, RefusalKind, RemotePeer};
 use super::link::PeerSlot;
 use super::policy::check_hello;
-use super::wire::{FrameReader, ReadFail, close_code, describe_close, frame, kind_name, peer_identity, write_frame};
+use super::wire::{
+    FrameReader, ReadFail, close_code, describe_close, frame, kind_name, peer_identity, write_frame,
+};
 
 fn refuse(sh: &Shared, conn: Option<&quinn::Connection>, code: u32, mut refusal: Refusal) {
     if let Some(conn) = conn {
@@ -39,7 +41,11 @@ fn refuse(sh: &Shared, conn: Option<&quinn::Connection>, code: u32, mut refusal:
 }
 
 /// Reads the one `Hello` frame of the hello stream.
-async fn read_hello(sh: &Shared, conn: &quinn::Connection, recv: quinn::RecvStream) -> Result<pb::Hello, String> {
+async fn read_hello(
+    sh: &Shared,
+    conn: &quinn::Connection,
+    recv: quinn::RecvStream,
+) -> Result<pb::Hello, String> {
     let mut reader = FrameReader::new(recv, sh.tuning.max_frame, sh.tuning.handshake_timeout, None);
     match reader.next().await {
         Ok(Some(pb::Frame { kind: Some(Kind::Hello(h)) })) => Ok(h),
@@ -99,11 +105,19 @@ pub(crate) async fn dial(sh: Arc<Shared>, slot: Arc<PeerSlot>) -> Result<Arc<Con
     let identity = match peer_identity(&conn) {
         Ok(id) => id,
         Err(e) => {
-            refuse(&sh, Some(&conn), close_code::IDENTITY_MISMATCH, outbound(RefusalKind::IdentityMismatch, None, e.clone()));
+            refuse(
+                &sh,
+                Some(&conn),
+                close_code::IDENTITY_MISMATCH,
+                outbound(RefusalKind::IdentityMismatch, None, e.clone()),
+            );
             return Err(e);
         }
     };
-    if identity.role != Role::Relay || identity.network != slot.config.network || identity.name != slot.config.name {
+    if identity.role != Role::Relay
+        || identity.network != slot.config.network
+        || identity.name != slot.config.name
+    {
         let reason = format!(
             "dialled peer {} at {addr} presented the certificate of {}",
             slot.identity.uri(),
@@ -118,8 +132,11 @@ pub(crate) async fn dial(sh: Arc<Shared>, slot: Arc<PeerSlot>) -> Result<Arc<Con
         return Err(reason);
     }
     let exchange = async {
-        let (mut send, recv) = conn.open_bi().await.map_err(|e| format!("cannot open the hello stream: {e}"))?;
-        write_frame(&mut send, &hello_frame(&sh), sh.tuning.max_frame).await.map_err(|e| format!("hello: {e}"))?;
+        let (mut send, recv) =
+            conn.open_bi().await.map_err(|e| format!("cannot open the hello stream: {e}"))?;
+        write_frame(&mut send, &hello_frame(&sh), sh.tuning.max_frame)
+            .await
+            .map_err(|e| format!("hello: {e}"))?;
         let _ = send.finish();
         read_hello(&sh, &conn, recv).await
     };
@@ -127,28 +144,49 @@ pub(crate) async fn dial(sh: Arc<Shared>, slot: Arc<PeerSlot>) -> Result<Arc<Con
         Ok(Ok(h)) => h,
         Ok(Err(reason)) => {
             // Closed by the peer with a reason (unconfigured, hello refused…)?
-            if let Some(quinn::ConnectionError::ApplicationClosed(_)) = conn.close_reason() {
-                refuse(&sh, None, 0, outbound(RefusalKind::ByPeer, Some(identity), reason.clone()));
+            if let Some(quinn::ConnectionError::ApplicationClosed(c)) = conn.close_reason() {
+                // Duplicate resolution or shutdown crossing our hello is no refusal.
+                let code = c.error_code.into_inner();
+                let benign = [close_code::DUPLICATE, close_code::STALE, close_code::SHUTDOWN];
+                if !benign.iter().any(|b| u64::from(*b) == code) {
+                    refuse(&sh, None, 0, outbound(RefusalKind::ByPeer, Some(identity), reason.clone()));
+                }
             } else {
-                refuse(&sh, Some(&conn), close_code::HELLO_REFUSED, outbound(RefusalKind::BadHello, Some(identity), reason.clone()));
+                refuse(
+                    &sh,
+                    Some(&conn),
+                    close_code::HELLO_REFUSED,
+                    outbound(RefusalKind::BadHello, Some(identity), reason.clone()),
+                );
             }
             return Err(reason);
         }
         Err(_) => {
             let reason = "no hello from the peer in time".to_owned();
-            refuse(&sh, Some(&conn), close_code::HELLO_REFUSED, outbound(RefusalKind::BadHello, Some(identity), reason.clone()));
+            refuse(
+                &sh,
+                Some(&conn),
+                close_code::HELLO_REFUSED,
+                outbound(RefusalKind::BadHello, Some(identity), reason.clone()),
+            );
             return Err(reason);
         }
     };
     if let Err(reason) = check_hello(&hello, &identity) {
-        refuse(&sh, Some(&conn), close_code::HELLO_REFUSED, outbound(RefusalKind::BadHello, Some(identity), reason.clone()));
+        refuse(
+            &sh,
+            Some(&conn),
+            close_code::HELLO_REFUSED,
+            outbound(RefusalKind::BadHello, Some(identity), reason.clone()),
+        );
         return Err(reason);
     }
-    Ok(established(&sh, conn, identity, hello, addr, true))
+    Ok(established(&sh, &slot, conn, identity, hello, addr, true))
 }
 
 fn established(
     sh: &Shared,
+    slot: &PeerSlot,
     conn: quinn::Connection,
     identity: Identity,
     hello: pb::Hello,
@@ -157,8 +195,10 @@ fn established(
 ) -> Arc<ConnCtx> {
     let connection_id = conn.stable_id();
     let peer = RemotePeer { identity, hello, address, dialled_by_us, connection_id };
-    let ctx = Arc::new(ConnCtx::new(conn, peer, sh.reporter.clone(), sh.tuning.clone()));
-    let span = tracing::info_span!("fed_conn", me = %sh.me.name, peer = %ctx.peer.identity.name, id = connection_id);
+    let ctx =
+        Arc::new(ConnCtx::new(conn, peer, slot.limiter.clone(), sh.reporter.clone(), sh.tuning.clone()));
+    let span =
+        tracing::info_span!("fed_conn", me = %sh.me.name, peer = %ctx.peer.identity.name, id = connection_id);
     tokio::spawn(serve_connection(ctx.clone(), sh.handler.clone(), sh.inflight.clone()).instrument(span));
     ctx
 }
@@ -177,10 +217,19 @@ pub(crate) async fn accept(sh: Arc<Shared>, incoming: quinn::Incoming) {
     };
     let connecting = match incoming.accept() {
         Ok(c) => c,
-        Err(e) => return refuse(&sh, None, 0, inbound(RefusalKind::Handshake, None, format!("handshake failed: {e}"))),
+        Err(e) => {
+            return refuse(
+                &sh,
+                None,
+                0,
+                inbound(RefusalKind::Handshake, None, format!("handshake failed: {e}")),
+            );
+        }
     };
     let conn = match timeout(sh.tuning.handshake_timeout, connecting).await {
-        Err(_) => return refuse(&sh, None, 0, inbound(RefusalKind::Handshake, None, "handshake timed out".into())),
+        Err(_) => {
+            return refuse(&sh, None, 0, inbound(RefusalKind::Handshake, None, "handshake timed out".into()));
+        }
         Ok(Err(e)) => {
             let reason = format!("handshake failed: {}", describe_close(&e));
             return refuse(&sh, None, 0, inbound(RefusalKind::Handshake, None, reason));
@@ -189,20 +238,35 @@ pub(crate) async fn accept(sh: Arc<Shared>, incoming: quinn::Incoming) {
     };
     let identity = match peer_identity(&conn) {
         Ok(id) => id,
-        Err(e) => return refuse(&sh, Some(&conn), close_code::UNCONFIGURED, inbound(RefusalKind::Handshake, None, e)),
+        Err(e) => {
+            return refuse(
+                &sh,
+                Some(&conn),
+                close_code::UNCONFIGURED,
+                inbound(RefusalKind::Handshake, None, e),
+            );
+        }
     };
     let slot = match sh.peers.get(&(identity.network.clone(), identity.name.clone())) {
         Some(slot) if identity.role == Role::Relay => slot.clone(),
         _ => {
             let reason = format!("{} is not a configured peer of {}", identity.uri(), sh.me.uri());
-            return refuse(&sh, Some(&conn), close_code::UNCONFIGURED, inbound(RefusalKind::Unconfigured, Some(identity), reason));
+            return refuse(
+                &sh,
+                Some(&conn),
+                close_code::UNCONFIGURED,
+                inbound(RefusalKind::Unconfigured, Some(identity), reason),
+            );
         }
     };
     let exchange = async {
-        let (mut send, recv) = conn.accept_bi().await.map_err(|e| format!("no hello stream: {}", describe_close(&e)))?;
+        let (mut send, recv) =
+            conn.accept_bi().await.map_err(|e| format!("no hello stream: {}", describe_close(&e)))?;
         let hello = read_hello(&sh, &conn, recv).await?;
         check_hello(&hello, &identity)?;
-        write_frame(&mut send, &hello_frame(&sh), sh.tuning.max_frame).await.map_err(|e| format!("hello reply: {e}"))?;
+        write_frame(&mut send, &hello_frame(&sh), sh.tuning.max_frame)
+            .await
+            .map_err(|e| format!("hello reply: {e}"))?;
         let _ = send.finish();
         Ok::<_, String>(hello)
     };
@@ -219,7 +283,7 @@ pub(crate) async fn accept(sh: Arc<Shared>, incoming: quinn::Incoming) {
             return refuse(&sh, Some(&conn), close_code::HELLO_REFUSED, r);
         }
     };
-    let ctx = established(&sh, conn, identity, hello, remote, false);
+    let ctx = established(&sh, &slot, conn, identity, hello, remote, false);
     if slot.candidates.send(ctx.clone()).await.is_err() {
         ctx.close(close_code::SHUTDOWN, "relay shutting down");
     }

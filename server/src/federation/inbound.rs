@@ -48,7 +48,11 @@ pub trait InboundHandler: Send + Sync + 'static {
     fn receipt(&self, from: Arc<RemotePeer>, receipt: pb::ReceiptTransfer) -> BoxFuture<'_, pb::ReceiptAck>;
 
     /// A directory lookup for a member (or `*@network`) of this network.
-    fn directory_query(&self, from: Arc<RemotePeer>, query: pb::DirectoryQuery) -> BoxFuture<'_, pb::DirectoryAnswer>;
+    fn directory_query(
+        &self,
+        from: Arc<RemotePeer>,
+        query: pb::DirectoryQuery,
+    ) -> BoxFuture<'_, pb::DirectoryAnswer>;
 
     /// A request to witness (cosign) the peer's audit-log checkpoint.
     fn cosign(&self, from: Arc<RemotePeer>, request: pb::CosignRequest) -> BoxFuture<'_, pb::CosignResponse>;
@@ -100,7 +104,15 @@ impl std::fmt::Debug for InboundPayload {
 
 impl InboundPayload {
     pub(crate) fn new(reader: FrameReader, ctx: Arc<ConnCtx>, declared: u64) -> Self {
-        InboundPayload { reader, ctx, declared, received: 0, state: State::Streaming, current: Vec::new(), pos: 0 }
+        InboundPayload {
+            reader,
+            ctx,
+            declared,
+            received: 0,
+            state: State::Streaming,
+            current: Vec::new(),
+            pos: 0,
+        }
     }
 
     /// The size announced in the header (`payload_size`).
@@ -149,7 +161,9 @@ impl InboundPayload {
         loop {
             match &self.state {
                 State::Complete => return Poll::Ready(Ok(None)),
-                State::Failed(kind, detail) => return Poll::Ready(Err(io::Error::new(*kind, detail.clone()))),
+                State::Failed(kind, detail) => {
+                    return Poll::Ready(Err(io::Error::new(*kind, detail.clone())));
+                }
                 State::Streaming | State::EndSeen => {}
             }
             let frame = match ready!(self.reader.poll_frame(cx)) {
@@ -175,7 +189,8 @@ impl InboundPayload {
                 Some(pb::Frame { kind: Some(Kind::PayloadChunk(c)) }) => {
                     let len = c.data.len();
                     if len == 0 || len > MAX_CHUNK {
-                        return self.violation(format!("payload chunk of {len} bytes (allowed 1..={MAX_CHUNK})"));
+                        return self
+                            .violation(format!("payload chunk of {len} bytes (allowed 1..={MAX_CHUNK})"));
                     }
                     self.received += len as u64;
                     if self.received > self.declared {
@@ -195,7 +210,9 @@ impl InboundPayload {
                     }
                     self.state = State::EndSeen;
                 }
-                Some(f) => return self.violation(format!("unexpected {} in an envelope transfer", kind_name(&f))),
+                Some(f) => {
+                    return self.violation(format!("unexpected {} in an envelope transfer", kind_name(&f)));
+                }
             }
         }
     }

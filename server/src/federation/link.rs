@@ -13,12 +13,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::{Shared, shutdown_signalled};
 use super::conn::{ConnCtx, ping};
 use super::events::{LinkEvent, RemotePeer};
 use super::handshake::dial;
 use super::policy::{Backoff, Resolution, my_dial_wins, resolve_duplicate};
-use super::wire::close_code;
+use super::wire::{Limiter, close_code};
+use super::{Shared, shutdown_signalled};
 use crate::config::PeerConfig;
 
 /// What is known about the link to one peer.
@@ -56,6 +56,8 @@ pub(crate) struct PeerSlot {
     pub(crate) client_config: quinn::ClientConfig,
     pub(crate) status: watch::Sender<LinkStatus>,
     pub(crate) candidates: mpsc::Sender<Arc<ConnCtx>>,
+    /// Inbound frame budget of this peer, across its connections.
+    pub(crate) limiter: Limiter,
 }
 
 fn jitter() -> u64 {
@@ -102,7 +104,7 @@ impl Link {
             self.sh.reporter.emit(LinkEvent::Disconnected {
                 peer: self.slot.config.name.clone(),
                 connection_id: cur.peer.connection_id,
-                reason: format!("closed by us: {reason}"),
+                reason: format!("closed by us ({}): {reason}", close_code::name(code.into())),
             });
         }
     }
@@ -121,14 +123,20 @@ impl Link {
                 let (code, reason) = if cur.peer.dialled_by_us == cand.peer.dialled_by_us {
                     (close_code::STALE, "superseded by a newer connection from the same dialler")
                 } else {
-                    (close_code::DUPLICATE, "duplicate: the connection dialled by the smaller relay name is kept")
+                    (
+                        close_code::DUPLICATE,
+                        "duplicate: the connection dialled by the smaller relay name is kept",
+                    )
                 };
                 self.drop_current(code, reason);
                 self.adopt(cand);
             }
             Resolution::KeepCurrentIfAlive => {
                 self.probes += 1;
-                let alive = matches!(timeout(self.sh.tuning.probe_timeout, ping(&cur, self.probes)).await, Ok(Ok(())));
+                let alive = matches!(
+                    timeout(self.sh.tuning.probe_timeout, ping(&cur, self.probes)).await,
+                    Ok(Ok(()))
+                );
                 if alive {
                     cand.close(
                         close_code::DUPLICATE,
@@ -144,7 +152,11 @@ impl Link {
 }
 
 /// The link task of one peer; returns when the federation shuts down.
-pub(crate) async fn run_link(sh: Arc<Shared>, slot: Arc<PeerSlot>, mut candidates: mpsc::Receiver<Arc<ConnCtx>>) {
+pub(crate) async fn run_link(
+    sh: Arc<Shared>,
+    slot: Arc<PeerSlot>,
+    mut candidates: mpsc::Receiver<Arc<ConnCtx>>,
+) {
     let mut shutdown = sh.shutdown.clone();
     let mut link = Link {
         backoff: Backoff::new(sh.tuning.redial_base, sh.tuning.redial_max),
@@ -154,7 +166,14 @@ pub(crate) async fn run_link(sh: Arc<Shared>, slot: Arc<PeerSlot>, mut candidate
         current: None,
         probes: 0,
     };
-    let mut dialing: Option<JoinHandle<Result<Arc<ConnCtx>, String>>> = None;
+    let spawn_dial = |link: &Link| {
+        let span = tracing::debug_span!("fed_dial", peer = %link.slot.config.name);
+        tokio::spawn(tracing::Instrument::instrument(dial(link.sh.clone(), link.slot.clone()), span))
+    };
+    // Dial at once on start (not via the timer): when two relays start
+    // together both dial, and `resolve_duplicate` picks the same survivor
+    // on both sides.
+    let mut dialing: Option<JoinHandle<Result<Arc<ConnCtx>, String>>> = Some(spawn_dial(&link));
     let mut next_dial = Instant::now();
     loop {
         let cur = link.current.clone();
@@ -186,10 +205,7 @@ pub(crate) async fn run_link(sh: Arc<Shared>, slot: Arc<PeerSlot>, mut candidate
                     }
                 }
             }
-            _ = sleep_until(next_dial), if may_dial => {
-                let span = tracing::debug_span!("fed_dial", peer = %link.slot.config.name);
-                dialing = Some(tokio::spawn(tracing::Instrument::instrument(dial(link.sh.clone(), link.slot.clone()), span)));
-            }
+            _ = sleep_until(next_dial), if may_dial => dialing = Some(spawn_dial(&link)),
             (c, err) = closed => {
                 let reason = c.end_reason(&err);
                 link.current = None;

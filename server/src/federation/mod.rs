@@ -208,12 +208,16 @@ impl Federation {
         handler: Arc<dyn InboundHandler>,
         tuning: Tuning,
     ) -> Result<FederationHandle, FederationError> {
-        tokio::runtime::Handle::try_current()
-            .map_err(|_| FederationError::Config("Federation::start must run inside a Tokio runtime".into()))?;
+        tokio::runtime::Handle::try_current().map_err(|_| {
+            FederationError::Config("Federation::start must run inside a Tokio runtime".into())
+        })?;
         tuning.validate()?;
         let me = creds.identity.clone();
         if me.role != Role::Relay {
-            return Err(FederationError::Config(format!("credentials are {}, not a relay certificate", me.uri())));
+            return Err(FederationError::Config(format!(
+                "credentials are {}, not a relay certificate",
+                me.uri()
+            )));
         }
         policy::check_hello(&hello, &me).map_err(|e| FederationError::Config(format!("own hello: {e}")))?;
         let tuning = Arc::new(tuning);
@@ -224,8 +228,10 @@ impl Federation {
         let mut receivers = Vec::new();
         let mut names = std::collections::HashSet::new();
         for (i, p) in peers.iter().enumerate() {
-            let field = |what: &str, why: String| FederationError::Config(format!("peers[{i}].{what}: {why}"));
-            let identity = Identity::new(p.network.clone(), Role::Relay, &p.name).map_err(|e| field("name", e.to_string()))?;
+            let field =
+                |what: &str, why: String| FederationError::Config(format!("peers[{i}].{what}: {why}"));
+            let identity = Identity::new(p.network.clone(), Role::Relay, &p.name)
+                .map_err(|e| field("name", e.to_string()))?;
             if identity == me {
                 return Err(field("name", "is this relay itself".into()));
             }
@@ -243,14 +249,23 @@ impl Federation {
                 client_config,
                 status: watch::Sender::new(LinkStatus::default()),
                 candidates: tx,
+                limiter: Arc::new(std::sync::Mutex::new(policy::TokenBucket::new(
+                    tuning.frames_per_second,
+                    tuning.frame_burst,
+                    std::time::Instant::now(),
+                ))),
             });
             receivers.push((slot.clone(), rx));
             slots.insert((p.network.clone(), p.name.clone()), slot);
         }
 
         let server = tuning::server_config(creds, trust, &tuning)?;
-        let endpoint =
-            quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket, Arc::new(quinn::TokioRuntime))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
             me: me.clone(),
@@ -345,7 +360,11 @@ impl FederationHandle {
     /// The handle of a configured peer (by its configured name), whether or
     /// not the link is up; `None` for an unknown name.
     pub fn link(&self, peer_name: &str) -> Option<LinkHandle> {
-        self.shared.peers.values().find(|s| s.config.name == peer_name).map(|slot| LinkHandle { slot: slot.clone() })
+        self.shared
+            .peers
+            .values()
+            .find(|s| s.config.name == peer_name)
+            .map(|slot| LinkHandle { slot: slot.clone() })
     }
 
     /// Handles of all configured peers.
@@ -365,7 +384,8 @@ impl FederationHandle {
 
     /// Graceful shutdown: refuse new connections, let inbound streams in
     /// flight finish (at most `Tuning::close_grace`), close every link with
-    /// `SHUTDOWN`, then wait until the peers have been told (`wait_idle`).
+    /// `SHUTDOWN`, then `wait_idle` (at most `close_grace` again) so the
+    /// closes reach the peers.
     /// Stop sending on the `LinkHandle`s first.
     pub async fn close(mut self) {
         let sh = self.shared.clone();
@@ -376,7 +396,10 @@ impl FederationHandle {
             let _ = t.await;
         }
         sh.endpoint.close(quinn::VarInt::from_u32(close_code::SHUTDOWN), b"relay shutting down");
-        sh.endpoint.wait_idle().await;
+        // The closes are sent at once; waiting lets them be repeated to
+        // peers whose packets cross them. A dial aborted mid-handshake
+        // would hold this for 3 PTOs (~3 s): bound it.
+        let _ = tokio::time::timeout(sh.tuning.close_grace, sh.endpoint.wait_idle()).await;
     }
 }
 

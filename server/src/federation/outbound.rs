@@ -78,7 +78,11 @@ impl LinkHandle {
     /// source must yield exactly `header.payload_size` bytes, otherwise the
     /// stream is reset and `PayloadSize` returned. Only a returned ack tells
     /// what the peer did; any error means "unknown, keep it and retry".
-    pub async fn send_envelope<R>(&self, header: pb::EnvelopeHeader, mut payload: R) -> Result<pb::TransferAck, FederationError>
+    pub async fn send_envelope<R>(
+        &self,
+        header: pb::EnvelopeHeader,
+        mut payload: R,
+    ) -> Result<pb::TransferAck, FederationError>
     where
         R: AsyncRead + Unpin,
     {
@@ -140,7 +144,10 @@ impl LinkHandle {
     }
 
     /// Sends a receipt towards its sender's relay; returns the peer's ack.
-    pub async fn send_receipt(&self, receipt: pb::ReceiptTransfer) -> Result<pb::ReceiptAck, FederationError> {
+    pub async fn send_receipt(
+        &self,
+        receipt: pb::ReceiptTransfer,
+    ) -> Result<pb::ReceiptAck, FederationError> {
         self.request(Kind::ReceiptTransfer(receipt), "ReceiptAck", |k| match k {
             Kind::ReceiptAck(a) => Some(a),
             _ => None,
@@ -149,7 +156,10 @@ impl LinkHandle {
     }
 
     /// Asks the peer's directory.
-    pub async fn query_directory(&self, query: pb::DirectoryQuery) -> Result<pb::DirectoryAnswer, FederationError> {
+    pub async fn query_directory(
+        &self,
+        query: pb::DirectoryQuery,
+    ) -> Result<pb::DirectoryAnswer, FederationError> {
         self.request(Kind::DirectoryQuery(query), "DirectoryAnswer", |k| match k {
             Kind::DirectoryAnswer(a) => Some(a),
             _ => None,
@@ -158,7 +168,10 @@ impl LinkHandle {
     }
 
     /// Asks the peer to witness (cosign) a checkpoint of our audit log.
-    pub async fn request_cosign(&self, request: pb::CosignRequest) -> Result<pb::CosignResponse, FederationError> {
+    pub async fn request_cosign(
+        &self,
+        request: pb::CosignRequest,
+    ) -> Result<pb::CosignResponse, FederationError> {
         self.request(Kind::CosignRequest(request), "CosignResponse", |k| match k {
             Kind::CosignResponse(a) => Some(a),
             _ => None,

@@ -162,7 +162,8 @@ pub fn split_host_port(address: &str) -> Result<(String, u16), String> {
     if host.is_empty() || host.contains(':') || host.contains('[') {
         return Err(format!("peer address {address:?}: expected host:port or [ipv6]:port"));
     }
-    let port: u16 = port.parse().map_err(|_| format!("peer address {address:?}: port {port:?} is not a number"))?;
+    let port: u16 =
+        port.parse().map_err(|_| format!("peer address {address:?}: port {port:?} is not a number"))?;
     if port == 0 {
         return Err(format!("peer address {address:?}: port 0"));
     }

@@ -104,7 +104,12 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
-    pub(crate) fn new(recv: quinn::RecvStream, max_frame: usize, idle: Duration, limiter: Option<Limiter>) -> Self {
+    pub(crate) fn new(
+        recv: quinn::RecvStream,
+        max_frame: usize,
+        idle: Duration,
+        limiter: Option<Limiter>,
+    ) -> Self {
         FrameReader {
             recv,
             dec: FrameDecoder::new(max_frame),

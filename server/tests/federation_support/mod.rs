@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use focal_certs::{Credentials, ExpectedServer, IssueRequest, NetworkCa, SharedTrust, TrustBundle, TrustStore};
+use focal_certs::{
+    Credentials, ExpectedServer, IssueRequest, NetworkCa, SharedTrust, TrustBundle, TrustStore,
+};
 use focal_proto::{NetworkId, Role, pb};
 use focal_relay::config::PeerConfig;
 use focal_relay::federation::{
@@ -158,6 +160,18 @@ impl InboundHandler for Recorder {
         mut payload: InboundPayload,
     ) -> BoxFuture<'_, pb::TransferAck> {
         Box::pin(async move {
+            // "dup-…": answer at once without reading the payload, as a
+            // store does for an envelope it already has.
+            if header.context.starts_with(b"dup") {
+                self.requests.lock().unwrap().push(format!("duplicate of {} bytes", payload.declared_size()));
+                drop(payload);
+                return pb::TransferAck {
+                    msg_id: header.context,
+                    sender: from.name().to_owned(),
+                    status: pb::TransferStatus::Duplicate as i32,
+                    detail: "already stored".into(),
+                };
+            }
             let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
             let mut chunks = 0;
             let mut largest = 0;
@@ -204,7 +218,11 @@ impl InboundHandler for Recorder {
         })
     }
 
-    fn directory_query(&self, from: Arc<RemotePeer>, query: pb::DirectoryQuery) -> BoxFuture<'_, pb::DirectoryAnswer> {
+    fn directory_query(
+        &self,
+        from: Arc<RemotePeer>,
+        query: pb::DirectoryQuery,
+    ) -> BoxFuture<'_, pb::DirectoryAnswer> {
         self.requests.lock().unwrap().push(format!("directory {} from {}", query.address, from.name()));
         Box::pin(async move {
             pb::DirectoryAnswer { query_id: query.query_id, entries: vec![], error: "not found".into() }
@@ -214,7 +232,10 @@ impl InboundHandler for Recorder {
     fn cosign(&self, from: Arc<RemotePeer>, request: pb::CosignRequest) -> BoxFuture<'_, pb::CosignResponse> {
         self.requests.lock().unwrap().push(format!("cosign from {}", from.name()));
         Box::pin(async move {
-            pb::CosignResponse { cosignature_line: format!("— witness {}", request.old_size), error: String::new() }
+            pb::CosignResponse {
+                cosignature_line: format!("— witness {}", request.old_size),
+                error: String::new(),
+            }
         })
     }
 
@@ -232,17 +253,28 @@ pub struct Relay {
     pub creds_name: String,
 }
 
-pub fn start(creds: &Credentials, pki: &Pki, socket: UdpSocket, peers: Vec<PeerConfig>, tuning: Tuning) -> Relay {
+pub fn start(
+    creds: &Credentials,
+    pki: &Pki,
+    socket: UdpSocket,
+    peers: Vec<PeerConfig>,
+    tuning: Tuning,
+) -> Relay {
     let handler = Arc::new(Recorder::default());
     let addr = socket.local_addr().unwrap();
-    let fed = Federation::start(socket, creds, pki.trust.clone(), hello_of(creds), &peers, handler.clone(), tuning)
-        .unwrap();
+    let fed =
+        Federation::start(socket, creds, pki.trust.clone(), hello_of(creds), &peers, handler.clone(), tuning)
+            .unwrap();
     let events = fed.subscribe();
     Relay { fed, handler, events, addr, creds_name: creds.identity.name.clone() }
 }
 
 /// Waits for an event matching `pred` (skipping others).
-pub async fn wait_event(rx: &mut broadcast::Receiver<LinkEvent>, what: &str, pred: impl Fn(&LinkEvent) -> bool) -> LinkEvent {
+pub async fn wait_event(
+    rx: &mut broadcast::Receiver<LinkEvent>,
+    what: &str,
+    pred: impl Fn(&LinkEvent) -> bool,
+) -> LinkEvent {
     let fut = async {
         loop {
             match rx.recv().await {
@@ -305,13 +337,23 @@ impl PatternReader {
     pub fn gated(len: u64, at: u64) -> (Self, oneshot::Receiver<()>, oneshot::Sender<()>) {
         let (reached_tx, reached_rx) = oneshot::channel();
         let (gate_tx, gate_rx) = oneshot::channel();
-        let r = PatternReader { pos: 0, len, gate_at: Some(at), reached: Some(reached_tx), gate: Some(Box::pin(gate_rx)) };
+        let r = PatternReader {
+            pos: 0,
+            len,
+            gate_at: Some(at),
+            reached: Some(reached_tx),
+            gate: Some(Box::pin(gate_rx)),
+        };
         (r, reached_rx, gate_tx)
     }
 }
 
 impl AsyncRead for PatternReader {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let mut end = this.len;
         if let Some(at) = this.gate_at {
@@ -400,4 +442,24 @@ pub async fn close_code_of(conn: &quinn::Connection) -> Option<u64> {
         quinn::ConnectionError::ApplicationClosed(c) => Some(c.error_code.into_inner()),
         _ => None,
     }
+}
+
+/// Waits until two relays agree on exactly one connection between them
+/// (after a simultaneous dial one of the two is closed; a transfer started
+/// before that may fail and would be retried by a real driver).
+pub async fn settle(
+    a: &Relay,
+    a_to_b: &focal_relay::federation::LinkHandle,
+    b: &Relay,
+    b_to_a: &focal_relay::federation::LinkHandle,
+) {
+    eventually("the two relays agree on one connection", || match (a_to_b.remote(), b_to_a.remote()) {
+        (Some(x), Some(y)) => {
+            x.dialled_by_us != y.dialled_by_us
+                && a.fed.open_connections() == 1
+                && b.fed.open_connections() == 1
+        }
+        _ => false,
+    })
+    .await;
 }
