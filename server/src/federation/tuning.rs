@@ -2,12 +2,12 @@
 //! from them and from `focal_certs`' rustls configs.
 //!
 //! Every limit says what it costs. The memory a peer can make this relay
-//! hold is bounded by the sum of `receive_window` (QUIC data not yet read,
-//! whole connection), `max_inbound_streams` times `max_frame` (one partly
-//! received frame per stream in the frame decoder) and `max_inbound_streams`
-//! times `chunk_size` (one decoded chunk per envelope stream). With the
-//! defaults: 8 MiB plus 32 MiB plus 2 MiB per peer, worst case; an honest
-//! peer uses a fraction of it.
+//! hold is bounded by `receive_window` (QUIC data not yet read, whole
+//! connection) plus, per open inbound stream (at most
+//! `max_inbound_streams`), one partly received frame of at most
+//! `max_frame`, a 64 KiB read buffer and one decoded chunk of at most
+//! 64 KiB. With the defaults: 8 MiB + 32 × 1.1 MiB ≈ 44 MiB per peer, worst
+//! case; an honest peer uses a fraction of it.
 
 use std::sync::Arc;
 use std::time::Duration;
