@@ -114,9 +114,21 @@ impl Link {
         if cand.conn.close_reason().is_some() {
             return;
         }
-        let cur = match &self.current {
-            Some(c) if c.conn.close_reason().is_none() => c.clone(),
-            _ => return self.adopt(cand),
+        let cur = match self.current.clone() {
+            None => return self.adopt(cand),
+            Some(c) => match c.conn.close_reason() {
+                None => c,
+                // Ended, but the loop has not seen it yet: report it first.
+                Some(err) => {
+                    self.current = None;
+                    self.sh.reporter.emit(LinkEvent::Disconnected {
+                        peer: self.slot.config.name.clone(),
+                        connection_id: c.peer.connection_id,
+                        reason: c.end_reason(&err),
+                    });
+                    return self.adopt(cand);
+                }
+            },
         };
         match resolve_duplicate(cur.peer.dialled_by_us, cand.peer.dialled_by_us, self.my_dial_wins) {
             Resolution::ReplaceCurrent => {

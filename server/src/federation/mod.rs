@@ -48,6 +48,11 @@
 //! * On one link, events arrive in order: `Connected`, then the
 //!   `Disconnected` of that connection, then the next `Connected`.
 //!   `LinkHandle::status().generation` grows with each new connection.
+//!   When both relays dial at once, a side may announce the losing
+//!   connection and, milliseconds later, `Disconnected` (duplicate) and
+//!   `Connected` (winner); a transfer started in between fails and is retried.
+//! * `LinkEvent::Refused` from a misconfigured peer repeats at every attempt
+//!   (at most one per `Tuning::redial_max` per peer once backoff is capped).
 //! * A slow or dead peer never blocks others: each peer has its own link
 //!   task, each stream its own task, and no lock is held across an await.
 //!
@@ -57,8 +62,15 @@
 //!   the acceptor answers with its own; `relay` must equal the certificate
 //!   name and `networks` exactly the certificate's network, else the
 //!   connection is closed with `HELLO_REFUSED`.
-//! * Unconfigured relays are refused with `UNCONFIGURED`; other roles than
-//!   `relay` fail the TLS handshake (server policy).
+//! * Peers are recognised by their verified certificate (network + relay
+//!   name), never by source address. Unconfigured relays are refused with
+//!   `UNCONFIGURED`; other roles than `relay` fail the TLS handshake (server
+//!   policy). When dialling, the peer's certificate must be a relay of its
+//!   configured network (TLS) with its configured name (`IDENTITY_MISMATCH`).
+//! * Dialling: at start at once, then only while the link has no current
+//!   connection, after a capped exponential backoff with jitter
+//!   (`Tuning::redial_base` to `redial_max`), reset when a connection is
+//!   adopted (dialled or accepted).
 //! * Both sides dial each other; exactly one connection stays
 //!   ([`policy::resolve_duplicate`]): if both dialled at once, the one dialled
 //!   by the relay with the smaller `(name, network)` wins; a newer dial from
