@@ -333,3 +333,27 @@ async fn frame_flood_is_rate_limited_and_others_keep_flowing() {
     b.carin.fed.close().await;
     b.gfp.fed.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialled_address_answering_with_another_relays_certificate_is_refused() {
+    init();
+    let pki = Pki::new(&["carin", "gfp"]);
+    let gfp_creds = pki.creds("gfp", Role::Relay, "relay-gfp");
+    // A valid carin relay certificate, but not the relay gfp means to reach.
+    let impostor_creds = pki.creds("carin", Role::Relay, "relay-carin-b");
+    let (gs, is) = (udp(), udp());
+    let (ga, ia) = (gs.local_addr().unwrap(), is.local_addr().unwrap());
+    let impostor = start(&impostor_creds, &pki, is, vec![peer("relay-gfp", "gfp", ga)], tuning());
+    let mut gfp = start(&gfp_creds, &pki, gs, vec![peer("relay-carin", "carin", ia)], tuning());
+    let ev = wait_event(&mut gfp.events, "identity mismatch", |e| {
+        matches!(e, LinkEvent::Refused(r) if r.kind == RefusalKind::IdentityMismatch && r.direction == Direction::Outbound)
+    })
+    .await;
+    let LinkEvent::Refused(r) = ev else { unreachable!() };
+    assert_eq!(r.peer.as_deref(), Some("relay-carin"));
+    assert_eq!(r.identity.unwrap().uri(), "focal://carin/relay/relay-carin-b");
+    assert!(gfp.fed.link("relay-carin").unwrap().remote().is_none());
+    assert!(no_link_event(&gfp) && no_link_event(&impostor));
+    impostor.fed.close().await;
+    gfp.fed.close().await;
+}
