@@ -11,7 +11,7 @@
 //! `focal-relay run --config F` ([`cli::main`]).
 //!
 //! What is not here yet: federation routing (the QUIC transport is in
-//! `federation`, the routing core in [`core`]; the seam where they plug in is
+//! [`federation`], the routing core in [`core`]; the seam where they plug in is
 //! [`route::route_remote`]), metrics and the admin service.
 #![warn(missing_docs)]
 
@@ -21,11 +21,12 @@ pub mod cli;
 pub mod config;
 pub mod core;
 mod error;
-pub mod route;
+pub mod federation;
 pub mod hub;
 pub mod logging;
 mod node;
 pub mod peer;
+pub mod route;
 pub mod rpc;
 pub mod store;
 mod sweeper;

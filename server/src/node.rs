@@ -23,9 +23,9 @@ use tonic_health::ServingStatus;
 
 use crate::audit::AuditService;
 use crate::config::RelayConfig;
-use crate::route::Routes;
 use crate::hub::Hub;
 use crate::peer::PeerInfo;
+use crate::route::Routes;
 use crate::rpc::{DirectoryService, RelayService, Shared, now_ms};
 use crate::store::{ReceiptSigner, Store, StoreOptions};
 use crate::tls::AcceptOptions;

@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::RelayConfig;
-use crate::route::Routes;
 use crate::hub::Hub;
+use crate::route::Routes;
 use crate::store::Store;
 
 /// What every handler shares.
