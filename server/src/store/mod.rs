@@ -11,6 +11,7 @@
 
 pub(crate) mod audit_seam;
 pub mod keys;
+mod ops;
 pub mod payload;
 pub mod records;
 pub mod writer;
