@@ -4,7 +4,7 @@
 //! directory lookups of other networks (Lookup, ListMembers).
 //!
 //! Today no route exists: Send is refused with FAILED_PRECONDITION
-//! "no federation route to <net>", directory queries likewise, and receipts
+//! "no federation route to `<net>`", directory queries likewise, and receipts
 //! for remote senders are logged and dropped. The federation work replaces
 //! the body of `route_remote` (direct peer, else the default route) and
 //! makes the store's writer stage outbox entries under `o/<peer>\0…`

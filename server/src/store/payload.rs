@@ -186,7 +186,7 @@ pub enum ReceivedPayload {
 }
 
 /// A payload file not yet referenced by a committed envelope: removed when
-/// dropped, unless [`PayloadFile::keep`] was called after the commit.
+/// dropped, unless the writer kept it after the commit.
 #[derive(Debug)]
 pub struct PayloadFile {
     dir: Arc<PayloadDir>,
