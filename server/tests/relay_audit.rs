@@ -100,3 +100,40 @@ async fn every_event_is_audited_and_provable() {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_certificates_are_audited() {
+    init();
+    let pki = Pki::new(&["carin", "arinsa"]);
+    let data = tempfile::tempdir().unwrap();
+    let mut relay = TestRelay::start(&pki.relay_config("carin", data.path(), "")).await;
+    let auditor = Fp::connect_role(&pki, "carin", Role::Auditor, "aud", relay.addr).await;
+    let outsider = pki.creds("arinsa", Role::Fp, "x");
+    if let Ok(ch) = channel(pki.trust(), &outsider, "carin", relay.addr).await {
+        let r = pb::relay_client::RelayClient::new(ch).receipts(pb::ReceiptsRequest { since_ms: 0 }).await;
+        assert!(r.is_err());
+    }
+    // The refusal reaches the log through a queue the client cannot observe:
+    // look for it with a deadline.
+    let mut audit = AuditClient::new(auditor.channel.clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let info = audit.get_log_info(pb::GetCheckpointRequest { fresh: true }).await.unwrap().into_inner();
+        let size = info.checkpoint.unwrap().size;
+        let mut s = audit.get_entries(pb::EntriesRequest { start: 0, end: size }).await.unwrap().into_inner();
+        let mut found = None;
+        while let Some(e) = s.message().await.unwrap() {
+            let r = decode_record(&e.leaf).unwrap();
+            if r.kind() == pb::AuditKind::CertificateRefused {
+                found = Some(r);
+            }
+        }
+        if let Some(r) = found {
+            assert!(r.peer.contains("arinsa") || r.detail.contains("arinsa"), "{r:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no CERTIFICATE_REFUSED record");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    relay.stop().await.unwrap();
+}
