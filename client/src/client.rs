@@ -137,7 +137,8 @@ impl Client {
 
     /// A client of the directory service.
     pub fn directory(&self) -> pb::directory_client::DirectoryClient<Channel> {
-        pb::directory_client::DirectoryClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODE_BYTES)
+        pb::directory_client::DirectoryClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_DECODE_BYTES)
     }
 
     /// Looks up `addr` in the directory and verifies the entry (signature,
@@ -166,10 +167,12 @@ impl Client {
     /// certificate's own expiry.
     pub async fn publish_key(&self, opts: &PublishOptions) -> Result<pb::DirectoryEntry> {
         let key = self.keys.current()?;
-        let own = focal_certs::verify_peer(&self.trust.current(), self.creds.cert_der(), &[], SystemTime::now())
-            .map_err(|e| ClientError::verify("own certificate", e))?;
+        let own =
+            focal_certs::verify_peer(&self.trust.current(), self.creds.cert_der(), &[], SystemTime::now())
+                .map_err(|e| ClientError::verify("own certificate", e))?;
         let now = now_ms();
-        let cert_end = own.not_after.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let cert_end =
+            own.not_after.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         let not_after = (now + opts.validity.as_millis() as i64).min(cert_end);
         let entry = focal_certs::make_directory_entry(
             &self.creds,
@@ -180,7 +183,10 @@ impl Client {
             opts.law_enforcement,
             &opts.display_name,
         )?;
-        self.directory().publish(entry.clone()).await.map_err(|s| ClientError::rpc("directory publish", s))?;
+        self.directory()
+            .publish(entry.clone())
+            .await
+            .map_err(|s| ClientError::rpc("directory publish", s))?;
         Ok(entry)
     }
 }

@@ -43,18 +43,26 @@ impl TlsConnector {
     pub fn new(profile: &Profile, creds: &Credentials, trust: SharedTrust) -> Result<Self> {
         let expected = ExpectedServer { network: profile.relay_network.clone(), role: Role::Relay };
         let config = focal_certs::client_config(creds, trust, focal_certs::ALPN_GRPC, expected)?;
-        let server_name = ServerName::try_from(profile.server_name.clone()).map_err(|e| ClientError::Profile {
-            path: profile.path.clone(),
-            reason: format!("key `relay_server_name`: {e}"),
-        })?;
+        let server_name =
+            ServerName::try_from(profile.server_name.clone()).map_err(|e| ClientError::Profile {
+                path: profile.path.clone(),
+                reason: format!("key `relay_server_name`: {e}"),
+            })?;
         let expect = match &profile.relay_name {
             Some(name) => Some(focal_proto::Identity::new(profile.relay_network.clone(), Role::Relay, name)?),
             None => None,
         };
-        Ok(TlsConnector { tls: tokio_rustls::TlsConnector::from(config), addr: profile.relay.clone(), server_name, expect })
+        Ok(TlsConnector {
+            tls: tokio_rustls::TlsConnector::from(config),
+            addr: profile.relay.clone(),
+            server_name,
+            expect,
+        })
     }
 
-    async fn dial(self) -> std::result::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, BoxError> {
+    async fn dial(
+        self,
+    ) -> std::result::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, BoxError> {
         let tcp = TcpStream::connect(&self.addr).await?;
         tcp.set_nodelay(true)?;
         let tls = self.tls.connect(self.server_name.clone(), tcp).await?;
@@ -98,10 +106,10 @@ pub async fn connect(profile: &Profile, creds: &Credentials, trust: SharedTrust)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    endpoint.connect_with_connector(connector).await.map_err(|e| ClientError::Connect {
-        relay: profile.relay.clone(),
-        reason: error_chain(&e),
-    })
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| ClientError::Connect { relay: profile.relay.clone(), reason: error_chain(&e) })
 }
 
 /// `e: cause: cause` on one line.

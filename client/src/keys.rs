@@ -82,7 +82,7 @@ impl KeyStore {
                 keys.push(read_key(&path)?);
             }
         }
-        keys.sort_by(|a, b| b.serial.cmp(&a.serial));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.serial));
         Ok(keys)
     }
 
@@ -137,7 +137,9 @@ impl KeyStore {
 }
 
 fn read_key(path: &Path) -> Result<EncryptionKey> {
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| ClientError::io("cannot read key file", path, e))?);
+    let text = Zeroizing::new(
+        fs::read_to_string(path).map_err(|e| ClientError::io("cannot read key file", path, e))?,
+    );
     let bad = |reason: String| ClientError::invalid(format!("key file {}", path.display()), reason);
     let file: KeyFile = toml::from_str(&text).map_err(|e| bad(e.message().replace('\n', " ")))?;
     let mut secret = Zeroizing::new([0u8; 32]);
@@ -147,5 +149,11 @@ fn read_key(path: &Path) -> Result<EncryptionKey> {
     if hex::encode(public.0) != file.public {
         return Err(bad("public key does not match the secret key".into()));
     }
-    Ok(EncryptionKey { serial: file.serial, created_at_ms: file.created_at_ms, secret, public, path: path.to_owned() })
+    Ok(EncryptionKey {
+        serial: file.serial,
+        created_at_ms: file.created_at_ms,
+        secret,
+        public,
+        path: path.to_owned(),
+    })
 }

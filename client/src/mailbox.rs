@@ -124,20 +124,23 @@ pub fn verify_receipt(trust: &TrustStore, receipt: &pb::Receipt, now: SystemTime
         info.problem = Some(format!("bad signature: {e}"));
         return info;
     }
-    let peer = match focal_certs::verify_peer(trust, &CertificateDer::from(blob.signer_cert.as_slice()), &[], now) {
-        Ok(p) => p,
-        Err(e) => {
-            info.problem = Some(format!("signer certificate refused: {e}"));
-            return info;
-        }
-    };
+    let peer =
+        match focal_certs::verify_peer(trust, &CertificateDer::from(blob.signer_cert.as_slice()), &[], now) {
+            Ok(p) => p,
+            Err(e) => {
+                info.problem = Some(format!("signer certificate refused: {e}"));
+                return info;
+            }
+        };
     let id = peer.identity;
     let by_recipient = matches!(
         pb::ReceiptKind::try_from(info.body.kind),
         Ok(pb::ReceiptKind::Delivered) | Ok(pb::ReceiptKind::Read)
     );
     let ok = if by_recipient {
-        id.role == Role::Fp && id.address().to_string() == info.body.subject && info.body.signer == info.body.subject
+        id.role == Role::Fp
+            && id.address().to_string() == info.body.subject
+            && info.body.signer == info.body.subject
     } else {
         id.role == Role::Relay && info.body.signer == id.uri()
     };

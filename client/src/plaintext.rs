@@ -86,7 +86,12 @@ fn bad(reason: impl std::fmt::Display) -> ClientError {
 impl PlaintextReader {
     /// A reader at the start of the plaintext.
     pub fn new() -> Self {
-        PlaintextReader { state: State::Len { buf: Vec::with_capacity(4) }, content: None, hasher: None, digests: Vec::new() }
+        PlaintextReader {
+            state: State::Len { buf: Vec::with_capacity(4) },
+            content: None,
+            hasher: None,
+            digests: Vec::new(),
+        }
     }
 
     /// The decoded `Content`, once its bytes have been pushed.
@@ -202,7 +207,10 @@ impl PlaintextReader {
         };
         for (a, d) in content.attachments.iter().zip(&self.digests) {
             if a.sha256.as_slice() != d.as_slice() {
-                return Err(bad(format!("attachment {:?}: SHA-256 does not match the one in the message", a.name)));
+                return Err(bad(format!(
+                    "attachment {:?}: SHA-256 does not match the one in the message",
+                    a.name
+                )));
             }
         }
         Ok(content)
@@ -238,7 +246,12 @@ mod tests {
             body: "b".into(),
             attachments: parts
                 .iter()
-                .map(|(n, d)| pb::Attachment { name: (*n).into(), size: d.len() as u64, sha256: sha(d), media_type: String::new() })
+                .map(|(n, d)| pb::Attachment {
+                    name: (*n).into(),
+                    size: d.len() as u64,
+                    sha256: sha(d),
+                    media_type: String::new(),
+                })
                 .collect(),
             ..Default::default()
         };
@@ -276,7 +289,9 @@ mod tests {
         let mut r = PlaintextReader::new();
         let mut more = bytes.clone();
         more.push(0);
-        assert!(r.push(&more, &mut DiscardSink).unwrap_err().to_string().contains("after the last attachment"));
+        assert!(
+            r.push(&more, &mut DiscardSink).unwrap_err().to_string().contains("after the last attachment")
+        );
 
         let mut r = PlaintextReader::new();
         let mut wrong = bytes.clone();

@@ -126,7 +126,8 @@ impl Profile {
             reason: format!("key `{key}`: {reason}"),
         };
         let (host, port) = split_host_port(&file.relay).map_err(|r| err("relay", r))?;
-        let relay_network = NetworkId::new(&file.relay_network).map_err(|e| err("relay_network", e.to_string()))?;
+        let relay_network =
+            NetworkId::new(&file.relay_network).map_err(|e| err("relay_network", e.to_string()))?;
         if let Some(name) = &file.relay_name {
             focal_proto::address::validate_name(name).map_err(|e| err("relay_name", e.to_string()))?;
         }

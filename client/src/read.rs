@@ -80,8 +80,9 @@ pub fn verify_header(
         return Err(ClientError::verify(what, "header has no 32-byte payload digest"));
     }
     envelope::verify_signature(header).map_err(|e| ClientError::verify(what.clone(), e))?;
-    let peer = focal_certs::verify_peer(trust, &CertificateDer::from(header.sender_cert.as_slice()), &[], now)
-        .map_err(|e| ClientError::verify(what.clone(), format!("sender certificate refused: {e}")))?;
+    let peer =
+        focal_certs::verify_peer(trust, &CertificateDer::from(header.sender_cert.as_slice()), &[], now)
+            .map_err(|e| ClientError::verify(what.clone(), format!("sender certificate refused: {e}")))?;
     if peer.identity.role != Role::Fp || peer.identity.address() != ctx.sender {
         return Err(ClientError::verify(
             what,
@@ -126,7 +127,10 @@ impl AttachmentSink for FileSink {
 
     fn write(&mut self, index: usize, data: &[u8]) -> Result<()> {
         let (_, tmp, w) = &mut self.files[index];
-        w.as_mut().expect("open writer").write_all(data).map_err(|e| ClientError::io("cannot write", tmp.path(), e))
+        w.as_mut()
+            .expect("open writer")
+            .write_all(data)
+            .map_err(|e| ClientError::io("cannot write", tmp.path(), e))
     }
 }
 
@@ -174,7 +178,12 @@ impl FileSink {
 
 impl Client {
     /// Fetches, verifies and opens a message; see the module docs.
-    pub async fn read(&self, msg: &MessageRef, opts: &ReadOptions, progress: Arc<dyn Progress>) -> Result<OpenedMessage> {
+    pub async fn read(
+        &self,
+        msg: &MessageRef,
+        opts: &ReadOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<OpenedMessage> {
         let keys = self.keys.all()?;
         if keys.is_empty() {
             return Err(ClientError::NoKey { dir: self.keys.dir().to_owned() });
@@ -197,22 +206,26 @@ impl Client {
         let mut failures = 0u32;
         let mut started = false;
         loop {
-            let req = pb::FetchRequest { msg_id: msg.msg_id.to_vec(), sender: msg.sender.to_string(), offset };
+            let req =
+                pb::FetchRequest { msg_id: msg.msg_id.to_vec(), sender: msg.sender.to_string(), offset };
             let at_start = offset;
             let result: std::result::Result<(), Step> = async {
                 let mut stream = self.relay().fetch(req).await.map_err(Step::Status)?.into_inner();
                 while let Some(part) = stream.message().await.map_err(Step::Status)? {
                     match part.part {
                         Some(pb::fetch_response::Part::Header(h)) => match &header {
-                            Some(seen) if seen != &h => return Err(protocol("the header changed between fetch attempts")),
+                            Some(seen) if seen != &h => {
+                                return Err(protocol("the header changed between fetch attempts"));
+                            }
                             Some(_) => {}
                             None => header = Some(h),
                         },
                         Some(pb::fetch_response::Part::Chunk(c)) => {
                             let Some(h) = &header else { return Err(protocol("payload before the header")) };
                             if opener.is_none() {
-                                let (ctx, _) = verify_header(&self.trust.current(), h, &self.me, SystemTime::now())
-                                    .map_err(Step::Fatal)?;
+                                let (ctx, _) =
+                                    verify_header(&self.trust.current(), h, &self.me, SystemTime::now())
+                                        .map_err(Step::Fatal)?;
                                 if ctx.msg_id != msg.msg_id || ctx.sender != msg.sender {
                                     return Err(protocol("the relay returned another message"));
                                 }
@@ -229,7 +242,8 @@ impl Client {
                             offset += c.len() as u64;
                             let what = || format!("message {}", msg_id_hex(&msg.msg_id));
                             let op = opener.as_mut().expect("opener");
-                            op.push(&c, &mut plain).map_err(|e| Step::Fatal(ClientError::verify(what(), e)))?;
+                            op.push(&c, &mut plain)
+                                .map_err(|e| Step::Fatal(ClientError::verify(what(), e)))?;
                             let s: &mut dyn AttachmentSink = match sink.as_mut() {
                                 Some(s) => s,
                                 None => &mut DiscardSink,
@@ -248,7 +262,10 @@ impl Client {
                 Ok(()) => {
                     let Some(h) = &header else {
                         progress.finish();
-                        return Err(ClientError::Protocol { op, reason: "the fetch stream carried no header".into() });
+                        return Err(ClientError::Protocol {
+                            op,
+                            reason: "the fetch stream carried no header".into(),
+                        });
                     };
                     if offset == h.payload_size {
                         break;

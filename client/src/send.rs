@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use focal_proto::envelope::{self, CHUNK_SIZE, ContextParams, RecipientPublicKey, Sealer};
 use focal_proto::{Address, pb};
-use futures::StreamExt;
 use ring::digest;
 use tokio::io::AsyncReadExt;
 
@@ -134,7 +133,9 @@ fn describe_attachment(path: &Path) -> Result<pb::Attachment> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| ClientError::invalid("attachment", format!("{} has no UTF-8 file name", path.display())))?
+        .ok_or_else(|| {
+            ClientError::invalid("attachment", format!("{} has no UTF-8 file name", path.display()))
+        })?
         .to_owned();
     let mut f = File::open(path).map_err(|e| ClientError::io("cannot open attachment", path, e))?;
     let meta = f.metadata().map_err(|e| ClientError::io("cannot open attachment", path, e))?;
@@ -152,7 +153,12 @@ fn describe_attachment(path: &Path) -> Result<pb::Attachment> {
         ctx.update(&buf[..n]);
         size += n as u64;
     }
-    Ok(pb::Attachment { media_type: media_type(&name).into(), name, size, sha256: ctx.finish().as_ref().to_vec() })
+    Ok(pb::Attachment {
+        media_type: media_type(&name).into(),
+        name,
+        size,
+        sha256: ctx.finish().as_ref().to_vec(),
+    })
 }
 
 /// A writer that hashes and counts what goes through it.
@@ -185,7 +191,8 @@ fn seal_to_file(
     progress.start("sealing", total);
     let werr = |e| ClientError::io("cannot write sealed payload", out_path, e);
     let (mut sealer, head) = Sealer::new(context, keys)?;
-    let mut w = HashingWriter { inner: BufWriter::new(out), hash: digest::Context::new(&digest::SHA256), len: 0 };
+    let mut w =
+        HashingWriter { inner: BufWriter::new(out), hash: digest::Context::new(&digest::SHA256), len: 0 };
     w.put(&head).map_err(werr)?;
     let mut sealed = Vec::with_capacity(2 * envelope::ENCRYPTED_CHUNK_SIZE);
     sealer.update(prefix, &mut sealed)?;
@@ -235,7 +242,10 @@ impl Client {
         to.sort();
         to.dedup();
         if let Some(b) = to.iter().find(|a| a.is_broadcast()) {
-            return Err(ClientError::invalid("recipient", format!("{b}: broadcast addresses are not supported yet")));
+            return Err(ClientError::invalid(
+                "recipient",
+                format!("{b}: broadcast addresses are not supported yet"),
+            ));
         }
         let mut keys = Vec::with_capacity(to.len());
         for addr in &to {
@@ -329,7 +339,8 @@ impl Client {
     pub async fn send_sealed(&self, msg: &SealedMessage, progress: Arc<dyn Progress>) -> Result<Accepted> {
         let mut attempt = 0u32;
         loop {
-            match self.upload_once(msg, progress.clone()).await {
+            let result = self.upload_once(msg, progress.clone()).await;
+            let status = match result {
                 Ok(resp) => {
                     return Ok(Accepted {
                         msg_id: msg.msg_id,
@@ -339,40 +350,55 @@ impl Client {
                         via_retry: attempt > 0,
                     });
                 }
-                Err(ClientError::Rpc { status, .. })
-                    if attempt > 0 && status.code() == tonic::Code::AlreadyExists =>
-                {
-                    return Ok(Accepted {
-                        msg_id: msg.msg_id,
-                        accepted_at_ms: 0,
-                        relay: String::new(),
-                        audit_leaf_index: 0,
-                        via_retry: true,
-                    });
-                }
-                Err(ClientError::Rpc { status, op }) if is_transient(&status) && attempt < self.retry.retries => {
-                    tracing::debug!(%op, %status, attempt, "send interrupted; retrying");
-                    tokio::time::sleep(self.retry.backoff(attempt)).await;
-                    attempt += 1;
-                }
+                Err(ClientError::Rpc { status, .. }) => status,
                 Err(e) => return Err(e),
+            };
+            if attempt > 0 && status.code() == tonic::Code::AlreadyExists {
+                return Ok(Accepted {
+                    msg_id: msg.msg_id,
+                    accepted_at_ms: 0,
+                    relay: String::new(),
+                    audit_leaf_index: 0,
+                    via_retry: true,
+                });
             }
+            if !is_transient(&status) || attempt >= self.retry.retries {
+                return Err(ClientError::rpc("send", status));
+            }
+            tracing::debug!(%status, attempt, "send interrupted; retrying");
+            tokio::time::sleep(self.retry.backoff(attempt)).await;
+            attempt += 1;
         }
     }
 
-    async fn upload_once(&self, msg: &SealedMessage, progress: Arc<dyn Progress>) -> Result<pb::SendResponse> {
-        let path: PathBuf = msg.payload.to_path_buf();
-        let file = tokio::fs::File::open(&path).await.map_err(|e| ClientError::io("cannot open sealed payload", &path, e))?;
+    /// One upload attempt: the header, then the payload file.
+    async fn upload_once(
+        &self,
+        msg: &SealedMessage,
+        progress: Arc<dyn Progress>,
+    ) -> Result<pb::SendResponse> {
+        let path = msg.payload.to_path_buf();
+        let header = msg.header.clone();
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| ClientError::io("cannot open sealed payload", &path, e))?;
         let read_error: Arc<Mutex<Option<std::io::Error>>> = Arc::default();
         let err_slot = read_error.clone();
-        let total = msg.header.payload_size;
+        let total = header.payload_size;
         progress.start("sending", total);
-        let first = pb::SendRequest { part: Some(pb::send_request::Part::Header(msg.header.clone())) };
+        let first = pb::SendRequest { part: Some(pb::send_request::Part::Header(header)) };
+        // A reader task feeds a bounded channel: at most QUEUE chunks are
+        // in memory, and a slow relay slows the reader down.
+        const QUEUE: usize = 4;
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::SendRequest>(QUEUE);
         let prog = progress.clone();
-        let chunks = futures::stream::unfold((file, 0u64), move |(mut file, done)| {
-            let err_slot = err_slot.clone();
-            let prog = prog.clone();
-            async move {
+        let reader = tokio::spawn(async move {
+            let mut file = file;
+            if tx.send(first).await.is_err() {
+                return;
+            }
+            let mut done = 0u64;
+            loop {
                 let mut buf = vec![0u8; SEND_CHUNK];
                 let mut filled = 0;
                 // Fill whole chunks (short reads are possible) until EOF.
@@ -382,21 +408,26 @@ impl Client {
                         Ok(n) => filled += n,
                         Err(e) => {
                             *err_slot.lock().expect("slot") = Some(e);
-                            return None;
+                            return;
                         }
                     }
                 }
                 if filled == 0 {
-                    return None;
+                    return;
                 }
                 buf.truncate(filled);
-                let done = done + filled as u64;
+                done += filled as u64;
                 prog.advance(filled as u64, done);
-                Some((pb::SendRequest { part: Some(pb::send_request::Part::Chunk(buf)) }, (file, done)))
+                if tx.send(pb::SendRequest { part: Some(pb::send_request::Part::Chunk(buf)) }).await.is_err()
+                {
+                    return; // the RPC ended (refused or broken)
+                }
             }
         });
-        let stream = futures::stream::iter([first]).chain(chunks);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
         let result = self.relay().send(stream).await;
+        reader.abort();
+        let _ = reader.await;
         progress.finish();
         if let Some(e) = read_error.lock().expect("slot").take() {
             return Err(ClientError::io("cannot read sealed payload", path, e));

@@ -198,7 +198,8 @@ impl LocalStore {
     fn write<T: Serialize>(&self, path: &Path, value: &T) -> Result<()> {
         let json = serde_json::to_vec_pretty(value).expect("records serialise");
         let dir = path.parent().expect("record paths have a parent");
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| ClientError::io("cannot create", dir, e))?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(dir).map_err(|e| ClientError::io("cannot create", dir, e))?;
         tmp.write_all(&json).map_err(|e| ClientError::io("cannot write", tmp.path().to_owned(), e))?;
         tmp.persist(path).map_err(|e| ClientError::io("cannot write", path, e.error))?;
         Ok(())

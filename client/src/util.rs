@@ -27,7 +27,12 @@ pub fn parse_msg_id(s: &str) -> Result<[u8; 16]> {
 
 /// Parses `90s`, `30m`, `12h`, `7d`, `2w`.
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let bad = || ClientError::invalid("duration", format!("{s:?}: expected a number and a unit s, m, h, d or w (e.g. 7d)"));
+    let bad = || {
+        ClientError::invalid(
+            "duration",
+            format!("{s:?}: expected a number and a unit s, m, h, d or w (e.g. 7d)"),
+        )
+    };
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (num, unit) = s.split_at(split);

@@ -193,7 +193,11 @@ impl FederationBuilder {
                 network: n.clone(),
                 name: spec.relay_name.clone(),
                 data_dir: dir.join("data"),
-                listen: ListenConfig { grpc: free_tcp_addr()?, federation: udp.get(n).copied(), metrics: None },
+                listen: ListenConfig {
+                    grpc: free_tcp_addr()?,
+                    federation: udp.get(n).copied(),
+                    metrics: None,
+                },
                 tls: TlsConfig {
                     cert: cert.cert.clone(),
                     key: cert.key.clone(),
@@ -274,7 +278,8 @@ impl Federation {
     /// network's CA, profile pointing at its relay), enrolling it if asked.
     pub async fn add_focal_point(&mut self, address: &str, enrol: bool) -> Result<&FocalPoint> {
         let addr = Address::parse_member(address)?;
-        let relay = self.relays.get(addr.network()).with_context(|| format!("no relay for {}", addr.network()))?;
+        let relay =
+            self.relays.get(addr.network()).with_context(|| format!("no relay for {}", addr.network()))?;
         let cert = self.pki.fp_cert(&addr)?;
         let dir = self.root.join(format!("fp-{addr}"));
         let fp = FocalPoint::create(

@@ -70,7 +70,10 @@ impl FocalPoint {
         if client.keys().all()?.is_empty() {
             client.keys().generate(false, focal_client::util::now_ms())?;
         }
-        client.publish_key(&PublishOptions::default()).await.with_context(|| format!("publishing {}", self.address))?;
+        client
+            .publish_key(&PublishOptions::default())
+            .await
+            .with_context(|| format!("publishing {}", self.address))?;
         Ok(client)
     }
 

@@ -30,7 +30,8 @@ pub struct CertFiles {
 impl CertFiles {
     /// Loads them as credentials.
     pub fn credentials(&self) -> Result<focal_certs::Credentials> {
-        focal_certs::Credentials::load(&self.cert, &self.key).with_context(|| format!("loading {}", self.identity))
+        focal_certs::Credentials::load(&self.cert, &self.key)
+            .with_context(|| format!("loading {}", self.identity))
     }
 }
 
@@ -106,7 +107,10 @@ impl TestPki {
 
     /// Issues a certificate from `network`'s CA without writing files.
     pub fn issue(&self, network: &NetworkId, req: &IssueRequest) -> Result<IssuedCert> {
-        Ok(self.ca(network)?.issue(req).with_context(|| format!("issuing {:?} {} of {network}", req.role, req.name))?)
+        Ok(self
+            .ca(network)?
+            .issue(req)
+            .with_context(|| format!("issuing {:?} {} of {network}", req.role, req.name))?)
     }
 
     /// Issues a certificate and writes `<stem>.crt` / `<stem>.key` (0600).

@@ -69,7 +69,11 @@ pub async fn raw_client_streaming(
 }
 
 /// Calls a unary method with a raw body.
-pub async fn raw_unary(channel: Channel, path: &'static str, body: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
+pub async fn raw_unary(
+    channel: Channel,
+    path: &'static str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let path = http::uri::PathAndQuery::from_static(path);
@@ -144,5 +148,8 @@ pub async fn send_envelope(
     for c in env.payload.chunks(chunk.max(1)) {
         parts.push(pb::SendRequest { part: Some(pb::send_request::Part::Chunk(c.to_vec())) });
     }
-    pb::relay_client::RelayClient::new(channel).send(futures::stream::iter(parts)).await.map(|r| r.into_inner())
+    pb::relay_client::RelayClient::new(channel)
+        .send(futures::stream::iter(parts))
+        .await
+        .map(|r| r.into_inner())
 }

@@ -225,14 +225,22 @@ impl RelayHandle {
                     let status = child.wait()?;
                     // Give the pipe threads a moment to store the last lines.
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    bail!("relay {} exited before listening ({status}); log:\n{}", self.name, self.recent_log());
+                    bail!(
+                        "relay {} exited before listening ({status}); log:\n{}",
+                        self.name,
+                        self.recent_log()
+                    );
                 }
                 _ => {}
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("relay {} did not log {READY_LINE:?} within {START_TIMEOUT:?}; log:\n{}", self.name, self.recent_log());
+                bail!(
+                    "relay {} did not log {READY_LINE:?} within {START_TIMEOUT:?}; log:\n{}",
+                    self.name,
+                    self.recent_log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -245,7 +253,9 @@ impl RelayHandle {
             Running::Stopped => Ok(()),
             Running::Task { shutdown, join } => {
                 let _ = shutdown.send(());
-                join.await.context("relay task panicked")?.map_err(|e| anyhow::anyhow!("relay {}: {e}", self.name))
+                join.await
+                    .context("relay task panicked")?
+                    .map_err(|e| anyhow::anyhow!("relay {}: {e}", self.name))
             }
             Running::Child { mut child } => {
                 let pid = child.id().to_string();

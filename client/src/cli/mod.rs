@@ -42,15 +42,16 @@ where
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind::*;
-            if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
-                let _ = e.print();
-                return if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand {
-                    ExitCode::from(2)
-                } else {
+            return match e.kind() {
+                DisplayHelp | DisplayVersion => {
+                    let _ = e.print();
                     ExitCode::SUCCESS
-                };
-            }
-            return fail(2, &usage_line(&e));
+                }
+                DisplayHelpOnMissingArgumentOrSubcommand => {
+                    fail(2, "a subcommand is required (see focal --help)")
+                }
+                _ => fail(2, &usage_line(&e)),
+            };
         }
     };
     init_tracing(cli.verbose);
@@ -64,12 +65,23 @@ where
     }
 }
 
-/// The first line of a clap error, without its `error: ` prefix, plus a hint.
+/// A clap error as one line: its text up to the usage section, without
+/// the `error: ` prefix and tips, plus a hint.
 fn usage_line(e: &clap::Error) -> String {
     let text = e.render().to_string();
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-    let first = first.trim().trim_start_matches("error: ");
-    format!("{first} (see focal --help)")
+    let mut parts = Vec::new();
+    for l in text.lines().map(str::trim) {
+        if l.starts_with("Usage:") || l.starts_with("For more information") {
+            break;
+        }
+        if !l.is_empty() && !l.starts_with("tip:") {
+            parts.push(l);
+        }
+    }
+    let msg = parts.join(" ");
+    let msg = msg.trim_start_matches("error: ");
+    let msg = if msg.is_empty() { "invalid arguments" } else { msg };
+    format!("{msg} (see focal --help)")
 }
 
 fn fail(code: u8, msg: &str) -> ExitCode {
@@ -103,12 +115,17 @@ fn read_body(body: &args::BodyArgs) -> Result<String> {
     if path.as_os_str() == "-" {
         std::io::stdin().read_to_string(&mut text).map_err(|e| ClientError::io("cannot read", "stdin", e))?;
     } else {
-        text = std::fs::read_to_string(path).map_err(|e| ClientError::io("cannot read body file", path, e))?;
+        text =
+            std::fs::read_to_string(path).map_err(|e| ClientError::io("cannot read body file", path, e))?;
     }
     Ok(text)
 }
 
-async fn resolve(client: &Client, msg_id: [u8; 16], from: Option<focal_proto::Address>) -> Result<MessageRef> {
+async fn resolve(
+    client: &Client,
+    msg_id: [u8; 16],
+    from: Option<focal_proto::Address>,
+) -> Result<MessageRef> {
     if let Some(sender) = from {
         return Ok(MessageRef { msg_id, sender });
     }
@@ -142,7 +159,11 @@ async fn run(cli: Cli) -> Result<()> {
                 validity: *valid_for,
             };
             let entry = client.publish_key(&opts).await?;
-            let verified = focal_certs::verify_directory_entry(&client.trust().current(), &entry, std::time::SystemTime::now())?;
+            let verified = focal_certs::verify_directory_entry(
+                &client.trust().current(),
+                &entry,
+                std::time::SystemTime::now(),
+            )?;
             out.published(&verified);
         }
         Command::Directory(DirectoryCommand::Lookup { address }) => {
@@ -166,9 +187,9 @@ async fn run(cli: Cli) -> Result<()> {
                 .store()
                 .received(&hex::encode(original.msg_id), &original.sender.to_string())?
                 .ok_or_else(|| ClientError::NotFound {
-                    what: "read message (run `focal read` before replying)",
-                    id: hex::encode(original.msg_id),
-                })?;
+                what: "read message (run `focal read` before replying)",
+                id: hex::encode(original.msg_id),
+            })?;
             let mut to = vec![original.sender.clone()];
             if a.all {
                 for r in &rec.to {
@@ -178,8 +199,11 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
-            let subject =
-                if rec.subject.starts_with("Re: ") { rec.subject.clone() } else { format!("Re: {}", rec.subject) };
+            let subject = if rec.subject.starts_with("Re: ") {
+                rec.subject.clone()
+            } else {
+                format!("Re: {}", rec.subject)
+            };
             let mut draft = Draft::new(to, subject, read_body(&a.body)?);
             draft.kind = focal_proto::pb::MessageKind::Response;
             draft.case_ref = rec.case_ref.clone();

@@ -78,7 +78,9 @@ impl Out {
 
     pub(crate) fn key_created(&self, k: &EncryptionKey) {
         if self.json {
-            line(json!({"type": "key", "serial": k.serial, "public": hex::encode(k.public.0), "path": k.path}));
+            line(
+                json!({"type": "key", "serial": k.serial, "public": hex::encode(k.public.0), "path": k.path}),
+            );
         } else {
             println!("created encryption key serial {} ({})", k.serial, k.path.display());
             println!("publish it with: focal keys publish");
@@ -91,7 +93,12 @@ impl Out {
                 line(json!({"type": "key", "serial": k.serial, "public": hex::encode(k.public.0),
                     "created_at_ms": k.created_at_ms, "path": k.path}));
             } else {
-                println!("serial {:>3}  {}  created {}", k.serial, hex::encode(k.public.0), fmt_time_ms(k.created_at_ms));
+                println!(
+                    "serial {:>3}  {}  created {}",
+                    k.serial,
+                    hex::encode(k.public.0),
+                    fmt_time_ms(k.created_at_ms)
+                );
             }
         }
         if keys.is_empty() && !self.json {
@@ -118,7 +125,11 @@ impl Out {
                 println!("  name:            {}", e.body.display_name);
             }
             println!("  encryption key:  {} (serial {})", hex::encode(e.x25519_public), e.body.key_serial);
-            println!("  valid:           {} .. {}", fmt_time_ms(e.body.not_before_ms), fmt_time_ms(e.body.not_after_ms));
+            println!(
+                "  valid:           {} .. {}",
+                fmt_time_ms(e.body.not_before_ms),
+                fmt_time_ms(e.body.not_after_ms)
+            );
             println!("  law enforcement: {}", if e.body.law_enforcement { "yes" } else { "no" });
         }
     }
@@ -232,11 +243,21 @@ impl Out {
             }));
             return;
         }
-        println!("Message:  {}  (signature, sender certificate and content verified)", msg_id_hex(&o.info.msg_id));
+        println!(
+            "Message:  {}  (signature, sender certificate and content verified)",
+            msg_id_hex(&o.info.msg_id)
+        );
         println!("From:     {}", o.info.sender);
-        println!("To:       {}", o.info.recipients.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+        println!(
+            "To:       {}",
+            o.info.recipients.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        );
         println!("Date:     {}", fmt_time_ms(o.info.created_at_ms));
-        println!("Handling: {}{}", handling_name(o.info.handling), if priority_name(o.info.priority) == "urgent" { "  URGENT" } else { "" });
+        println!(
+            "Handling: {}{}",
+            handling_name(o.info.handling),
+            if priority_name(o.info.priority) == "urgent" { "  URGENT" } else { "" }
+        );
         if !c.case_ref.is_empty() {
             println!("Case:     {}", c.case_ref);
         }
@@ -251,8 +272,17 @@ impl Out {
         println!("{}", c.body);
         for a in &o.attachments {
             match &a.path {
-                Some(p) => println!("attachment {} ({} bytes, sha256 {}) saved as {}", a.name, a.size, a.sha256, p.display()),
-                None => println!("attachment {} ({} bytes, sha256 {}) verified, not saved (use --out DIR)", a.name, a.size, a.sha256),
+                Some(p) => println!(
+                    "attachment {} ({} bytes, sha256 {}) saved as {}",
+                    a.name,
+                    a.size,
+                    a.sha256,
+                    p.display()
+                ),
+                None => println!(
+                    "attachment {} ({} bytes, sha256 {}) verified, not saved (use --out DIR)",
+                    a.name, a.size, a.sha256
+                ),
             }
         }
     }
@@ -261,7 +291,11 @@ impl Out {
         if self.json {
             line(json!({"type": "acked", "msg_id": msg_id_hex(&m.msg_id), "from": m.sender.to_string()}));
         } else {
-            println!("acknowledged {} from {}: a signed delivery receipt goes back to the sender", msg_id_hex(&m.msg_id), m.sender);
+            println!(
+                "acknowledged {} from {}: a signed delivery receipt goes back to the sender",
+                msg_id_hex(&m.msg_id),
+                m.sender
+            );
         }
     }
 
