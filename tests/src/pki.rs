@@ -107,10 +107,9 @@ impl TestPki {
 
     /// Issues a certificate from `network`'s CA without writing files.
     pub fn issue(&self, network: &NetworkId, req: &IssueRequest) -> Result<IssuedCert> {
-        Ok(self
-            .ca(network)?
+        self.ca(network)?
             .issue(req)
-            .with_context(|| format!("issuing {:?} {} of {network}", req.role, req.name))?)
+            .with_context(|| format!("issuing {:?} {} of {network}", req.role, req.name))
     }
 
     /// Issues a certificate and writes `<stem>.crt` / `<stem>.key` (0600).

@@ -27,7 +27,7 @@ fn cycles() -> usize {
 
 enum Outcome {
     Accepted(String),
-    Unknown(SealedMessage),
+    Unknown(Box<SealedMessage>),
 }
 
 const SENDERS: usize = 3;
@@ -69,7 +69,7 @@ async fn accepted_messages_survive_sigkill_at_random_points() -> Result<()> {
                             let _ = tx.send(Outcome::Accepted(hex::encode(a.msg_id)));
                         }
                         Err(_) => {
-                            let _ = tx.send(Outcome::Unknown(sealed));
+                            let _ = tx.send(Outcome::Unknown(Box::new(sealed)));
                             break;
                         }
                     }

@@ -135,10 +135,10 @@ async fn ack_then_delivered_receipt_at_the_sender() -> Result<()> {
     // The receipt is pushed to the sender's live inbox...
     let receipt = tokio::time::timeout(PROMPT, async {
         while let Some(item) = a_live.next().await {
-            if let InboxItem::Receipt(r) = item? {
-                if r.body.msg_id == accepted.msg_id {
-                    return anyhow::Ok(r);
-                }
+            if let InboxItem::Receipt(r) = item?
+                && r.body.msg_id == accepted.msg_id
+            {
+                return anyhow::Ok(r);
             }
         }
         anyhow::bail!("inbox stream ended")

@@ -52,10 +52,10 @@ pub async fn wait_for_message(
 ) -> Result<focal_client::MessageInfo> {
     tokio::time::timeout(PROMPT, async {
         while let Some(item) = stream.next().await {
-            if let focal_client::InboxItem::Message(m) = item? {
-                if m.msg_id == msg_id {
-                    return Ok(m);
-                }
+            if let focal_client::InboxItem::Message(m) = item?
+                && m.msg_id == msg_id
+            {
+                return Ok(m);
             }
         }
         anyhow::bail!("inbox stream ended before message {} arrived", hex::encode(msg_id))
