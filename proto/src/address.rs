@@ -268,7 +268,8 @@ impl Identity {
             return Err(ProtoError::addr(W, uri, "must start with focal://"));
         };
         let mut parts = rest.split('/');
-        let (Some(net), Some(role), Some(name), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(net), Some(role), Some(name), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(ProtoError::addr(W, uri, "expected focal://<network>/<role>/<name>"));
         };

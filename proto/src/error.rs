@@ -72,6 +72,12 @@ pub enum ProtoError {
     /// The X25519 shared secret is all zero (low-order point).
     #[error("X25519 shared secret is all zero")]
     ZeroSharedSecret,
+    /// A sealer was given no recipient key, or more than it may seal to.
+    #[error("invalid recipients: {0}")]
+    InvalidRecipients(String),
+    /// The operating system's random number generator failed.
+    #[error("system random number generator failed")]
+    Rng,
     /// A payload STREAM chunk failed to authenticate.
     #[error("payload chunk {index} failed authentication")]
     ChunkAuth {

@@ -2,11 +2,36 @@
 //! and opened in 64 KiB STREAM chunks (incrementally, never holding a whole
 //! payload), and the sender's Ed25519 signature over context and ciphertext.
 //!
-//! CONTRACT (implemented by the envelope work; signatures are fixed):
-#![allow(clippy::todo, unused_variables, missing_docs)]
+//! Layers, from the outside in:
+//! 1. **Signature** (encrypt-then-sign): Ed25519 by the sender over
+//!    `SIG_DOMAIN || SHA-256(context) || SHA-256(payload ciphertext)`. Relays
+//!    check it with [`verify_signature`] and no decryption key.
+//! 2. **Context** (`context.rs`): canonical prost bytes relays route on.
+//! 3. **Payload**: the age v1 X25519 format (c2sp.org/age), interoperable with
+//!    the `age` tool (`age_header.rs`, `keys.rs`, `stream.rs`).
+//! 4. **Binding**: the plaintext starts with SHA-256(context), so a recipient
+//!    who re-wraps the file key for someone else under a new context (and
+//!    signs that itself) is caught by the new recipient with
+//!    [`ProtoError::ContextBinding`]: the payload still names the old context.
+//!
+//! What is not checked here: the sender certificate's chain and that its
+//! identity is the context's sender (focal-certs does that), and clock policy
+//! (relays). A client must show plaintext only after [`Opener::finish`]
+//! succeeded.
 
-use crate::address::{Address, NetworkId};
-use crate::error::Result;
+mod age_header;
+mod context;
+mod keys;
+mod stream;
+
+pub use context::{
+    CONTEXT_VERSION, ContextParams, MAX_RECIPIENTS, ValidContext, build_context, context_hash, new_msg_id,
+    parse_context,
+};
+pub use keys::{RecipientPublicKey, RecipientSecretKey};
+pub use stream::{Opener, Sealer};
+
+use crate::error::{ProtoError, Result};
 use crate::pb;
 
 /// Plaintext bytes per STREAM chunk (age v1).
@@ -15,131 +40,60 @@ pub const CHUNK_SIZE: usize = 64 * 1024;
 pub const ENCRYPTED_CHUNK_SIZE: usize = CHUNK_SIZE + 16;
 /// Domain-separation prefix of the sender signature.
 pub const SIG_DOMAIN: &[u8] = b"focal/v1/sig\0";
+/// Longest age header an [`Opener`] buffers (room for [`MAX_RECIPIENTS`]
+/// stanzas of about 100 bytes and a grease stanza).
+pub const MAX_HEADER_SIZE: usize = 256 * 1024;
 
-/// An X25519 recipient public key (age recipient).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RecipientPublicKey(pub [u8; 32]);
-
-/// An X25519 recipient secret key (x25519-dalek `StaticSecret`).
-pub struct RecipientSecretKey(pub(crate) x25519_dalek::StaticSecret);
-
-impl RecipientSecretKey {
-    pub fn generate() -> Self {
-        todo!()
-    }
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        todo!()
-    }
-    pub fn to_bytes(&self) -> zeroize::Zeroizing<[u8; 32]> {
-        todo!()
-    }
-    pub fn public_key(&self) -> RecipientPublicKey {
-        todo!()
-    }
-}
-
-/// Inputs of a context; `build_context` validates, sorts and dedups.
-#[derive(Clone, Debug)]
-pub struct ContextParams {
-    pub msg_id: [u8; 16],
-    pub sender: Address,
-    pub recipients: Vec<Address>,
-    pub created_at_ms: i64,
-    pub expires_at_ms: i64,
-    pub handling: pb::HandlingCode,
-    pub priority: pb::Priority,
-    pub forward_of: Option<pb::ForwardOf>,
-    pub broadcast_network: Option<NetworkId>,
-}
-
-/// A structurally valid, canonically encoded context.
-#[derive(Clone, Debug)]
-pub struct ValidContext {
-    pub ctx: pb::Context,
-    pub msg_id: [u8; 16],
-    pub sender: Address,
-    pub recipients: Vec<Address>,
-    /// The bytes as received/encoded (canonical).
-    pub bytes: Vec<u8>,
-    /// SHA-256 of `bytes`.
-    pub hash: [u8; 32],
-}
-
-/// 16 random bytes from the system RNG.
-pub fn new_msg_id() -> [u8; 16] {
-    todo!()
-}
-
-/// Canonical context bytes for `params`.
-pub fn build_context(params: &ContextParams) -> Result<Vec<u8>> {
-    todo!()
-}
-
-/// Decodes and checks a context (canonical encoding, version, 16-byte id,
-/// addresses, sorted unique recipients, created < expires). No clock policy.
-pub fn parse_context(bytes: &[u8]) -> Result<ValidContext> {
-    todo!()
-}
-
-/// Streaming sealer. `new` returns the sealer and the bytes that start the
-/// ciphertext (age header + 16-byte nonce); the plaintext prefix
-/// SHA-256(context) is inserted by the sealer itself.
-pub struct Sealer {
-    _p: (),
-}
-
-impl Sealer {
-    pub fn new(context_bytes: &[u8], recipients: &[RecipientPublicKey]) -> Result<(Self, Vec<u8>)> {
-        todo!()
-    }
-    /// Appends ciphertext of every chunk completed by `plaintext` to `out`.
-    pub fn update(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        todo!()
-    }
-    /// Appends the final chunk to `out`.
-    pub fn finish(self, out: &mut Vec<u8>) -> Result<()> {
-        todo!()
-    }
-}
-
-/// Streaming opener: push ciphertext in any slices; authenticated plaintext
-/// (after the checked SHA-256(context) prefix) is appended to `out` chunk by
-/// chunk. Only `finish` proves the payload was not truncated. Several secret
-/// keys may be given (key rotation overlap).
-pub struct Opener {
-    _p: (),
-}
-
-impl Opener {
-    pub fn new(context_bytes: &[u8], secrets: &[&RecipientSecretKey]) -> Self {
-        todo!()
-    }
-    pub fn push(&mut self, ciphertext: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        todo!()
-    }
-    pub fn finish(self, out: &mut Vec<u8>) -> Result<()> {
-        todo!()
-    }
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    context_hash(bytes)
 }
 
 /// `SIG_DOMAIN || SHA-256(context) || payload_sha256`.
 pub fn signed_message(context_bytes: &[u8], payload_sha256: &[u8; 32]) -> Vec<u8> {
-    todo!()
+    let mut m = Vec::with_capacity(SIG_DOMAIN.len() + 64);
+    m.extend_from_slice(SIG_DOMAIN);
+    m.extend_from_slice(&context_hash(context_bytes));
+    m.extend_from_slice(payload_sha256);
+    m
 }
 
 /// Ed25519 signature of the sender.
-pub fn sign(key: &ring::signature::Ed25519KeyPair, context_bytes: &[u8], payload_sha256: &[u8; 32]) -> Vec<u8> {
-    todo!()
+pub fn sign(
+    key: &ring::signature::Ed25519KeyPair,
+    context_bytes: &[u8],
+    payload_sha256: &[u8; 32],
+) -> Vec<u8> {
+    key.sign(&signed_message(context_bytes, payload_sha256)).as_ref().to_vec()
 }
 
 /// Verifies `header.signature` with the Ed25519 key of `header.sender_cert`
 /// (no decryption key needed; the certificate chain is checked elsewhere).
+///
+/// Errors: [`ProtoError::BadKey`] if the certificate does not parse or holds
+/// no Ed25519 key, [`ProtoError::PayloadMismatch`] if `payload_sha256` is not
+/// 32 bytes, [`ProtoError::BadSignature`] otherwise.
 pub fn verify_signature(header: &pb::EnvelopeHeader) -> Result<()> {
-    todo!()
+    let key = crate::signed::ed25519_key_from_cert(&header.sender_cert)?;
+    let digest: [u8; 32] = header.payload_sha256.as_slice().try_into().map_err(|_| {
+        ProtoError::PayloadMismatch(format!(
+            "payload_sha256 is {} bytes, expected 32",
+            header.payload_sha256.len()
+        ))
+    })?;
+    if header.signature.len() != 64 {
+        return Err(ProtoError::BadSignature("signature is not 64 bytes"));
+    }
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+        .verify(&signed_message(&header.context, &digest), &header.signature)
+        .map_err(|_| ProtoError::BadSignature("sender signature does not verify"))
 }
 
 /// Whole-message convenience for small payloads: seal `plaintext`, sign,
 /// and return the envelope with its payload inline.
+///
+/// Refuses an invalid context and a signing key that is not the key of
+/// `sender_cert_der` ([`ProtoError::BadKey`]).
 pub fn seal_envelope(
     context_bytes: &[u8],
     recipients: &[RecipientPublicKey],
@@ -147,12 +101,48 @@ pub fn seal_envelope(
     signing_key: &ring::signature::Ed25519KeyPair,
     sender_cert_der: &[u8],
 ) -> Result<pb::Envelope> {
-    todo!()
+    use ring::signature::KeyPair as _;
+    let cert_key = crate::signed::ed25519_key_from_cert(sender_cert_der)?;
+    if signing_key.public_key().as_ref() != cert_key {
+        return Err(ProtoError::BadKey("signing key is not the key of the sender certificate".into()));
+    }
+    let (mut sealer, mut payload) = Sealer::new(context_bytes, recipients)?;
+    payload.reserve(plaintext.len() + (plaintext.len() / CHUNK_SIZE + 1) * 16 + 32);
+    sealer.update(plaintext, &mut payload)?;
+    sealer.finish(&mut payload)?;
+    let payload_sha256 = sha256(&payload);
+    let header = pb::EnvelopeHeader {
+        context: context_bytes.to_vec(),
+        signature: sign(signing_key, context_bytes, &payload_sha256),
+        sender_cert: sender_cert_der.to_vec(),
+        payload_sha256: payload_sha256.to_vec(),
+        payload_size: payload.len() as u64,
+        hops: Vec::new(),
+        deliver_to: Vec::new(),
+    };
+    Ok(pb::Envelope { header: Some(header), payload })
 }
 
 /// Whole-message convenience: checks payload size/digest against the header,
 /// the signature, the context, then opens. Returns the plaintext after the
 /// context-hash prefix.
 pub fn open_envelope(envelope: &pb::Envelope, secrets: &[&RecipientSecretKey]) -> Result<Vec<u8>> {
-    todo!()
+    let header = envelope.header.as_ref().ok_or_else(|| ProtoError::malformed("envelope", "no header"))?;
+    if header.payload_size != envelope.payload.len() as u64 {
+        return Err(ProtoError::PayloadMismatch(format!(
+            "payload is {} bytes, header says {}",
+            envelope.payload.len(),
+            header.payload_size
+        )));
+    }
+    if sha256(&envelope.payload)[..] != header.payload_sha256[..] {
+        return Err(ProtoError::PayloadMismatch("payload SHA-256 differs from the header".into()));
+    }
+    verify_signature(header)?;
+    parse_context(&header.context)?;
+    let mut opener = Opener::new(&header.context, secrets);
+    let mut out = Vec::with_capacity(envelope.payload.len());
+    opener.push(&envelope.payload, &mut out)?;
+    opener.finish(&mut out)?;
+    Ok(out)
 }

@@ -41,7 +41,11 @@ impl AuditLog {
     /// Adds `record` (encoded, the exact leaf bytes) and its Merkle hashes to
     /// `batch`; returns its leaf index. After the batch is applied call
     /// [`AuditLog::committed`]; if it was not applied, [`AuditLog::abandon`].
-    pub fn stage(&mut self, record: &pb::AuditRecord, batch: &mut sled::Batch) -> Result<u64, crate::RelayError> {
+    pub fn stage(
+        &mut self,
+        record: &pb::AuditRecord,
+        batch: &mut sled::Batch,
+    ) -> Result<u64, crate::RelayError> {
         todo!()
     }
     pub fn committed(&mut self) {
