@@ -157,3 +157,43 @@ fn read_key(path: &Path) -> Result<EncryptionKey> {
         path: path.to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn generate_rotate_and_keep_old_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = KeyStore::new(dir.path().join("keys"));
+        assert!(matches!(ks.current(), Err(ClientError::NoKey { .. })));
+        let k1 = ks.generate(false, 1).unwrap();
+        assert_eq!(k1.serial, 1);
+        let mode = fs::metadata(&k1.path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mode = fs::metadata(ks.dir()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let e = ks.generate(false, 2).err().unwrap().to_string();
+        assert!(e.contains("--rotate"), "{e}");
+        let k2 = ks.generate(true, 3).unwrap();
+        assert_eq!(k2.serial, 2);
+        let all = ks.all().unwrap();
+        assert_eq!(all.iter().map(|k| k.serial).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(all[1].public, k1.public);
+        assert_eq!(ks.current().unwrap().public, k2.public);
+    }
+
+    #[test]
+    fn a_tampered_key_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = KeyStore::new(dir.path());
+        let k = ks.generate(false, 1).unwrap();
+        let text = fs::read_to_string(&k.path).unwrap();
+        let other = hex::encode(RecipientSecretKey::generate().public_key().0);
+        let bad = text.replace(&hex::encode(k.public.0), &other);
+        fs::write(&k.path, bad).unwrap();
+        let e = ks.all().err().unwrap().to_string();
+        assert!(e.contains("does not match"), "{e}");
+    }
+}

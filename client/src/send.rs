@@ -446,3 +446,114 @@ impl Client {
         Ok(accepted)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plaintext::{AttachmentSink, PlaintextReader};
+    use crate::progress::NoProgress;
+    use focal_proto::envelope::{Opener, RecipientSecretKey};
+
+    struct Collect(Vec<Vec<u8>>);
+    impl AttachmentSink for Collect {
+        fn begin(&mut self, _: usize, _: &pb::Attachment) -> Result<()> {
+            self.0.push(Vec::new());
+            Ok(())
+        }
+        fn write(&mut self, i: usize, d: &[u8]) -> Result<()> {
+            self.0[i].extend_from_slice(d);
+            Ok(())
+        }
+    }
+
+    /// Seal to a file exactly as `Client::seal` does, then open it in odd
+    /// slices: content and attachments come back, digests match.
+    #[test]
+    fn sealed_file_opens_to_content_and_attachments() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.bin");
+        let b = dir.path().join("empty.txt");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+        std::fs::write(&a, &data).unwrap();
+        std::fs::write(&b, b"").unwrap();
+        let files: Vec<_> =
+            [&a, &b].iter().map(|p| ((*p).clone(), describe_attachment(p).unwrap())).collect();
+        assert_eq!(files[0].1.media_type, "application/octet-stream");
+        let content = pb::Content {
+            version: 1,
+            subject: "s".into(),
+            attachments: files.iter().map(|(_, m)| m.clone()).collect(),
+            ..Default::default()
+        };
+        let ctx = envelope::build_context(&ContextParams {
+            msg_id: [1; 16],
+            sender: Address::parse("a@carin").unwrap(),
+            recipients: vec![Address::parse("b@carin").unwrap()],
+            created_at_ms: 1,
+            expires_at_ms: 2,
+            handling: pb::HandlingCode::H1,
+            priority: pb::Priority::Normal,
+            forward_of: None,
+            broadcast_network: None,
+        })
+        .unwrap();
+        let secret = RecipientSecretKey::generate();
+        let out_path = dir.path().join("sealed");
+        let out = File::create(&out_path).unwrap();
+        let prefix = content_prefix(&content).unwrap();
+        let (sha, size) =
+            seal_to_file(&ctx, &[secret.public_key()], &prefix, &files, out, &out_path, &NoProgress).unwrap();
+        let sealed = std::fs::read(&out_path).unwrap();
+        assert_eq!(sealed.len() as u64, size);
+        assert_eq!(crate::util::sha256(&sealed), sha);
+
+        let mut opener = Opener::new(&ctx, &[&secret]);
+        let mut reader = PlaintextReader::new();
+        let mut sink = Collect(Vec::new());
+        let mut plain = Vec::new();
+        for piece in sealed.chunks(10_007) {
+            opener.push(piece, &mut plain).unwrap();
+            reader.push(&plain, &mut sink).unwrap();
+            plain.clear();
+        }
+        opener.finish(&mut plain).unwrap();
+        reader.push(&plain, &mut sink).unwrap();
+        assert_eq!(reader.finish().unwrap(), content);
+        assert_eq!(sink.0, vec![data, Vec::new()]);
+    }
+
+    #[test]
+    fn an_attachment_changed_during_sealing_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.bin");
+        std::fs::write(&a, b"before").unwrap();
+        let meta = describe_attachment(&a).unwrap();
+        std::fs::write(&a, b"after!").unwrap();
+        let ctx = envelope::build_context(&ContextParams {
+            msg_id: [1; 16],
+            sender: Address::parse("a@carin").unwrap(),
+            recipients: vec![Address::parse("b@carin").unwrap()],
+            created_at_ms: 1,
+            expires_at_ms: 2,
+            handling: pb::HandlingCode::H1,
+            priority: pb::Priority::Normal,
+            forward_of: None,
+            broadcast_network: None,
+        })
+        .unwrap();
+        let key = RecipientSecretKey::generate().public_key();
+        let out_path = dir.path().join("sealed");
+        let e = seal_to_file(
+            &ctx,
+            &[key],
+            b"",
+            &[(a, meta)],
+            File::create(&out_path).unwrap(),
+            &out_path,
+            &NoProgress,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("changed while"), "{e}");
+    }
+}
