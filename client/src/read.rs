@@ -63,6 +63,8 @@ pub struct OpenedMessage {
     pub content: pb::Content,
     /// The attachments.
     pub attachments: Vec<SavedAttachment>,
+    /// How many times the download was resumed after an interruption.
+    pub resumed: u32,
 }
 
 /// Checks a header before opening: context, signature, sender certificate
@@ -205,6 +207,7 @@ impl Client {
         let mut offset = 0u64;
         let mut failures = 0u32;
         let mut started = false;
+        let mut resumed = 0u32;
         loop {
             let req =
                 pb::FetchRequest { msg_id: msg.msg_id.to_vec(), sender: msg.sender.to_string(), offset };
@@ -298,6 +301,7 @@ impl Client {
                 }
             }
             tokio::time::sleep(self.retry.backoff(failures.saturating_sub(1))).await;
+            resumed += 1;
         }
         progress.finish();
         let header = header.expect("header seen");
@@ -347,7 +351,7 @@ impl Client {
             attachments: attachments.iter().map(|a| a.name.clone()).collect(),
             acked: false,
         })?;
-        Ok(OpenedMessage { info, content, attachments })
+        Ok(OpenedMessage { info, content, attachments, resumed })
     }
 }
 

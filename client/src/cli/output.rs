@@ -239,6 +239,7 @@ impl Out {
                     "name": a.name, "size": a.size, "sha256": a.sha256,
                     "media_type": a.media_type, "path": a.path,
                 })).collect::<Vec<_>>(),
+                "resumed": o.resumed,
                 "verified": true,
             }));
             return;

@@ -188,3 +188,36 @@ async fn bad_arguments_give_one_line_and_a_non_zero_exit() -> Result<()> {
     assert_one_line_error(&out, 1, "--rotate")?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_follow_shows_new_messages_live() -> Result<()> {
+    use std::io::BufRead;
+    let bins = focal_tests::bins!();
+    let fed = Federation::builder().focal_point("nl-fiod@carin").focal_point("be-ocsc@carin").start().await?;
+    let mut cmd = fed.fp("be-ocsc@carin").cli(&bins);
+    cmd.args(["--json", "inbox", "--follow"]).stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut next = async || -> Result<Value> {
+        let line =
+            tokio::time::timeout(crate::PROMPT, rx.recv()).await?.context("focal inbox --follow exited")?;
+        Ok(serde_json::from_str(&line)?)
+    };
+    assert_eq!(next().await?["type"], "replay_done");
+    let a = fed.client("nl-fiod@carin").await?;
+    let sent = a.send(&crate::draft(&["be-ocsc@carin"], "live", "now"), crate::quiet()).await?;
+    let ev = next().await?;
+    assert_eq!(ev["type"], "message");
+    assert_eq!(ev["msg_id"], hex::encode(sent.msg_id));
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}

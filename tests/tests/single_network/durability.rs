@@ -233,6 +233,7 @@ async fn fetch_resumes_after_a_relay_crash() -> Result<()> {
     let saved = opened.attachments[0].path.clone().context("saved")?;
     assert_eq!(file_sha256(&saved)?, file_sha256(&file)?);
     assert_eq!(fed.relay("carin").starts(), 2);
+    assert!(opened.resumed >= 1, "the fetch must have been interrupted and resumed");
     // Resumed from the offset reached: no byte was downloaded twice.
     assert_eq!(progress.total_advanced.load(Ordering::Relaxed), opened.info.payload_size);
     Ok(())
