@@ -1,0 +1,457 @@
+//! The `focal-certs` tool: a network secretariat's PKI commands.
+//!
+//! ```text
+//! focal-certs init-network <net> --dir D [--days 3650] [--force]
+//! focal-certs issue --network <net> --role relay|fp|auditor|admin --name <name>
+//!                   [--dns host]... [--ip addr]... [--days 365] --dir D [--force]
+//! focal-certs renew --network <net> --role <role> --name <name> [--days 365]
+//!                   [--dns host]... [--ip addr]... --dir D
+//! focal-certs revoke --network <net> --role <role> --name <name> [--serial HEX] --dir D
+//! focal-certs crl --network <net> --dir D [--days 30]
+//! focal-certs bundle --dir D --out FILE [--network <net>]... [--force]
+//! ```
+//!
+//! Files are laid out as described in the `files` module; keys are 0600 from
+//! creation. Any failure prints exactly one line `focal-certs: error: …` on
+//! stderr and exits 1 (2 for a usage error).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::{Parser, Subcommand};
+use focal_proto::{Identity, NetworkId, Role};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::bundle::{TrustBundle, TrustStore};
+use crate::ca::{IssueRequest, IssuedCert, NetworkCa, Revoked};
+use crate::error::{CertsError, Result};
+use crate::files::{
+    IssuedFile, IssuedRecord, Mode, NetDir, RevokedFile, RevokedRecord, ensure_private_dir, load_state,
+    read_text, refuse_existing, replace, save_state, write_new,
+};
+use crate::verify::{CertInfo, secs};
+
+/// Command line of `focal-certs`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "focal-certs",
+    version,
+    about = "Focal PKI: network CAs, role certificates, CRLs, trust bundle"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a network's CA: D/<net>/ca.pem and D/<net>/ca.key (0600).
+    InitNetwork {
+        /// Network id, e.g. carin.
+        network: NetworkId,
+        /// PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// CA validity in days.
+        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
+        /// Overwrite an existing CA.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a role certificate: D/<net>/<role>-<name>.pem and .key (0600).
+    Issue {
+        #[command(flatten)]
+        who: Who,
+        #[command(flatten)]
+        names: SanArgs,
+        /// Validity in days (capped at the CA's own expiry).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
+        /// PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-issue a certificate for the same identity with a new key and validity.
+    Renew {
+        #[command(flatten)]
+        who: Who,
+        #[command(flatten)]
+        names: SanArgs,
+        /// Validity in days (capped at the CA's own expiry).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
+        /// PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Record the revocation of an identity's certificates (publish with `crl`).
+    Revoke {
+        #[command(flatten)]
+        who: Who,
+        /// Revoke only this serial (hex); default: every unrevoked one of the identity.
+        #[arg(long)]
+        serial: Option<String>,
+        /// PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Write D/<net>/crl.pem listing the revoked certificates (increasing CRL number).
+    Crl {
+        /// Network id.
+        #[arg(long)]
+        network: NetworkId,
+        /// PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Days until the CRL's nextUpdate (relays refuse the network's
+        /// certificates once a loaded CRL is past it).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
+    },
+    /// Write the trust bundle (network id -> CA certificates) of all or some networks.
+    Bundle {
+        /// PKI directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Bundle file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Include only these networks (repeatable); default: every network under D.
+        #[arg(long = "network")]
+        networks: Vec<NetworkId>,
+        /// Overwrite an existing bundle file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Whose certificate.
+#[derive(Debug, clap::Args)]
+struct Who {
+    /// Network id.
+    #[arg(long)]
+    network: NetworkId,
+    /// relay, fp, auditor or admin.
+    #[arg(long)]
+    role: Role,
+    /// Name within the network (e.g. nl-fiod, relay1).
+    #[arg(long)]
+    name: String,
+}
+
+impl Who {
+    fn identity(&self) -> Result<Identity> {
+        Ok(Identity::new(self.network.clone(), self.role, &self.name)?)
+    }
+}
+
+/// Extra subject alternative names.
+#[derive(Debug, clap::Args)]
+struct SanArgs {
+    /// DNS name SAN (repeatable).
+    #[arg(long)]
+    dns: Vec<String>,
+    /// IP address SAN (repeatable).
+    #[arg(long)]
+    ip: Vec<IpAddr>,
+}
+
+/// Runs `focal-certs` with the process arguments.
+pub fn main() -> ExitCode {
+    run(std::env::args_os())
+}
+
+/// Runs `focal-certs` with the given arguments (first = program name).
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("focal-certs: error: {} (see focal-certs --help)", one_line_clap(&e));
+            return ExitCode::from(2);
+        }
+    };
+    match execute(cli.command) {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("focal-certs: error: {}", e.to_string().replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap's message without usage, tips and line breaks.
+fn one_line_clap(e: &clap::Error) -> String {
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "a subcommand is required: init-network, issue, renew, revoke, crl or bundle".to_owned();
+    }
+    let text = e.render().to_string();
+    let mut parts = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if line.is_empty() || line.starts_with("tip:") {
+            continue;
+        }
+        parts.push(line.strip_prefix("error: ").unwrap_or(line).to_owned());
+    }
+    if parts.is_empty() { e.kind().to_string() } else { parts.join(" ") }
+}
+
+fn execute(command: Command) -> Result<Vec<String>> {
+    match command {
+        Command::InitNetwork { network, dir, days, force } => init_network(&network, &dir, days, force),
+        Command::Issue { who, names, days, dir, force } => issue(&who, names, days, &dir, force),
+        Command::Renew { who, names, days, dir } => renew(&who, names, days, &dir),
+        Command::Revoke { who, serial, dir } => revoke(&who, serial.as_deref(), &dir),
+        Command::Crl { network, dir, days } => crl(&network, &dir, days),
+        Command::Bundle { dir, out, networks, force } => bundle(&dir, &out, &networks, force),
+    }
+}
+
+fn init_network(network: &NetworkId, dir: &Path, days: u32, force: bool) -> Result<Vec<String>> {
+    let nd = NetDir::new(dir, network);
+    let (cert, key) = (nd.ca_cert(), nd.ca_key());
+    refuse_existing(&[&cert, &key], force)?;
+    ensure_private_dir(&nd.dir)?;
+    let ca = NetworkCa::generate(network, days)?;
+    write_new(&key, ca.key_pem().as_bytes(), Mode::Secret, force)?;
+    write_new(&cert, ca.cert_pem().as_bytes(), Mode::Public, force)?;
+    Ok(vec![format!("created the {network} CA: {} and {} (0600)", cert.display(), key.display())])
+}
+
+fn load_ca(dir: &Path, network: &NetworkId) -> Result<(NetDir, NetworkCa)> {
+    let nd = NetDir::new(dir, network);
+    let (cert, key) = (nd.ca_cert(), nd.ca_key());
+    if !cert.exists() {
+        return Err(CertsError::request(format!(
+            "no CA for network {network} in {} (run `focal-certs init-network {network} --dir {}` first)",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let ca = NetworkCa::load(&read_text(&cert)?, &read_text(&key)?)?;
+    if ca.network() != network {
+        return Err(CertsError::BadCa {
+            network: network.to_string(),
+            reason: format!("{} holds the CA of network {}", cert.display(), ca.network()),
+        });
+    }
+    Ok((nd, ca))
+}
+
+fn request(who: &Who, names: SanArgs, days: u32) -> IssueRequest {
+    let mut req = IssueRequest::for_days(who.role, &who.name, days);
+    req.dns = names.dns;
+    req.ips = names.ip;
+    req
+}
+
+/// Writes a freshly issued key and certificate and records the serial.
+fn store_issued(nd: &NetDir, issued: &IssuedCert, replace_existing: bool) -> Result<(PathBuf, PathBuf, u64)> {
+    let id = &issued.identity;
+    let (cert, key) = (nd.leaf_cert(id.role, &id.name), nd.leaf_key(id.role, &id.name));
+    write_new(&key, issued.key_pem.as_bytes(), Mode::Secret, replace_existing)?;
+    write_new(&cert, issued.cert_pem.as_bytes(), Mode::Public, replace_existing)?;
+    let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
+        .map_err(|e| CertsError::pem("issued", e))?;
+    let info = CertInfo::parse(&der)?;
+    let mut state: IssuedFile = load_state(&nd.issued())?;
+    state.certs.push(IssuedRecord {
+        serial_hex: issued.serial_hex.clone(),
+        role: id.role,
+        name: id.name.clone(),
+        issued_at: secs(SystemTime::now()),
+        not_before: secs(info.not_before),
+        not_after: secs(info.not_after),
+    });
+    save_state(&nd.issued(), &state, "# Certificates issued by focal-certs for this network.")?;
+    Ok((cert, key, secs(info.not_after)))
+}
+
+fn issue(who: &Who, names: SanArgs, days: u32, dir: &Path, force: bool) -> Result<Vec<String>> {
+    let id = who.identity()?;
+    let (nd, ca) = load_ca(dir, &who.network)?;
+    refuse_existing(&[&nd.leaf_cert(id.role, &id.name), &nd.leaf_key(id.role, &id.name)], force)?;
+    let issued = ca.issue(&request(who, names, days))?;
+    let (cert, key, until) = store_issued(&nd, &issued, force)?;
+    Ok(vec![format!(
+        "issued {id} serial {} valid until {}: {} and {} (0600)",
+        issued.serial_hex,
+        fmt_time(until),
+        cert.display(),
+        key.display()
+    )])
+}
+
+fn renew(who: &Who, mut names: SanArgs, days: u32, dir: &Path) -> Result<Vec<String>> {
+    let id = who.identity()?;
+    let (nd, ca) = load_ca(dir, &who.network)?;
+    let old_path = nd.leaf_cert(id.role, &id.name);
+    if !old_path.exists() {
+        return Err(CertsError::request(format!("nothing to renew: {} does not exist", old_path.display())));
+    }
+    let old_der = CertificateDer::from_pem_slice(read_text(&old_path)?.as_bytes())
+        .map_err(|e| CertsError::pem(old_path.display().to_string(), e))?;
+    let old = CertInfo::parse(&old_der)?;
+    if old.identity != id {
+        return Err(CertsError::request(format!(
+            "{} is a certificate of {}, not {id}",
+            old_path.display(),
+            old.identity
+        )));
+    }
+    if names.dns.is_empty() && names.ip.is_empty() {
+        names.dns = old.dns.clone();
+        names.ip = old.ips.clone();
+    }
+    let issued = ca.issue(&request(who, names, days))?;
+    let (cert, key, until) = store_issued(&nd, &issued, true)?;
+    let revoked: RevokedFile = load_state(&nd.revoked())?;
+    let previous = if revoked.entries.iter().any(|r| r.serial_hex == old.serial_hex) {
+        format!("the previous certificate (serial {}) is already revoked", old.serial_hex)
+    } else {
+        format!(
+            "the previous certificate (serial {}) stays valid until {}; revoke it with --serial {} if it must stop now",
+            old.serial_hex,
+            fmt_time(secs(old.not_after)),
+            old.serial_hex
+        )
+    };
+    Ok(vec![
+        format!(
+            "renewed {id}: serial {} valid until {}: {} and {} (0600)",
+            issued.serial_hex,
+            fmt_time(until),
+            cert.display(),
+            key.display()
+        ),
+        previous,
+    ])
+}
+
+fn revoke(who: &Who, serial: Option<&str>, dir: &Path) -> Result<Vec<String>> {
+    let id = who.identity()?;
+    let nd = NetDir::new(dir, &who.network);
+    let issued: IssuedFile = load_state(&nd.issued())?;
+    let mut revoked: RevokedFile = load_state(&nd.revoked())?;
+    let serial = serial.map(|s| s.trim_start_matches("0x").to_ascii_lowercase().replace(':', ""));
+    let targets: Vec<&IssuedRecord> = issued
+        .certs
+        .iter()
+        .filter(|c| c.role == id.role && c.name == id.name)
+        .filter(|c| serial.as_deref().is_none_or(|s| c.serial_hex == s))
+        .filter(|c| !revoked.entries.iter().any(|r| r.serial_hex == c.serial_hex))
+        .collect();
+    if targets.is_empty() {
+        return Err(CertsError::request(match serial {
+            Some(s) => {
+                format!("no unrevoked certificate of {id} with serial {s} in {}", nd.issued().display())
+            }
+            None => format!("no unrevoked certificate of {id} in {}", nd.issued().display()),
+        }));
+    }
+    let now = secs(SystemTime::now());
+    let mut lines = Vec::new();
+    for t in &targets {
+        lines.push(format!("revoked {id} serial {}", t.serial_hex));
+        revoked.entries.push(RevokedRecord {
+            serial_hex: t.serial_hex.clone(),
+            revoked_at: now,
+            role: t.role,
+            name: t.name.clone(),
+        });
+    }
+    save_state(&nd.revoked(), &revoked, "# Certificates revoked by focal-certs for this network.")?;
+    lines.push(format!("publish it: focal-certs crl --network {} --dir {}", who.network, dir.display()));
+    Ok(lines)
+}
+
+fn crl(network: &NetworkId, dir: &Path, days: u32) -> Result<Vec<String>> {
+    let (nd, ca) = load_ca(dir, network)?;
+    let mut state: RevokedFile = load_state(&nd.revoked())?;
+    let number = state.last_crl_number + 1;
+    let list: Vec<Revoked> = state
+        .entries
+        .iter()
+        .map(|r| Revoked { serial_hex: r.serial_hex.clone(), revoked_at: r.revoked_at })
+        .collect();
+    let pem = ca.crl(&list, number, days)?;
+    // The number is recorded before the CRL is written: a failure can skip a
+    // number but never reuse one.
+    state.last_crl_number = number;
+    save_state(&nd.revoked(), &state, "# Certificates revoked by focal-certs for this network.")?;
+    replace(&nd.crl(), pem.as_bytes(), Mode::Public)?;
+    Ok(vec![format!(
+        "wrote {}: CRL number {number}, {} revoked, next update {}",
+        nd.crl().display(),
+        list.len(),
+        fmt_time(secs(SystemTime::now()) + u64::from(days) * 86_400)
+    )])
+}
+
+fn bundle(dir: &Path, out: &Path, only: &[NetworkId], force: bool) -> Result<Vec<String>> {
+    let networks: Vec<NetworkId> = if only.is_empty() {
+        let entries = std::fs::read_dir(dir).map_err(|e| CertsError::io(dir, e))?;
+        let mut found: Vec<NetworkId> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| NetworkId::new(&e.file_name().to_string_lossy()).ok())
+            .filter(|n| NetDir::new(dir, n).ca_cert().is_file())
+            .collect();
+        found.sort();
+        found
+    } else {
+        only.to_vec()
+    };
+    if networks.is_empty() {
+        return Err(CertsError::request(format!("no network CA found under {}", dir.display())));
+    }
+    let mut bundle = TrustBundle::default();
+    for net in &networks {
+        let path = NetDir::new(dir, net).ca_cert();
+        if !path.is_file() {
+            return Err(CertsError::request(format!(
+                "no CA for network {net}: {} does not exist",
+                path.display()
+            )));
+        }
+        let der = CertificateDer::from_pem_slice(read_text(&path)?.as_bytes())
+            .map_err(|e| CertsError::pem(path.display().to_string(), e))?;
+        bundle.insert(net.clone(), der);
+    }
+    TrustStore::new(bundle.clone(), Vec::new())?;
+    write_new(out, bundle.to_toml().as_bytes(), Mode::Public, force)?;
+    let names: Vec<&str> = networks.iter().map(NetworkId::as_str).collect();
+    Ok(vec![format!("wrote {} with the CAs of {}", out.display(), names.join(", "))])
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for unix seconds.
+fn fmt_time(unix: u64) -> String {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(i64::try_from(unix).unwrap_or(i64::MAX)) else {
+        return format!("unix {unix}");
+    };
+    let (y, m, d) = t.to_calendar_date();
+    format!("{y:04}-{:02}-{d:02} {:02}:{:02}:{:02} UTC", u8::from(m), t.hour(), t.minute(), t.second())
+}

@@ -1,0 +1,207 @@
+//! Files of a secretariat's PKI directory, as the `focal-certs` tool keeps them:
+//!
+//! ```text
+//! D/<net>/ca.pem  ca.key           the network CA (key 0600)
+//! D/<net>/<role>-<name>.pem .key   issued certificates (keys 0600)
+//! D/<net>/issued.toml              every serial issued, with its identity
+//! D/<net>/revoked.toml             revoked serials + the last CRL number
+//! D/<net>/crl.pem                  the current CRL
+//! ```
+//!
+//! Private keys are created with mode 0600 from the start (never chmod-ed
+//! afterwards); network directories are created 0700. Without `force`, an
+//! existing file is never overwritten. Replacing files (state, CRL, `--force`,
+//! renew) writes a new file next to the old one and renames it over, so a
+//! reader sees either the old or the new contents, and a forced key keeps 0600.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use focal_proto::{NetworkId, Role};
+
+use crate::error::{CertsError, Result};
+
+/// Permission class of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// 0600: private keys.
+    Secret,
+    /// 0644: certificates, CRLs, bundles, state.
+    Public,
+}
+
+impl Mode {
+    fn bits(self) -> u32 {
+        match self {
+            Mode::Secret => 0o600,
+            Mode::Public => 0o644,
+        }
+    }
+}
+
+fn open_new(path: &Path, mode: Mode) -> std::io::Result<std::fs::File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(mode.bits());
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    opts.open(path)
+}
+
+/// Writes a new file; refuses to overwrite unless `force` (then replaces it).
+pub(crate) fn write_new(path: &Path, contents: &[u8], mode: Mode, force: bool) -> Result<()> {
+    if force {
+        return replace(path, contents, mode);
+    }
+    let mut file = open_new(path, mode).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => CertsError::Exists { path: path.to_owned() },
+        _ => CertsError::io(path, e),
+    })?;
+    file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| CertsError::io(path, e))
+}
+
+/// Refuses early if any of `paths` exists (so a multi-file command writes
+/// nothing rather than half its files).
+pub(crate) fn refuse_existing(paths: &[&Path], force: bool) -> Result<()> {
+    if force {
+        return Ok(());
+    }
+    match paths.iter().find(|p| p.exists()) {
+        Some(p) => Err(CertsError::Exists { path: p.to_path_buf() }),
+        None => Ok(()),
+    }
+}
+
+/// Atomically replaces (or creates) `path` with `contents`.
+pub(crate) fn replace(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut file = open_new(&tmp, mode)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        CertsError::io(path, e)
+    })
+}
+
+/// Reads a UTF-8 file, naming it on error.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| CertsError::io(path, e))
+}
+
+/// Creates `dir` (and parents) with mode 0700 if missing.
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|e| CertsError::io(dir, e))
+}
+
+/// The files of one network under a PKI directory.
+#[derive(Clone, Debug)]
+pub(crate) struct NetDir {
+    pub(crate) dir: PathBuf,
+}
+
+impl NetDir {
+    pub(crate) fn new(root: &Path, network: &NetworkId) -> Self {
+        NetDir { dir: root.join(network.as_str()) }
+    }
+    pub(crate) fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    pub(crate) fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+    pub(crate) fn leaf_cert(&self, role: Role, name: &str) -> PathBuf {
+        self.dir.join(format!("{role}-{name}.pem"))
+    }
+    pub(crate) fn leaf_key(&self, role: Role, name: &str) -> PathBuf {
+        self.dir.join(format!("{role}-{name}.key"))
+    }
+    pub(crate) fn issued(&self) -> PathBuf {
+        self.dir.join("issued.toml")
+    }
+    pub(crate) fn revoked(&self) -> PathBuf {
+        self.dir.join("revoked.toml")
+    }
+    pub(crate) fn crl(&self) -> PathBuf {
+        self.dir.join("crl.pem")
+    }
+}
+
+/// `issued.toml`: every certificate the tool issued for a network.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IssuedFile {
+    #[serde(default, rename = "cert")]
+    pub(crate) certs: Vec<IssuedRecord>,
+}
+
+/// One issued certificate.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IssuedRecord {
+    pub(crate) serial_hex: String,
+    pub(crate) role: Role,
+    pub(crate) name: String,
+    pub(crate) issued_at: u64,
+    pub(crate) not_before: u64,
+    pub(crate) not_after: u64,
+}
+
+/// `revoked.toml`: revoked serials and the last CRL number used.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevokedFile {
+    #[serde(default)]
+    pub(crate) last_crl_number: u64,
+    #[serde(default, rename = "revoked")]
+    pub(crate) entries: Vec<RevokedRecord>,
+}
+
+/// One revoked certificate.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevokedRecord {
+    pub(crate) serial_hex: String,
+    pub(crate) revoked_at: u64,
+    pub(crate) role: Role,
+    pub(crate) name: String,
+}
+
+/// Loads a TOML state file; a missing file is the empty state.
+pub(crate) fn load_state<T: Default + serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text)
+            .map_err(|e| CertsError::State { path: path.to_owned(), reason: e.message().trim().to_owned() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(CertsError::io(path, e)),
+    }
+}
+
+/// Writes a TOML state file atomically.
+pub(crate) fn save_state<T: serde::Serialize>(path: &Path, state: &T, header: &str) -> Result<()> {
+    let body = toml::to_string(state)
+        .map_err(|e| CertsError::State { path: path.to_owned(), reason: e.to_string() })?;
+    replace(path, format!("{header}\n{body}").as_bytes(), Mode::Public)
+}
