@@ -177,11 +177,13 @@ pub enum InboxItem {
 
 impl Client {
     /// The inbox: first what is waiting, then (with `follow`) new arrivals
-    /// as the relay pushes them. Receipts are included.
+    /// as the relay pushes them. Receipts are included; verified ones are
+    /// also kept in the local store.
     pub async fn inbox(&self, follow: bool) -> Result<BoxStream<'static, Result<InboxItem>>> {
         let req = pb::InboxRequest { include_receipts: true, replay_only: !follow };
         let stream = self.relay().inbox(req).await.map_err(|s| ClientError::rpc("inbox", s))?.into_inner();
         let trust = self.trust.clone();
+        let store = self.store.clone();
         Ok(stream
             .map(move |ev| {
                 let ev = ev.map_err(|s| ClientError::rpc("inbox", s))?;
@@ -196,7 +198,11 @@ impl Client {
                         }
                     }
                     Some(pb::inbox_event::Event::Receipt(r)) => {
-                        InboxItem::Receipt(verify_receipt(&trust.current(), &r, SystemTime::now()))
+                        let info = verify_receipt(&trust.current(), &r, SystemTime::now());
+                        if info.problem.is_none() {
+                            store.put_receipt(&hex::encode(info.body_sha256), &receipt_record(&info))?;
+                        }
+                        InboxItem::Receipt(info)
                     }
                     Some(pb::inbox_event::Event::ReplayDone(_)) => InboxItem::ReplayDone,
                     None => InboxItem::Unreadable { mailbox_seq: 0, reason: "empty inbox event".into() },

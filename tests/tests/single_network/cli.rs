@@ -186,6 +186,23 @@ async fn bad_arguments_give_one_line_and_a_non_zero_exit() -> Result<()> {
     assert_one_line_error(&out, 1, "")?;
     let out = run(a, &bins, &["keys", "init"]).await?;
     assert_one_line_error(&out, 1, "--rotate")?;
+
+    // A profile naming another relay: the TLS connection is refused, with the reason.
+    let text = std::fs::read_to_string(&a.profile_path)?.replace("relay.carin", "relay.elsewhere");
+    let wrong = a.dir.join("wrong-relay.toml");
+    std::fs::write(&wrong, text)?;
+    let mut cmd = std::process::Command::new(&bins.focal);
+    cmd.args(["--profile", wrong.to_str().unwrap(), "inbox"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    assert_one_line_error(&out, 1, "focal://carin/relay/relay.elsewhere")?;
+    // A profile with a bad key.
+    let text = std::fs::read_to_string(&a.profile_path)?
+        .replace("relay_network = \"carin\"", "relay_network = \"Carin\"");
+    std::fs::write(&wrong, text)?;
+    let mut cmd = std::process::Command::new(&bins.focal);
+    cmd.args(["--profile", wrong.to_str().unwrap(), "inbox"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    assert_one_line_error(&out, 1, "key `relay_network`")?;
     Ok(())
 }
 
