@@ -30,7 +30,7 @@ use focal_relay::config::{
 use crate::Bins;
 use crate::fp::FocalPoint;
 use crate::pki::TestPki;
-use crate::relay::{RelayHandle, RelayMode, free_tcp_addr, free_udp_addr};
+use crate::relay::{RelayHandle, RelayMode, free_udp_addr};
 
 /// What one network of the federation looks like.
 #[derive(Clone, Debug)]

@@ -1,8 +1,10 @@
 //! One relay of a test federation, run either in-process (`focal_relay::serve`
 //! on a tokio task, with a shutdown trigger) or as a child process
 //! (`harness-relay run --config <file>`, ready when it logs
-//! `focal-relay listening`). Ports are picked by the OS once and kept, so a
-//! restarted relay is found at the same address by clients and peers.
+//! `focal-relay listening grpc=<addr> ...`). The gRPC port is picked by the
+//! OS at the first start (port 0; in-process the harness binds it, a child
+//! reports it in its ready line) and written back into the config, so a
+//! restarted relay listens where clients already look for it.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -59,12 +61,8 @@ pub struct RelayHandle {
     starts: u32,
 }
 
-/// An unused loopback TCP address (bound and released at once).
-pub fn free_tcp_addr() -> Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// An unused loopback UDP address.
+/// An unused loopback UDP address (bound and released at once; peers must
+/// know each other's federation address before they start).
 pub fn free_udp_addr() -> Result<SocketAddr> {
     Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
 }
@@ -150,9 +148,22 @@ impl RelayHandle {
         }
         match self.mode.clone() {
             RelayMode::InProcess => {
-                let listeners = focal_relay::Listeners::bind(&self.config)
+                let grpc = tokio::net::TcpListener::bind(self.config.listen.grpc)
                     .await
-                    .with_context(|| format!("binding relay {}", self.name))?;
+                    .with_context(|| format!("relay {}: binding {}", self.name, self.config.listen.grpc))?;
+                let federation = match self.config.listen.federation {
+                    Some(a) => Some(
+                        std::net::UdpSocket::bind(a)
+                            .with_context(|| format!("relay {}: binding {a}", self.name))?,
+                    ),
+                    None => None,
+                };
+                self.config.listen.grpc = grpc.local_addr()?;
+                if let Some(f) = &federation {
+                    self.config.listen.federation = Some(f.local_addr()?);
+                }
+                self.save_config()?;
+                let listeners = focal_relay::Listeners { grpc, federation, metrics: None };
                 let (tx, rx) = oneshot::channel::<()>();
                 let config = self.config.clone();
                 let span = tracing::info_span!("relay", name = %self.name);
@@ -184,7 +195,7 @@ impl RelayHandle {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().with_context(|| format!("spawning {}", bin.display()))?;
-        let (tx, rx) = mpsc::channel::<()>();
+        let (tx, rx) = mpsc::channel::<String>();
         let echo = std::env::var_os("FOCAL_TEST_ECHO_RELAY").is_some();
         let tag = format!("[{} #{}]", self.name, self.starts + 1);
         for pipe in [
@@ -201,7 +212,7 @@ impl RelayHandle {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
                     if line.contains(READY_LINE) {
-                        let _ = tx.send(());
+                        let _ = tx.send(line.clone());
                     }
                     if echo {
                         eprintln!("{tag} {line}");
@@ -218,7 +229,28 @@ impl RelayHandle {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             match rx.try_recv() {
-                Ok(()) => return Ok(child),
+                Ok(line) => {
+                    // "focal-relay listening grpc=127.0.0.1:PORT federation=..."
+                    let grpc = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("grpc="))
+                        .map(|a| a.trim_matches(|c: char| c == '"' || c == ','))
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                    match grpc {
+                        Some(addr) => {
+                            if self.config.listen.grpc.port() == 0 {
+                                self.config.listen.grpc = addr;
+                                self.save_config()?;
+                            }
+                        }
+                        None if self.config.listen.grpc.port() == 0 => {
+                            let _ = child.kill();
+                            bail!("relay {}: cannot find grpc=<addr> in its ready line {line:?}", self.name);
+                        }
+                        None => {}
+                    }
+                    return Ok(child);
+                }
                 Err(mpsc::TryRecvError::Disconnected) | Err(mpsc::TryRecvError::Empty)
                     if child.try_wait()?.is_some() =>
                 {
