@@ -194,7 +194,8 @@ impl FederationBuilder {
                 name: spec.relay_name.clone(),
                 data_dir: dir.join("data"),
                 listen: ListenConfig {
-                    grpc: free_tcp_addr()?,
+                    // Port 0: the OS picks it at the first start.
+                    grpc: "127.0.0.1:0".parse()?,
                     federation: udp.get(n).copied(),
                     metrics: None,
                 },
