@@ -107,7 +107,7 @@ pub fn make_directory_entry(
         display_name: display_name.to_owned(),
     };
     let key = creds.signing_key()?;
-    let signed = blob::sign(TAG_DIRECTORY, body.encode_to_vec(), &key, creds.cert_der());
+    let signed = focal_proto::signed::sign_blob(TAG_DIRECTORY, body.encode_to_vec(), &key, creds.cert_der());
     Ok(pb::DirectoryEntry { signed: Some(signed) })
 }
 
@@ -120,7 +120,7 @@ pub fn verify_directory_entry(
 ) -> Result<VerifiedEntry> {
     let bad = |reason: String| CertsError::Directory(reason);
     let blob = entry.signed.as_ref().ok_or_else(|| bad("missing signed blob".into()))?;
-    blob::verify(TAG_DIRECTORY, blob)?;
+    focal_proto::signed::verify_blob(TAG_DIRECTORY, blob).map_err(|e| bad(e.to_string()))?;
     let signer = verify_peer(store, &CertificateDer::from(blob.signer_cert.as_slice()), &[], now)?;
     if signer.identity.role != Role::Fp {
         return Err(bad(format!("signed by {}, which is not a focal point", signer.identity)));
@@ -148,38 +148,4 @@ pub fn verify_directory_entry(
         return Err(bad(format!("{address}: expired at {} ms (now {now_ms})", body.not_after_ms)));
     }
     Ok(VerifiedEntry { address, x25519_public, body })
-}
-
-/// Signed statements (`SignedBlob`): Ed25519 by the key of `signer_cert` over
-/// `tag || body`, exactly the format `focal_proto::signed` documents.
-///
-/// Private stand-in for `focal_proto::signed::{sign_blob, verify_blob}`,
-/// which were still contract stubs when this was written; the bytes produced
-/// and accepted are the same, so switching to them changes nothing on the wire.
-mod blob {
-    use focal_proto::pb;
-    use ring::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
-
-    use crate::error::{CertsError, Result};
-    use crate::verify::{ed25519_key, parse};
-
-    pub(super) fn sign(
-        tag: &[u8],
-        body: Vec<u8>,
-        key: &Ed25519KeyPair,
-        signer_cert_der: &[u8],
-    ) -> pb::SignedBlob {
-        let signature = key.sign(&[tag, &body].concat()).as_ref().to_vec();
-        pb::SignedBlob { body, signature, signer_cert: signer_cert_der.to_vec() }
-    }
-
-    pub(super) fn verify(tag: &[u8], blob: &pb::SignedBlob) -> Result<()> {
-        let bad = |reason: &str| CertsError::Directory(reason.to_owned());
-        let (_, cert) = parse(&blob.signer_cert).map_err(|e| bad(&format!("signer certificate: {e}")))?;
-        let key =
-            ed25519_key(&cert).ok_or_else(|| bad("signer certificate does not carry an Ed25519 key"))?;
-        UnparsedPublicKey::new(&ED25519, key)
-            .verify(&[tag, &blob.body].concat(), &blob.signature)
-            .map_err(|_| bad("signature does not verify with the signer certificate's key"))
-    }
 }

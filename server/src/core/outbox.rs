@@ -1,0 +1,556 @@
+//! One peer's outbox: the ordering, in-flight and retry STATE of the durable
+//! queue of envelopes and receipts waiting for that peer. The store keeps
+//! the items' bytes (keyed by peer and [`Outbox::push`]'s sequence number);
+//! this type decides what to send next, when to dial, and what expired.
+//!
+//! # Order (the exact rule)
+//! Items are numbered in arrival order. What leaves first:
+//! 1. order is kept per (sender, recipient): an item is *ready* only when no
+//!    earlier pending item has the same sender and shares a recipient with
+//!    it (`deliver_to` of the copy);
+//! 2. urgent items overtake normal ones: the earliest ready urgent item goes
+//!    first. If every urgent item is held back by rule 1, the earliest urgent
+//!    item pulls the items ahead of it in its (sender, recipient) lanes
+//!    forward (priority inheritance), so those go next;
+//! 3. otherwise FIFO: the earliest pending item (always ready).
+//!
+//! So an urgent message overtakes every normal message of other senders, and
+//! of the same sender to other recipients, but never the same sender's
+//! earlier messages to the same recipient: DESIGN.md's per (sender,
+//! recipient) order holds at every hop, and urgency reorders everything else.
+//! Receipts have no order constraint.
+//!
+//! # In flight, acks, retries
+//! At most `window` items are in flight (transmitted, not yet acked). The
+//! driver MUST send them to the peer in the order [`Outbox::poll_transmit`]
+//! yields them over one ordered channel (one QUIC stream used sequentially),
+//! and the receiver persists them in that order; then pipelining keeps the
+//! order above even across a lost connection. On [`Outbox::handle_ack`]
+//! (STORED, DUPLICATE or REFUSED) the item is removed; the driver deletes it
+//! from the store. On [`Outbox::handle_retry`] (RETRY) that item and every
+//! item sent after it go back to the queue, sending holds for a backoff step,
+//! and later items carry a new [`Transmit::stream`] number: the driver
+//! finishes the old stream and opens a new one. The receiving core answers
+//! RETRY to the rest of a stream once it answered RETRY on it (see
+//! [`super::RelayCore::handle_peer_stream`]), so nothing sent behind a
+//! refused item can overtake it. On [`Outbox::handle_disconnected`]
+//! everything in flight goes back to the head of the queue, in order.
+//!
+//! # Link and backoff
+//! The outbox also says when to dial ([`Outbox::poll_dial`]): at start, and
+//! after a failed dial or a lost connection with exponential backoff from 1 s
+//! doubling to 60 s, with jitter ([`super::backoff`]). The backoff resets at
+//! once when the peer connects to us or sends anything
+//! ([`Outbox::handle_connected`], [`Outbox::handle_peer_activity`], acks), so
+//! a peer back from a long outage is served within one round trip, not
+//! after the next long timer. The link is kept up even with an empty queue.
+//!
+//! # Expiry
+//! A queued item whose `expires_at_ms` has passed is never sent; it is
+//! yielded by [`Outbox::poll_expired`] for the caller to delete, audit and
+//! turn into EXPIRED receipts. In-flight items are left to the receiver.
+//!
+//! Each peer has its own `Outbox`: a slow or dead peer holds only its own
+//! queue, never another peer's.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use focal_proto::Address;
+use serde::{Deserialize, Serialize};
+
+use super::backoff::{Backoff, BackoffConfig, derive_seed};
+
+/// What an outbox item is, as the peer's ack names it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ItemId {
+    /// An envelope copy, acked by `TransferAck { msg_id, sender }`.
+    Envelope {
+        /// Original sender.
+        sender: Address,
+        /// Message id.
+        msg_id: [u8; 16],
+    },
+    /// A receipt, acked by `ReceiptAck { receipt_id }`.
+    Receipt {
+        /// SHA-256 of the receipt's signed body.
+        id: [u8; 32],
+    },
+}
+
+/// An item's metadata as the store persists it next to the item's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// What it is.
+    pub id: ItemId,
+    /// The recipients this copy carries (its `deliver_to`); empty for receipts.
+    pub recipients: Vec<Address>,
+    /// Urgent items overtake normal ones (see the module docs for the rule).
+    pub urgent: bool,
+    /// Never sent after this (unix ms); yielded by `poll_expired` instead.
+    pub expires_at_ms: i64,
+    /// When it was queued (unix ms), for status and the admin queue listing.
+    pub queued_at_ms: i64,
+}
+
+/// Outbox parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutboxConfig {
+    /// Most items in flight at once. Each costs one pending transfer on the
+    /// peer's stream; higher hides more round-trip time.
+    pub window: usize,
+    /// Most items queued for this peer; beyond it `push` fails (the caller
+    /// answers RETRY to the upstream peer or RESOURCE_EXHAUSTED to a client).
+    pub capacity: usize,
+    /// Redial and RETRY backoff.
+    pub backoff: BackoffConfig,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig { window: 32, capacity: 100_000, backoff: BackoffConfig::default() }
+    }
+}
+
+/// The next item to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The transfer stream it belongs on: items with the same number go on
+    /// one QUIC stream in the order yielded; when the number changes (after a
+    /// RETRY or a lost connection), finish that stream and open a new one.
+    pub stream: u64,
+    /// Its sequence number (the store key of its bytes).
+    pub seq: u64,
+    /// What it is.
+    pub id: ItemId,
+    /// 1 on the first transmission, then 2, 3...
+    pub attempt: u32,
+}
+
+/// An item removed from the outbox (acked, expired or purged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removed {
+    /// Its sequence number: delete its bytes from the store.
+    pub seq: u64,
+    /// Its metadata.
+    pub item: OutboxItem,
+}
+
+/// The link to the peer, as the outbox sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// No connection; dial at `next_attempt_at_ms`.
+    Down {
+        /// When `poll_dial` says to dial (unix ms).
+        next_attempt_at_ms: i64,
+    },
+    /// `poll_dial` said to dial; waiting for `handle_connected` or
+    /// `handle_dial_failed`.
+    Dialing,
+    /// Connected (and the hello exchanged).
+    Up,
+}
+
+/// The outbox is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the outbox for this peer is full ({0} items)")]
+pub struct OutboxFull(pub usize);
+
+/// A summary for the admin `Status` call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxStatus {
+    /// `connected`, `connecting`, `backoff` or `paused`.
+    pub state: &'static str,
+    /// Items queued or in flight.
+    pub queue_depth: usize,
+    /// Items in flight.
+    pub in_flight: usize,
+    /// Oldest item's queue time.
+    pub oldest_queued_at_ms: Option<i64>,
+    /// Failed dials and lost connections since start.
+    pub retries: u64,
+    /// Next dial time when down.
+    pub next_attempt_at_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    item: OutboxItem,
+    attempts: u32,
+}
+
+/// One peer's outbox state. See the module docs for the contract.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    peer: String,
+    config: OutboxConfig,
+    next_seq: u64,
+    items: BTreeMap<u64, Entry>,
+    by_id: BTreeMap<ItemId, BTreeSet<u64>>,
+    pending: BTreeSet<u64>,
+    urgent: BTreeSet<u64>,
+    lanes: BTreeMap<(Address, Address), BTreeSet<u64>>,
+    by_expiry: BTreeSet<(i64, u64)>,
+    expired: VecDeque<u64>,
+    in_flight: Vec<u64>,
+    link: LinkState,
+    hold_until: Option<i64>,
+    paused: bool,
+    dial_backoff: Backoff,
+    retry_backoff: Backoff,
+    retries: u64,
+    stream: u64,
+}
+
+impl Outbox {
+    /// An empty outbox for `peer`; the link is down and due for dialing at
+    /// `now_ms`. `seed` drives the backoff jitter.
+    pub fn new(peer: &str, config: OutboxConfig, seed: u64, now_ms: i64) -> Self {
+        Outbox {
+            peer: peer.to_owned(),
+            config,
+            next_seq: 1,
+            items: BTreeMap::new(),
+            by_id: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            urgent: BTreeSet::new(),
+            lanes: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
+            expired: VecDeque::new(),
+            in_flight: Vec::new(),
+            link: LinkState::Down { next_attempt_at_ms: now_ms },
+            hold_until: None,
+            paused: false,
+            dial_backoff: Backoff::new(config.backoff, derive_seed(seed, "dial")),
+            retry_backoff: Backoff::new(config.backoff, derive_seed(seed, "retry")),
+            retries: 0,
+            stream: 1,
+        }
+    }
+
+    /// The peer's name.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Items queued or in flight.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when nothing is queued or in flight.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Items in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The link state.
+    pub fn link(&self) -> LinkState {
+        self.link
+    }
+
+    /// True if `n` more items fit.
+    pub fn has_room(&self, n: usize) -> bool {
+        self.items.len() + n <= self.config.capacity
+    }
+
+    /// An item's metadata.
+    pub fn get(&self, seq: u64) -> Option<&OutboxItem> {
+        self.items.get(&seq).map(|e| &e.item)
+    }
+
+    /// All items with their sequence numbers and attempt counts, in
+    /// sequence order (admin queue listing).
+    pub fn items(&self) -> impl Iterator<Item = (u64, &OutboxItem, u32)> {
+        self.items.iter().map(|(s, e)| (*s, &e.item, e.attempts))
+    }
+
+    /// Queues an item; returns its sequence number (the store key).
+    pub fn push(&mut self, item: OutboxItem) -> Result<u64, OutboxFull> {
+        if !self.has_room(1) {
+            return Err(OutboxFull(self.config.capacity));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.insert(seq, item);
+        Ok(seq)
+    }
+
+    /// Loads items listed by the store at start (any order). Later pushes
+    /// get higher sequence numbers. Restoring ignores the capacity.
+    pub fn restore(&mut self, items: impl IntoIterator<Item = (u64, OutboxItem)>) {
+        for (seq, item) in items {
+            if self.items.contains_key(&seq) {
+                continue;
+            }
+            self.next_seq = self.next_seq.max(seq + 1);
+            self.insert(seq, item);
+        }
+    }
+
+    fn insert(&mut self, seq: u64, item: OutboxItem) {
+        self.by_id.entry(item.id.clone()).or_default().insert(seq);
+        self.items.insert(seq, Entry { item, attempts: 0 });
+        self.add_pending(seq);
+    }
+
+    fn lane_keys(item: &OutboxItem) -> impl Iterator<Item = (Address, Address)> + '_ {
+        let sender = match &item.id {
+            ItemId::Envelope { sender, .. } => Some(sender),
+            ItemId::Receipt { .. } => None,
+        };
+        sender.into_iter().flat_map(move |s| item.recipients.iter().map(move |r| (s.clone(), r.clone())))
+    }
+
+    fn add_pending(&mut self, seq: u64) {
+        let Some(e) = self.items.get(&seq) else { return };
+        self.pending.insert(seq);
+        if e.item.urgent {
+            self.urgent.insert(seq);
+        }
+        self.by_expiry.insert((e.item.expires_at_ms, seq));
+        for k in Self::lane_keys(&e.item) {
+            self.lanes.entry(k).or_default().insert(seq);
+        }
+    }
+
+    fn remove_pending(&mut self, seq: u64) {
+        let Some(e) = self.items.get(&seq) else { return };
+        self.pending.remove(&seq);
+        self.urgent.remove(&seq);
+        self.by_expiry.remove(&(e.item.expires_at_ms, seq));
+        for k in Self::lane_keys(&e.item) {
+            if let Some(lane) = self.lanes.get_mut(&k) {
+                lane.remove(&seq);
+                if lane.is_empty() {
+                    self.lanes.remove(&k);
+                }
+            }
+        }
+    }
+
+    fn forget(&mut self, seq: u64) -> Option<Removed> {
+        self.remove_pending(seq);
+        self.in_flight.retain(|s| *s != seq);
+        self.expired.retain(|s| *s != seq);
+        let e = self.items.remove(&seq)?;
+        if let Some(set) = self.by_id.get_mut(&e.item.id) {
+            set.remove(&seq);
+            if set.is_empty() {
+                self.by_id.remove(&e.item.id);
+            }
+        }
+        Some(Removed { seq, item: e.item })
+    }
+
+    /// The lane heads an item waits for: the earliest pending item in each
+    /// of its lanes (itself when it is first).
+    fn earliest_blocker(&self, seq: u64) -> u64 {
+        let Some(e) = self.items.get(&seq) else { return seq };
+        Self::lane_keys(&e.item)
+            .filter_map(|k| self.lanes.get(&k).and_then(|l| l.first().copied()))
+            .fold(seq, u64::min)
+    }
+
+    fn select(&self) -> Option<u64> {
+        if let Some(u) = self.urgent.iter().copied().find(|&u| self.earliest_blocker(u) == u) {
+            return Some(u);
+        }
+        if let Some(&first) = self.urgent.first() {
+            // Priority inheritance: walk to a ready item ahead of it.
+            let mut cur = first;
+            loop {
+                let b = self.earliest_blocker(cur);
+                if b == cur {
+                    return Some(cur);
+                }
+                cur = b;
+            }
+        }
+        self.pending.first().copied()
+    }
+
+    fn collect_expired(&mut self, now_ms: i64) {
+        while let Some(&(at, seq)) = self.by_expiry.first() {
+            if at > now_ms {
+                break;
+            }
+            self.remove_pending(seq);
+            self.expired.push_back(seq);
+        }
+    }
+
+    fn return_in_flight_from(&mut self, index: usize) {
+        for seq in self.in_flight.split_off(index) {
+            self.add_pending(seq);
+        }
+    }
+
+    /// The next item to send, if the link is up, not held or paused, and the
+    /// window has room. Expired items are set aside for `poll_expired`.
+    pub fn poll_transmit(&mut self, now_ms: i64) -> Option<Transmit> {
+        self.collect_expired(now_ms);
+        if let Some(h) = self.hold_until {
+            if now_ms < h {
+                return None;
+            }
+            self.hold_until = None;
+        }
+        if self.link != LinkState::Up || self.paused || self.in_flight.len() >= self.config.window {
+            return None;
+        }
+        let seq = self.select()?;
+        self.remove_pending(seq);
+        self.in_flight.push(seq);
+        let e = self.items.get_mut(&seq)?;
+        e.attempts += 1;
+        Some(Transmit { stream: self.stream, seq, id: e.item.id.clone(), attempt: e.attempts })
+    }
+
+    /// The next queued item that expired undelivered; the caller deletes it,
+    /// audits EXPIRED and sends EXPIRED receipts for envelopes.
+    pub fn poll_expired(&mut self, now_ms: i64) -> Option<Removed> {
+        self.collect_expired(now_ms);
+        let seq = self.expired.pop_front()?;
+        self.forget(seq)
+    }
+
+    /// True when the driver should dial the peer now (the state becomes
+    /// `Dialing` until `handle_connected` or `handle_dial_failed`).
+    pub fn poll_dial(&mut self, now_ms: i64) -> bool {
+        match self.link {
+            LinkState::Down { next_attempt_at_ms } if now_ms >= next_attempt_at_ms => {
+                self.link = LinkState::Dialing;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// When to poll next (unix ms; a past time means now): next dial, end of
+    /// a RETRY hold, or the next expiry.
+    pub fn poll_timeout(&self) -> Option<i64> {
+        if !self.expired.is_empty() {
+            return Some(i64::MIN);
+        }
+        let mut t = self.by_expiry.first().map(|(at, _)| *at);
+        let mut consider = |x: i64| t = Some(t.map_or(x, |y| y.min(x)));
+        if let LinkState::Down { next_attempt_at_ms } = self.link {
+            consider(next_attempt_at_ms);
+        }
+        if let Some(h) = self.hold_until
+            && self.link == LinkState::Up
+            && !self.pending.is_empty()
+        {
+            consider(h);
+        }
+        t
+    }
+
+    /// The link is up (our dial succeeded or the peer connected to us).
+    /// Resets the backoff. Idempotent.
+    pub fn handle_connected(&mut self, _now_ms: i64) {
+        self.link = LinkState::Up;
+        self.dial_backoff.reset();
+        self.retry_backoff.reset();
+        self.hold_until = None;
+    }
+
+    /// A dial failed; the next attempt waits one backoff step. Ignored when
+    /// the link is up (a concurrent incoming connection won).
+    pub fn handle_dial_failed(&mut self, now_ms: i64) {
+        if self.link != LinkState::Up {
+            self.retries += 1;
+            self.link = LinkState::Down { next_attempt_at_ms: now_ms + self.dial_backoff.next_delay_ms() };
+        }
+    }
+
+    /// The connection is gone: in-flight items return to the head of the
+    /// queue in order, and redialing waits one backoff step.
+    pub fn handle_disconnected(&mut self, now_ms: i64) {
+        self.return_in_flight_from(0);
+        self.stream += 1;
+        self.hold_until = None;
+        if matches!(self.link, LinkState::Up | LinkState::Dialing) {
+            self.retries += 1;
+            self.link = LinkState::Down { next_attempt_at_ms: now_ms + self.dial_backoff.next_delay_ms() };
+        }
+    }
+
+    /// The peer sent something (or knocked): reset the backoff; when down,
+    /// dial at once.
+    pub fn handle_peer_activity(&mut self, now_ms: i64) {
+        self.dial_backoff.reset();
+        if let LinkState::Down { .. } = self.link {
+            self.link = LinkState::Down { next_attempt_at_ms: now_ms };
+        }
+    }
+
+    /// The peer acknowledged `id` (STORED, DUPLICATE or REFUSED): the
+    /// earliest in-flight item with that id (else the earliest queued one)
+    /// is removed and returned for the store to delete. `None`: no such item
+    /// (a late or repeated ack; ignore it).
+    pub fn handle_ack(&mut self, id: &ItemId, now_ms: i64) -> Option<Removed> {
+        self.handle_peer_activity(now_ms);
+        self.retry_backoff.reset();
+        let seqs = self.by_id.get(id)?;
+        let seq =
+            self.in_flight.iter().copied().find(|s| seqs.contains(s)).or_else(|| seqs.first().copied())?;
+        self.forget(seq)
+    }
+
+    /// The peer answered RETRY for `id`: it and everything sent after it go
+    /// back to the queue, and sending holds for one backoff step. Returns
+    /// false if `id` was not in flight.
+    pub fn handle_retry(&mut self, id: &ItemId, now_ms: i64) -> bool {
+        self.handle_peer_activity(now_ms);
+        let Some(seqs) = self.by_id.get(id) else { return false };
+        let Some(pos) = self.in_flight.iter().position(|s| seqs.contains(s)) else { return false };
+        self.return_in_flight_from(pos);
+        self.stream += 1;
+        self.hold_until = Some(now_ms + self.retry_backoff.next_delay_ms());
+        true
+    }
+
+    /// Admin: stop or resume sending (the link stays up).
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// Admin: retry now (reset backoff, dial at once if down, end a hold).
+    pub fn retry_now(&mut self, now_ms: i64) {
+        self.handle_peer_activity(now_ms);
+        self.retry_backoff.reset();
+        self.hold_until = None;
+    }
+
+    /// Admin: drop an item (queued or in flight).
+    pub fn purge(&mut self, seq: u64) -> Option<Removed> {
+        self.forget(seq)
+    }
+
+    /// Admin status.
+    pub fn status(&self) -> OutboxStatus {
+        let (state, next) = match self.link {
+            _ if self.paused => ("paused", None),
+            LinkState::Up => ("connected", None),
+            LinkState::Dialing => ("connecting", None),
+            LinkState::Down { next_attempt_at_ms } => ("backoff", Some(next_attempt_at_ms)),
+        };
+        OutboxStatus {
+            state,
+            queue_depth: self.items.len(),
+            in_flight: self.in_flight.len(),
+            oldest_queued_at_ms: self.items.values().map(|e| e.item.queued_at_ms).min(),
+            retries: self.retries,
+            next_attempt_at_ms: next,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "outbox_tests.rs"]
+mod tests;

@@ -1,0 +1,189 @@
+//! Unit tests of the outbox: ordering rule, urgency, window, acks, retries,
+//! backoff and expiry.
+
+use super::*;
+
+fn a(s: &str) -> Address {
+    Address::parse(s).unwrap()
+}
+
+fn env(sender: &str, n: u8, rcpts: &[&str], urgent: bool) -> OutboxItem {
+    OutboxItem {
+        id: ItemId::Envelope { sender: a(sender), msg_id: [n; 16] },
+        recipients: rcpts.iter().map(|r| a(r)).collect(),
+        urgent,
+        expires_at_ms: 1_000_000,
+        queued_at_ms: 0,
+    }
+}
+
+fn up(window: usize) -> Outbox {
+    let cfg = OutboxConfig {
+        window,
+        capacity: 10_000,
+        backoff: BackoffConfig { jitter_permille: 0, ..Default::default() },
+    };
+    let mut o = Outbox::new("relay-arinsa", cfg, 1, 0);
+    o.handle_connected(0);
+    o
+}
+
+/// Sends everything (acking each at once) and returns the msg-id bytes in order.
+fn drain(o: &mut Outbox) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(t) = o.poll_transmit(0) {
+        if let ItemId::Envelope { msg_id, .. } = &t.id {
+            out.push(msg_id[0]);
+        }
+        o.handle_ack(&t.id, 0).unwrap();
+    }
+    out
+}
+
+#[test]
+fn fifo_when_all_normal() {
+    let mut o = up(4);
+    for n in 1..=5 {
+        o.push(env("s@carin", n, &["r@arinsa"], false)).unwrap();
+    }
+    assert_eq!(drain(&mut o), [1, 2, 3, 4, 5]);
+    assert!(o.is_empty());
+}
+
+#[test]
+fn urgent_overtakes_other_senders_and_other_recipients() {
+    let mut o = up(1);
+    o.push(env("a@carin", 1, &["r@arinsa"], false)).unwrap();
+    o.push(env("a@carin", 2, &["r@arinsa"], false)).unwrap();
+    o.push(env("b@carin", 3, &["r@arinsa"], true)).unwrap(); // other sender: overtakes
+    o.push(env("a@carin", 4, &["q@arinsa"], true)).unwrap(); // same sender, other recipient: overtakes
+    assert_eq!(drain(&mut o), [3, 4, 1, 2]);
+}
+
+#[test]
+fn urgent_keeps_order_per_sender_and_recipient_and_pulls_its_lane() {
+    let mut o = up(1);
+    o.push(env("x@carin", 1, &["r@arinsa"], false)).unwrap(); // other sender's backlog
+    o.push(env("a@carin", 2, &["q@arinsa"], false)).unwrap(); // a -> q
+    o.push(env("a@carin", 3, &["r@arinsa", "q@arinsa"], false)).unwrap(); // a -> r, q
+    o.push(env("x@carin", 4, &["r@arinsa"], false)).unwrap();
+    o.push(env("a@carin", 5, &["r@arinsa"], true)).unwrap(); // urgent a -> r: waits for 3, and 3 for 2
+    // 5 pulls 2 then 3 forward (priority inheritance), ahead of x's backlog.
+    assert_eq!(drain(&mut o), [2, 3, 5, 1, 4]);
+}
+
+#[test]
+fn window_limits_in_flight_and_disconnect_returns_in_order() {
+    let mut o = up(3);
+    for n in 1..=5 {
+        o.push(env("s@carin", n, &["r@arinsa"], false)).unwrap();
+    }
+    let sent: Vec<u64> = std::iter::from_fn(|| o.poll_transmit(0)).map(|t| t.seq).collect();
+    assert_eq!(sent, [1, 2, 3], "window of 3");
+    assert_eq!(o.in_flight(), 3);
+    let acked = o.handle_ack(&env("s@carin", 1, &[], false).id, 0).unwrap();
+    assert_eq!(acked.seq, 1);
+    assert_eq!(o.poll_transmit(0).unwrap().seq, 4);
+    o.handle_disconnected(0);
+    assert_eq!(o.in_flight(), 0);
+    assert!(o.poll_transmit(0).is_none(), "down");
+    o.handle_connected(10);
+    let again: Vec<(u64, u32)> =
+        std::iter::from_fn(|| o.poll_transmit(10)).map(|t| (t.seq, t.attempt)).collect();
+    assert_eq!(again, [(2, 2), (3, 2), (4, 2)], "back at the head, in order, second attempt");
+    assert!(o.handle_ack(&ItemId::Receipt { id: [0; 32] }, 10).is_none(), "unknown ack ignored");
+    // A late ack for a queued (not in-flight) item still removes it.
+    assert_eq!(o.handle_ack(&env("s@carin", 5, &[], false).id, 10).unwrap().seq, 5);
+}
+
+#[test]
+fn retry_returns_the_rest_of_the_stream_and_holds() {
+    let mut o = up(4);
+    for n in 1..=3 {
+        o.push(env("s@carin", n, &["r@arinsa"], false)).unwrap();
+    }
+    while o.poll_transmit(0).is_some() {}
+    assert!(o.handle_retry(&env("s@carin", 2, &[], false).id, 100));
+    assert_eq!(o.in_flight(), 1, "item 1 stays in flight, 2 and 3 are queued again");
+    assert!(o.poll_transmit(500).is_none(), "held for one backoff step");
+    assert_eq!(o.poll_timeout(), Some(1_100));
+    let t = o.poll_transmit(1_100).unwrap();
+    assert_eq!((t.seq, t.stream), (2, 2), "resent first, on a new stream");
+    assert!(!o.handle_retry(&env("s@carin", 9, &[], false).id, 0));
+}
+
+#[test]
+fn dial_backoff_grows_caps_and_resets_on_activity() {
+    let cfg = OutboxConfig {
+        backoff: BackoffConfig { jitter_permille: 0, ..Default::default() },
+        ..Default::default()
+    };
+    let mut o = Outbox::new("relay-gfp", cfg, 9, 0);
+    let mut now = 0;
+    let mut gaps = Vec::new();
+    for _ in 0..9 {
+        assert_eq!(o.poll_timeout(), Some(now));
+        assert!(o.poll_dial(now));
+        assert!(!o.poll_dial(now), "one dial at a time");
+        o.handle_dial_failed(now);
+        let LinkState::Down { next_attempt_at_ms } = o.link() else { panic!() };
+        gaps.push(next_attempt_at_ms - now);
+        assert!(!o.poll_dial(next_attempt_at_ms - 1));
+        now = next_attempt_at_ms;
+    }
+    assert_eq!(gaps, [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]);
+    assert_eq!(o.status().state, "backoff");
+    o.handle_peer_activity(now + 5);
+    assert!(o.poll_dial(now + 5), "peer activity: dial at once");
+    o.handle_connected(now + 6);
+    assert_eq!(o.status().state, "connected");
+    o.handle_disconnected(now + 7);
+    assert_eq!(o.link(), LinkState::Down { next_attempt_at_ms: now + 1_007 }, "back to the first step");
+    assert_eq!(o.status().retries, 10);
+}
+
+#[test]
+fn expired_items_are_yielded_not_sent() {
+    let mut o = up(4);
+    let mut short = env("s@carin", 1, &["r@arinsa"], false);
+    short.expires_at_ms = 50;
+    o.push(short).unwrap();
+    o.push(env("s@carin", 2, &["r@arinsa"], false)).unwrap();
+    o.handle_disconnected(0);
+    assert_eq!(o.poll_timeout(), Some(50), "expiry before the redial");
+    assert!(o.poll_expired(49).is_none());
+    let gone = o.poll_expired(50).unwrap();
+    assert_eq!((gone.seq, gone.item.recipients.clone()), (1, vec![a("r@arinsa")]));
+    assert!(o.poll_expired(50).is_none());
+    assert_eq!(o.len(), 1);
+    // Set aside by poll_transmit, then yielded.
+    let mut p = up(4);
+    let mut e = env("s@carin", 3, &["r@arinsa"], true);
+    e.expires_at_ms = 10;
+    p.push(e).unwrap();
+    assert!(p.poll_transmit(10).is_none());
+    assert_eq!(p.poll_timeout(), Some(i64::MIN));
+    assert_eq!(p.poll_expired(10).unwrap().seq, 1);
+}
+
+#[test]
+fn capacity_restore_pause_and_purge() {
+    let cfg = OutboxConfig { capacity: 2, ..Default::default() };
+    let mut o = Outbox::new("relay-gfp", cfg, 0, 0);
+    o.push(env("s@carin", 1, &["r@arinsa"], false)).unwrap();
+    o.push(env("s@carin", 2, &["r@arinsa"], false)).unwrap();
+    assert_eq!(o.push(env("s@carin", 3, &["r@arinsa"], false)), Err(OutboxFull(2)));
+    let listed: Vec<(u64, OutboxItem)> = o.items().map(|(s, i, _)| (s, i.clone())).collect();
+    let mut r = Outbox::new("relay-gfp", OutboxConfig::default(), 0, 0);
+    r.restore(listed.into_iter().rev());
+    assert_eq!(r.push(env("s@carin", 4, &["r@arinsa"], false)).unwrap(), 3, "sequence continues");
+    r.handle_connected(0);
+    r.set_paused(true);
+    assert!(r.poll_transmit(0).is_none());
+    assert_eq!(r.status().state, "paused");
+    r.set_paused(false);
+    assert_eq!(r.poll_transmit(0).unwrap().seq, 1);
+    assert_eq!(r.purge(1).unwrap().seq, 1);
+    assert_eq!(r.in_flight(), 0);
+    assert_eq!(drain(&mut r), [2, 4]);
+}
