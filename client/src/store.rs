@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Each record is written to a temporary file and renamed into place, so a
-//! crash leaves either the old or the new record.
+//! crash leaves either the old or the new record. Temporary files older
+//! than a day (from a client killed mid-send) are removed when the store
+//! opens.
 
 use std::fs;
 use std::io::Write;
@@ -125,7 +127,25 @@ impl LocalStore {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(|e| ClientError::io("cannot create store directory", &p, e))?;
         }
-        Ok(LocalStore { dir })
+        let store = LocalStore { dir };
+        store.remove_stale_tmp(std::time::Duration::from_secs(24 * 3600));
+        Ok(store)
+    }
+
+    /// Removes temporary files older than `age` (left by a client that was
+    /// killed mid-send). Best effort: errors are ignored.
+    fn remove_stale_tmp(&self, age: std::time::Duration) {
+        let Ok(rd) = fs::read_dir(self.tmp_dir()) else { return };
+        let now = std::time::SystemTime::now();
+        for entry in rd.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > age);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// The store directory.
