@@ -274,7 +274,7 @@ impl Client {
                         break;
                     }
                     // The stream ended early: resume as after a broken connection.
-                    failures += 1;
+                    failures = if offset == at_start { failures + 1 } else { 1 };
                     if failures > self.retry.retries {
                         progress.finish();
                         return Err(ClientError::Protocol {
