@@ -107,9 +107,90 @@ pub enum ProtoError {
     },
 
     // ---- audit log
-    /// An audit proof, checkpoint or leaf failed verification.
+    /// An audit proof, checkpoint or leaf failed verification (other cases).
     #[error("audit verification failed: {0}")]
     Audit(String),
+    /// An audit record is invalid (encoding it or decoding a leaf).
+    #[error("invalid audit record: {0}")]
+    AuditRecord(String),
+    /// Leaf `index` of a log is not a valid, canonically encoded record.
+    #[error("audit leaf {index} is malformed: {detail}")]
+    AuditLeafMalformed {
+        /// Zero-based leaf index.
+        index: u64,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A checkpoint (signed note) cannot be parsed.
+    #[error("malformed checkpoint: {0}")]
+    CheckpointMalformed(String),
+    /// A checkpoint's signature by the log key is missing or does not verify.
+    #[error("bad checkpoint signature: {0}")]
+    CheckpointSignature(String),
+    /// The entries do not hash to the root a signed checkpoint states.
+    #[error(
+        "root mismatch at size {size}: the entries hash to {computed}, the signed checkpoint says {signed}"
+    )]
+    RootMismatch {
+        /// Tree size of the checkpoint.
+        size: u64,
+        /// Root computed from the entries (base64).
+        computed: String,
+        /// Root in the checkpoint (base64).
+        signed: String,
+    },
+    /// The log has fewer entries than its checkpoint covers.
+    #[error("log truncated: the checkpoint covers {expected} entries but only {found} are present")]
+    LogTruncated {
+        /// Size of the checkpoint.
+        expected: u64,
+        /// Entries present.
+        found: u64,
+    },
+    /// The log has more entries than its checkpoint covers.
+    #[error("{found} entries present but the checkpoint covers only {expected}")]
+    LogOverlong {
+        /// Size of the checkpoint.
+        expected: u64,
+        /// Entries present.
+        found: u64,
+    },
+    /// An inclusion proof does not verify.
+    #[error("invalid inclusion proof for leaf {index} in tree of size {size}: {detail}")]
+    InclusionProof {
+        /// Leaf index.
+        index: u64,
+        /// Tree size.
+        size: u64,
+        /// Why.
+        detail: String,
+    },
+    /// A consistency proof does not verify.
+    #[error("invalid consistency proof from size {old_size} to {new_size}: {detail}")]
+    ConsistencyProof {
+        /// Smaller tree size.
+        old_size: u64,
+        /// Larger tree size.
+        new_size: u64,
+        /// Why.
+        detail: String,
+    },
+    /// A validly signed checkpoint is smaller than one seen before.
+    #[error(
+        "rollback: the log presents a checkpoint of size {new_size}, but a checkpoint of size {seen_size} was seen before"
+    )]
+    Rollback {
+        /// Size seen before.
+        seen_size: u64,
+        /// Size presented now.
+        new_size: u64,
+    },
+    /// Two validly signed views of the log disagree: the history changed.
+    #[error("fork: {0}")]
+    Fork(String),
+    /// Witness cosignatures are missing, unknown or invalid.
+    #[error("witness cosignatures: {0}")]
+    Witness(String),
 }
 
 impl ProtoError {
