@@ -141,6 +141,11 @@ impl Client {
             .max_decoding_message_size(MAX_DECODE_BYTES)
     }
 
+    /// A client of the audit service (auditors of this network only).
+    pub fn audit(&self) -> pb::audit_client::AuditClient<Channel> {
+        pb::audit_client::AuditClient::new(self.channel.clone()).max_decoding_message_size(MAX_DECODE_BYTES)
+    }
+
     /// Looks up `addr` in the directory and verifies the entry (signature,
     /// signer certificate chain and CRL, address binding, validity).
     pub async fn lookup(&self, addr: &Address) -> Result<VerifiedEntry> {

@@ -92,6 +92,9 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// Fetching or verifying an audit log failed.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// A local store record could not be encoded or decoded.
     #[error("local store record {}: {reason}", path.display())]
     Store {

@@ -77,6 +77,9 @@ pub enum Command {
     /// Query the network directory.
     #[command(subcommand)]
     Directory(DirectoryCommand),
+    /// Auditors: fetch, verify (offline), trace, export and summarise a network's audit log.
+    #[command(subcommand)]
+    Audit(super::audit::AuditCommand),
 }
 
 /// `focal keys ...`

@@ -5,6 +5,7 @@
 //! as ONE line on stderr: `focal: error: <what went wrong>`.
 
 mod args;
+mod audit;
 mod output;
 
 use std::io::Read;
@@ -15,6 +16,7 @@ use clap::Parser;
 use futures::StreamExt;
 
 pub use args::{Cli, Command, DirectoryCommand, KeysCommand};
+pub use audit::{AuditCommand, Format};
 
 use crate::client::{Client, MessageRef, PublishOptions};
 use crate::error::{ClientError, Result};
@@ -141,8 +143,14 @@ async fn run(cli: Cli) -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let out = Out::new(cli.json);
     let progress: Arc<dyn Progress> = Arc::new(Bars::new(cli.json));
+    if let Command::Audit(cmd) = &cli.command {
+        let client =
+            if cmd.needs_profile() { Some(Client::connect(load_profile(&cli)?).await?) } else { None };
+        return audit::run(cmd, client, cli.json).await;
+    }
     let profile = load_profile(&cli)?;
     match &cli.command {
+        Command::Audit(_) => unreachable!("handled above"),
         Command::Keys(KeysCommand::Init { rotate }) => {
             let key = KeyStore::new(&profile.key_dir).generate(*rotate, now_ms())?;
             out.key_created(&key);
