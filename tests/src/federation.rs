@@ -216,7 +216,8 @@ impl FederationBuilder {
         for r in relays.values_mut() {
             r.start().await?;
         }
-        let mut fed = Federation { pki, relays, fps: BTreeMap::new(), root, _tmp: tmp };
+        let mut fed =
+            Federation { pki, relays, fps: BTreeMap::new(), others: BTreeMap::new(), root, _tmp: tmp };
         for spec in &self.networks {
             for (name, enrol) in &spec.members {
                 let addr = Address::new(name, spec.network.clone())?;
@@ -234,6 +235,7 @@ pub struct Federation {
     pub pki: TestPki,
     relays: BTreeMap<NetworkId, RelayHandle>,
     fps: BTreeMap<Address, FocalPoint>,
+    others: BTreeMap<String, FocalPoint>,
     root: PathBuf,
     _tmp: tempfile::TempDir,
 }
@@ -297,6 +299,37 @@ impl Federation {
         }
         self.fps.insert(addr.clone(), fp);
         Ok(&self.fps[&addr])
+    }
+
+    /// Adds a member of another role (auditor, admin) with a profile
+    /// pointing at its network's relay; `address` is `name@network`.
+    pub fn add_member(&mut self, address: &str, role: focal_proto::Role) -> Result<&FocalPoint> {
+        let addr = Address::parse_member(address)?;
+        let relay =
+            self.relays.get(addr.network()).with_context(|| format!("no relay for {}", addr.network()))?;
+        let req = focal_certs::IssueRequest::new(role, addr.name());
+        let cert = self.pki.issue_to_files(
+            addr.network(),
+            &req,
+            &format!("{role}-{}-{}", addr.network(), addr.name()),
+        )?;
+        let dir = self.root.join(format!("{role}-{addr}"));
+        let fp = FocalPoint::create(
+            addr.clone(),
+            dir,
+            cert,
+            relay.grpc_addr(),
+            &relay.name,
+            self.pki.trust_bundle_path(),
+            self.pki.crl_paths(),
+        )?;
+        self.others.insert(address.to_owned(), fp);
+        Ok(&self.others[address])
+    }
+
+    /// A member added with [`Federation::add_member`].
+    pub fn member(&self, address: &str) -> &FocalPoint {
+        self.others.get(address).unwrap_or_else(|| panic!("no member {address}"))
     }
 
     /// Stops every relay gracefully.
