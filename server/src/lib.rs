@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod config;
 pub mod core;
+pub mod federation;
 pub mod peer;
 
 use std::future::Future;
