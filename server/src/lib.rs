@@ -5,26 +5,36 @@
 //! It never sees message content: it routes and enforces policy on the clear
 //! context and verifies signatures without any decryption key.
 //!
-//! CONTRACT: `serve`, `Listeners`, `config::RelayConfig`, `peer::PeerInfo` and
-//! `audit::AuditLog` signatures are fixed; bodies are filled in by the relay
-//! and audit work.
-#![allow(clippy::todo, unused_variables, missing_docs, dead_code)]
+//! Use in-process: [`config::RelayConfig::load`], [`Listeners::bind`] (ports
+//! may be 0; read the bound addresses from the listeners), then [`serve`]
+//! with a shutdown future, typically in a tokio task. As a process:
+//! `focal-relay run --config F` ([`cli::main`]).
+//!
+//! What is not here yet: federation routing (the QUIC transport is in
+//! [`federation`], the routing core in [`core`]; the seam where they plug in is
+//! [`route::route_remote`]), metrics and the admin service.
+#![warn(missing_docs)]
 
 pub mod audit;
+pub mod check;
+pub mod cli;
 pub mod config;
 pub mod core;
+mod error;
 pub mod federation;
+pub mod hub;
+pub mod logging;
+mod node;
 pub mod peer;
+pub mod route;
+pub mod rpc;
+pub mod store;
+mod sweeper;
+pub mod tls;
 
 use std::future::Future;
 
-/// The one error type of the relay library.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RelayError {
-    #[error("{0}")]
-    Other(String),
-}
+pub use error::RelayError;
 
 /// Sockets a relay serves on, bound before anything else starts (config is
 /// parsed and validated first; see `config::RelayConfig::load`).
@@ -40,16 +50,44 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the addresses of `config.listen`.
     pub async fn bind(config: &config::RelayConfig) -> Result<Self, RelayError> {
-        todo!()
+        let l = &config.listen;
+        let grpc = tokio::net::TcpListener::bind(l.grpc).await.map_err(|source| RelayError::Bind {
+            key: "listen.grpc",
+            addr: l.grpc,
+            source,
+        })?;
+        let federation = match l.federation {
+            Some(addr) => Some(std::net::UdpSocket::bind(addr).map_err(|source| RelayError::Bind {
+                key: "listen.federation",
+                addr,
+                source,
+            })?),
+            None => None,
+        };
+        let metrics = match l.metrics {
+            Some(addr) => {
+                Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| RelayError::Bind {
+                    key: "listen.metrics",
+                    addr,
+                    source,
+                })?)
+            }
+            None => None,
+        };
+        Ok(Listeners { grpc, federation, metrics })
     }
 }
 
 /// Runs a relay until `shutdown` resolves, then drains in-flight work, closes
 /// links and flushes the store before returning.
+///
+/// Logs `focal-relay listening grpc=<addr> federation=<addr|none>` once it
+/// serves. Fails before serving if the certificate material does not check
+/// out or the store cannot be opened.
 pub async fn serve(
     config: config::RelayConfig,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
-    todo!()
+    node::run(config, listeners, shutdown).await
 }

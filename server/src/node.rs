@@ -1,0 +1,245 @@
+//! A running relay: wires TLS, store, services and background tasks, and
+//! shuts them down in order.
+//!
+//! Shutdown, once the caller's future resolves: health turns NOT_SERVING
+//! for every service; the listening socket closes and tonic stops taking
+//! requests (in-flight RPCs continue; live inbox streams end with
+//! UNAVAILABLE); after `limits.shutdown_grace_secs` any connection still
+//! open is closed; then the sweeper stops and the store's writer applies
+//! what is queued, flushes, and stops.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use focal_certs::{CertRefusal, ClientPolicy};
+use focal_proto::pb::audit_server::AuditServer;
+use focal_proto::pb::directory_server::DirectoryServer;
+use focal_proto::pb::relay_server::RelayServer;
+use focal_proto::{Role, pb};
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+use tonic_health::ServingStatus;
+
+use crate::audit::AuditService;
+use crate::config::RelayConfig;
+use crate::hub::Hub;
+use crate::peer::PeerInfo;
+use crate::route::Routes;
+use crate::rpc::{DirectoryService, RelayService, Shared, now_ms};
+use crate::store::{ReceiptSigner, Store, StoreOptions};
+use crate::tls::AcceptOptions;
+use crate::{Listeners, RelayError};
+
+/// Connections still open after the grace period get this long to close
+/// once their streams fail.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+/// Concurrent RPCs per connection (each Send may buffer one decoded
+/// message of up to tonic's 4 MiB limit).
+const MAX_STREAMS_PER_CONNECTION: u32 = 64;
+
+pub(crate) async fn run(
+    config: RelayConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let limits = config.limits.clone();
+    let tls = crate::check::load_tls(&config)?;
+    let policy = ClientPolicy {
+        roles: vec![Role::Fp, Role::Auditor, Role::Admin],
+        networks: Some(vec![config.network.clone()]),
+    };
+    let server_config =
+        focal_certs::server_config(&tls.creds, tls.trust.clone(), focal_certs::ALPN_GRPC, policy)
+            .map_err(RelayError::certs("TLS server config"))?;
+
+    let key = tls.creds.signing_key().map_err(RelayError::certs("tls.key"))?;
+    let cert = tls.creds.cert_der().to_vec();
+    let signer: ReceiptSigner = Arc::new(move |body: &pb::ReceiptBody| pb::Receipt {
+        signed: Some(focal_proto::signed::sign_blob(
+            focal_proto::signed::TAG_RECEIPT,
+            body.encode_to_vec(),
+            &key,
+            &cert,
+        )),
+    });
+    let hub = Arc::new(Hub::new(limits.inbox_live_buffer));
+    let relay_uri = config.relay_identity().uri();
+    let store = Store::open(StoreOptions {
+        data_dir: config.data_dir.clone(),
+        network: config.network.clone(),
+        relay_uri: relay_uri.clone(),
+        audit_origin: config.audit_origin(),
+        checkpoint_interval_secs: config.audit.checkpoint_interval_secs,
+        max_mailbox_messages: limits.max_mailbox_messages,
+        max_store_bytes: limits.max_store_bytes,
+        write_queue_depth: limits.write_queue_depth,
+        hub: hub.clone(),
+        signer,
+    })?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (kill_tx, kill_rx) = watch::channel(false);
+
+    // Certificates refused by the TLS layer are audited (through a bounded
+    // queue, so a flood of bad handshakes cannot grow memory).
+    let (refused_tx, refused_rx) = mpsc::channel::<CertRefusal>(256);
+    tls.trust.set_refusal_hook(Arc::new(move |r: &CertRefusal| {
+        let _ = refused_tx.try_send(r.clone());
+    }));
+    let refusals = tokio::spawn(audit_refusals(store.clone(), refused_rx, stop_rx.clone()));
+
+    let shared = Arc::new(Shared::new(
+        config.clone(),
+        store.clone(),
+        hub,
+        tls.trust.clone(),
+        Routes::new(&config),
+        stop_rx.clone(),
+    ));
+    let relay = RelayServer::new(RelayService::new(shared.clone()));
+    let directory = DirectoryServer::new(DirectoryService::new(shared.clone()));
+    let audit = AuditService::new(store.audit_log().clone(), config.network.clone()).into_server();
+    drop(shared);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RelayServer<RelayService>>().await;
+    health.set_serving::<DirectoryServer<DirectoryService>>().await;
+    health.set_serving::<AuditServer<AuditService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| RelayError::Server(format!("reflection service: {e}")))?;
+
+    let grpc_addr = listeners.grpc.local_addr().map_err(|e| RelayError::Server(e.to_string()))?;
+    let federation_addr = listeners.federation.as_ref().and_then(|s| s.local_addr().ok());
+    // FEDERATION: `listeners.federation` (UDP) becomes the QUIC endpoint here.
+    let _federation_socket = listeners.federation;
+    if !config.peers.is_empty() {
+        tracing::warn!(
+            peers = config.peers.len(),
+            "peers are configured but federation is not wired yet: sends to other networks are refused"
+        );
+    }
+    if listeners.metrics.is_some() {
+        // Metrics (issue 7) are not served yet; the socket is released.
+        tracing::warn!("listen.metrics is set but metrics are not implemented yet");
+    }
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+    let accept = AcceptOptions {
+        max_connections: limits.max_connections,
+        handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
+    };
+    let incoming = crate::tls::incoming(listeners.grpc, acceptor, accept, stop_rx.clone(), kill_rx);
+    let sweeper = tokio::spawn(crate::sweeper::run(store.clone(), stop_rx.clone(), Duration::from_secs(1)));
+
+    let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .trace_fn(|req| {
+            let peer = req.extensions().get::<PeerInfo>();
+            tracing::info_span!(
+                "rpc",
+                path = %req.uri().path(),
+                peer = %peer.map(|p| p.identity.uri()).unwrap_or_default(),
+                remote = %peer.map(|p| p.remote.to_string()).unwrap_or_default(),
+            )
+        })
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(relay)
+        .add_service(directory)
+        .add_service(audit);
+    let mut signal = stop_rx.clone();
+    let server = router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = signal.wait_for(|s| *s).await;
+    });
+    tokio::pin!(server);
+
+    let fed = federation_addr.map(|a| a.to_string()).unwrap_or_else(|| "none".into());
+    tracing::info!(relay = %relay_uri, "focal-relay listening grpc={grpc_addr} federation={fed}");
+
+    let failed_store = store.clone();
+    let mut store_failure = None;
+    let result = tokio::select! {
+        r = &mut server => r,
+        () = shutdown => {
+            tracing::info!("shutdown: health NOT_SERVING, draining in-flight requests");
+            finish(&mut server, &health, &stop_tx, &kill_tx, limits.shutdown_grace_secs).await
+        }
+        reason = failed_store.failed() => {
+            tracing::error!(%reason, "the store failed; shutting down");
+            store_failure = Some(reason);
+            finish(&mut server, &health, &stop_tx, &kill_tx, limits.shutdown_grace_secs).await
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = sweeper.await;
+    let _ = refusals.await;
+    store.close().await;
+    if let Some(reason) = store_failure {
+        return Err(RelayError::Commit(reason));
+    }
+    tracing::info!("focal-relay stopped; store flushed");
+    result.map_err(|e| RelayError::Server(e.to_string()))
+}
+
+/// Drains: NOT_SERVING, stop accepting, wait for in-flight RPCs up to the
+/// grace period, then close what is left.
+async fn finish<F>(
+    server: &mut std::pin::Pin<&mut F>,
+    health: &tonic_health::server::HealthReporter,
+    stop: &watch::Sender<bool>,
+    kill: &watch::Sender<bool>,
+    grace_secs: u64,
+) -> Result<(), tonic::transport::Error>
+where
+    F: Future<Output = Result<(), tonic::transport::Error>>,
+{
+    drain(health, stop).await;
+    match tokio::time::timeout(Duration::from_secs(grace_secs), server.as_mut()).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(grace_secs, "grace period over; closing remaining connections");
+            let _ = kill.send(true);
+            tokio::time::timeout(KILL_WAIT, server.as_mut()).await.unwrap_or(Ok(()))
+        }
+    }
+}
+
+/// Health NOT_SERVING for every service, then stop taking requests.
+async fn drain(health: &tonic_health::server::HealthReporter, stop: &watch::Sender<bool>) {
+    use tonic::server::NamedService;
+    for name in [
+        "",
+        <RelayServer<RelayService> as NamedService>::NAME,
+        <DirectoryServer<DirectoryService> as NamedService>::NAME,
+        <AuditServer<AuditService> as NamedService>::NAME,
+    ] {
+        health.set_service_status(name, ServingStatus::NotServing).await;
+    }
+    let _ = stop.send(true);
+}
+
+async fn audit_refusals(store: Store, mut rx: mpsc::Receiver<CertRefusal>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => store.audit_nowait(pb::AuditRecord {
+                    version: 1,
+                    kind: pb::AuditKind::CertificateRefused as i32,
+                    time_ms: now_ms(),
+                    peer: r.claimed.clone().unwrap_or_default(),
+                    detail: r.reason.chars().take(200).collect(),
+                    ..Default::default()
+                }),
+                None => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}

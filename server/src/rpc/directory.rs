@@ -1,0 +1,69 @@
+//! `Directory`: focal points publish their signed entry (X25519 key bound to
+//! their identity key); any authenticated member of the network looks
+//! entries up. Other networks' directories are reached through the
+//! federation seam (not wired yet: FAILED_PRECONDITION).
+
+use focal_proto::{Address, pb};
+use tonic::{Request, Status};
+
+use super::Shared;
+use crate::route::route_remote;
+
+pub(super) async fn publish(
+    shared: &Shared,
+    req: Request<pb::DirectoryEntry>,
+) -> Result<pb::PublishResponse, Status> {
+    let caller = super::require_fp(&req, "publish directory entries")?;
+    let entry = req.into_inner();
+    let verified =
+        focal_certs::verify_directory_entry(&shared.trust.current(), &entry, std::time::SystemTime::now())
+            .map_err(|e| Status::invalid_argument(format!("directory entry: {e}")))?;
+    if verified.address != caller.address() {
+        return Err(Status::permission_denied(format!(
+            "directory entry is for {}, but the caller is {}",
+            verified.address,
+            caller.address()
+        )));
+    }
+    shared.store.publish(verified.address.clone(), entry, verified.body.key_serial).await?;
+    tracing::info!(address = %verified.address, key_serial = verified.body.key_serial, "directory entry published");
+    Ok(pb::PublishResponse {})
+}
+
+pub(super) fn lookup(shared: &Shared, req: Request<pb::LookupRequest>) -> Result<pb::DirectoryEntry, Status> {
+    crate::peer::caller(&req)?;
+    let address = Address::parse(&req.get_ref().address)
+        .map_err(|e| Status::invalid_argument(format!("address: {e}")))?;
+    if address.is_broadcast() {
+        return Err(Status::invalid_argument(format!(
+            "address: {address} names a whole network; use ListMembers"
+        )));
+    }
+    if address.network() != &shared.config.network {
+        // FEDERATION: a directory query to the peer serving that network.
+        let e = route_remote(&shared.routes, address.network()).err();
+        let msg =
+            e.map(|e| e.to_string()).unwrap_or_else(|| "remote directory lookups are not wired yet".into());
+        return Err(Status::failed_precondition(msg));
+    }
+    shared
+        .store
+        .directory_entry(&address)?
+        .ok_or_else(|| Status::not_found(format!("no directory entry for {address}")))
+}
+
+pub(super) fn list_members(
+    shared: &Shared,
+    req: Request<pb::ListMembersRequest>,
+) -> Result<pb::ListMembersResponse, Status> {
+    crate::peer::caller(&req)?;
+    let net = &req.get_ref().network;
+    if !net.is_empty() && net != shared.config.network.as_str() {
+        let network = focal_proto::NetworkId::new(net)
+            .map_err(|e| Status::invalid_argument(format!("network: {e}")))?;
+        let e = route_remote(&shared.routes, &network).err();
+        let msg = e.map(|e| e.to_string()).unwrap_or_else(|| "remote member lists are not wired yet".into());
+        return Err(Status::failed_precondition(msg));
+    }
+    Ok(pb::ListMembersResponse { entries: shared.store.directory(100_000)? })
+}

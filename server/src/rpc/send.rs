@@ -1,0 +1,267 @@
+//! `Relay.Send`: header first, then payload chunks. The checks run in this
+//! order and each refusal has its own code:
+//!
+//! 1. caller role fp (PERMISSION_DENIED);
+//! 2. the first message is a header whose context parses (INVALID_ARGUMENT
+//!    naming the field), with a 32-byte payload digest and no relay fields;
+//! 3. context sender == caller address (PERMISSION_DENIED);
+//! 4. sender_cert verifies and is the caller's identity (INVALID_ARGUMENT /
+//!    PERMISSION_DENIED);
+//! 5. the signature (INVALID_ARGUMENT "bad signature");
+//! 6. expiry and clock skew (FAILED_PRECONDITION), lifetime (INVALID_ARGUMENT);
+//! 7. size, store space, send rate (RESOURCE_EXHAUSTED);
+//! 8. duplicate (sender, msg id) (ALREADY_EXISTS);
+//! 9. a route for every recipient network (FAILED_PRECONDITION);
+//! 10. the payload streamed to the store while SHA-256 and size are computed
+//!     and compared with the header (INVALID_ARGUMENT);
+//!
+//! then the group commit, and only after its fsync, ACCEPTED. Refusals from
+//! step 3 on are written to the audit log (metadata only).
+
+use std::collections::BTreeSet;
+
+use focal_proto::envelope::{self, ValidContext};
+use focal_proto::pb::{self, send_request::Part};
+use focal_proto::{Identity, NetworkId};
+use rustls_pki_types::CertificateDer;
+use tonic::{Request, Status, Streaming};
+
+use super::{Shared, now_ms, require_fp};
+use crate::RelayError;
+use crate::route::route_remote;
+use crate::store::AcceptRequest;
+use crate::store::payload::PayloadError;
+
+/// A refusal, with the reason the audit record carries (None: not audited).
+struct Refused {
+    status: Status,
+    reason: Option<pb::RefusalReason>,
+}
+
+fn refuse(status: Status, reason: pb::RefusalReason) -> Refused {
+    Refused { status, reason: Some(reason) }
+}
+
+/// A status that is not a relay decision (the client's stream failed).
+fn unaudited(status: Status) -> Refused {
+    Refused { status, reason: None }
+}
+
+pub(super) async fn send(
+    shared: &Shared,
+    req: Request<Streaming<pb::SendRequest>>,
+) -> Result<pb::SendResponse, Status> {
+    let caller = require_fp(&req, "send messages")?;
+    let mut stream = req.into_inner();
+    let header = match stream.message().await? {
+        Some(pb::SendRequest { part: Some(Part::Header(h)) }) => h,
+        Some(_) => return Err(Status::invalid_argument("the first SendRequest must carry the header")),
+        None => return Err(Status::invalid_argument("empty Send: no header")),
+    };
+    let ctx = envelope::parse_context(&header.context)
+        .map_err(|e| Status::invalid_argument(format!("context: {e}")))?;
+    if header.payload_sha256.len() != 32 {
+        return Err(Status::invalid_argument(format!(
+            "payload_sha256: must be 32 bytes, got {}",
+            header.payload_sha256.len()
+        )));
+    }
+    if !header.hops.is_empty() {
+        return Err(Status::invalid_argument("hops: must be empty when a focal point sends"));
+    }
+    if !header.deliver_to.is_empty() {
+        return Err(Status::invalid_argument("deliver_to: must be empty when a focal point sends"));
+    }
+
+    let now = now_ms();
+    match checked(shared, &caller, &ctx, header.clone(), stream, now).await {
+        Ok(r) => Ok(r),
+        Err(Refused { status, reason }) => {
+            if let Some(reason) = reason {
+                shared.store.audit_nowait(pb::AuditRecord {
+                    version: 1,
+                    kind: pb::AuditKind::Refused as i32,
+                    time_ms: now,
+                    msg_id: ctx.msg_id.to_vec(),
+                    sender: ctx.sender.to_string(),
+                    recipients: ctx.recipients.iter().map(|a| a.to_string()).collect(),
+                    peer: caller.uri(),
+                    payload_sha256: header.payload_sha256.clone(),
+                    size: header.payload_size,
+                    handling: ctx.ctx.handling,
+                    priority: ctx.ctx.priority,
+                    reason: reason as i32,
+                    detail: status.message().chars().take(200).collect(),
+                    ..Default::default()
+                });
+            }
+            tracing::info!(msg_id = %hex::encode(ctx.msg_id), code = ?status.code(), reason = status.message(), "send refused");
+            Err(status)
+        }
+    }
+}
+
+async fn checked(
+    shared: &Shared,
+    caller: &Identity,
+    ctx: &ValidContext,
+    mut header: pb::EnvelopeHeader,
+    mut stream: Streaming<pb::SendRequest>,
+    now: i64,
+) -> Result<pb::SendResponse, Refused> {
+    use pb::RefusalReason as R;
+    let limits = &shared.config.limits;
+    let caller_addr = caller.address();
+    if ctx.sender != caller_addr {
+        return Err(refuse(
+            Status::permission_denied(format!(
+                "envelope sender {} is not the caller {caller_addr}",
+                ctx.sender
+            )),
+            R::Policy,
+        ));
+    }
+
+    let cert = CertificateDer::from(header.sender_cert.clone());
+    let verified =
+        focal_certs::verify_peer(&shared.trust.current(), &cert, &[], std::time::SystemTime::now())
+            .map_err(|e| refuse(Status::invalid_argument(format!("sender_cert: {e}")), R::BadSignature))?;
+    if &verified.identity != caller {
+        return Err(refuse(
+            Status::permission_denied(format!(
+                "sender_cert is the certificate of {}, not of the caller {caller}",
+                verified.identity
+            )),
+            R::Policy,
+        ));
+    }
+
+    envelope::verify_signature(&header)
+        .map_err(|_| refuse(Status::invalid_argument("bad signature"), R::BadSignature))?;
+
+    let c = &ctx.ctx;
+    if c.expires_at_ms <= now {
+        return Err(refuse(
+            Status::failed_precondition(format!(
+                "message expired: expires_at_ms {} is not after the relay clock {now}",
+                c.expires_at_ms
+            )),
+            R::Expired,
+        ));
+    }
+    let skew_ms = limits.max_clock_skew_secs as i64 * 1000;
+    if c.created_at_ms > now + skew_ms {
+        return Err(refuse(
+            Status::failed_precondition(format!(
+                "created_at_ms {} is {} ms ahead of the relay clock (max clock skew {} s)",
+                c.created_at_ms,
+                c.created_at_ms - now,
+                limits.max_clock_skew_secs
+            )),
+            R::Policy,
+        ));
+    }
+    let lifetime_ms = c.expires_at_ms.saturating_sub(c.created_at_ms);
+    if lifetime_ms > limits.max_lifetime_secs as i64 * 1000 {
+        return Err(refuse(
+            Status::invalid_argument(format!(
+                "lifetime of {} s exceeds this relay's maximum of {} s",
+                lifetime_ms / 1000,
+                limits.max_lifetime_secs
+            )),
+            R::Policy,
+        ));
+    }
+
+    if header.payload_size > limits.max_message_bytes {
+        return Err(refuse(
+            Status::resource_exhausted(format!(
+                "payload of {} bytes exceeds this relay's maximum of {} bytes",
+                header.payload_size, limits.max_message_bytes
+            )),
+            R::TooLarge,
+        ));
+    }
+    shared.store.check_space(header.payload_size).map_err(|e| refuse(e.into(), R::StoreFull))?;
+    if !shared.allow_send(&caller_addr.to_string(), now) {
+        return Err(refuse(
+            Status::resource_exhausted(format!(
+                "rate limit: more than {} sends per minute from {caller_addr}",
+                limits.sends_per_minute
+            )),
+            R::RateLimited,
+        ));
+    }
+
+    let dup = shared.store.dedup(&ctx.sender, &ctx.msg_id).map_err(|e| unaudited(e.into()))?;
+    if dup.is_some() {
+        let e = RelayError::Duplicate { sender: ctx.sender.to_string(), msg_id: hex::encode(ctx.msg_id) };
+        return Err(refuse(e.into(), R::Unspecified));
+    }
+
+    let own = &shared.config.network;
+    let local: Vec<_> = ctx.recipients.iter().filter(|a| a.network() == own).cloned().collect();
+    let remote: BTreeSet<&NetworkId> =
+        ctx.recipients.iter().map(|a| a.network()).filter(|n| *n != own).collect();
+    for net in remote {
+        // FEDERATION: a route found here means a copy for that peer's outbox.
+        route_remote(&shared.routes, net)
+            .map_err(|e| refuse(Status::failed_precondition(e.to_string()), R::UnknownNetwork))?;
+    }
+
+    let mut sink = shared.store.payload_sink(header.payload_size).await.map_err(|e| unaudited(e.into()))?;
+    while let Some(msg) = stream.message().await.map_err(unaudited)? {
+        match msg.part {
+            Some(Part::Chunk(chunk)) => sink.write(&chunk).await.map_err(payload_refusal)?,
+            Some(Part::Header(_)) => {
+                return Err(refuse(Status::invalid_argument("a second header in one Send"), R::Unspecified));
+            }
+            None => {
+                return Err(refuse(Status::invalid_argument("empty SendRequest (no part)"), R::Unspecified));
+            }
+        }
+    }
+    let payload = sink.finish(&header.payload_sha256).await.map_err(payload_refusal)?;
+
+    // A large upload takes a while: the relay's acceptance time is now.
+    let now = now_ms();
+    header.hops.push(pb::Hop { relay: shared.config.name.clone(), network: own.to_string(), at_ms: now });
+    let accepted = shared
+        .store
+        .accept(AcceptRequest {
+            header,
+            sender: ctx.sender.clone(),
+            msg_id: ctx.msg_id,
+            all_recipients: ctx.recipients.clone(),
+            local_recipients: local,
+            expires_at_ms: c.expires_at_ms,
+            handling: c.handling(),
+            priority: c.priority(),
+            from: caller.uri(),
+            payload,
+            now_ms: now,
+        })
+        .await
+        .map_err(|e| match e {
+            RelayError::Duplicate { .. } => refuse(e.into(), R::Unspecified),
+            RelayError::MailboxFull { .. } => refuse(e.into(), R::StoreFull),
+            e => unaudited(e.into()),
+        })?;
+    tracing::info!(msg_id = %hex::encode(ctx.msg_id), leaf = accepted.leaf_index, "accepted");
+    Ok(pb::SendResponse {
+        msg_id: ctx.msg_id.to_vec(),
+        accepted_at_ms: accepted.accepted_at_ms,
+        audit_leaf_index: accepted.leaf_index,
+        relay: shared.config.name.clone(),
+    })
+}
+
+fn payload_refusal(e: PayloadError) -> Refused {
+    match e {
+        PayloadError::Store(e) => unaudited(e.into()),
+        e @ PayloadError::DigestMismatch => {
+            refuse(Status::invalid_argument(e.to_string()), pb::RefusalReason::BadSignature)
+        }
+        e => refuse(Status::invalid_argument(e.to_string()), pb::RefusalReason::Unspecified),
+    }
+}

@@ -1,0 +1,423 @@
+//! The relay's durable state on sled: mailboxes per address (ordered by a
+//! per-mailbox sequence), envelope headers, payloads, the (sender, msg id)
+//! dedup set with expiry, receipts per address, directory entries, and room
+//! for per-peer outboxes — all in ONE sled tree under key prefixes (see
+//! [`keys`]), beside the audit log (`a/`).
+//!
+//! Reads go straight to the tree. Every change goes through the single
+//! writer task ([`writer`]): bounded queue, one batch and one `flush_async`
+//! per group of waiting operations, answers only after the flush. A full
+//! queue is an error the caller sees ([`RelayError::QueueFull`]).
+
+pub(crate) mod audit_seam;
+pub mod keys;
+mod ops;
+pub mod payload;
+pub mod records;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use focal_proto::{Address, NetworkId, pb};
+use tokio::sync::{mpsc, oneshot};
+
+use self::payload::{PayloadDir, PayloadSink, PayloadSource};
+use self::records::{DedupRecord, MailboxEntry, MailboxMeta, StoredEnvelope, decode};
+pub use self::writer::{AcceptRequest, Accepted, AckRequest, ExpiryReport, ReceiptSigner};
+use self::writer::{Msg, Op, Reply, Writer};
+use crate::RelayError;
+use crate::audit::AuditReader;
+use crate::hub::Hub;
+
+/// What the store needs to open.
+pub struct StoreOptions {
+    /// The relay's data directory (sled under `sled/`, payload files under `payloads/`).
+    pub data_dir: PathBuf,
+    /// The relay's network (receipts for its members are stored locally).
+    pub network: NetworkId,
+    /// The relay's identity URI (signer of EXPIRED receipts, audit details).
+    pub relay_uri: String,
+    /// Audit-log checkpoint origin.
+    pub audit_origin: String,
+    /// `audit.checkpoint_interval_secs`.
+    pub checkpoint_interval_secs: u64,
+    /// `limits.max_mailbox_messages`.
+    pub max_mailbox_messages: u64,
+    /// `limits.max_store_bytes`.
+    pub max_store_bytes: u64,
+    /// `limits.write_queue_depth`.
+    pub write_queue_depth: usize,
+    /// Where the writer publishes live events.
+    pub hub: Arc<Hub>,
+    /// Signs the relay's EXPIRED receipts.
+    pub signer: ReceiptSigner,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tree: sled::Tree,
+    payloads: Arc<PayloadDir>,
+    tx: mpsc::Sender<Msg>,
+    capacity: usize,
+    sled_size: Arc<AtomicU64>,
+    max_store_bytes: u64,
+    writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    audit: AuditReader,
+    fatal: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+impl Store {
+    /// Opens (or creates) the store, removes orphan payload files and starts
+    /// the writer task. Must be called inside a tokio runtime.
+    pub fn open(opts: StoreOptions) -> Result<Store, RelayError> {
+        let dir = &opts.data_dir;
+        let payload_path = dir.join("payloads");
+        std::fs::create_dir_all(&payload_path).map_err(RelayError::io(&payload_path))?;
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .cache_capacity(128 * 1024 * 1024)
+            .open()
+            .map_err(RelayError::sled("opening the sled database"))?;
+        let tree = db.open_tree("focal").map_err(RelayError::sled("opening the tree"))?;
+
+        match tree.get(keys::VERSION_KEY).map_err(RelayError::sled("reading the version"))? {
+            None => {
+                tree.insert(keys::VERSION_KEY, &keys::VERSION.to_be_bytes())
+                    .map_err(RelayError::sled("writing the version"))?;
+            }
+            Some(v) if v.as_ref() == keys::VERSION.to_be_bytes() => {}
+            Some(v) => {
+                return Err(RelayError::Corrupt {
+                    key: "k/version".into(),
+                    detail: format!("store format {v:?} is not {} (this relay's format)", keys::VERSION),
+                });
+            }
+        }
+
+        let mut referenced = HashSet::new();
+        for kv in tree.scan_prefix(keys::ENVELOPE) {
+            let (k, v) = kv.map_err(RelayError::sled("scanning envelopes"))?;
+            let env: StoredEnvelope = decode(&k, &v)?;
+            if !env.payload_file.is_empty() {
+                referenced.insert(env.payload_file);
+            }
+        }
+        let payloads = Arc::new(PayloadDir { path: payload_path, bytes: AtomicU64::new(0) });
+        let removed = payloads.sweep_orphans(&referenced)?;
+        if removed > 0 {
+            tracing::info!(removed, "removed payload files no envelope references");
+        }
+
+        let audit = audit_seam::AuditSeam::open(
+            tree.clone(),
+            &dir.join("audit-log.key"),
+            &opts.audit_origin,
+            opts.checkpoint_interval_secs,
+        )?;
+        let audit_reader = audit.reader();
+        let (fatal_tx, fatal_rx) = tokio::sync::watch::channel(None);
+        let sled_size = Arc::new(AtomicU64::new(db.size_on_disk().unwrap_or(0)));
+        let capacity = opts.write_queue_depth.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let writer = Writer {
+            tree: tree.clone(),
+            db,
+            audit,
+            hub: opts.hub,
+            payloads: payloads.clone(),
+            network: opts.network,
+            relay_uri: opts.relay_uri,
+            max_mailbox_messages: opts.max_mailbox_messages,
+            signer: opts.signer,
+            size: sled_size.clone(),
+            fatal: fatal_tx,
+        };
+        let handle = tokio::spawn(writer.run(rx));
+        Ok(Store {
+            inner: Arc::new(Inner {
+                tree,
+                payloads,
+                tx,
+                capacity,
+                sled_size,
+                max_store_bytes: opts.max_store_bytes,
+                writer: std::sync::Mutex::new(Some(handle)),
+                audit: audit_reader,
+                fatal: fatal_rx,
+            }),
+        })
+    }
+
+    /// Stops the writer after it has applied everything already queued, and
+    /// flushes. Later operations fail with [`RelayError::StoreClosed`].
+    pub async fn close(&self) {
+        let _ = self.inner.tx.send(Msg::Close).await;
+        let handle = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+
+    async fn submit(&self, op: Op) -> Result<Reply, RelayError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.tx.try_send(Msg::Job(op, Some(tx))).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => RelayError::QueueFull { capacity: self.inner.capacity },
+            mpsc::error::TrySendError::Closed(_) => RelayError::StoreClosed,
+        })?;
+        rx.await.map_err(|_| RelayError::StoreClosed)?
+    }
+
+    /// Stores an envelope; returns after the batch holding it is fsynced.
+    pub async fn accept(&self, req: AcceptRequest) -> Result<Accepted, RelayError> {
+        match self.submit(Op::Accept(Box::new(req))).await? {
+            Reply::Accepted(a) => Ok(a),
+            other => Err(RelayError::Other(format!("writer answered {other:?} to accept"))),
+        }
+    }
+
+    /// Removes a message from its recipient's mailbox and stores the receipt.
+    pub async fn ack(&self, req: AckRequest) -> Result<(), RelayError> {
+        self.submit(Op::Ack(Box::new(req))).await.map(drop)
+    }
+
+    /// Stores a verified directory entry (refused if its key_serial is lower
+    /// than the stored one's).
+    pub async fn publish(
+        &self,
+        address: Address,
+        entry: pb::DirectoryEntry,
+        key_serial: u32,
+    ) -> Result<(), RelayError> {
+        self.submit(Op::Publish { address, entry, key_serial }).await.map(drop)
+    }
+
+    /// Expires up to `limit` expiry-index entries due at `now_ms`: messages
+    /// still waiting leave their mailboxes (their senders get EXPIRED
+    /// receipts signed by the relay) and msg ids are forgotten.
+    pub async fn expire_due(&self, now_ms: i64, limit: usize) -> Result<ExpiryReport, RelayError> {
+        match self.submit(Op::ExpireDue { now_ms, limit }).await? {
+            Reply::Expired(n) => Ok(n),
+            other => Err(RelayError::Other(format!("writer answered {other:?} to expire"))),
+        }
+    }
+
+    /// Appends a standalone audit record (e.g. a refusal); returns its leaf index.
+    pub async fn audit(&self, record: pb::AuditRecord) -> Result<u64, RelayError> {
+        match self.submit(Op::Audit(Box::new(record))).await? {
+            Reply::Leaf(i) => Ok(i),
+            other => Err(RelayError::Other(format!("writer answered {other:?} to audit"))),
+        }
+    }
+
+    /// Queues an audit record without waiting for it; if the queue is full
+    /// the record is dropped with a warning (a refusal never waits on it).
+    pub fn audit_nowait(&self, record: pb::AuditRecord) {
+        if let Err(e) = self.inner.tx.try_send(Msg::Job(Op::Audit(Box::new(record)), None)) {
+            let why = match e {
+                mpsc::error::TrySendError::Full(_) => "write queue full",
+                mpsc::error::TrySendError::Closed(_) => "store closed",
+            };
+            tracing::warn!(why, "audit record dropped");
+        }
+    }
+
+    // ------------------------------------------------------------ reads
+
+    fn get(&self, key: &[u8], what: &'static str) -> Result<Option<sled::IVec>, RelayError> {
+        self.inner.tree.get(key).map_err(RelayError::sled(what))
+    }
+
+    /// The dedup record of (sender, msg id), if it is remembered.
+    pub fn dedup(&self, sender: &Address, msg_id: &[u8; 16]) -> Result<Option<DedupRecord>, RelayError> {
+        let key = keys::dedup(&keys::msg_key(&sender.to_string(), msg_id));
+        match self.get(&key, "reading the dedup set")? {
+            Some(v) => Ok(Some(DedupRecord::decode(&key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored envelope of (sender, msg id), while a local recipient still waits for it.
+    pub fn envelope(
+        &self,
+        sender: &Address,
+        msg_id: &[u8; 16],
+    ) -> Result<Option<StoredEnvelope>, RelayError> {
+        let key = keys::envelope(&keys::msg_key(&sender.to_string(), msg_id));
+        match self.get(&key, "reading an envelope")? {
+            Some(v) => Ok(Some(decode(&key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the message waits in `owner`'s mailbox.
+    pub fn in_mailbox(
+        &self,
+        owner: &Address,
+        sender: &Address,
+        msg_id: &[u8; 16],
+    ) -> Result<bool, RelayError> {
+        let key = keys::mailbox_index(&owner.to_string(), &keys::msg_key(&sender.to_string(), msg_id));
+        Ok(self.get(&key, "reading a mailbox")?.is_some())
+    }
+
+    /// Up to `limit` waiting messages of `owner` with seq > `after_seq`, in order.
+    pub fn mailbox_page(
+        &self,
+        owner: &Address,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<pb::MessageSummary>, RelayError> {
+        let addr = owner.to_string();
+        let start = keys::mailbox(&addr, after_seq.saturating_add(1));
+        let end = keys::mailbox(&addr, u64::MAX);
+        let mut out = Vec::new();
+        for kv in self.inner.tree.range(start..=end) {
+            let (k, v) = kv.map_err(RelayError::sled("scanning a mailbox"))?;
+            let seq = keys::u64_be(&k[k.len() - 8..]).unwrap_or(0);
+            let entry: MailboxEntry = decode(&k, &v)?;
+            let ekey = keys::envelope(&entry.msg_key);
+            let Some(ev) = self.get(&ekey, "reading an envelope")? else {
+                tracing::warn!(key = %keys::show(&k), "mailbox entry without envelope");
+                continue;
+            };
+            let env: StoredEnvelope = decode(&ekey, &ev)?;
+            out.push(pb::MessageSummary {
+                header: env.header,
+                received_at_ms: entry.received_at_ms,
+                mailbox_seq: seq,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Messages waiting in `owner`'s mailbox.
+    pub fn mailbox_len(&self, owner: &Address) -> Result<u64, RelayError> {
+        let key = keys::mailbox_meta(&owner.to_string());
+        Ok(MailboxMeta::decode(&key, self.get(&key, "reading a mailbox")?.as_deref())?.count)
+    }
+
+    /// A reader of the envelope's payload from `offset`.
+    pub async fn payload(&self, env: &StoredEnvelope, offset: u64) -> Result<PayloadSource, RelayError> {
+        if env.payload_file.is_empty() {
+            let Some((sender, id)) =
+                Address::parse(&env.sender).ok().zip(env.msg_id.as_slice().try_into().ok())
+            else {
+                return Err(RelayError::Corrupt {
+                    key: "e/…".into(), detail: "bad sender or msg id".into()
+                });
+            };
+            let key = keys::payload(&keys::msg_key(&sender.to_string(), &id));
+            let bytes = self.get(&key, "reading a payload")?.ok_or_else(|| RelayError::Corrupt {
+                key: keys::show(&key),
+                detail: "payload missing".into(),
+            })?;
+            Ok(PayloadSource::Inline { bytes, pos: offset.min(usize::MAX as u64) as usize })
+        } else {
+            PayloadSource::open_file(&self.inner.payloads.file_path(&env.payload_file), offset).await
+        }
+    }
+
+    /// A sink for a payload of `size` bytes (inline or file).
+    pub async fn payload_sink(&self, size: u64) -> Result<PayloadSink, RelayError> {
+        PayloadSink::new(&self.inner.payloads, size).await
+    }
+
+    /// Receipts for `owner` stored at or after `since_ms`, oldest first, at most `limit`.
+    pub fn receipts(
+        &self,
+        owner: &Address,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<pb::Receipt>, RelayError> {
+        let addr = owner.to_string();
+        let start = keys::receipt(&addr, since_ms, &[0; 32]);
+        let mut out = Vec::new();
+        for kv in self.inner.tree.range(start..) {
+            let (k, v) = kv.map_err(RelayError::sled("scanning receipts"))?;
+            if !k.starts_with(&keys::receipts_prefix(&addr)) || out.len() >= limit {
+                break;
+            }
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// The published directory entry of `address`.
+    pub fn directory_entry(&self, address: &Address) -> Result<Option<pb::DirectoryEntry>, RelayError> {
+        let key = keys::directory(&address.to_string());
+        match self.get(&key, "reading the directory")? {
+            Some(v) => Ok(Some(decode(&key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every published directory entry, in address order, at most `limit`.
+    pub fn directory(&self, limit: usize) -> Result<Vec<pb::DirectoryEntry>, RelayError> {
+        let mut out = Vec::new();
+        for kv in self.inner.tree.scan_prefix(keys::DIRECTORY).take(limit) {
+            let (k, v) = kv.map_err(RelayError::sled("scanning the directory"))?;
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Bytes on disk: sled files (as of the last commit) plus payload files.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.sled_size.load(Ordering::Relaxed) + self.inner.payloads.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Refuses a new message of `incoming` bytes if the store would exceed
+    /// `limits.max_store_bytes`.
+    pub fn check_space(&self, incoming: u64) -> Result<(), RelayError> {
+        let used = self.size_bytes();
+        if used.saturating_add(incoming) > self.inner.max_store_bytes {
+            return Err(RelayError::StoreFull { used, limit: self.inner.max_store_bytes });
+        }
+        Ok(())
+    }
+
+    /// The sled tree (the audit log lives in it under `a/`).
+    pub fn tree(&self) -> &sled::Tree {
+        &self.inner.tree
+    }
+
+    /// A read view of the audit log (entries, checkpoints, proofs).
+    pub fn audit_log(&self) -> &AuditReader {
+        &self.inner.audit
+    }
+
+    /// Every committed audit record, in order (tests and diagnostics).
+    pub fn audit_records(&self) -> Result<Vec<pb::AuditRecord>, RelayError> {
+        let log = &self.inner.audit;
+        log.entries(0, log.size())?
+            .iter()
+            .map(|e| focal_proto::audit::decode_record(&e.leaf).map_err(|e| RelayError::Audit(e.to_string())))
+            .collect()
+    }
+
+    /// Resolves with the reason once the store has failed (a batch or an
+    /// fsync was refused); it then acknowledges nothing more.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.inner.fatal.clone();
+        let reason = rx.wait_for(|f| f.is_some()).await.map(|f| f.clone().unwrap_or_default());
+        match reason {
+            Ok(reason) => reason,
+            // The writer is gone without failing: never resolves.
+            Err(_) => std::future::pending().await,
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The single writer: every state change of the relay goes through one task
+//! fed by a bounded channel. It takes what is waiting (up to
+//! [`MAX_BATCH`] operations), applies them to one `sled::Batch` together
+//! with their audit records, calls `flush_async` once, and only then answers
+//! every waiter (group commit). An operation refused by its checks stages
+//! nothing (see `ops`). If sled refuses the batch or the fsync, every
+//! operation in it and every one queued after it fails, the writer stops and
+//! [`super::Store::failed`] resolves: the relay shuts down rather than
+//! acknowledge anything it may not have persisted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use focal_proto::{Address, NetworkId, pb};
+use tokio::sync::{mpsc, oneshot};
+
+use super::audit_seam::AuditSeam;
+use super::ops::{Ctx, Fatal, apply};
+use super::payload::{PayloadDir, PayloadFile, ReceivedPayload};
+use crate::RelayError;
+use crate::hub::{Hub, HubEvent};
+
+/// Most operations applied in one batch.
+pub const MAX_BATCH: usize = 512;
+
+/// Signs a receipt body as this relay (EXPIRED receipts).
+pub type ReceiptSigner = Arc<dyn Fn(&pb::ReceiptBody) -> pb::Receipt + Send + Sync>;
+
+/// Store a new envelope for local recipients.
+#[derive(Debug)]
+pub struct AcceptRequest {
+    /// The header as stored (this relay's hop appended).
+    pub header: pb::EnvelopeHeader,
+    /// Context sender.
+    pub sender: Address,
+    /// Context msg id.
+    pub msg_id: [u8; 16],
+    /// Every recipient of the context (for the audit record).
+    pub all_recipients: Vec<Address>,
+    /// This relay's recipients: the mailboxes it goes into.
+    pub local_recipients: Vec<Address>,
+    /// Context expires_at_ms.
+    pub expires_at_ms: i64,
+    /// Context handling code and priority (audit).
+    pub handling: pb::HandlingCode,
+    /// Priority.
+    pub priority: pb::Priority,
+    /// Who handed it over (identity URI), for the audit record.
+    pub from: String,
+    /// The verified payload.
+    pub payload: ReceivedPayload,
+    /// Relay clock.
+    pub now_ms: i64,
+}
+
+/// The ACCEPTED answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// Leaf index of the ACCEPTED audit record.
+    pub leaf_index: u64,
+    /// Relay clock at acceptance.
+    pub accepted_at_ms: i64,
+}
+
+/// Remove a message from its recipient's mailbox and store the recipient's
+/// DELIVERED receipt for the sender.
+#[derive(Debug)]
+pub struct AckRequest {
+    /// Mailbox owner (the caller).
+    pub recipient: Address,
+    /// Original sender.
+    pub sender: Address,
+    /// Msg id.
+    pub msg_id: [u8; 16],
+    /// The DELIVERED receipt, already verified.
+    pub receipt: pb::Receipt,
+    /// Relay clock.
+    pub now_ms: i64,
+}
+
+/// What one expiry pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpiryReport {
+    /// Messages that expired with recipients still waiting (each of those got an EXPIRED receipt).
+    pub expired: usize,
+    /// Expiry index entries handled (also forgotten msg ids); equal to the
+    /// pass's limit when more may be due.
+    pub scanned: usize,
+}
+
+/// One operation for the writer.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Accept(Box<AcceptRequest>),
+    Ack(Box<AckRequest>),
+    Publish { address: Address, entry: pb::DirectoryEntry, key_serial: u32 },
+    ExpireDue { now_ms: i64, limit: usize },
+    Audit(Box<pb::AuditRecord>),
+}
+
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Accepted(Accepted),
+    Done,
+    Expired(ExpiryReport),
+    Leaf(u64),
+}
+
+pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, RelayError>>;
+
+pub(crate) enum Msg {
+    Job(Op, Option<ReplyTx>),
+    Close,
+}
+
+/// What the writer owns.
+pub(crate) struct Writer {
+    pub(crate) tree: sled::Tree,
+    pub(crate) db: sled::Db,
+    pub(crate) audit: AuditSeam,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) payloads: Arc<PayloadDir>,
+    pub(crate) network: NetworkId,
+    pub(crate) relay_uri: String,
+    pub(crate) max_mailbox_messages: u64,
+    pub(crate) signer: ReceiptSigner,
+    pub(crate) size: Arc<std::sync::atomic::AtomicU64>,
+    /// Set once the store is broken (a failed batch or fsync).
+    pub(crate) fatal: tokio::sync::watch::Sender<Option<String>>,
+}
+
+/// Effects to carry out once the batch is durable.
+#[derive(Default)]
+pub(super) struct After {
+    pub(super) events: Vec<(String, HubEvent)>,
+    pub(super) keep: Vec<PayloadFile>,
+    pub(super) delete: Vec<(String, u64)>,
+}
+
+/// A batch under construction, with the writes staged so far visible to
+/// the reads of later operations in the same batch.
+pub(super) struct Staged<'a> {
+    pub(super) tree: &'a sled::Tree,
+    pub(super) batch: sled::Batch,
+    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Something was staged (a key or an audit leaf).
+    dirty: bool,
+}
+
+impl Staged<'_> {
+    pub(super) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RelayError> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        Ok(self.tree.get(key).map_err(RelayError::sled("reading"))?.map(|v| v.to_vec()))
+    }
+    pub(super) fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.dirty = true;
+        self.batch.insert(key.clone(), value.clone());
+        self.overlay.insert(key, Some(value));
+    }
+    pub(super) fn remove(&mut self, key: Vec<u8>) {
+        self.dirty = true;
+        self.batch.remove(key.clone());
+        self.overlay.insert(key, None);
+    }
+    pub(super) fn removed(&self, key: &[u8]) -> bool {
+        matches!(self.overlay.get(key), Some(None))
+    }
+    /// Stages an audit record (validated beforehand by the operation).
+    pub(super) fn audit(&mut self, audit: &mut AuditSeam, record: &pb::AuditRecord) -> Result<u64, Fatal> {
+        self.dirty = true;
+        Ok(audit.stage(record, &mut self.batch)?)
+    }
+}
+
+impl Writer {
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut closing = false;
+        while let Some(first) = rx.recv().await {
+            let mut jobs = Vec::with_capacity(16);
+            let mut push = |m: Msg, jobs: &mut Vec<(Op, Option<ReplyTx>)>| match m {
+                Msg::Job(op, tx) => jobs.push((op, tx)),
+                Msg::Close => closing = true,
+            };
+            push(first, &mut jobs);
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => push(m, &mut jobs),
+                    Err(_) => break,
+                }
+            }
+            if closing {
+                // Refuse new work; what is already queued is still applied.
+                rx.close();
+            }
+            if jobs.is_empty() {
+                continue;
+            }
+            if let Err(broken) = self.commit(jobs).await {
+                // The disk refused a write or an fsync: nothing more is
+                // acknowledged. Queued operations fail; the relay stops.
+                tracing::error!(error = %broken, "store failed; refusing all further writes");
+                let _ = self.fatal.send(Some(broken.clone()));
+                rx.close();
+                while let Some(m) = rx.recv().await {
+                    if let Msg::Job(_, Some(tx)) = m {
+                        let _ = tx.send(Err(RelayError::Commit(broken.clone())));
+                    }
+                }
+                return;
+            }
+        }
+        if let Err(e) = self.db.flush_async().await {
+            tracing::error!(error = %e, "final store flush failed");
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    /// Applies one group of operations. Err means the store is broken (a
+    /// batch or an fsync failed) and the writer must stop.
+    async fn commit(&mut self, jobs: Vec<(Op, Option<ReplyTx>)>) -> Result<(), String> {
+        let ctx = self.ctx();
+        let mut st =
+            Staged { tree: &self.tree, batch: sled::Batch::default(), overlay: HashMap::new(), dirty: false };
+        let mut after = After::default();
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut failed: Option<String> = None;
+        for (op, tx) in jobs {
+            let r = if failed.is_some() {
+                Err(RelayError::Commit("an earlier operation of the batch failed".into()))
+            } else {
+                match apply(&mut st, &mut self.audit, &ctx, op, &mut after) {
+                    Err(Fatal(e)) => {
+                        failed = Some(e.to_string());
+                        Err(RelayError::Commit(e.to_string()))
+                    }
+                    Ok(r) => r,
+                }
+            };
+            results.push((tx, r));
+        }
+
+        let now = crate::rpc::now_ms();
+        let outcome = if let Some(e) = failed {
+            // Nothing reached the tree: the batch is dropped, the store is fine.
+            self.audit.abandon();
+            Err((e, false))
+        } else if !st.dirty {
+            // Nothing to write (e.g. an expiry pass that found nothing).
+            Ok(())
+        } else if let Err(e) = self.tree.apply_batch(st.batch) {
+            self.audit.abandon();
+            Err((format!("applying the batch: {e}"), true))
+        } else {
+            self.audit.committed();
+            match self.db.flush_async().await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    Err((format!("fsync failed (the last batch may or may not be durable): {e}"), true))
+                }
+            }
+        };
+
+        match outcome {
+            Ok(()) => {
+                self.audit.flushed(now);
+                for f in after.keep {
+                    f.keep();
+                }
+                for (name, size) in after.delete {
+                    self.payloads.remove(&name, size);
+                }
+                for (addr, ev) in after.events {
+                    self.hub.publish(&addr, ev);
+                }
+                if let Ok(n) = self.db.size_on_disk() {
+                    self.size.store(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                for (tx, r) in results {
+                    if let Some(tx) = tx {
+                        let _ = tx.send(r);
+                    }
+                }
+                Ok(())
+            }
+            Err((e, broken)) => {
+                tracing::error!(error = %e, "store commit failed");
+                // Dropping `after` removes payload files no envelope references.
+                for (tx, r) in results {
+                    if let Some(tx) = tx {
+                        let _ = tx.send(r.and(Err(RelayError::Commit(e.clone()))));
+                    }
+                }
+                if broken { Err(e) } else { Ok(()) }
+            }
+        }
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            network: self.network.clone(),
+            relay_uri: self.relay_uri.clone(),
+            max_mailbox_messages: self.max_mailbox_messages,
+            signer: self.signer.clone(),
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The gRPC listener's TLS layer: accepts TCP, runs the TLS 1.3 handshake
+//! (tokio-rustls, config from `focal_certs::server_config`) in its own task
+//! under a timeout so a slow client never blocks `accept`, and hands tonic a
+//! [`RelayStream`] whose `ConnectInfo` is the verified [`PeerInfo`].
+//!
+//! A semaphore permit per connection (`limits.max_connections`) is taken
+//! before `accept`, held through the handshake and released when the
+//! connection closes. After shutdown's grace period a kill signal makes every
+//! remaining stream fail its next read or write, so their connections end.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::Instrument;
+
+use crate::peer::PeerInfo;
+
+/// Settings of the accept loop.
+#[derive(Clone, Debug)]
+pub struct AcceptOptions {
+    /// `limits.max_connections`.
+    pub max_connections: usize,
+    /// `limits.handshake_timeout_secs`.
+    pub handshake_timeout: Duration,
+}
+
+/// An authenticated connection as tonic sees it.
+pub struct RelayStream {
+    io: TlsStream<TcpStream>,
+    info: PeerInfo,
+    kill: Pin<Box<dyn Future<Output = ()> + Send>>,
+    killed: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl RelayStream {
+    /// Ready with an error once the kill signal fired.
+    fn poll_kill(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if !self.killed && self.kill.as_mut().poll(cx).is_ready() {
+            self.killed = true;
+        }
+        self.killed.then(|| io::Error::new(io::ErrorKind::ConnectionAborted, "relay shut down"))
+    }
+}
+
+impl tonic::transport::server::Connected for RelayStream {
+    type ConnectInfo = PeerInfo;
+    fn connect_info(&self) -> PeerInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for RelayStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(e) = this.poll_kill(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for RelayStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(e) = this.poll_kill(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(e) = this.poll_kill(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+impl Drop for RelayStream {
+    fn drop(&mut self) {
+        tracing::debug!(peer = %self.info.identity, remote = %self.info.remote, "connection closed");
+    }
+}
+
+/// Starts the accept loop on `listener`; returns the stream of
+/// authenticated connections for `serve_with_incoming_shutdown`. The loop
+/// stops (and the listening socket closes) when `stop` turns true.
+pub fn incoming(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    opts: AcceptOptions,
+    stop: watch::Receiver<bool>,
+    kill: watch::Receiver<bool>,
+) -> tokio_stream::wrappers::ReceiverStream<Result<RelayStream, io::Error>> {
+    let (tx, rx) = mpsc::channel(64);
+    let sem = Arc::new(Semaphore::new(opts.max_connections));
+    tokio::spawn(accept_loop(listener, acceptor, opts, sem, stop, kill, tx).in_current_span());
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    opts: AcceptOptions,
+    sem: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    kill: watch::Receiver<bool>,
+    tx: mpsc::Sender<Result<RelayStream, io::Error>>,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = stopped(&mut stop) => break,
+        };
+        if sem.available_permits() == 0 {
+            tracing::warn!(max = opts.max_connections, "connection limit reached; next accept waits");
+        }
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // E.g. EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut stop) => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let span = tracing::info_span!("conn", %remote, peer = tracing::field::Empty);
+        let task = handshake(
+            tcp,
+            remote,
+            acceptor.clone(),
+            opts.handshake_timeout,
+            permit,
+            kill.clone(),
+            tx.clone(),
+        );
+        tokio::spawn(task.instrument(span));
+    }
+    tracing::debug!("accept loop stopped; listening socket closed");
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|v| *v).await;
+}
+
+async fn handshake(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+    permit: OwnedSemaphorePermit,
+    mut kill: watch::Receiver<bool>,
+    tx: mpsc::Sender<Result<RelayStream, io::Error>>,
+) {
+    let io = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(io)) => io,
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(timeout_secs = timeout.as_secs_f64(), "TLS handshake timed out");
+            return;
+        }
+    };
+    let identity = {
+        let (_, conn) = io.get_ref();
+        let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) else {
+            tracing::warn!("TLS session without a client certificate; closing");
+            return;
+        };
+        match focal_certs::identity_of_cert(cert.as_ref()) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "verified client certificate carries no focal identity; closing");
+                return;
+            }
+        }
+    };
+    tracing::Span::current().record("peer", tracing::field::display(&identity));
+    tracing::info!("connection authenticated");
+    let kill = Box::pin(async move {
+        let _ = kill.wait_for(|k| *k).await;
+    });
+    let stream =
+        RelayStream { io, info: PeerInfo { identity, remote }, kill, killed: false, _permit: permit };
+    // If the server stopped taking connections, the stream is dropped here.
+    let _ = tx.send(Ok(stream)).await;
+}
