@@ -4,7 +4,7 @@
 //! cross-network directory lookups, direct peering, a message to three
 //! networks, an unknown network refused with a REFUSED receipt, a peer
 //! forging a sender of another network, and an outage of the destination
-//! relay while 200 messages queue at the hub.
+//! relay while 200 messages queue at the hub, which itself restarts midway.
 
 mod common;
 
@@ -82,7 +82,7 @@ async fn federation(
     let mut data = Vec::new();
     let mut nodes = BTreeMap::new();
     for net in relays {
-        let mut extra = format!("\n[limits]\nshutdown_grace_secs = 2\n");
+        let mut extra = "\n[limits]\nshutdown_grace_secs = 2\n".to_string();
         let mut peer = |name: String, pnet: &str, port: u16, default: bool| {
             extra.push_str(&format!(
                 "\n[[peers]]\nname = \"{name}\"\nnetwork = \"{pnet}\"\naddress = \"127.0.0.1:{port}\"\ndefault_route = {default}\n"
@@ -411,7 +411,7 @@ impl InboundHandler for Nothing {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn destination_down_200_messages_queue_at_the_hub_and_arrive_once_in_order() {
+async fn destination_down_and_hub_restarted_200_messages_arrive_once_in_order() {
     init();
     let mut fed = federation(
         &["gfp", "carin", "arinsa"],
@@ -423,16 +423,29 @@ async fn destination_down_200_messages_queue_at_the_hub_and_arrive_once_in_order
     let alice = fed.fp("carin", "nl-fiod").await;
     fed.nodes.get_mut("arinsa").unwrap().stop().await;
 
+    // 100 messages queue at the hub; then the hub restarts (its outbox is
+    // restored from its store) while 100 more queue at CARIN.
     let mut sent = Vec::new();
-    for i in 0..200u32 {
+    let send = |i: u32| {
         let payload = common::random_bytes(100 + i as usize, i as u8);
         let h = header_to(&alice, &["za-afu@arinsa"], &payload);
-        alice.send_header(h.clone(), &payload).await.unwrap();
-        sent.push(common::msg_id(&h));
+        let id = common::msg_id(&h);
+        let alice = &alice;
+        async move {
+            alice.send_header(h, &payload).await.unwrap();
+            id
+        }
+    };
+    for i in 0..100u32 {
+        sent.push(send(i).await);
     }
-    // Nothing can arrive while ARINSA is down; restart it on the same port and data.
-    let node = fed.nodes.get_mut("arinsa").unwrap();
-    node.start().await;
+    fed.nodes.get_mut("gfp").unwrap().stop().await;
+    for i in 100..200u32 {
+        sent.push(send(i).await);
+    }
+    fed.nodes.get_mut("gfp").unwrap().start().await;
+    // ARINSA comes back on the same port and data.
+    fed.nodes.get_mut("arinsa").unwrap().start().await;
     let back = Instant::now();
     let bob = fed.fp("arinsa", "za-afu").await;
     let got = eventually("200 messages at ARINSA", || async {
