@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{Fp, Pki, init, now_ms};
 use focal_proto::envelope::{self, ContextParams, RecipientSecretKey};
+use focal_proto::pb::audit_client::AuditClient;
 use focal_proto::pb::directory_client::DirectoryClient;
 use focal_proto::{Address, NetworkId, Role, pb};
 use focal_relay::config::RelayConfig;
@@ -156,6 +157,23 @@ async fn receipts(fp: &Fp) -> Vec<pb::ReceiptBody> {
         .iter()
         .map(|r| pb::ReceiptBody::decode(r.signed.as_ref().unwrap().body.as_slice()).unwrap())
         .collect()
+}
+
+/// Every record of `net`'s audit log, read by an auditor of that network.
+async fn audit_log(fed: &Federated, net: &str) -> Vec<pb::AuditRecord> {
+    let auditor = Fp::connect_role(&fed.pki, net, Role::Auditor, "auditor", fed.nodes[net].grpc).await;
+    let mut audit = AuditClient::new(auditor.channel.clone());
+    let info = audit.get_log_info(pb::GetCheckpointRequest { fresh: true }).await.unwrap().into_inner();
+    let mut s = audit
+        .get_entries(pb::EntriesRequest { start: 0, end: info.checkpoint.unwrap().size })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(e) = s.message().await.unwrap() {
+        out.push(focal_proto::audit::decode_record(&e.leaf).unwrap());
+    }
+    out
 }
 
 fn hops(h: &pb::EnvelopeHeader) -> Vec<String> {
@@ -373,6 +391,40 @@ async fn hub_delivery_directory_receipts_direct_peering_and_refusals() {
     let before = bob.inbox().await.len();
     assert_eq!(before, 1, "Bob has the 3-network message only (the sealed one was acked)");
     evil.close().await;
+
+    // The audit trail of the sealed message: ACCEPTED (hop 0) and FORWARDED
+    // at CARIN; RECEIVED (hop 1) and FORWARDED at the hub; RECEIVED (hop 2)
+    // and DELIVERED at ARINSA. The forgeries are REFUSED at the hub.
+    use pb::AuditKind as K;
+    let trail = |log: &[pb::AuditRecord]| -> Vec<(K, u32, String)> {
+        log.iter().filter(|r| r.msg_id == params.msg_id).map(|r| (r.kind(), r.hop, r.peer.clone())).collect()
+    };
+    let carin = audit_log(&fed, "carin").await;
+    assert_eq!(
+        trail(&carin),
+        [
+            (K::Accepted, 0, "focal://carin/fp/nl-fiod".to_string()),
+            (K::Forwarded, 0, "relay-gfp".to_string())
+        ]
+    );
+    let gfp = audit_log(&fed, "gfp").await;
+    assert_eq!(
+        trail(&gfp),
+        [
+            (K::Received, 1, "focal://carin/relay/relay-carin".to_string()),
+            (K::Forwarded, 1, "relay-arinsa".to_string())
+        ]
+    );
+    let forged: Vec<_> = gfp
+        .iter()
+        .filter(|r| r.kind() == K::Refused && r.peer == "focal://arin-ea/relay/relay-arin-ea")
+        .collect();
+    assert_eq!(forged.len(), 2, "both forgeries refused and audited");
+    assert!(gfp.iter().any(|r| r.kind() == K::Refused && r.reason() == pb::RefusalReason::UnknownNetwork));
+    assert!(gfp.iter().any(|r| r.kind() == K::PeerConnected));
+    let arinsa = audit_log(&fed, "arinsa").await;
+    let kinds: Vec<_> = trail(&arinsa).into_iter().map(|(k, hop, _)| (k, hop)).collect();
+    assert_eq!(kinds[..2], [(K::Received, 2), (K::Delivered, 2)]);
 
     fed.stop_all().await;
 }
