@@ -2,7 +2,8 @@
 //! in-process, PKI from `focal_certs` in a temp dir): delivery through the
 //! GFP hub with a real sealed message and the DELIVERED receipt back,
 //! cross-network directory lookups, direct peering, a message to three
-//! networks, an unknown network refused with a REFUSED receipt, a peer
+//! networks, an unknown network refused with a REFUSED receipt, a copy
+//! expiring in an outbox (EXPIRED receipt signed by that relay), a peer
 //! forging a sender of another network, and an outage of the destination
 //! relay while 200 messages queue at the hub, which itself restarts midway.
 
@@ -512,4 +513,25 @@ async fn destination_down_and_hub_restarted_200_messages_arrive_once_in_order() 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(bob.inbox().await.len(), 200);
     fed.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_expires_in_the_outbox_comes_back_as_a_relay_signed_expired_receipt() {
+    init();
+    let mut fed = federation(&["gfp", "carin"], &["gfp", "carin"], &[("carin", "gfp", true)], &[]).await;
+    let alice = fed.fp("carin", "nl-fiod").await;
+    fed.nodes.get_mut("gfp").unwrap().stop().await;
+    let payload = b"short-lived".to_vec();
+    let h = alice.header(&["x@arinsa"], &payload, |p| p.expires_at_ms = now_ms() + 1_500);
+    alice.send_header(h.clone(), &payload).await.unwrap();
+    let expired = eventually("the EXPIRED receipt", || async {
+        receipts(&alice).await.into_iter().find(|r| r.kind() == pb::ReceiptKind::Expired)
+    })
+    .await;
+    assert_eq!(expired.msg_id, common::msg_id(&h));
+    assert_eq!(expired.subject, "x@arinsa");
+    assert!(expired.signer.contains("relay-carin"), "{}", expired.signer);
+    let log = audit_log(&fed, "carin").await;
+    assert!(log.iter().any(|r| r.kind() == pb::AuditKind::Expired && r.peer == "relay-gfp"));
+    fed.nodes.get_mut("carin").unwrap().stop().await;
 }
