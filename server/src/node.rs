@@ -244,8 +244,9 @@ fn seed() -> u64 {
 /// (`<name>+<hash>+base64(0x01 || key)`); empty if it does not parse.
 fn log_key(vkey: &str) -> Vec<u8> {
     use base64::Engine;
-    vkey.rsplit('+')
-        .next()
+    // The base64 part may itself contain '+': split off name and id only.
+    vkey.splitn(3, '+')
+        .nth(2)
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .filter(|k| k.len() == 33)
         .map(|k| k[1..].to_vec())
@@ -305,5 +306,16 @@ async fn audit_refusals(store: Store, mut rx: mpsc::Receiver<CertRefusal>, mut s
             },
             _ = stop.wait_for(|s| *s) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_key_of_a_verifier_key() {
+        let der = focal_proto::audit::NoteSigner::generate_pkcs8().unwrap();
+        let signer = focal_proto::audit::NoteSigner::from_pkcs8("focal/gfp/relay-gfp", &der).unwrap();
+        let vkey = signer.verifier_key();
+        assert_eq!(super::log_key(&vkey).len(), 32, "{vkey}");
     }
 }

@@ -353,7 +353,9 @@ async fn hub_delivery_directory_receipts_direct_peering_and_refusals() {
     )
     .unwrap();
     let link = evil.link("relay-gfp").unwrap();
-    tokio::time::timeout(DEADLINE, link.wait_connected()).await.unwrap().unwrap();
+    let gfp_peer = tokio::time::timeout(DEADLINE, link.wait_connected()).await.unwrap().unwrap();
+    assert_eq!(gfp_peer.hello.log_origin, "focal/gfp/relay-gfp", "the hello names the audit log");
+    assert_eq!(gfp_peer.hello.log_key.len(), 32, "and carries its Ed25519 key");
     let payload = b"forged".to_vec();
     let forge = |sender_cert: &focal_certs::Credentials, sign_with: &focal_certs::Credentials| {
         let params = ContextParams {
