@@ -196,6 +196,16 @@ pub(crate) async fn run(
     });
     tokio::pin!(server);
 
+    // Poll the shutdown future once before announcing that we listen, so a
+    // signal handler inside it is installed by then (a SIGTERM sent right
+    // after the "listening" line is then a graceful stop, not a kill).
+    let mut shutdown = Box::pin(shutdown);
+    let early_stop = futures::FutureExt::now_or_never(&mut shutdown).is_some();
+    let shutdown = async move {
+        if !early_stop {
+            shutdown.await
+        }
+    };
     let fed = federation_addr.map(|a| a.to_string()).unwrap_or_else(|| "none".into());
     tracing::info!(relay = %relay_uri, "focal-relay listening grpc={grpc_addr} federation={fed}");
 
