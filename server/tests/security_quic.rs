@@ -12,8 +12,8 @@
 //! answered, no link comes up and the handler saw nothing; and the trust
 //! store's refusal hook (which a relay feeds into its audit log as
 //! CERTIFICATE_REFUSED, see security_certs.rs) got the claimed identity and
-//! the reason. The federation listener is not yet wired into the running
-//! relay (`node.rs`), so the audit log itself cannot be checked here.
+//! the reason. The last test runs a whole relay and finds the refusals in
+//! its audit log.
 
 mod common;
 mod federation_support;
@@ -207,4 +207,85 @@ async fn quic_refuses_a_leaf_used_as_a_ca() {
     let tls_chain = [&child, &fp];
     assert_refused_chain(&mut gfp, &tls_chain, "not trusted").await;
     gfp.relay.fed.close().await;
+}
+
+/// The same refusals against a whole running relay (`focal_relay::serve`
+/// with `listen.federation`): its federation endpoint shares the trust store
+/// whose refusal hook feeds the audit log, so each refused certificate is a
+/// CERTIFICATE_REFUSED record naming the claim and the reason, read by an
+/// auditor; besides the link layer's PEER_REFUSED records nothing else is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_refusals_reach_a_running_relays_audit_log() {
+    common::init();
+    let pki = common::Pki::new(&["gfp", "carin", "arinsa"]);
+    // Revoked before the relay loads its CRLs (crls[1] is carin's).
+    let revoked_cert = pki.cas["carin"].issue(&relay_req()).unwrap();
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let revoked = [Revoked { serial_hex: revoked_cert.serial_hex.clone(), revoked_at: now - 60 }];
+    std::fs::write(&pki.crls[1], pki.cas["carin"].crl(&revoked, 2, 30).unwrap()).unwrap();
+
+    let idle = federation_support::udp();
+    let data = tempfile::tempdir().unwrap();
+    let peer = format!(
+        "[[peers]]\nname = \"relay-carin\"\nnetwork = \"carin\"\naddress = \"{}\"\n",
+        idle.local_addr().unwrap()
+    );
+    let path = pki.relay_config("gfp", data.path(), &peer);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen(
+        "grpc = \"127.0.0.1:0\"\n",
+        "grpc = \"127.0.0.1:0\"\nfederation = \"127.0.0.1:0\"\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = focal_relay::config::RelayConfig::load(&path).unwrap();
+    let listeners = focal_relay::Listeners::bind(&config).await.unwrap();
+    let grpc = listeners.grpc.local_addr().unwrap();
+    let quic = listeners.federation.as_ref().unwrap().local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(focal_relay::serve(config, listeners, async move {
+        let _ = stopped.await;
+    }));
+    let auditor = common::Fp::connect_role(&pki, "gfp", Role::Auditor, "aud", grpc).await;
+
+    let mut expired_req = relay_req();
+    expired_req.not_before = SystemTime::now() - 3 * DAY;
+    expired_req.not_after = SystemTime::now() - DAY;
+    let cases = [
+        (raw(&pki.cas["carin"].issue(&expired_req).unwrap()), "expired"),
+        (raw(&revoked_cert), "revoked"),
+        (signed_by_ca(&rogue_ca("carin"), &relay_params(CLAIM)), "not trusted"),
+        (signed_by_ca(&pki.cas["arinsa"], &relay_params(CLAIM)), "issued by the arinsa CA, not the carin CA"),
+    ];
+    for (cert, reason) in &cases {
+        let tls = attacker_config(chain_of(&[cert]), focal_certs::ALPN_FEDERATION);
+        let cfg = quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+        ));
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        if let Ok(conn) = endpoint.connect_with(cfg, quic, "localhost").unwrap().await {
+            let hello = pb::Hello {
+                protocol_version: 1,
+                relay: "relay-carin".into(),
+                networks: vec!["carin".into()],
+                ..Default::default()
+            };
+            assert!(federation_support::raw_hello(&conn, hello).await.is_err(), "{reason}: hello answered");
+        }
+        let records = security_support::wait_refused(&auditor.channel, reason, |r| {
+            r.peer == CLAIM && r.detail.contains(reason)
+        })
+        .await;
+        // The link layer also logs its refusal (PEER_REFUSED); nothing else.
+        for r in &records {
+            let k = r.kind();
+            assert!(
+                k == pb::AuditKind::CertificateRefused || k == pb::AuditKind::PeerRefused,
+                "{reason}: {r:?}"
+            );
+        }
+        endpoint.close(0u32.into(), b"");
+    }
+    let _ = stop.send(());
+    relay.await.unwrap().unwrap();
 }
