@@ -31,6 +31,8 @@ enum Event {
     Accepted(String, u64),
     /// The relay confirmed an acknowledgement.
     Acked(String),
+    /// A send or ack was cut by the kill (its fate unknown to the client).
+    Cut,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +50,7 @@ async fn log_verifies_and_matches_the_queues_after_every_sigkill() -> Result<()>
     let dir = fed.dir().join("audit");
     let mut size = fetch_and_verify(&auditor, &bins, &dir, &key).await?;
     let mut rng = rand::rng();
-    let (mut accepted, mut acked) = (BTreeMap::new(), BTreeSet::new());
+    let (mut accepted, mut acked, mut cut) = (BTreeMap::new(), BTreeSet::new(), 0usize);
     let mut verify_times = Vec::new();
     let started = Instant::now();
 
@@ -72,7 +74,10 @@ async fn log_verifies_and_matches_the_queues_after_every_sigkill() -> Result<()>
                         Ok(a) => {
                             let _ = tx.send(Event::Accepted(hex::encode(a.msg_id), a.audit_leaf_index));
                         }
-                        Err(_) => break,
+                        Err(_) => {
+                            let _ = tx.send(Event::Cut);
+                            break;
+                        }
                     }
                 }
             }));
@@ -87,7 +92,10 @@ async fn log_verifies_and_matches_the_queues_after_every_sigkill() -> Result<()>
                             Ok(_) => {
                                 let _ = tx.send(Event::Acked(hex::encode(m.msg_id)));
                             }
-                            Err(_) => return,
+                            Err(_) => {
+                                let _ = tx.send(Event::Cut);
+                                return;
+                            }
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -126,6 +134,7 @@ async fn log_verifies_and_matches_the_queues_after_every_sigkill() -> Result<()>
                 Event::Acked(id) => {
                     acked.insert(id);
                 }
+                Event::Cut => cut += 1,
             }
         }
 
@@ -173,7 +182,8 @@ async fn log_verifies_and_matches_the_queues_after_every_sigkill() -> Result<()>
     }
     let total: Duration = verify_times.iter().sum();
     eprintln!(
-        "audit crash: {} SIGKILL cycles in {:?}; {} ACCEPTED and {} acks confirmed before kills; final log {size} entries; \
+        "audit crash: {} SIGKILL cycles in {:?}; {} ACCEPTED and {} acks confirmed before kills, {cut} requests cut by them; \
+         final log {size} entries; \
          fetch+verify after restart: mean {:?}, max {:?}",
         cycles(),
         started.elapsed(),
