@@ -4,6 +4,9 @@
 //! access is limited to the network's own auditors, and no record, store
 //! file or export holds a message's plaintext.
 //!
+//! Witness cosignatures from `focal_relay::audit::witness` are checked by
+//! `focal audit verify --require` as well.
+//!
 //! Run: `cargo test -p focal-tests --test audit`. The crash test takes
 //! `FOCAL_AUDIT_CRASH_CYCLES` (default and minimum 20).
 
@@ -11,6 +14,7 @@ mod access;
 mod crash;
 mod plaintext;
 mod tamper;
+mod witness;
 
 use std::path::Path;
 use std::process::Output;
