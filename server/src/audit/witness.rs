@@ -30,24 +30,31 @@
 //!
 //! # Wiring (for the federation driver)
 //!
-//! At start, next to the store (key file in the data dir, like the log key):
+//! In `node::serve`, next to the store (key file in the data dir, like the
+//! log key; the store's tree, so the state lives under `a/W/` of it):
 //!
 //! ```ignore
-//! let name = format!("{origin}/witness");          // origin = the log origin
-//! let signer = Witness::load_or_create_key(&data_dir.join("witness.key"), &name)?;
-//! let witness = Arc::new(Witness::open(tree.clone(), signer)?); // the relay's tree
-//! // Our Hello: log_origin = reader.origin(), log_key = hello_log_key(&reader.verifier_key())?
-//! // (and announce witness.verifier_key() to operators / peers' configs).
+//! let reader = store.audit_log().clone();
+//! let name = format!("{}/witness", reader.origin());
+//! let signer = Witness::load_or_create_key(&config.data_dir.join("witness.key"), &name)?;
+//! let witness = Arc::new(Witness::open(store.tree().clone(), signer)?);
+//! tracing::info!(witness_key = %witness.verifier_key(), "audit witness"); // for auditors' --witness
 //! ```
 //!
-//! `InboundHandler::cosign(from, request)`:
+//! (The Hello's `log_key` is the raw key: node.rs's `log_key()` and
+//! [`hello_log_key`] compute the same bytes.)
+//!
+//! `InboundHandler::cosign(from, request)` (today a refusal stub in
+//! `relaying/inbound.rs`):
 //!
 //! ```ignore
-//! Box::pin(async move { witness.cosign_for_peer(&from.hello, &request).await })
+//! let w = self.witness.clone();
+//! Box::pin(async move { w.cosign_for_peer(&from.hello, &request).await })
 //! ```
 //!
 //! Periodically (e.g. every minute, and after a checkpoint), per peer link,
-//! with the peer's witness verifier key `wkey` (from config or its Hello):
+//! with the peer's witness verifier key `wkey` (a `WitnessKey`, from the
+//! peer's config entry or, once announced, its Hello):
 //!
 //! ```ignore
 //! let cp = reader.latest_checkpoint().context("no checkpoint yet")?;
@@ -56,8 +63,12 @@
 //! if let Some(size) = conflict_size(&resp) {        // the witness saw another size
 //!     resp = link.request_cosign(cosign_request(&reader, &cp, size)?).await?;
 //! }
-//! accept_cosignature(&reader, &cp.note, &resp, &wkey)?;
+//! accept_cosignature(&reader, &cp.note, &resp, &wkey)?; // stored; served in LogInfo
 //! ```
+//!
+//! `tests/tests/audit/witness.rs` runs exactly these calls (minus the QUIC
+//! link) against a real relay's store and checks the result with
+//! `focal audit verify --witness … --require 2`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
