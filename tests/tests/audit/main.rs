@@ -11,6 +11,7 @@
 //! `FOCAL_AUDIT_CRASH_CYCLES` (default and minimum 20).
 
 mod access;
+mod bench;
 mod crash;
 mod plaintext;
 mod tamper;
