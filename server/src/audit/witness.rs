@@ -365,17 +365,18 @@ pub fn accept_cosignature(
 }
 
 /// The largest checkpoint size of our log that `witness` has cosigned (as
-/// stored), i.e. the `old_size` to send it next.
+/// stored), i.e. the `old_size` to send it next. Scans the cosignature keys
+/// (`a/w/<size><witness>`) from the largest size down, so it stops at the
+/// witness's latest one.
 pub fn last_cosigned_size(reader: &AuditReader, witness: &str) -> Result<Option<u64>, RelayError> {
-    let mut last = None;
-    for kv in reader.shared.tree.scan_prefix(b"a/w/") {
+    for kv in reader.shared.tree.scan_prefix(b"a/w/").rev() {
         let (k, _) = kv.map_err(werr)?;
         if k.len() > 12 && &k[12..] == witness.as_bytes() {
             let size = u64::from_be_bytes(k[4..12].try_into().map_err(|_| werr("bad cosignature key"))?);
-            last = last.max(Some(size));
+            return Ok(Some(size));
         }
     }
-    Ok(last)
+    Ok(None)
 }
 
 #[cfg(test)]
