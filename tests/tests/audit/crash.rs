@@ -193,5 +193,6 @@ async fn log_verifies_and_matches_the_queues_after_every_sigkill() -> Result<()>
         verify_times.iter().max().copied().unwrap_or_default()
     );
     ensure!(accepted.len() >= cycles() / 2, "too few sends were accepted to prove anything");
+    ensure!(fed.relay("carin").starts() as usize == cycles() + 1, "one child process per cycle");
     Ok(())
 }
