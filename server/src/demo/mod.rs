@@ -154,7 +154,10 @@ pub async fn run(opts: DemoOptions) -> Result<(), DemoError> {
         );
         let views = report::fetch_logs(&fed).await?;
         let total: u64 = views.logs.iter().map(|l| l.2).sum();
-        println!("[5/5] audit logs of {} relays fetched and verified ({total} records)", views.logs.len());
+        println!(
+            "[5/5] audit logs of {} relays fetched and verified against their signed checkpoints ({total} records in all)",
+            views.logs.len()
+        );
         Ok::<_, DemoError>((case, reply, views))
     };
     let (case, reply, views) = tokio::select! {

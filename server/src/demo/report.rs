@@ -140,13 +140,15 @@ pub fn leg_report(title: &str, leg: &Leg, events: &[TraceEvent], views: &AuditVi
         };
         let _ = writeln!(out, "    {:<10} signed by {}  ({status})", r.kind(), r.body.signer);
     }
-    let _ = writeln!(out, "  each relay's view (its audit log, records for this msg id):");
+    let _ = writeln!(out, "  each relay's view (its audit log, in log order, records for this msg id):");
+    let mut absent = Vec::new();
     for (relay, dir, _) in &views.logs {
-        let mine: Vec<&TraceEvent> = events.iter().filter(|e| &e.dir == dir).collect();
+        let mut mine: Vec<&TraceEvent> = events.iter().filter(|e| &e.dir == dir).collect();
         if mine.is_empty() {
-            let _ = writeln!(out, "    {relay:<18} no record (not on the route)");
+            absent.push(relay.as_str());
             continue;
         }
+        mine.sort_by_key(|e| e.index);
         for (i, e) in mine.iter().enumerate() {
             let r = &e.record;
             let label = if i == 0 { relay.as_str() } else { "" };
@@ -160,6 +162,9 @@ pub fn leg_report(title: &str, leg: &Leg, events: &[TraceEvent], views: &AuditVi
                 r.hop
             );
         }
+    }
+    if !absent.is_empty() {
+        let _ = writeln!(out, "    not on the route (no record): {}", absent.join(", "));
     }
     out
 }
