@@ -198,7 +198,9 @@ async fn keep_running(fed: &setup::DemoFederation) {
         fed.focal_points.iter().find(|m| m.address.network().as_str() == "carin"),
         fed.focal_points.iter().find(|m| m.address.network().as_str() == "arinsa"),
     ) {
-        println!("For example:");
+        println!(
+            "For example (from a checkout, `focal` is `cargo run --release -p focal-client --bin focal --`):"
+        );
         println!("  focal --profile {} inbox", b.profile.display());
         println!(
             "  focal --profile {} send --to {} --subject test --body hello",
