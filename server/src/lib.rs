@@ -10,9 +10,10 @@
 //! with a shutdown future, typically in a tokio task. As a process:
 //! `focal-relay run --config F` ([`cli::main`]).
 //!
-//! What is not here yet: federation routing (the QUIC transport is in
-//! [`federation`], the routing core in [`core`]; the seam where they plug in is
-//! [`route::route_remote`]), metrics and the admin service.
+//! Federation: the QUIC transport is [`federation`], the routing brain
+//! [`core`], and [`relaying`] drives them with the store (per-peer outboxes,
+//! inbound handler, cross-network directory). Not here yet: metrics and the
+//! admin service.
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -27,6 +28,7 @@ pub mod hub;
 pub mod logging;
 mod node;
 pub mod peer;
+pub mod relaying;
 pub mod route;
 pub mod rpc;
 pub mod store;
