@@ -18,8 +18,8 @@ use focal_proto::{Address, pb};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use super::DemoError;
 use super::setup::DemoMember;
+use super::{DemoError, within};
 
 /// How long each leg may take to arrive and to be acknowledged.
 pub const LEG_DEADLINE: Duration = Duration::from_secs(30);
@@ -57,7 +57,7 @@ pub struct Leg {
 pub async fn connect(m: &DemoMember) -> Result<Client, DemoError> {
     let step = format!("connecting {} to its relay", m.address);
     let profile = Profile::load(&m.profile).map_err(|e| DemoError::new(&step, e))?;
-    Client::connect(profile).await.map_err(|e| DemoError::new(&step, e))
+    within(&step, async { Client::connect(profile).await.map_err(|e| DemoError::new(&step, e)) }).await
 }
 
 /// Creates and publishes every focal point's encryption key; returns the
@@ -75,7 +75,8 @@ pub async fn enrol(members: &[DemoMember]) -> Result<Vec<Client>, DemoError> {
         }
         let opts =
             PublishOptions { display_name: format!("Demo focal point {}", m.address), ..Default::default() };
-        client.publish_key(&opts).await.map_err(|e| DemoError::new(&step, e))?;
+        within(&step, async { client.publish_key(&opts).await.map_err(|e| DemoError::new(&step, e)) })
+            .await?;
         out.push(client);
     }
     Ok(out)
@@ -121,10 +122,11 @@ async fn leg(
 ) -> Result<Leg, DemoError> {
     let (from, to) = (s.address().clone(), r.address().clone());
     let started_ms = focal_client::util::now_ms();
-    let accepted = s
-        .send(&draft, Arc::new(NoProgress))
-        .await
-        .map_err(|e| DemoError::new(format!("sending the sealed message {from} -> {to}"), e))?;
+    let step = format!("sending the sealed message {from} -> {to}");
+    let accepted = within(&step, async {
+        s.send(&draft, Arc::new(NoProgress)).await.map_err(|e| DemoError::new(&step, e))
+    })
+    .await?;
     let msg_id = accepted.msg_id;
     let hex_id = hex::encode(msg_id);
 
@@ -138,14 +140,19 @@ async fn leg(
         Ok(info) => info,
         Err(e) => return Err(with_refusals(s, &msg_id, e).await),
     };
-    let opened = r
-        .read(&info.reference(), &ReadOptions::default(), Arc::new(NoProgress))
-        .await
-        .map_err(|e| DemoError::new(format!("{to} opening message {hex_id}"), e))?;
+    let step = format!("{to} opening message {hex_id}");
+    let opened = within(&step, async {
+        r.read(&info.reference(), &ReadOptions::default(), Arc::new(NoProgress))
+            .await
+            .map_err(|e| DemoError::new(&step, e))
+    })
+    .await?;
     let opened_ms = focal_client::util::now_ms();
-    r.ack(&info.reference(), &info.payload_sha256)
-        .await
-        .map_err(|e| DemoError::new(format!("{to} acknowledging message {hex_id}"), e))?;
+    let step = format!("{to} acknowledging message {hex_id}");
+    within(&step, async {
+        r.ack(&info.reference(), &info.payload_sha256).await.map_err(|e| DemoError::new(&step, e))
+    })
+    .await?;
 
     let what = format!("the DELIVERED receipt of message {hex_id} to reach {from}");
     let delivered = wait(s_inbox, &what, |item| match item {

@@ -33,8 +33,23 @@ pub mod report;
 pub mod setup;
 
 use std::fmt::Display;
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// Longest time any one step (connecting a member, publishing a key,
+/// sending, opening, acknowledging, fetching a log) may take before the
+/// demo gives up naming it: the demo never hangs silently.
+pub const STEP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs `fut` as the step `step`, failing it past [`STEP_DEADLINE`].
+pub async fn within<T>(step: &str, fut: impl Future<Output = Result<T, DemoError>>) -> Result<T, DemoError> {
+    match tokio::time::timeout(STEP_DEADLINE, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(DemoError::new(step, format!("did not finish within {} s", STEP_DEADLINE.as_secs()))),
+    }
+}
 
 /// Options of `focal-relay demo`.
 #[derive(Clone, Debug, Default)]
@@ -69,7 +84,9 @@ pub fn main(opts: DemoOptions) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Eight relays and their clients share this runtime: at least 4 workers.
+    let workers = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("focal-relay demo: cannot start the tokio runtime: {e}");

@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use focal_client::audit::{TraceEvent, fetch, trace};
 use focal_proto::pb;
 
-use super::DemoError;
 use super::exchange::{Leg, connect};
 use super::setup::DemoFederation;
+use super::{DemoError, within};
 
 /// The audit records of the demo's messages, per relay.
 pub struct AuditViews {
@@ -34,14 +34,16 @@ pub async fn fetch_logs(fed: &DemoFederation) -> Result<AuditViews, DemoError> {
         let step = format!("fetching the audit log of {} as {}", relay.name, auditor.address);
         let client = connect(auditor).await?;
         let mut audit = client.audit();
-        let info = audit
-            .get_log_info(pb::GetCheckpointRequest { fresh: true })
-            .await
-            .map_err(|s| DemoError::new(&step, format!("{}: {}", s.code(), s.message())))?
-            .into_inner();
         let dir = fed.dir.join("audit").join(relay.network.id.as_str());
-        let report =
-            fetch(&mut audit, &dir, &info.verifier_key).await.map_err(|e| DemoError::new(&step, e))?;
+        let report = within(&step, async {
+            let info = audit
+                .get_log_info(pb::GetCheckpointRequest { fresh: true })
+                .await
+                .map_err(|s| DemoError::new(&step, format!("{}: {}", s.code(), s.message())))?
+                .into_inner();
+            fetch(&mut audit, &dir, &info.verifier_key).await.map_err(|e| DemoError::new(&step, e))
+        })
+        .await?;
         logs.push((relay.name.clone(), dir.clone(), report.new_size));
         dirs.push(dir);
     }
@@ -142,7 +144,16 @@ pub fn leg_report(title: &str, leg: &Leg, events: &[TraceEvent], views: &AuditVi
     }
     let _ = writeln!(out, "  each relay's view (its audit log, in log order, records for this msg id):");
     let mut absent = Vec::new();
-    for (relay, dir, _) in &views.logs {
+    // Relays in route order: by the hop of each relay's first record.
+    let mut order: Vec<&(String, PathBuf, u64)> = views.logs.iter().collect();
+    order.sort_by_key(|(_, dir, _)| {
+        events
+            .iter()
+            .filter(|e| &e.dir == dir)
+            .min_by_key(|e| e.index)
+            .map_or((u32::MAX, 0), |e| (e.record.hop, e.record.time_ms))
+    });
+    for (relay, dir, _) in order {
         let mut mine: Vec<&TraceEvent> = events.iter().filter(|e| &e.dir == dir).collect();
         if mine.is_empty() {
             absent.push(relay.as_str());
