@@ -43,7 +43,6 @@ fn text(out: &Output) -> (String, String) {
 }
 
 #[test]
-#[ignore = "needs the federation driver (branch `driver`): relays on main refuse other networks"]
 fn demo_exits_0_and_routes_carin_gfp_arinsa() -> Result<()> {
     let out = run_demo(&[])?;
     let (stdout, stderr) = text(&out);

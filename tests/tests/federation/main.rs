@@ -6,9 +6,11 @@
 //! `focal-relay demo` run as a child process.
 //!
 //! Run: `cargo test -p focal-tests --test federation`.
-//! The full-size fault tests (1,000 messages; the hub killed many times; a
-//! peer down past the backoff cap) are `#[ignore]`d as slow:
-//! `cargo test -p focal-tests --test federation -- --ignored --test-threads 1`.
+//! Sizes: `FOCAL_FED_MESSAGES` (default 1,000) messages per fault test,
+//! `FOCAL_FED_SEED` repeats the hub's random kill points,
+//! `FOCAL_FED_DOWN_SECS` (default 75) how long the backoff test keeps a peer
+//! down (past the 60 s cap). About 2 minutes in a debug build, most of it
+//! the backoff test's wait.
 
 mod demo;
 mod faults;
@@ -24,11 +26,6 @@ use focal_client::{Client, Draft, InboxItem, MessageInfo, ReceiptInfo};
 use focal_proto::Address;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-
-/// Why the federation tests wait: the driver wires routing, outboxes,
-/// inbound handling and cross-network receipts/directory into the relay.
-pub const NEEDS_DRIVER: &str =
-    "needs the federation driver (branch `driver`): relays on main refuse other networks";
 
 /// Upper bound for anything that should happen promptly; a failure bound,
 /// never a synchronisation.
@@ -146,4 +143,35 @@ pub async fn assert_once_in_order(client: &Client, sender: &Address, sent: &[[u8
         );
     }
     Ok(())
+}
+
+/// Every record of the audit log behind `auditor`'s relay, up to its
+/// latest checkpoint.
+pub async fn audit_records(auditor: &Client) -> Result<Vec<focal_proto::pb::AuditRecord>> {
+    use prost::Message;
+    let req = focal_proto::pb::EntriesRequest { start: 0, end: 0 };
+    let mut entries = auditor.audit().get_entries(req).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(e) = entries.message().await? {
+        out.push(focal_proto::pb::AuditRecord::decode(&e.leaf[..])?);
+    }
+    Ok(out)
+}
+
+/// Polls `check` until it holds (a failure bound, not a timing assertion).
+pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > end {
+            bail!("{what}: not within {deadline:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

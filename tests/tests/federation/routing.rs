@@ -9,7 +9,6 @@ use focal_tests::raw::{CraftOptions, craft, send_envelope};
 use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the federation driver (branch `driver`): relays on main refuse other networks"]
 async fn carin_to_arinsa_through_gfp_and_delivered_receipt_back() -> Result<()> {
     let fed = Federation::builder()
         .hub("gfp")
@@ -35,7 +34,6 @@ async fn carin_to_arinsa_through_gfp_and_delivered_receipt_back() -> Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the federation driver (branch `driver`): relays on main refuse other networks"]
 async fn direct_peering_bypasses_the_hub() -> Result<()> {
     let fed = Federation::builder()
         .hub("gfp")
@@ -61,7 +59,6 @@ async fn direct_peering_bypasses_the_hub() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the federation driver (branch `driver`): relays on main refuse other networks"]
 async fn a_message_to_three_networks_arrives_once_at_each() -> Result<()> {
     let to = ["za-npa@arinsa", "bw-dcec@arinsa", "cr-ici@rrag", "kr-spo@arin-ap"];
     let mut b = Federation::builder().hub("gfp").focal_point("nl-fiod@carin");
@@ -136,7 +133,6 @@ async fn expect_refusal(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the federation driver (branch `driver`): relays on main refuse other networks"]
 async fn unknown_network_is_refused_with_a_non_delivery_receipt() -> Result<()> {
     let fed = Federation::builder().hub("gfp").focal_point("nl-fiod@carin").network("arinsa").start().await?;
     let a = fed.client("nl-fiod@carin").await?;
@@ -153,7 +149,6 @@ async fn unknown_network_is_refused_with_a_non_delivery_receipt() -> Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the federation driver (branch `driver`): relays on main refuse other networks"]
 async fn routing_loop_is_refused_with_a_non_delivery_receipt() -> Result<()> {
     // gfp's default route points back at carin: a message for a network
     // nobody serves goes carin -> gfp -> carin, which must be refused.

@@ -34,7 +34,6 @@ async fn honest_traffic_flows(fed: &Federation) -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the federation driver (branch `driver`): relays on main do not serve QUIC"]
 async fn carin_relay_certificate_announcing_arinsa_is_refused_by_the_hub() -> Result<()> {
     let fed = star().await?;
     let carin = NetworkId::new("carin")?;
@@ -56,7 +55,6 @@ async fn carin_relay_certificate_announcing_arinsa_is_refused_by_the_hub() -> Re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the federation driver (branch `driver`): relays on main do not serve QUIC"]
 async fn fp_certificate_cannot_open_a_federation_link() -> Result<()> {
     let fed = star().await?;
     let gfp = NetworkId::new("gfp")?;
