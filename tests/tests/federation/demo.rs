@@ -91,3 +91,84 @@ fn demo_refuses_a_non_empty_directory() -> Result<()> {
     assert_eq!(std::fs::read_to_string(dir.path().join("precious.txt"))?, "keep me");
     Ok(())
 }
+
+/// `--keep-running`: the federation stays up, the printed profiles work
+/// with the `focal` CLI (a user's own message crosses it), and SIGTERM
+/// stops it cleanly.
+#[test]
+fn demo_keep_running_serves_the_printed_profiles() -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir()?;
+    let demo_dir = dir.path().join("demo");
+    let mut child = Command::new(bins!().relay)
+        .args(["demo", "--keep-running", "--dir"])
+        .arg(&demo_dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    // Wait until it prints its example commands (the last thing before it waits).
+    while !seen
+        .iter()
+        .any(|l: &String| l.trim_start().starts_with("focal --profile") && l.ends_with(" receipts"))
+    {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => seen.push(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if start.elapsed() < DEMO_DEADLINE => {}
+            Err(e) => {
+                let _ = child.kill();
+                let out = child.wait_with_output()?;
+                bail!(
+                    "demo did not stay up ({e}):\n{}\n{}",
+                    seen.join("\n"),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+    let profile = |who: &str| demo_dir.join("members").join(who).join("profile.toml");
+    let focal = |who: &str, args: &[&str]| -> Result<Output> {
+        Ok(Command::new(bins!().focal)
+            .arg("--profile")
+            .arg(profile(who))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()?)
+    };
+    assert!(seen.iter().any(|l| l.contains(&profile("fp-za-npa@arinsa").display().to_string())), "{seen:#?}");
+    let sent = focal(
+        "fp-nl-fiod@carin",
+        &["send", "--to", "fp-za-npa@arinsa", "--subject", "user test", "--body", "hello"],
+    )?;
+    assert!(sent.status.success(), "focal send: {}", String::from_utf8_lossy(&sent.stderr));
+    // The message crosses the federation; the inbox lists it once it arrived.
+    let deadline = Instant::now() + PROMPT;
+    loop {
+        let inbox = focal("fp-za-npa@arinsa", &["inbox"])?;
+        assert!(inbox.status.success(), "focal inbox: {}", String::from_utf8_lossy(&inbox.stderr));
+        if String::from_utf8_lossy(&inbox.stdout).contains("fp-nl-fiod@carin") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the user's message did not arrive: {}",
+            String::from_utf8_lossy(&inbox.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status()?.success());
+    let status = child.wait()?;
+    assert!(status.success(), "demo exit after SIGTERM: {status}");
+    Ok(())
+}
