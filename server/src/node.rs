@@ -196,6 +196,16 @@ pub(crate) async fn run(
     });
     tokio::pin!(server);
 
+    // Poll the shutdown future once before announcing that we listen, so a
+    // signal handler inside it is installed by then (a SIGTERM sent right
+    // after the "listening" line is then a graceful stop, not a kill).
+    let mut shutdown = Box::pin(shutdown);
+    let early_stop = futures::FutureExt::now_or_never(&mut shutdown).is_some();
+    let shutdown = async move {
+        if !early_stop {
+            shutdown.await
+        }
+    };
     let fed = federation_addr.map(|a| a.to_string()).unwrap_or_else(|| "none".into());
     tracing::info!(relay = %relay_uri, "focal-relay listening grpc={grpc_addr} federation={fed}");
 
@@ -244,8 +254,9 @@ fn seed() -> u64 {
 /// (`<name>+<hash>+base64(0x01 || key)`); empty if it does not parse.
 fn log_key(vkey: &str) -> Vec<u8> {
     use base64::Engine;
-    vkey.rsplit('+')
-        .next()
+    // The base64 part may itself contain '+': split off name and id only.
+    vkey.splitn(3, '+')
+        .nth(2)
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .filter(|k| k.len() == 33)
         .map(|k| k[1..].to_vec())
@@ -305,5 +316,16 @@ async fn audit_refusals(store: Store, mut rx: mpsc::Receiver<CertRefusal>, mut s
             },
             _ = stop.wait_for(|s| *s) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_key_of_a_verifier_key() {
+        let der = focal_proto::audit::NoteSigner::generate_pkcs8().unwrap();
+        let signer = focal_proto::audit::NoteSigner::from_pkcs8("focal/gfp/relay-gfp", &der).unwrap();
+        let vkey = signer.verifier_key();
+        assert_eq!(super::log_key(&vkey).len(), 32, "{vkey}");
     }
 }

@@ -2,9 +2,10 @@
 //! in-process, PKI from `focal_certs` in a temp dir): delivery through the
 //! GFP hub with a real sealed message and the DELIVERED receipt back,
 //! cross-network directory lookups, direct peering, a message to three
-//! networks, an unknown network refused with a REFUSED receipt, a peer
+//! networks, an unknown network refused with a REFUSED receipt, a copy
+//! expiring in an outbox (EXPIRED receipt signed by that relay), a peer
 //! forging a sender of another network, and an outage of the destination
-//! relay while 200 messages queue at the hub.
+//! relay while 200 messages queue at the hub, which itself restarts midway.
 
 mod common;
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{Fp, Pki, init, now_ms};
 use focal_proto::envelope::{self, ContextParams, RecipientSecretKey};
+use focal_proto::pb::audit_client::AuditClient;
 use focal_proto::pb::directory_client::DirectoryClient;
 use focal_proto::{Address, NetworkId, Role, pb};
 use focal_relay::config::RelayConfig;
@@ -82,7 +84,7 @@ async fn federation(
     let mut data = Vec::new();
     let mut nodes = BTreeMap::new();
     for net in relays {
-        let mut extra = format!("\n[limits]\nshutdown_grace_secs = 2\n");
+        let mut extra = "\n[limits]\nshutdown_grace_secs = 2\n".to_string();
         let mut peer = |name: String, pnet: &str, port: u16, default: bool| {
             extra.push_str(&format!(
                 "\n[[peers]]\nname = \"{name}\"\nnetwork = \"{pnet}\"\naddress = \"127.0.0.1:{port}\"\ndefault_route = {default}\n"
@@ -156,6 +158,23 @@ async fn receipts(fp: &Fp) -> Vec<pb::ReceiptBody> {
         .iter()
         .map(|r| pb::ReceiptBody::decode(r.signed.as_ref().unwrap().body.as_slice()).unwrap())
         .collect()
+}
+
+/// Every record of `net`'s audit log, read by an auditor of that network.
+async fn audit_log(fed: &Federated, net: &str) -> Vec<pb::AuditRecord> {
+    let auditor = Fp::connect_role(&fed.pki, net, Role::Auditor, "auditor", fed.nodes[net].grpc).await;
+    let mut audit = AuditClient::new(auditor.channel.clone());
+    let info = audit.get_log_info(pb::GetCheckpointRequest { fresh: true }).await.unwrap().into_inner();
+    let mut s = audit
+        .get_entries(pb::EntriesRequest { start: 0, end: info.checkpoint.unwrap().size })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(e) = s.message().await.unwrap() {
+        out.push(focal_proto::audit::decode_record(&e.leaf).unwrap());
+    }
+    out
 }
 
 fn hops(h: &pb::EnvelopeHeader) -> Vec<String> {
@@ -334,7 +353,9 @@ async fn hub_delivery_directory_receipts_direct_peering_and_refusals() {
     )
     .unwrap();
     let link = evil.link("relay-gfp").unwrap();
-    tokio::time::timeout(DEADLINE, link.wait_connected()).await.unwrap().unwrap();
+    let gfp_peer = tokio::time::timeout(DEADLINE, link.wait_connected()).await.unwrap().unwrap();
+    assert_eq!(gfp_peer.hello.log_origin, "focal/gfp/relay-gfp", "the hello names the audit log");
+    assert_eq!(gfp_peer.hello.log_key.len(), 32, "and carries its Ed25519 key");
     let payload = b"forged".to_vec();
     let forge = |sender_cert: &focal_certs::Credentials, sign_with: &focal_certs::Credentials| {
         let params = ContextParams {
@@ -374,6 +395,40 @@ async fn hub_delivery_directory_receipts_direct_peering_and_refusals() {
     assert_eq!(before, 1, "Bob has the 3-network message only (the sealed one was acked)");
     evil.close().await;
 
+    // The audit trail of the sealed message: ACCEPTED (hop 0) and FORWARDED
+    // at CARIN; RECEIVED (hop 1) and FORWARDED at the hub; RECEIVED (hop 2)
+    // and DELIVERED at ARINSA. The forgeries are REFUSED at the hub.
+    use pb::AuditKind as K;
+    let trail = |log: &[pb::AuditRecord]| -> Vec<(K, u32, String)> {
+        log.iter().filter(|r| r.msg_id == params.msg_id).map(|r| (r.kind(), r.hop, r.peer.clone())).collect()
+    };
+    let carin = audit_log(&fed, "carin").await;
+    assert_eq!(
+        trail(&carin),
+        [
+            (K::Accepted, 0, "focal://carin/fp/nl-fiod".to_string()),
+            (K::Forwarded, 0, "relay-gfp".to_string())
+        ]
+    );
+    let gfp = audit_log(&fed, "gfp").await;
+    assert_eq!(
+        trail(&gfp),
+        [
+            (K::Received, 1, "focal://carin/relay/relay-carin".to_string()),
+            (K::Forwarded, 1, "relay-arinsa".to_string())
+        ]
+    );
+    let forged: Vec<_> = gfp
+        .iter()
+        .filter(|r| r.kind() == K::Refused && r.peer == "focal://arin-ea/relay/relay-arin-ea")
+        .collect();
+    assert_eq!(forged.len(), 2, "both forgeries refused and audited");
+    assert!(gfp.iter().any(|r| r.kind() == K::Refused && r.reason() == pb::RefusalReason::UnknownNetwork));
+    assert!(gfp.iter().any(|r| r.kind() == K::PeerConnected));
+    let arinsa = audit_log(&fed, "arinsa").await;
+    let kinds: Vec<_> = trail(&arinsa).into_iter().map(|(k, hop, _)| (k, hop)).collect();
+    assert_eq!(kinds[..2], [(K::Received, 2), (K::Delivered, 2)]);
+
     fed.stop_all().await;
 }
 
@@ -411,7 +466,7 @@ impl InboundHandler for Nothing {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn destination_down_200_messages_queue_at_the_hub_and_arrive_once_in_order() {
+async fn destination_down_and_hub_restarted_200_messages_arrive_once_in_order() {
     init();
     let mut fed = federation(
         &["gfp", "carin", "arinsa"],
@@ -423,16 +478,29 @@ async fn destination_down_200_messages_queue_at_the_hub_and_arrive_once_in_order
     let alice = fed.fp("carin", "nl-fiod").await;
     fed.nodes.get_mut("arinsa").unwrap().stop().await;
 
+    // 100 messages queue at the hub; then the hub restarts (its outbox is
+    // restored from its store) while 100 more queue at CARIN.
     let mut sent = Vec::new();
-    for i in 0..200u32 {
+    let send = |i: u32| {
         let payload = common::random_bytes(100 + i as usize, i as u8);
         let h = header_to(&alice, &["za-afu@arinsa"], &payload);
-        alice.send_header(h.clone(), &payload).await.unwrap();
-        sent.push(common::msg_id(&h));
+        let id = common::msg_id(&h);
+        let alice = &alice;
+        async move {
+            alice.send_header(h, &payload).await.unwrap();
+            id
+        }
+    };
+    for i in 0..100u32 {
+        sent.push(send(i).await);
     }
-    // Nothing can arrive while ARINSA is down; restart it on the same port and data.
-    let node = fed.nodes.get_mut("arinsa").unwrap();
-    node.start().await;
+    fed.nodes.get_mut("gfp").unwrap().stop().await;
+    for i in 100..200u32 {
+        sent.push(send(i).await);
+    }
+    fed.nodes.get_mut("gfp").unwrap().start().await;
+    // ARINSA comes back on the same port and data.
+    fed.nodes.get_mut("arinsa").unwrap().start().await;
     let back = Instant::now();
     let bob = fed.fp("arinsa", "za-afu").await;
     let got = eventually("200 messages at ARINSA", || async {
@@ -447,4 +515,25 @@ async fn destination_down_200_messages_queue_at_the_hub_and_arrive_once_in_order
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(bob.inbox().await.len(), 200);
     fed.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_expires_in_the_outbox_comes_back_as_a_relay_signed_expired_receipt() {
+    init();
+    let mut fed = federation(&["gfp", "carin"], &["gfp", "carin"], &[("carin", "gfp", true)], &[]).await;
+    let alice = fed.fp("carin", "nl-fiod").await;
+    fed.nodes.get_mut("gfp").unwrap().stop().await;
+    let payload = b"short-lived".to_vec();
+    let h = alice.header(&["x@arinsa"], &payload, |p| p.expires_at_ms = now_ms() + 1_500);
+    alice.send_header(h.clone(), &payload).await.unwrap();
+    let expired = eventually("the EXPIRED receipt", || async {
+        receipts(&alice).await.into_iter().find(|r| r.kind() == pb::ReceiptKind::Expired)
+    })
+    .await;
+    assert_eq!(expired.msg_id, common::msg_id(&h));
+    assert_eq!(expired.subject, "x@arinsa");
+    assert!(expired.signer.contains("relay-carin"), "{}", expired.signer);
+    let log = audit_log(&fed, "carin").await;
+    assert!(log.iter().any(|r| r.kind() == pb::AuditKind::Expired && r.peer == "relay-gfp"));
+    fed.nodes.get_mut("carin").unwrap().stop().await;
 }

@@ -236,18 +236,14 @@ impl RelayHandle {
                         .find_map(|w| w.strip_prefix("grpc="))
                         .map(|a| a.trim_matches(|c: char| c == '"' || c == ','))
                         .and_then(|a| a.parse::<SocketAddr>().ok());
-                    match grpc {
-                        Some(addr) => {
-                            if self.config.listen.grpc.port() == 0 {
-                                self.config.listen.grpc = addr;
-                                self.save_config()?;
-                            }
-                        }
-                        None if self.config.listen.grpc.port() == 0 => {
+                    if self.config.listen.grpc.port() == 0 {
+                        let Some(addr) = grpc else {
                             let _ = child.kill();
                             bail!("relay {}: cannot find grpc=<addr> in its ready line {line:?}", self.name);
-                        }
-                        None => {}
+                        };
+                        // Keep the port for restarts.
+                        self.config.listen.grpc = addr;
+                        self.save_config()?;
                     }
                     return Ok(child);
                 }

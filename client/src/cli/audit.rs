@@ -92,7 +92,11 @@ pub(crate) async fn run(cmd: &AuditCommand, client: Option<Client>, json: bool) 
         AuditCommand::Fetch { dir, key } => {
             let client = client.expect("fetch connects first");
             let mut audit_client = client.audit();
-            let r = audit::fetch(&mut audit_client, dir, key).await?;
+            let r = audit::fetch(&mut audit_client, dir, key).await.map_err(|e| match e {
+                // One status format for every relay refusal (`PERMISSION_DENIED: ...`).
+                audit::AuditError::Rpc(status) => ClientError::rpc("audit fetch", *status),
+                e => ClientError::Audit(e),
+            })?;
             if json {
                 println!(
                     "{}",

@@ -133,7 +133,35 @@ impl Inbound {
                 return ack(&header, pb::TransferStatus::Duplicate, "");
             }
         }
+        // Too large: the core refuses it (with REFUSED receipts) before a
+        // byte of the payload is read.
+        let too_large = header.payload_size > self.r.config.limits.max_message_bytes;
         // Stream the payload into the store, checking size and digest.
+        if too_large {
+            let req = RouteRequest {
+                header: header.clone(),
+                input,
+                all_recipients: ctx.recipients.clone(),
+                origin: Origin::Peer(from.name().to_owned()),
+                from: from.identity.uri(),
+                payload: crate::store::payload::ReceivedPayload::Inline(Vec::new()),
+                now_ms: now_ms(),
+            };
+            return match self.r.store.route(req).await {
+                Ok(RouteOutcome::Refused(r)) => ack(&header, pb::TransferStatus::Refused, r.to_string()),
+                Ok(RouteOutcome::Retry(r)) => ack(&header, pb::TransferStatus::Retry, r.to_string()),
+                Ok(RouteOutcome::Duplicate) => ack(&header, pb::TransferStatus::Duplicate, ""),
+                // Not reachable: the core's size policy is the same limit.
+                Ok(RouteOutcome::Handled { .. }) => {
+                    tracing::error!("an oversized envelope was handled by the core");
+                    ack(&header, pb::TransferStatus::Refused, "too large")
+                }
+                Err(e) => ack(&header, pb::TransferStatus::Retry, e.to_string()),
+            };
+        }
+        if let Err(e) = self.r.store.check_space(header.payload_size) {
+            return ack(&header, pb::TransferStatus::Retry, e.to_string());
+        }
         let mut sink = match self.r.store.payload_sink(header.payload_size).await {
             Ok(s) => s,
             Err(e) => return ack(&header, pb::TransferStatus::Retry, e.to_string()),

@@ -25,7 +25,9 @@
 //!
 //! # State for admin and metrics
 //! [`Relaying::peer_status`] is a cheap snapshot of every peer's outbox and
-//! link, taken under the core lock.
+//! link, taken under the core lock; [`Relaying::retry_peer`] and
+//! [`Relaying::pause_peer`] act on an outbox. The handle is reachable from
+//! the gRPC services as `Shared.routes.relaying()`.
 
 pub mod directory;
 pub mod inbound;
@@ -129,8 +131,23 @@ impl Relaying {
         self.links.get()?.get(peer)
     }
 
-    pub(crate) fn kick(&self) {
+    /// Wakes every sender task (after changing an outbox from outside).
+    pub fn kick(&self) {
         self.kick.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Admin: retry `peer` now (backoff reset, hold ended). False: no such peer.
+    pub fn retry_peer(&self, peer: &str) -> bool {
+        let done = self.core().outbox_mut(peer).map(|o| o.retry_now(now_ms())).is_some();
+        self.kick();
+        done
+    }
+
+    /// Admin: stop or resume sending to `peer` (the link stays up). False: no such peer.
+    pub fn pause_peer(&self, peer: &str, paused: bool) -> bool {
+        let done = self.core().outbox_mut(peer).map(|o| o.set_paused(paused)).is_some();
+        self.kick();
+        done
     }
 
     /// Starts one sender task per peer link and the housekeeping task; they

@@ -55,7 +55,12 @@ pub(super) async fn run(
             }
         }
         if let Some(t) = tx {
-            transmit(&r, &peer, &link, t).await;
+            // Shutdown does not wait for a slow peer: an abandoned transfer
+            // stays in the outbox (on disk) and is sent again after restart.
+            tokio::select! {
+                _ = transmit(&r, &peer, &link, t) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
             continue;
         }
         let wait = timeout

@@ -535,11 +535,12 @@ pub(super) fn forget_seen(st: &mut Staged<'_>, gone: Vec<SeenKey>) -> OpResult {
     Ok(Ok(Reply::Done))
 }
 
+/// Seen entries, and (peer, seq, item) of every outbox item.
+pub(crate) type Restored = (Vec<SeenEntry>, Vec<(String, u64, OutboxItem)>);
+
 /// Everything the core must restore at start: seen entries and, per peer,
 /// outbox items in sequence order.
-pub(crate) fn load(
-    tree: &sled::Tree,
-) -> Result<(Vec<SeenEntry>, Vec<(String, u64, OutboxItem)>), RelayError> {
+pub(crate) fn load(tree: &sled::Tree) -> Result<Restored, RelayError> {
     let mut seen = Vec::new();
     for kv in tree.scan_prefix(keys::SEEN) {
         let (k, v) = kv.map_err(RelayError::sled("scanning the seen-set"))?;

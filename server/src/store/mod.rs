@@ -1,8 +1,8 @@
 //! The relay's durable state on sled: mailboxes per address (ordered by a
 //! per-mailbox sequence), envelope headers, payloads, the (sender, msg id)
-//! dedup set with expiry, receipts per address, directory entries, and room
-//! for per-peer outboxes — all in ONE sled tree under key prefixes (see
-//! [`keys`]), beside the audit log (`a/`).
+//! dedup set with expiry, receipts per address, directory entries, the
+//! per-peer outboxes and the federation seen-set ([`fed`]) — all in ONE sled
+//! tree under key prefixes (see [`keys`]), beside the audit log (`a/`).
 //!
 //! Reads go straight to the tree. Every change goes through the single
 //! writer task ([`writer`]): bounded queue, one batch and one `flush_async`

@@ -144,6 +144,9 @@ pub(crate) struct Writer {
     pub(crate) outbox_wake: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
+/// A waiter and its operation's result.
+type Answer = (Option<ReplyTx>, Result<Reply, RelayError>);
+
 /// What staging a group of operations gave.
 enum Staging {
     /// Nothing to write.
@@ -246,10 +249,7 @@ impl Writer {
 
     /// Stages `jobs` into one batch and applies it to the tree, holding the
     /// core lock throughout (never across an await).
-    fn stage(
-        &mut self,
-        jobs: Vec<(Op, Option<ReplyTx>)>,
-    ) -> (Vec<(Option<ReplyTx>, Result<Reply, RelayError>)>, After, Staging, bool) {
+    fn stage(&mut self, jobs: Vec<(Op, Option<ReplyTx>)>) -> (Vec<Answer>, After, Staging, bool) {
         let ctx = self.ctx();
         let core = self.core.clone();
         let mut guard = core.as_ref().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()));
