@@ -99,12 +99,6 @@ pub fn main(opts: DemoOptions) -> ExitCode {
             eprintln!();
             eprintln!("DEMO FAILED while {}", e.step);
             eprintln!("  {}", e.detail);
-            if e.detail.contains("no federation route") {
-                eprintln!(
-                    "  The relays of this build refuse every other network (no federation routing is \
-                     wired into focal_relay::route::route_remote), so nothing can cross between networks."
-                );
-            }
             ExitCode::FAILURE
         }
     }
