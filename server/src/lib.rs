@@ -10,22 +10,32 @@
 //! with a shutdown future, typically in a tokio task. As a process:
 //! `focal-relay run --config F` ([`cli::main`]).
 //!
+//! Operating it: Prometheus metrics ([`metrics`], on `listen.metrics`), the
+//! Admin service ([`admin`]), reload of certificate, key, trust bundle and
+//! CRLs without downtime ([`reload`]: SIGHUP or `Admin.Reload`, through
+//! [`serve_with`]), and expiry warnings ([`expiry`]).
+//!
 //! What is not here yet: federation routing (the QUIC transport is in
 //! [`federation`], the routing core in [`core`]; the seam where they plug in is
-//! [`route::route_remote`]), metrics and the admin service.
+//! [`route::route_remote`]).
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod core;
 mod error;
+pub mod expiry;
 pub mod federation;
 pub mod hub;
 pub mod logging;
+pub mod metrics;
 mod node;
 pub mod peer;
+pub mod reload;
 pub mod route;
 pub mod rpc;
 pub mod store;
@@ -89,5 +99,26 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
-    node::run(config, listeners, shutdown).await
+    node::run(config, listeners, shutdown, ServeOptions::default()).await
+}
+
+/// What a caller of [`serve_with`] can hand a relay besides its config.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// Each `()` received reloads certificate, key, trust bundle and CRLs
+    /// (`focal-relay run` sends one per SIGHUP).
+    pub reload: Option<tokio::sync::mpsc::Receiver<()>>,
+    /// Gets the operator state (metrics, reloader, peer seams) once the
+    /// relay serves.
+    pub ready: Option<tokio::sync::oneshot::Sender<std::sync::Arc<admin::OpsState>>>,
+}
+
+/// [`serve`] with reload triggers and a handle to the operator state.
+pub async fn serve_with(
+    config: config::RelayConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), RelayError> {
+    node::run(config, listeners, shutdown, options).await
 }

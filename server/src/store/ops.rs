@@ -58,6 +58,7 @@ pub(super) fn apply(
         Op::Ack(req) => ack(st, audit, ctx, *req, after),
         Op::Publish { address, entry, key_serial } => publish(st, address, entry, key_serial),
         Op::ExpireDue { now_ms, limit } => expire_due(st, audit, ctx, now_ms, limit, after),
+        Op::Purge(req) => super::admin::purge(st, audit, *req, after), // OPS: Admin.Purge
         Op::Audit(record) => {
             check!(AuditSeam::validate(&record));
             Ok(Ok(Reply::Leaf(st.audit(audit, &record)?)))
@@ -167,7 +168,7 @@ fn accept(
 
 /// Takes `addr` out of the message's mailbox slot; returns the stored
 /// envelope with `addr` removed from `pending` (None if it was not there).
-fn take_from_mailbox(
+pub(super) fn take_from_mailbox(
     st: &mut Staged<'_>,
     addr: &str,
     mk: &[u8],
@@ -194,7 +195,7 @@ fn take_from_mailbox(
 }
 
 /// Writes back `env` or, once nobody is pending, removes it and its payload.
-fn settle_envelope(st: &mut Staged<'_>, mk: &[u8], env: StoredEnvelope, after: &mut After) {
+pub(super) fn settle_envelope(st: &mut Staged<'_>, mk: &[u8], env: StoredEnvelope, after: &mut After) {
     if env.pending.is_empty() {
         st.remove(keys::envelope(mk));
         if env.payload_file.is_empty() {

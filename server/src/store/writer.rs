@@ -96,6 +96,7 @@ pub(crate) enum Op {
     Publish { address: Address, entry: pb::DirectoryEntry, key_serial: u32 },
     ExpireDue { now_ms: i64, limit: usize },
     Audit(Box<pb::AuditRecord>),
+    Purge(Box<super::admin::PurgeRequest>),
 }
 
 #[derive(Debug)]
@@ -127,6 +128,8 @@ pub(crate) struct Writer {
     pub(crate) size: Arc<std::sync::atomic::AtomicU64>,
     /// Set once the store is broken (a failed batch or fsync).
     pub(crate) fatal: tokio::sync::watch::Sender<Option<String>>,
+    /// Counters (fsync latency; audit records are counted by the seam).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Effects to carry out once the batch is durable.
@@ -254,7 +257,10 @@ impl Writer {
             Err((format!("applying the batch: {e}"), true))
         } else {
             self.audit.committed();
-            match self.db.flush_async().await {
+            let fsync_started = std::time::Instant::now();
+            let flushed = self.db.flush_async().await;
+            self.metrics.observe_fsync(fsync_started.elapsed());
+            match flushed {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     Err((format!("fsync failed (the last batch may or may not be durable): {e}"), true))
