@@ -217,6 +217,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|v| *v).await;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handshake(
     tcp: TcpStream,
     remote: SocketAddr,

@@ -156,8 +156,9 @@ impl Admin for AdminService {
     async fn retry_peer(&self, req: Request<pb::PeerRequest>) -> Result<Response<pb::AdminAck>, Status> {
         let by = self.require_admin(&req, "retry a peer")?;
         let peer = &req.get_ref().peer;
+        let control = self.peer_control()?;
         self.known_peer(peer)?;
-        let detail = self.peer_control()?.retry(peer).await?;
+        let detail = control.retry(peer).await?;
         tracing::info!(%by, peer, "admin: retry peer");
         Ok(Response::new(pb::AdminAck { detail }))
     }
@@ -165,8 +166,9 @@ impl Admin for AdminService {
     async fn pause_peer(&self, req: Request<pb::PeerRequest>) -> Result<Response<pb::AdminAck>, Status> {
         let by = self.require_admin(&req, "pause a peer")?;
         let peer = &req.get_ref().peer;
+        let control = self.peer_control()?;
         self.known_peer(peer)?;
-        let detail = self.peer_control()?.pause(peer).await?;
+        let detail = control.pause(peer).await?;
         tracing::info!(%by, peer, "admin: pause peer");
         Ok(Response::new(pb::AdminAck { detail }))
     }
@@ -174,8 +176,9 @@ impl Admin for AdminService {
     async fn resume_peer(&self, req: Request<pb::PeerRequest>) -> Result<Response<pb::AdminAck>, Status> {
         let by = self.require_admin(&req, "resume a peer")?;
         let peer = &req.get_ref().peer;
+        let control = self.peer_control()?;
         self.known_peer(peer)?;
-        let detail = self.peer_control()?.resume(peer).await?;
+        let detail = control.resume(peer).await?;
         tracing::info!(%by, peer, "admin: resume peer");
         Ok(Response::new(pb::AdminAck { detail }))
     }
@@ -197,8 +200,9 @@ impl Admin for AdminService {
                 Ok(Response::new(pb::AdminAck { detail: format!("purged; audit leaf {leaf}") }))
             }
             Queue::Peer(peer) => {
+                let control = self.peer_control()?;
                 self.known_peer(&peer)?;
-                let detail = self.peer_control()?.purge(&peer, &sender, msg_id, &by.uri()).await?;
+                let detail = control.purge(&peer, &sender, msg_id, &by.uri()).await?;
                 Ok(Response::new(pb::AdminAck { detail }))
             }
         }
