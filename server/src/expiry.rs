@@ -12,8 +12,13 @@ use std::time::Duration;
 use focal_certs::{Credentials, TrustStore};
 use tokio::sync::watch;
 
-/// Warn about what expires within this many days.
+/// Warn about certificates that expire within this many days.
 pub const WARN_DAYS: i64 = crate::check::EXPIRY_WARNING_DAYS as i64;
+/// Warn about CRLs whose next update is due within this many days. Shorter
+/// than for certificates: CRLs are republished often (`focal-certs crl`
+/// defaults to 30 days of validity), so a 30-day window would warn about
+/// every fresh CRL.
+pub const CRL_WARN_DAYS: i64 = 7;
 
 /// One dated item.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +27,8 @@ pub struct Expiring {
     pub what: String,
     /// End of validity (certificate notAfter, CRL nextUpdate), unix seconds.
     pub not_after_unix: i64,
+    /// Warn when fewer days than this are left ([`WARN_DAYS`] or [`CRL_WARN_DAYS`]).
+    pub warn_days: i64,
 }
 
 impl Expiring {
@@ -45,14 +52,14 @@ pub fn scan(creds: &Credentials, trust: &TrustStore, crls: &[impl AsRef<Path>]) 
         let what =
             if i == 0 { "relay certificate".to_owned() } else { format!("relay chain certificate {i}") };
         if let Some(t) = not_after(der) {
-            out.push(Expiring { what, not_after_unix: t });
+            out.push(Expiring { what, not_after_unix: t, warn_days: WARN_DAYS });
         }
     }
     for (net, cas) in &trust.bundle().networks {
         for (i, der) in cas.iter().enumerate() {
             let what = if cas.len() == 1 { format!("CA {net}") } else { format!("CA {net} #{i}") };
             if let Some(t) = not_after(der) {
-                out.push(Expiring { what, not_after_unix: t });
+                out.push(Expiring { what, not_after_unix: t, warn_days: WARN_DAYS });
             }
         }
     }
@@ -61,7 +68,11 @@ pub fn scan(creds: &Credentials, trust: &TrustStore, crls: &[impl AsRef<Path>]) 
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let next = std::fs::read(path).ok().and_then(|pem| crl_next_update(&pem));
         let (issuer, t) = next.unwrap_or_else(|| ("unreadable".into(), 0));
-        out.push(Expiring { what: format!("CRL {issuer} ({name})"), not_after_unix: t });
+        out.push(Expiring {
+            what: format!("CRL {issuer} ({name})"),
+            not_after_unix: t,
+            warn_days: CRL_WARN_DAYS,
+        });
     }
     out
 }
@@ -83,8 +94,8 @@ fn crl_next_update(pem: &[u8]) -> Option<(String, i64)> {
     Some((issuer, next))
 }
 
-/// Logs a warning for every item expiring within [`WARN_DAYS`] (an error
-/// for those already past); returns how many were logged.
+/// Logs a warning for every item expiring within its warning period (an
+/// error for those already past); returns how many were logged.
 pub fn warn(items: &[Expiring], now_unix: i64) -> usize {
     let mut n = 0;
     for e in items {
@@ -92,8 +103,8 @@ pub fn warn(items: &[Expiring], now_unix: i64) -> usize {
         if e.not_after_unix <= now_unix {
             tracing::error!(what = %e.what, not_after = e.not_after_unix, "expired: renew it now");
             n += 1;
-        } else if days < WARN_DAYS {
-            tracing::warn!(what = %e.what, days_left = days, not_after = e.not_after_unix, "expires within {WARN_DAYS} days");
+        } else if days < e.warn_days {
+            tracing::warn!(what = %e.what, days_left = days, not_after = e.not_after_unix, "expires within {} days: renew it", e.warn_days);
             n += 1;
         }
     }
@@ -135,9 +146,13 @@ mod tests {
     #[test]
     fn days_left_and_warnings() {
         let now = 1_000 * 86_400;
-        let soon = Expiring { what: "a".into(), not_after_unix: now + 5 * 86_400 };
-        let later = Expiring { what: "b".into(), not_after_unix: now + 90 * 86_400 };
-        let past = Expiring { what: "c".into(), not_after_unix: now - 10 };
+        let e =
+            |what: &str, t: i64, warn_days: i64| Expiring { what: what.into(), not_after_unix: t, warn_days };
+        let soon = e("a", now + 5 * 86_400, WARN_DAYS);
+        let later = e("b", now + 90 * 86_400, WARN_DAYS);
+        let past = e("c", now - 10, WARN_DAYS);
+        let crl = e("CRL", now + 20 * 86_400, CRL_WARN_DAYS);
+        assert_eq!(warn(&[crl], now), 0, "a CRL due in 20 days is normal");
         assert_eq!(soon.days_left(now), 5);
         assert_eq!(past.days_left(now), -1);
         assert_eq!(warn(&[soon, later, past], now), 2);

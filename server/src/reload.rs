@@ -61,12 +61,7 @@ impl std::fmt::Display for ReloadReport {
             write!(f, "; {} ({}): {}", c.identity, c.remote, c.reason)?;
         }
         if self.expiring_soon > 0 {
-            write!(
-                f,
-                "; {} item(s) expire within {} days (see the log)",
-                self.expiring_soon,
-                expiry::WARN_DAYS
-            )?;
+            write!(f, "; {} item(s) expire soon (see the log)", self.expiring_soon)?;
         }
         Ok(())
     }

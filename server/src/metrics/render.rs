@@ -204,7 +204,11 @@ mod tests {
         let h = HistogramSnapshot { cumulative: vec![1; FSYNC_BUCKETS.len()], count: 1, sum_secs: 0.001 };
         let g = Gauges {
             top_mailboxes: vec![MailboxGauge { address: "a\"b@carin".into(), depth: 4, oldest_age_ms: 1500 }],
-            certificates: vec![Expiring { what: "relay certificate".into(), not_after_unix: 86_400 * 2 }],
+            certificates: vec![Expiring {
+                what: "relay certificate".into(),
+                not_after_unix: 86_400 * 2,
+                warn_days: 30,
+            }],
             ..Default::default()
         };
         let text = render(&c, &h, &g);
