@@ -1,2 +1,4 @@
-//! `focal`: the focal point's command-line client.
-fn main() {}
+//! `focal`: the focal point's command-line client (logic in `focal_client::cli`).
+fn main() -> std::process::ExitCode {
+    focal_client::cli::main()
+}

@@ -1,0 +1,315 @@
+//! What `focal` prints on stdout: short human text, or with `--json` one
+//! JSON object per line (stable field names, hex ids, unix-ms times).
+
+use focal_certs::VerifiedEntry;
+use focal_proto::Address;
+use serde_json::{Value, json};
+
+use crate::client::MessageRef;
+use crate::keys::EncryptionKey;
+use crate::mailbox::{InboxItem, MessageInfo, ReceiptInfo};
+use crate::read::OpenedMessage;
+use crate::send::Accepted;
+use crate::util::{fmt_time_ms, handling_name, msg_id_hex, priority_name};
+
+pub(crate) struct Out {
+    json: bool,
+}
+
+fn line(v: Value) {
+    println!("{v}");
+}
+
+fn message_json(m: &MessageInfo) -> Value {
+    json!({
+        "type": "message",
+        "msg_id": msg_id_hex(&m.msg_id),
+        "from": m.sender.to_string(),
+        "to": m.recipients.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "created_at_ms": m.created_at_ms,
+        "expires_at_ms": m.expires_at_ms,
+        "received_at_ms": m.received_at_ms,
+        "handling": handling_name(m.handling),
+        "priority": priority_name(m.priority),
+        "payload_size": m.payload_size,
+        "payload_sha256": hex::encode(&m.payload_sha256),
+        "mailbox_seq": m.mailbox_seq,
+    })
+}
+
+fn receipt_json(r: &ReceiptInfo) -> Value {
+    json!({
+        "type": "receipt",
+        "kind": r.kind(),
+        "msg_id": msg_id_hex(&r.body.msg_id),
+        "subject": r.body.subject,
+        "original_sender": r.body.original_sender,
+        "signer": r.body.signer,
+        "at_ms": r.body.at_ms,
+        "detail": r.body.detail,
+        "payload_sha256": hex::encode(&r.body.payload_sha256),
+        "verified": r.problem.is_none(),
+        "problem": r.problem,
+    })
+}
+
+fn human_receipt(r: &ReceiptInfo) -> String {
+    let mut s = format!(
+        "receipt {:<9} {}  {}  by {}  at {}",
+        r.kind(),
+        msg_id_hex(&r.body.msg_id),
+        r.body.subject,
+        r.body.signer,
+        fmt_time_ms(r.body.at_ms)
+    );
+    if !r.body.detail.is_empty() {
+        s.push_str(&format!("  ({})", r.body.detail));
+    }
+    if let Some(p) = &r.problem {
+        s.push_str(&format!("  UNVERIFIED: {p}"));
+    }
+    s
+}
+
+impl Out {
+    pub(crate) fn new(json: bool) -> Self {
+        Out { json }
+    }
+
+    pub(crate) fn key_created(&self, k: &EncryptionKey) {
+        if self.json {
+            line(
+                json!({"type": "key", "serial": k.serial, "public": hex::encode(k.public.0), "path": k.path}),
+            );
+        } else {
+            println!("created encryption key serial {} ({})", k.serial, k.path.display());
+            println!("publish it with: focal keys publish");
+        }
+    }
+
+    pub(crate) fn keys(&self, keys: &[EncryptionKey]) {
+        for k in keys {
+            if self.json {
+                line(json!({"type": "key", "serial": k.serial, "public": hex::encode(k.public.0),
+                    "created_at_ms": k.created_at_ms, "path": k.path}));
+            } else {
+                println!(
+                    "serial {:>3}  {}  created {}",
+                    k.serial,
+                    hex::encode(k.public.0),
+                    fmt_time_ms(k.created_at_ms)
+                );
+            }
+        }
+        if keys.is_empty() && !self.json {
+            println!("no keys yet: run `focal keys init`");
+        }
+    }
+
+    pub(crate) fn entry(&self, e: &VerifiedEntry) {
+        if self.json {
+            line(json!({
+                "type": "directory_entry",
+                "address": e.address.to_string(),
+                "x25519_public": hex::encode(e.x25519_public),
+                "key_serial": e.body.key_serial,
+                "not_before_ms": e.body.not_before_ms,
+                "not_after_ms": e.body.not_after_ms,
+                "law_enforcement": e.body.law_enforcement,
+                "display_name": e.body.display_name,
+                "verified": true,
+            }));
+        } else {
+            println!("{}  (verified)", e.address);
+            if !e.body.display_name.is_empty() {
+                println!("  name:            {}", e.body.display_name);
+            }
+            println!("  encryption key:  {} (serial {})", hex::encode(e.x25519_public), e.body.key_serial);
+            println!(
+                "  valid:           {} .. {}",
+                fmt_time_ms(e.body.not_before_ms),
+                fmt_time_ms(e.body.not_after_ms)
+            );
+            println!("  law enforcement: {}", if e.body.law_enforcement { "yes" } else { "no" });
+        }
+    }
+
+    pub(crate) fn published(&self, e: &VerifiedEntry) {
+        if self.json {
+            self.entry(e);
+        } else {
+            println!("published key serial {} for {}", e.body.key_serial, e.address);
+        }
+    }
+
+    pub(crate) fn sent(&self, a: &Accepted, to: &[Address]) {
+        let to: Vec<String> = to.iter().map(ToString::to_string).collect();
+        if self.json {
+            line(json!({
+                "type": "accepted",
+                "msg_id": msg_id_hex(&a.msg_id),
+                "to": to,
+                "accepted_at_ms": a.accepted_at_ms,
+                "relay": a.relay,
+                "audit_leaf_index": a.audit_leaf_index,
+                "via_retry": a.via_retry,
+            }));
+        } else if a.accepted_at_ms > 0 {
+            println!(
+                "sent {} to {} (accepted by {} at {})",
+                msg_id_hex(&a.msg_id),
+                to.join(", "),
+                a.relay,
+                fmt_time_ms(a.accepted_at_ms)
+            );
+        } else {
+            println!("sent {} to {} (accepted on an earlier attempt)", msg_id_hex(&a.msg_id), to.join(", "));
+        }
+    }
+
+    pub(crate) fn inbox_item(&self, item: &InboxItem, follow: bool) {
+        match item {
+            InboxItem::Message(m) => {
+                if self.json {
+                    line(message_json(m));
+                } else {
+                    println!(
+                        "{}  from {:<24} {}  {:>10} bytes  {}{}",
+                        msg_id_hex(&m.msg_id),
+                        m.sender.to_string(),
+                        fmt_time_ms(m.created_at_ms),
+                        m.payload_size,
+                        handling_name(m.handling),
+                        if priority_name(m.priority) == "urgent" { "  URGENT" } else { "" }
+                    );
+                }
+            }
+            InboxItem::Unreadable { mailbox_seq, reason } => {
+                if self.json {
+                    line(json!({"type": "unreadable", "mailbox_seq": mailbox_seq, "reason": reason}));
+                } else {
+                    println!("(message #{mailbox_seq} has an unreadable header: {reason})");
+                }
+            }
+            InboxItem::Receipt(r) => {
+                if self.json {
+                    line(receipt_json(r));
+                } else {
+                    println!("{}", human_receipt(r));
+                }
+            }
+            InboxItem::ReplayDone => {
+                if follow {
+                    if self.json {
+                        line(json!({"type": "replay_done"}));
+                    } else {
+                        eprintln!("-- waiting for new messages (Ctrl-C to stop) --");
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn inbox_end(&self, count: usize) {
+        if !self.json && count == 0 {
+            println!("no messages waiting");
+        }
+    }
+
+    pub(crate) fn opened(&self, o: &OpenedMessage) {
+        let c = &o.content;
+        if self.json {
+            line(json!({
+                "type": "opened",
+                "msg_id": msg_id_hex(&o.info.msg_id),
+                "from": o.info.sender.to_string(),
+                "to": o.info.recipients.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "created_at_ms": o.info.created_at_ms,
+                "expires_at_ms": o.info.expires_at_ms,
+                "handling": handling_name(o.info.handling),
+                "priority": priority_name(o.info.priority),
+                "subject": c.subject,
+                "body": c.body,
+                "case_ref": c.case_ref,
+                "reply_to_msg_id": hex::encode(&c.reply_to_msg_id),
+                "reply_to_sender": c.reply_to_sender,
+                "handling_restrictions": c.handling_restrictions,
+                "payload_sha256": hex::encode(&o.info.payload_sha256),
+                "attachments": o.attachments.iter().map(|a| json!({
+                    "name": a.name, "size": a.size, "sha256": a.sha256,
+                    "media_type": a.media_type, "path": a.path,
+                })).collect::<Vec<_>>(),
+                "resumed": o.resumed,
+                "verified": true,
+            }));
+            return;
+        }
+        println!(
+            "Message:  {}  (signature, sender certificate and content verified)",
+            msg_id_hex(&o.info.msg_id)
+        );
+        println!("From:     {}", o.info.sender);
+        println!(
+            "To:       {}",
+            o.info.recipients.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        );
+        println!("Date:     {}", fmt_time_ms(o.info.created_at_ms));
+        println!(
+            "Handling: {}{}",
+            handling_name(o.info.handling),
+            if priority_name(o.info.priority) == "urgent" { "  URGENT" } else { "" }
+        );
+        if !c.case_ref.is_empty() {
+            println!("Case:     {}", c.case_ref);
+        }
+        if !c.reply_to_msg_id.is_empty() {
+            println!("Reply to: {} from {}", hex::encode(&c.reply_to_msg_id), c.reply_to_sender);
+        }
+        if !c.handling_restrictions.is_empty() {
+            println!("Restrictions: {}", c.handling_restrictions);
+        }
+        println!("Subject:  {}", c.subject);
+        println!();
+        println!("{}", c.body);
+        for a in &o.attachments {
+            match &a.path {
+                Some(p) => println!(
+                    "attachment {} ({} bytes, sha256 {}) saved as {}",
+                    a.name,
+                    a.size,
+                    a.sha256,
+                    p.display()
+                ),
+                None => println!(
+                    "attachment {} ({} bytes, sha256 {}) verified, not saved (use --out DIR)",
+                    a.name, a.size, a.sha256
+                ),
+            }
+        }
+    }
+
+    pub(crate) fn acked(&self, m: &MessageRef) {
+        if self.json {
+            line(json!({"type": "acked", "msg_id": msg_id_hex(&m.msg_id), "from": m.sender.to_string()}));
+        } else {
+            println!(
+                "acknowledged {} from {}: a signed delivery receipt goes back to the sender",
+                msg_id_hex(&m.msg_id),
+                m.sender
+            );
+        }
+    }
+
+    pub(crate) fn receipts(&self, rs: &[ReceiptInfo]) {
+        for r in rs {
+            if self.json {
+                line(receipt_json(r));
+            } else {
+                println!("{}", human_receipt(r));
+            }
+        }
+        if rs.is_empty() && !self.json {
+            println!("no receipts");
+        }
+    }
+}

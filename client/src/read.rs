@@ -1,0 +1,384 @@
+//! Reading a message: `Fetch` the envelope (resuming from the last byte
+//! received if the connection breaks), verify the header before anything
+//! else (context, sender signature, sender certificate chain/CRL and that it
+//! names the claimed sender, that this focal point is a recipient), open the
+//! payload with the streaming `Opener` while hashing the ciphertext, and split
+//! the plaintext into the `Content` and attachment bytes written to temporary
+//! files. Only when the ciphertext digest matches the signed header, the
+//! opener's `finish()` has proved the payload complete, and every attachment
+//! matches its SHA-256 in `Content` is anything returned or an attachment
+//! moved to its final name. Until then, nothing of the message is shown.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use focal_certs::VerifiedPeer;
+use focal_proto::envelope::{self, Opener, ValidContext};
+use focal_proto::{Role, pb};
+use ring::digest;
+use rustls_pki_types::CertificateDer;
+
+use crate::client::{Client, MessageRef};
+use crate::error::{ClientError, Result, is_transient};
+use crate::mailbox::MessageInfo;
+use crate::plaintext::{AttachmentSink, DiscardSink, PlaintextReader};
+use crate::progress::Progress;
+use crate::store::ReceivedRecord;
+use crate::util::{handling_name, msg_id_hex, now_ms};
+
+/// Where `read` puts attachments.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// Save attachments here (created if missing). `None`: attachments are
+    /// checked and discarded.
+    pub out_dir: Option<PathBuf>,
+    /// Replace existing files of the same name instead of refusing.
+    pub overwrite: bool,
+}
+
+/// An attachment after a successful read.
+#[derive(Clone, Debug)]
+pub struct SavedAttachment {
+    /// Name as the sender gave it.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 (hex), checked.
+    pub sha256: String,
+    /// Media type as the sender gave it.
+    pub media_type: String,
+    /// Where it was saved, if an output directory was given.
+    pub path: Option<PathBuf>,
+}
+
+/// A verified, opened message.
+#[derive(Clone, Debug)]
+pub struct OpenedMessage {
+    /// The header's facts.
+    pub info: MessageInfo,
+    /// The sealed content.
+    pub content: pb::Content,
+    /// The attachments.
+    pub attachments: Vec<SavedAttachment>,
+    /// How many times the download was resumed after an interruption.
+    pub resumed: u32,
+}
+
+/// Checks a header before opening: context, signature, sender certificate
+/// (chain to the sender network's CA, CRL, validity, `fp` role, the same
+/// address as the context's sender), and that `me` is a recipient.
+pub fn verify_header(
+    trust: &focal_certs::TrustStore,
+    header: &pb::EnvelopeHeader,
+    me: &focal_proto::Address,
+    now: SystemTime,
+) -> Result<(ValidContext, VerifiedPeer)> {
+    let ctx = envelope::parse_context(&header.context)?;
+    let what = format!("message {} from {}", msg_id_hex(&ctx.msg_id), ctx.sender);
+    if header.payload_sha256.len() != 32 {
+        return Err(ClientError::verify(what, "header has no 32-byte payload digest"));
+    }
+    envelope::verify_signature(header).map_err(|e| ClientError::verify(what.clone(), e))?;
+    let peer =
+        focal_certs::verify_peer(trust, &CertificateDer::from(header.sender_cert.as_slice()), &[], now)
+            .map_err(|e| ClientError::verify(what.clone(), format!("sender certificate refused: {e}")))?;
+    if peer.identity.role != Role::Fp || peer.identity.address() != ctx.sender {
+        return Err(ClientError::verify(
+            what,
+            format!("sender certificate is for {}, not for the sender {}", peer.identity, ctx.sender),
+        ));
+    }
+    if !ctx.recipients.contains(me) {
+        return Err(ClientError::verify(what, format!("{me} is not among its recipients")));
+    }
+    Ok((ctx, peer))
+}
+
+/// Outcome of one fetch attempt that did not complete.
+enum Step {
+    /// The RPC failed: retried if transient.
+    Status(tonic::Status),
+    /// Verification or local failure: never retried.
+    Fatal(ClientError),
+}
+
+fn protocol(reason: &str) -> Step {
+    Step::Fatal(ClientError::Protocol { op: "fetch", reason: reason.to_owned() })
+}
+
+/// Writes attachments to hidden temporary files in the output directory.
+struct FileSink {
+    dir: PathBuf,
+    files: Vec<(pb::Attachment, tempfile::NamedTempFile, Option<BufWriter<File>>)>,
+}
+
+impl AttachmentSink for FileSink {
+    fn begin(&mut self, index: usize, meta: &pb::Attachment) -> Result<()> {
+        debug_assert_eq!(index, self.files.len());
+        let tmp = tempfile::Builder::new()
+            .prefix(".focal-partial-")
+            .tempfile_in(&self.dir)
+            .map_err(|e| ClientError::io("cannot create temporary file in", &self.dir, e))?;
+        let w = BufWriter::new(tmp.reopen().map_err(|e| ClientError::io("cannot open", tmp.path(), e))?);
+        self.files.push((meta.clone(), tmp, Some(w)));
+        Ok(())
+    }
+
+    fn write(&mut self, index: usize, data: &[u8]) -> Result<()> {
+        let (_, tmp, w) = &mut self.files[index];
+        w.as_mut()
+            .expect("open writer")
+            .write_all(data)
+            .map_err(|e| ClientError::io("cannot write", tmp.path(), e))
+    }
+}
+
+/// A safe file name for an attachment: the last path component, without
+/// control characters; `attachment-<n>` if nothing usable is left.
+pub fn safe_file_name(name: &str, index: usize) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
+    if cleaned.is_empty() { format!("attachment-{}", index + 1) } else { cleaned }
+}
+
+impl FileSink {
+    /// Moves every temporary file to its final name (all names are checked
+    /// before the first move).
+    fn commit(self, overwrite: bool) -> Result<Vec<PathBuf>> {
+        let mut targets: Vec<PathBuf> = Vec::new();
+        for (i, (meta, _, _)) in self.files.iter().enumerate() {
+            let mut name = safe_file_name(&meta.name, i);
+            if targets.iter().any(|t| t.file_name().is_some_and(|n| n == name.as_str())) {
+                name = format!("{}-{name}", i + 1);
+            }
+            let target = self.dir.join(&name);
+            if !overwrite && target.exists() {
+                return Err(ClientError::invalid(
+                    "output",
+                    format!("{} exists already (use --overwrite to replace it)", target.display()),
+                ));
+            }
+            targets.push(target);
+        }
+        for ((_, tmp, w), target) in self.files.into_iter().zip(&targets) {
+            let path = tmp.path().to_owned();
+            if let Some(mut w) = w {
+                w.flush().map_err(|e| ClientError::io("cannot write", &path, e))?;
+            }
+            let file = tmp.as_file();
+            file.sync_all().map_err(|e| ClientError::io("cannot write", &path, e))?;
+            let res = if overwrite { tmp.persist(target) } else { tmp.persist_noclobber(target) };
+            res.map_err(|e| ClientError::io("cannot save attachment as", target, e.error))?;
+        }
+        Ok(targets)
+    }
+}
+
+impl Client {
+    /// Fetches, verifies and opens a message; see the module docs.
+    pub async fn read(
+        &self,
+        msg: &MessageRef,
+        opts: &ReadOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<OpenedMessage> {
+        let keys = self.keys.all()?;
+        if keys.is_empty() {
+            return Err(ClientError::NoKey { dir: self.keys.dir().to_owned() });
+        }
+        let secrets: Vec<_> = keys.iter().map(|k| &k.secret).collect();
+        let mut sink = match &opts.out_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| ClientError::io("cannot create", dir, e))?;
+                Some(FileSink { dir: dir.clone(), files: Vec::new() })
+            }
+            None => None,
+        };
+        let op = "fetch";
+        let mut header: Option<pb::EnvelopeHeader> = None;
+        let mut opener: Option<Opener> = None;
+        let mut reader = PlaintextReader::new();
+        let mut hash = digest::Context::new(&digest::SHA256);
+        let mut plain = Vec::with_capacity(2 * envelope::CHUNK_SIZE);
+        let mut offset = 0u64;
+        let mut failures = 0u32;
+        let mut started = false;
+        let mut resumed = 0u32;
+        loop {
+            let req =
+                pb::FetchRequest { msg_id: msg.msg_id.to_vec(), sender: msg.sender.to_string(), offset };
+            let at_start = offset;
+            let result: std::result::Result<(), Step> = async {
+                let mut stream = self.relay().fetch(req).await.map_err(Step::Status)?.into_inner();
+                while let Some(part) = stream.message().await.map_err(Step::Status)? {
+                    match part.part {
+                        Some(pb::fetch_response::Part::Header(h)) => match &header {
+                            Some(seen) if seen != &h => {
+                                return Err(protocol("the header changed between fetch attempts"));
+                            }
+                            Some(_) => {}
+                            None => header = Some(h),
+                        },
+                        Some(pb::fetch_response::Part::Chunk(c)) => {
+                            let Some(h) = &header else { return Err(protocol("payload before the header")) };
+                            if opener.is_none() {
+                                let (ctx, _) =
+                                    verify_header(&self.trust.current(), h, &self.me, SystemTime::now())
+                                        .map_err(Step::Fatal)?;
+                                if ctx.msg_id != msg.msg_id || ctx.sender != msg.sender {
+                                    return Err(protocol("the relay returned another message"));
+                                }
+                                opener = Some(Opener::new(&h.context, &secrets));
+                                if !started {
+                                    progress.start("fetching", h.payload_size);
+                                    started = true;
+                                }
+                            }
+                            if offset + c.len() as u64 > h.payload_size {
+                                return Err(protocol("more payload than the header announced"));
+                            }
+                            hash.update(&c);
+                            offset += c.len() as u64;
+                            let what = || format!("message {}", msg_id_hex(&msg.msg_id));
+                            let op = opener.as_mut().expect("opener");
+                            op.push(&c, &mut plain)
+                                .map_err(|e| Step::Fatal(ClientError::verify(what(), e)))?;
+                            let s: &mut dyn AttachmentSink = match sink.as_mut() {
+                                Some(s) => s,
+                                None => &mut DiscardSink,
+                            };
+                            reader.push(&plain, s).map_err(Step::Fatal)?;
+                            plain.clear();
+                            progress.advance(c.len() as u64, offset);
+                        }
+                        None => {}
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    let Some(h) = &header else {
+                        progress.finish();
+                        return Err(ClientError::Protocol {
+                            op,
+                            reason: "the fetch stream carried no header".into(),
+                        });
+                    };
+                    if offset == h.payload_size {
+                        break;
+                    }
+                    // The stream ended early: resume as after a broken connection.
+                    failures = if offset == at_start { failures + 1 } else { 1 };
+                    if failures > self.retry.retries {
+                        progress.finish();
+                        return Err(ClientError::Protocol {
+                            op,
+                            reason: format!("the payload ends at byte {offset} of {}", h.payload_size),
+                        });
+                    }
+                }
+                Err(Step::Fatal(e)) => {
+                    progress.finish();
+                    return Err(e);
+                }
+                Err(Step::Status(status)) => {
+                    if !is_transient(&status) {
+                        progress.finish();
+                        return Err(ClientError::rpc(op, status));
+                    }
+                    failures = if offset == at_start { failures + 1 } else { 1 };
+                    if failures > self.retry.retries {
+                        progress.finish();
+                        return Err(ClientError::rpc(op, status));
+                    }
+                    tracing::debug!(%status, offset, "fetch interrupted; resuming");
+                }
+            }
+            tokio::time::sleep(self.retry.backoff(failures.saturating_sub(1))).await;
+            resumed += 1;
+        }
+        progress.finish();
+        let header = header.expect("header seen");
+        let what = || format!("message {}", msg_id_hex(&msg.msg_id));
+        if hash.finish().as_ref() != header.payload_sha256.as_slice() {
+            return Err(ClientError::verify(what(), "payload does not match the signed digest"));
+        }
+        let opener = opener.ok_or_else(|| ClientError::verify(what(), "empty payload"))?;
+        opener.finish(&mut plain).map_err(|e| ClientError::verify(what(), e))?;
+        {
+            let s: &mut dyn AttachmentSink = match sink.as_mut() {
+                Some(s) => s,
+                None => &mut DiscardSink,
+            };
+            reader.push(&plain, s)?;
+        }
+        let content = reader.finish()?;
+        let paths = match sink {
+            Some(s) => s.commit(opts.overwrite)?.into_iter().map(Some).collect(),
+            None => vec![None; content.attachments.len()],
+        };
+        let info = MessageInfo::from_header(header, 0, 0)?;
+        let attachments: Vec<SavedAttachment> = content
+            .attachments
+            .iter()
+            .zip(paths)
+            .map(|(a, path)| SavedAttachment {
+                name: a.name.clone(),
+                size: a.size,
+                sha256: hex::encode(&a.sha256),
+                media_type: a.media_type.clone(),
+                path,
+            })
+            .collect();
+        self.store.put_received(&ReceivedRecord {
+            msg_id: msg_id_hex(&info.msg_id),
+            from: info.sender.to_string(),
+            to: info.recipients.iter().map(ToString::to_string).collect(),
+            subject: content.subject.clone(),
+            case_ref: content.case_ref.clone(),
+            reply_to_msg_id: hex::encode(&content.reply_to_msg_id),
+            reply_to_sender: content.reply_to_sender.clone(),
+            handling: handling_name(info.handling).into(),
+            created_at_ms: info.created_at_ms,
+            read_at_ms: now_ms(),
+            payload_sha256: hex::encode(&info.payload_sha256),
+            attachments: attachments.iter().map(|a| a.name.clone()).collect(),
+            acked: false,
+        })?;
+        Ok(OpenedMessage { info, content, attachments, resumed })
+    }
+}
+
+/// True if `p` is inside `dir` (for tests of the file-name sanitiser).
+pub fn is_inside(dir: &Path, p: &Path) -> bool {
+    p.parent() == Some(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_names_stay_in_the_output_directory() {
+        for (name, want) in [
+            ("report.pdf", "report.pdf"),
+            ("../../etc/passwd", "passwd"),
+            ("/abs/x.txt", "x.txt"),
+            ("..", "attachment-1"),
+            (".hidden", "hidden"),
+            ("a\\b\\c.doc", "c.doc"),
+            ("", "attachment-1"),
+            ("bad\u{7}name", "badname"),
+        ] {
+            let got = safe_file_name(name, 0);
+            assert_eq!(got, want, "{name:?}");
+            assert!(is_inside(Path::new("/out"), &Path::new("/out").join(&got)));
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The local client store: plain JSON files under the profile's store
+//! directory that remember what this focal point sent and received (metadata
+//! only: subject, case reference, reply links, attachment names and digests;
+//! never bodies or attachment data), and the receipts it collected. Case
+//! threads are later built from these records.
+//!
+//! ```text
+//! <store_dir>/sent/<msgid>.json
+//! <store_dir>/received/<msgid>-<sender>.json
+//! <store_dir>/receipts/<sha256 of receipt body>.json
+//! <store_dir>/tmp/            sealed payloads waiting to be sent, partial downloads
+//! ```
+//!
+//! Each record is written to a temporary file and renamed into place, so a
+//! crash leaves either the old or the new record. Temporary files older
+//! than a day (from a client killed mid-send) are removed when the store
+//! opens.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::error::{ClientError, Result};
+
+/// A message this focal point sent (and the relay accepted).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SentRecord {
+    /// Message id (hex).
+    pub msg_id: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Case reference, if any.
+    #[serde(default)]
+    pub case_ref: String,
+    /// The message this replies to (hex id), if any.
+    #[serde(default)]
+    pub reply_to_msg_id: String,
+    /// Sender of the message this replies to.
+    #[serde(default)]
+    pub reply_to_sender: String,
+    /// Handling code (`H0`..`H3`).
+    pub handling: String,
+    /// Created (unix ms, sender clock).
+    pub created_at_ms: i64,
+    /// Expires (unix ms).
+    pub expires_at_ms: i64,
+    /// Accepted by the relay (relay clock), 0 if unknown.
+    pub accepted_at_ms: i64,
+    /// The relay that accepted it.
+    pub relay: String,
+    /// Ciphertext digest (hex).
+    pub payload_sha256: String,
+    /// Ciphertext size.
+    pub payload_size: u64,
+    /// Attachment names.
+    pub attachments: Vec<String>,
+}
+
+/// A message this focal point read (opened and verified).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReceivedRecord {
+    /// Message id (hex).
+    pub msg_id: String,
+    /// Sender.
+    pub from: String,
+    /// All recipients.
+    pub to: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Case reference.
+    #[serde(default)]
+    pub case_ref: String,
+    /// The message it replies to (hex id), if any.
+    #[serde(default)]
+    pub reply_to_msg_id: String,
+    /// Sender of that message.
+    #[serde(default)]
+    pub reply_to_sender: String,
+    /// Handling code.
+    pub handling: String,
+    /// Created (unix ms, sender clock).
+    pub created_at_ms: i64,
+    /// When this focal point opened it (unix ms).
+    pub read_at_ms: i64,
+    /// Ciphertext digest (hex): what a delivery receipt binds.
+    pub payload_sha256: String,
+    /// Attachment names.
+    pub attachments: Vec<String>,
+    /// Whether the relay confirmed our acknowledgement.
+    #[serde(default)]
+    pub acked: bool,
+}
+
+/// A verified receipt kept for the sender's records.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReceiptRecord {
+    /// Message id (hex).
+    pub msg_id: String,
+    /// `DELIVERED`, `READ`, `REFUSED`, `EXPIRED`, `ESCALATED`.
+    pub kind: String,
+    /// The recipient the receipt is about.
+    pub subject: String,
+    /// Who signed it.
+    pub signer: String,
+    /// When (signer clock, unix ms).
+    pub at_ms: i64,
+    /// Refusal reason or detail.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// The store directory.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    dir: PathBuf,
+}
+
+impl LocalStore {
+    /// Opens (creating) the store at `dir`.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        for sub in ["sent", "received", "receipts", "tmp"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(|e| ClientError::io("cannot create store directory", &p, e))?;
+        }
+        let store = LocalStore { dir };
+        store.remove_stale_tmp(std::time::Duration::from_secs(24 * 3600));
+        Ok(store)
+    }
+
+    /// Removes temporary files older than `age` (left by a client that was
+    /// killed mid-send). Best effort: errors are ignored.
+    fn remove_stale_tmp(&self, age: std::time::Duration) {
+        let Ok(rd) = fs::read_dir(self.tmp_dir()) else { return };
+        let now = std::time::SystemTime::now();
+        for entry in rd.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > age);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Directory for temporary files (sealed payloads, partial downloads).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
+    /// Records a sent message.
+    pub fn put_sent(&self, r: &SentRecord) -> Result<()> {
+        self.write(&self.dir.join("sent").join(format!("{}.json", r.msg_id)), r)
+    }
+
+    /// A sent message by id.
+    pub fn sent(&self, msg_id: &str) -> Result<Option<SentRecord>> {
+        self.read(&self.dir.join("sent").join(format!("{msg_id}.json")))
+    }
+
+    /// All sent messages, oldest first.
+    pub fn all_sent(&self) -> Result<Vec<SentRecord>> {
+        let mut v: Vec<SentRecord> = self.list("sent")?;
+        v.sort_by_key(|r| r.created_at_ms);
+        Ok(v)
+    }
+
+    /// Records a received message.
+    pub fn put_received(&self, r: &ReceivedRecord) -> Result<()> {
+        self.write(&self.received_path(&r.msg_id, &r.from), r)
+    }
+
+    /// A received message by id and sender.
+    pub fn received(&self, msg_id: &str, from: &str) -> Result<Option<ReceivedRecord>> {
+        self.read(&self.received_path(msg_id, from))
+    }
+
+    /// Received messages with this id (any sender).
+    pub fn received_by_id(&self, msg_id: &str) -> Result<Vec<ReceivedRecord>> {
+        Ok(self.list::<ReceivedRecord>("received")?.into_iter().filter(|r| r.msg_id == msg_id).collect())
+    }
+
+    /// Marks a received message acknowledged.
+    pub fn mark_acked(&self, msg_id: &str, from: &str) -> Result<()> {
+        if let Some(mut r) = self.received(msg_id, from)? {
+            r.acked = true;
+            self.put_received(&r)?;
+        }
+        Ok(())
+    }
+
+    /// Records a verified receipt (idempotent: keyed by the receipt body digest).
+    pub fn put_receipt(&self, body_sha256_hex: &str, r: &ReceiptRecord) -> Result<()> {
+        self.write(&self.dir.join("receipts").join(format!("{body_sha256_hex}.json")), r)
+    }
+
+    /// All receipts kept, oldest first.
+    pub fn all_receipts(&self) -> Result<Vec<ReceiptRecord>> {
+        let mut v: Vec<ReceiptRecord> = self.list("receipts")?;
+        v.sort_by_key(|r| r.at_ms);
+        Ok(v)
+    }
+
+    fn received_path(&self, msg_id: &str, from: &str) -> PathBuf {
+        self.dir.join("received").join(format!("{msg_id}-{from}.json"))
+    }
+
+    fn write<T: Serialize>(&self, path: &Path, value: &T) -> Result<()> {
+        let json = serde_json::to_vec_pretty(value).expect("records serialise");
+        let dir = path.parent().expect("record paths have a parent");
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(dir).map_err(|e| ClientError::io("cannot create", dir, e))?;
+        tmp.write_all(&json).map_err(|e| ClientError::io("cannot write", tmp.path().to_owned(), e))?;
+        tmp.persist(path).map_err(|e| ClientError::io("cannot write", path, e.error))?;
+        Ok(())
+    }
+
+    fn read<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>> {
+        match fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ClientError::Store { path: path.to_owned(), reason: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ClientError::io("cannot read", path, e)),
+        }
+    }
+
+    fn list<T: DeserializeOwned>(&self, sub: &str) -> Result<Vec<T>> {
+        let dir = self.dir.join(sub);
+        let mut out = Vec::new();
+        let rd = fs::read_dir(&dir).map_err(|e| ClientError::io("cannot read", &dir, e))?;
+        for entry in rd {
+            let path = entry.map_err(|e| ClientError::io("cannot read", &dir, e))?.path();
+            if path.extension().is_some_and(|x| x == "json")
+                && let Some(v) = self.read(&path)?
+            {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        let r = ReceivedRecord {
+            msg_id: "00ff".into(),
+            from: "a@carin".into(),
+            to: vec!["b@carin".into()],
+            subject: "s".into(),
+            case_ref: "C-1".into(),
+            reply_to_msg_id: String::new(),
+            reply_to_sender: String::new(),
+            handling: "H1".into(),
+            created_at_ms: 1,
+            read_at_ms: 2,
+            payload_sha256: "ab".into(),
+            attachments: vec![],
+            acked: false,
+        };
+        s.put_received(&r).unwrap();
+        s.mark_acked("00ff", "a@carin").unwrap();
+        let got = s.received("00ff", "a@carin").unwrap().unwrap();
+        assert!(got.acked);
+        assert_eq!(s.received_by_id("00ff").unwrap().len(), 1);
+        assert!(s.received("00ff", "x@carin").unwrap().is_none());
+        assert!(s.sent("00ff").unwrap().is_none());
+    }
+}
