@@ -212,6 +212,25 @@ pub fn check(path: &Path) -> Report {
                 ),
             );
             r.push(Level::Ok, format!("tls.crls: {} CRL file(s) loaded", tls.crls.len()));
+            let now = crate::expiry::unix_now();
+            for (i, crl) in crate::expiry::scan(&m.creds, &bundle, &tls.crls)
+                .into_iter()
+                .filter(|e| e.what.starts_with("CRL "))
+                .enumerate()
+            {
+                let days = crl.days_left(now);
+                let (level, note) = if crl.not_after_unix <= now {
+                    (
+                        Level::Warn,
+                        "its next update is past: republish it (`focal-certs crl`), then reload".to_owned(),
+                    )
+                } else if days < crl.warn_days {
+                    (Level::Warn, format!("next update due in {days} days: republish it soon"))
+                } else {
+                    (Level::Ok, format!("next update due in {days} days"))
+                };
+                r.push(level, format!("tls.crls[{i}]: {}: {note}", crl.what));
+            }
             r.push(Level::Ok, format!("tls.cert chains to the {} CA and is not revoked", config.network));
             let left = m.verified.not_after.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
             let days = left.as_secs() / 86_400;
