@@ -10,14 +10,14 @@
 //! with a shutdown future, typically in a tokio task. As a process:
 //! `focal-relay run --config F` ([`cli::main`]).
 //!
+//! Federation: the QUIC transport is [`federation`], the routing brain
+//! [`core`], and [`relaying`] drives them with the store (per-peer outboxes,
+//! inbound handler, cross-network directory).
+//!
 //! Operating it: Prometheus metrics ([`metrics`], on `listen.metrics`), the
 //! Admin service ([`admin`]), reload of certificate, key, trust bundle and
 //! CRLs without downtime ([`reload`]: SIGHUP or `Admin.Reload`, through
 //! [`serve_with`]), and expiry warnings ([`expiry`]).
-//!
-//! What is not here yet: federation routing (the QUIC transport is in
-//! [`federation`], the routing core in [`core`]; the seam where they plug in is
-//! [`route::route_remote`]).
 #![warn(missing_docs)]
 
 pub mod admin;
@@ -35,6 +35,7 @@ pub mod logging;
 pub mod metrics;
 mod node;
 pub mod peer;
+pub mod relaying;
 pub mod reload;
 pub mod route;
 pub mod rpc;

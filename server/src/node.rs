@@ -5,8 +5,10 @@
 //! for every service; the listening socket closes and tonic stops taking
 //! requests (in-flight RPCs continue; live inbox streams end with
 //! UNAVAILABLE); after `limits.shutdown_grace_secs` any connection still
-//! open is closed; then the sweeper stops and the store's writer applies
-//! what is queued, flushes, and stops.
+//! open is closed; then the sweeper and the federation's outbox senders
+//! stop, the QUIC endpoint closes (inbound transfers in flight finish,
+//! `wait_idle`), and the store's writer applies what is queued, flushes,
+//! and stops.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,8 +25,12 @@ use tonic_health::ServingStatus;
 
 use crate::audit::AuditService;
 use crate::config::RelayConfig;
+use crate::core::RelayCore;
+use crate::federation::{Federation, Tuning};
 use crate::hub::Hub;
 use crate::peer::PeerInfo;
+use crate::relaying::Relaying;
+use crate::relaying::inbound::Inbound;
 use crate::route::Routes;
 use crate::rpc::{DirectoryService, RelayService, Shared, now_ms};
 use crate::store::{ReceiptSigner, Store, StoreOptions};
@@ -67,18 +73,25 @@ pub(crate) async fn run(
     });
     let hub = Arc::new(Hub::new(limits.inbox_live_buffer));
     let relay_uri = config.relay_identity().uri();
-    let store = Store::open(StoreOptions {
-        data_dir: config.data_dir.clone(),
-        network: config.network.clone(),
-        relay_uri: relay_uri.clone(),
-        audit_origin: config.audit_origin(),
-        checkpoint_interval_secs: config.audit.checkpoint_interval_secs,
-        max_mailbox_messages: limits.max_mailbox_messages,
-        max_store_bytes: limits.max_store_bytes,
-        write_queue_depth: limits.write_queue_depth,
-        hub: hub.clone(),
-        signer,
-    })?;
+    let core = RelayCore::from_config(&config, seed(), now_ms())
+        .map_err(|e| RelayError::Server(format!("relay core: {e}")))?;
+    let core = Arc::new(std::sync::Mutex::new(core));
+    let store = Store::open_with_core(
+        StoreOptions {
+            data_dir: config.data_dir.clone(),
+            network: config.network.clone(),
+            relay_uri: relay_uri.clone(),
+            audit_origin: config.audit_origin(),
+            checkpoint_interval_secs: config.audit.checkpoint_interval_secs,
+            max_mailbox_messages: limits.max_mailbox_messages,
+            max_store_bytes: limits.max_store_bytes,
+            write_queue_depth: limits.write_queue_depth,
+            hub: hub.clone(),
+            signer,
+        },
+        Some(core.clone()),
+    )?;
+    let relaying = Arc::new(Relaying::new(config.clone(), store.clone(), core, tls.trust.clone()));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (kill_tx, kill_rx) = watch::channel(false);
@@ -96,7 +109,7 @@ pub(crate) async fn run(
         store.clone(),
         hub,
         tls.trust.clone(),
-        Routes::new(&config),
+        Routes::new(relaying.clone()),
         stop_rx.clone(),
     ));
     let relay = RelayServer::new(RelayService::new(shared.clone()));
@@ -128,14 +141,39 @@ pub(crate) async fn run(
 
     let grpc_addr = listeners.grpc.local_addr().map_err(|e| RelayError::Server(e.to_string()))?;
     let federation_addr = listeners.federation.as_ref().and_then(|s| s.local_addr().ok());
-    // FEDERATION: `listeners.federation` (UDP) becomes the QUIC endpoint here.
-    let _federation_socket = listeners.federation;
-    if !config.peers.is_empty() {
-        tracing::warn!(
+    // The QUIC federation endpoint, and one outbox sender per peer.
+    let mut federation = None;
+    let mut driver_tasks = Vec::new();
+    match listeners.federation {
+        Some(socket) => {
+            let hello = pb::Hello {
+                protocol_version: 1,
+                relay: config.name.clone(),
+                networks: vec![config.network.to_string()],
+                log_origin: store.audit_log().origin().to_owned(),
+                log_key: log_key(&store.audit_log().verifier_key()),
+            };
+            let handler = Arc::new(Inbound::new(relaying.clone()));
+            let fed = Federation::start(
+                socket,
+                &tls.creds,
+                tls.trust.clone(),
+                hello,
+                &config.peers,
+                handler,
+                Tuning::default(),
+            )?;
+            driver_tasks = relaying.start(fed.links(), stop_rx.clone());
+            ops.state.set_peer_control(relaying.clone()); // OPS: Admin peer control
+            federation = Some(fed);
+        }
+        None if !config.peers.is_empty() => tracing::warn!(
             peers = config.peers.len(),
-            "peers are configured but federation is not wired yet: sends to other networks are refused"
-        );
+            "peers are configured but listen.federation is not: copies for other networks wait in their outboxes"
+        ),
+        None => {}
     }
+    ops.state.set_peer_status(relaying.clone()); // OPS: Admin.Status peers, peer metrics
     let accept = AcceptOptions {
         max_connections: limits.max_connections,
         handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
@@ -175,6 +213,16 @@ pub(crate) async fn run(
     });
     tokio::pin!(server);
 
+    // Poll the shutdown future once before announcing that we listen, so a
+    // signal handler inside it is installed by then (a SIGTERM sent right
+    // after the "listening" line is then a graceful stop, not a kill).
+    let mut shutdown = Box::pin(shutdown);
+    let early_stop = futures::FutureExt::now_or_never(&mut shutdown).is_some();
+    let shutdown = async move {
+        if !early_stop {
+            shutdown.await
+        }
+    };
     let fed = federation_addr.map(|a| a.to_string()).unwrap_or_else(|| "none".into());
     tracing::info!(relay = %relay_uri, "focal-relay listening grpc={grpc_addr} federation={fed}");
 
@@ -196,12 +244,41 @@ pub(crate) async fn run(
     let _ = sweeper.await;
     let _ = refusals.await;
     ops.tasks.join().await;
+    // Senders stop first, then the QUIC endpoint closes (inbound transfers
+    // in flight finish), then the store flushes.
+    for t in driver_tasks {
+        let _ = t.await;
+    }
+    if let Some(fed) = federation {
+        fed.close().await;
+    }
     store.close().await;
     if let Some(reason) = store_failure {
         return Err(RelayError::Commit(reason));
     }
     tracing::info!("focal-relay stopped; store flushed");
     result.map_err(|e| RelayError::Server(e.to_string()))
+}
+
+/// Seed for the core's backoff jitter.
+fn seed() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    u64::from_be_bytes(b)
+}
+
+/// The raw Ed25519 key of a signed-note verifier key
+/// (`<name>+<hash>+base64(0x01 || key)`); empty if it does not parse.
+fn log_key(vkey: &str) -> Vec<u8> {
+    use base64::Engine;
+    // The base64 part may itself contain '+': split off name and id only.
+    vkey.splitn(3, '+')
+        .nth(2)
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .filter(|k| k.len() == 33)
+        .map(|k| k[1..].to_vec())
+        .unwrap_or_default()
 }
 
 /// Drains: NOT_SERVING, stop accepting, wait for in-flight RPCs up to the
@@ -258,5 +335,16 @@ async fn audit_refusals(store: Store, mut rx: mpsc::Receiver<CertRefusal>, mut s
             },
             _ = stop.wait_for(|s| *s) => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_key_of_a_verifier_key() {
+        let der = focal_proto::audit::NoteSigner::generate_pkcs8().unwrap();
+        let signer = focal_proto::audit::NoteSigner::from_pkcs8("focal/gfp/relay-gfp", &der).unwrap();
+        let vkey = signer.verifier_key();
+        assert_eq!(super::log_key(&vkey).len(), 32, "{vkey}");
     }
 }

@@ -1,24 +1,32 @@
 //! THE FEDERATION ROUTING SEAM. Everything that leaves this relay's network
-//! goes through [`route_remote`]: envelopes for recipients of other networks
-//! (Send), receipts for senders of other networks (Ack, expiry), and
-//! directory lookups of other networks (Lookup, ListMembers).
+//! goes through the relay core held by [`Routes`]: envelopes for recipients
+//! of other networks (Send, via `Store::route`), receipts for senders of
+//! other networks (Ack, expiry: routed by the store's writer through the
+//! core into a peer outbox), and directory lookups of other networks
+//! (Lookup, ListMembers: [`Routes::remote_directory`]).
 //!
-//! Today no route exists: Send is refused with FAILED_PRECONDITION
-//! "no federation route to `<net>`", directory queries likewise, and receipts
-//! for remote senders are logged and dropped. The federation work replaces
-//! the body of `route_remote` (direct peer, else the default route) and
-//! makes the store's writer stage outbox entries under `o/<peer>\0…`
-//! (`store::keys::OUTBOX`) in the same batch as the mailbox changes.
+//! [`route_remote`] answers "is there any next hop for this network" (direct
+//! peer serving it, else the default route). A Send with a recipient whose
+//! network has no next hop here is refused FAILED_PRECONDITION "no
+//! federation route to `<net>`" before its payload is read; otherwise it is
+//! ACCEPTED and any recipient refused later (policy or loop here, or at
+//! another relay, e.g. a network the hub does not know) gets a signed
+//! REFUSED non-delivery receipt.
 
-use focal_proto::NetworkId;
+use std::sync::Arc;
 
-use crate::config::RelayConfig;
+use focal_proto::{Address, NetworkId, pb};
+
+use crate::core::routing::NextHop;
+use crate::relaying::Relaying;
 
 /// Where an item for another network goes: the peer whose outbox takes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerRoute {
     /// Peer relay name (`peers[].name`).
     pub peer: String,
+    /// True when no direct peer serves the network (the default route).
+    pub via_default: bool,
 }
 
 /// No peer serves the network and there is no default route.
@@ -29,22 +37,34 @@ pub struct NoRoute {
     pub network: NetworkId,
 }
 
-/// What routing decisions need: the configured peers (and, once wired, the
-/// routing core and the links of `crate::federation`).
-#[derive(Debug, Default)]
+/// What routing decisions need: the federation driver (relay core, links).
+#[derive(Clone, Debug)]
 pub struct Routes {
-    _peers: Vec<crate::config::PeerConfig>,
+    relaying: Arc<Relaying>,
 }
 
 impl Routes {
-    /// Built from the config at start.
-    pub fn new(config: &RelayConfig) -> Self {
-        Routes { _peers: config.peers.clone() }
+    /// Over the running driver.
+    pub fn new(relaying: Arc<Relaying>) -> Self {
+        Routes { relaying }
+    }
+
+    /// The driver.
+    pub fn relaying(&self) -> &Arc<Relaying> {
+        &self.relaying
+    }
+
+    /// Verified directory entries of `address` in another network, through
+    /// the federation (cached). Err: a message for the client.
+    pub async fn remote_directory(&self, address: &Address) -> Result<Vec<pb::DirectoryEntry>, String> {
+        self.relaying.directory.remote(&self.relaying, address, None).await
     }
 }
 
 /// The next hop for `network` (never this relay's own network).
 pub fn route_remote(routes: &Routes, network: &NetworkId) -> Result<PeerRoute, NoRoute> {
-    let _ = routes;
-    Err(NoRoute { network: network.clone() })
+    match routes.relaying.core().table().next_hop(network) {
+        NextHop::Peer { name, via_default } => Ok(PeerRoute { peer: name.to_owned(), via_default }),
+        NextHop::Local | NextHop::Unknown => Err(NoRoute { network: network.clone() }),
+    }
 }

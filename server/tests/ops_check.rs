@@ -28,7 +28,10 @@ fn check_reports_crl_problems() {
 
     let (ok, text) = check(&pki.relay_config("carin", data.path(), ""));
     assert!(ok, "{text}");
-    assert!(text.contains("ok    tls.crls[0]: CRL Focal carin CA (carin-crl.pem): next update due in "), "{text}");
+    assert!(
+        text.contains("ok    tls.crls[0]: CRL Focal carin CA (carin-crl.pem): next update due in "),
+        "{text}"
+    );
 
     std::fs::write(&crl, pki.cas["carin"].crl(&[], 2, 3).unwrap()).unwrap();
     let (ok, text) = check(&pki.relay_config("carin", data.path(), ""));

@@ -6,6 +6,7 @@
 //! from nothing (or from raw link status, [`LinkStatuses`]) and peer
 //! control answers UNAVAILABLE "federation not running".
 
+mod relaying;
 mod service;
 
 use std::sync::{Arc, RwLock};

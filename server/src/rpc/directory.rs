@@ -1,7 +1,8 @@
 //! `Directory`: focal points publish their signed entry (X25519 key bound to
 //! their identity key); any authenticated member of the network looks
 //! entries up. Other networks' directories are reached through the
-//! federation seam (not wired yet: FAILED_PRECONDITION).
+//! federation (`Routes::remote_directory`: the next hop's relay answers,
+//! entries are verified here and cached); no route: FAILED_PRECONDITION.
 
 use focal_proto::{Address, pb};
 use tonic::{Request, Status};
@@ -30,7 +31,10 @@ pub(super) async fn publish(
     Ok(pb::PublishResponse {})
 }
 
-pub(super) fn lookup(shared: &Shared, req: Request<pb::LookupRequest>) -> Result<pb::DirectoryEntry, Status> {
+pub(super) async fn lookup(
+    shared: &Shared,
+    req: Request<pb::LookupRequest>,
+) -> Result<pb::DirectoryEntry, Status> {
     crate::peer::caller(&req)?;
     let address = Address::parse(&req.get_ref().address)
         .map_err(|e| Status::invalid_argument(format!("address: {e}")))?;
@@ -40,11 +44,19 @@ pub(super) fn lookup(shared: &Shared, req: Request<pb::LookupRequest>) -> Result
         )));
     }
     if address.network() != &shared.config.network {
-        // FEDERATION: a directory query to the peer serving that network.
-        let e = route_remote(&shared.routes, address.network()).err();
-        let msg =
-            e.map(|e| e.to_string()).unwrap_or_else(|| "remote directory lookups are not wired yet".into());
-        return Err(Status::failed_precondition(msg));
+        // A directory query through the federation, answered by the
+        // network's own relay, verified here and cached.
+        if let Err(e) = route_remote(&shared.routes, address.network()) {
+            return Err(Status::failed_precondition(e.to_string()));
+        }
+        return match shared.routes.remote_directory(&address).await {
+            Ok(v) => v
+                .into_iter()
+                .next()
+                .ok_or_else(|| Status::not_found(format!("no directory entry for {address}"))),
+            Err(e) if e == "not found" => Err(Status::not_found(format!("no directory entry for {address}"))),
+            Err(e) => Err(Status::unavailable(e)),
+        };
     }
     shared
         .store
@@ -52,7 +64,7 @@ pub(super) fn lookup(shared: &Shared, req: Request<pb::LookupRequest>) -> Result
         .ok_or_else(|| Status::not_found(format!("no directory entry for {address}")))
 }
 
-pub(super) fn list_members(
+pub(super) async fn list_members(
     shared: &Shared,
     req: Request<pb::ListMembersRequest>,
 ) -> Result<pb::ListMembersResponse, Status> {
@@ -61,9 +73,16 @@ pub(super) fn list_members(
     if !net.is_empty() && net != shared.config.network.as_str() {
         let network = focal_proto::NetworkId::new(net)
             .map_err(|e| Status::invalid_argument(format!("network: {e}")))?;
-        let e = route_remote(&shared.routes, &network).err();
-        let msg = e.map(|e| e.to_string()).unwrap_or_else(|| "remote member lists are not wired yet".into());
-        return Err(Status::failed_precondition(msg));
+        if let Err(e) = route_remote(&shared.routes, &network) {
+            return Err(Status::failed_precondition(e.to_string()));
+        }
+        let all = Address::parse(&format!("*@{network}"))
+            .map_err(|e| Status::invalid_argument(format!("network: {e}")))?;
+        return match shared.routes.remote_directory(&all).await {
+            Ok(entries) => Ok(pb::ListMembersResponse { entries }),
+            Err(e) if e == "not found" => Ok(pb::ListMembersResponse { entries: vec![] }),
+            Err(e) => Err(Status::unavailable(e)),
+        };
     }
     Ok(pb::ListMembersResponse { entries: shared.store.directory(100_000)? })
 }

@@ -221,14 +221,14 @@ impl Directory for DirectoryService {
     }
 
     async fn lookup(&self, req: Request<pb::LookupRequest>) -> Result<Response<pb::DirectoryEntry>, Status> {
-        directory::lookup(&self.shared, req).map(Response::new)
+        directory::lookup(&self.shared, req).await.map(Response::new)
     }
 
     async fn list_members(
         &self,
         req: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
-        directory::list_members(&self.shared, req).map(Response::new)
+        directory::list_members(&self.shared, req).await.map(Response::new)
     }
 }
 

@@ -11,7 +11,11 @@
 //! 6. expiry and clock skew (FAILED_PRECONDITION), lifetime (INVALID_ARGUMENT);
 //! 7. size, store space, send rate (RESOURCE_EXHAUSTED);
 //! 8. duplicate (sender, msg id) (ALREADY_EXISTS);
-//! 9. a route for every recipient network (FAILED_PRECONDITION);
+//! 9. a next hop for every recipient network (FAILED_PRECONDITION "no
+//!    federation route to <net>"); recipients refused later, here (policy,
+//!    loop) or by another relay (e.g. a network the hub does not know), get
+//!    a signed REFUSED non-delivery receipt in the sender's receipts while
+//!    the Send is ACCEPTED;
 //! 10. the payload streamed to the store while SHA-256 and size are computed
 //!     and compared with the header (INVALID_ARGUMENT);
 //!
@@ -28,8 +32,10 @@ use tonic::{Request, Status, Streaming};
 
 use super::{Shared, now_ms, require_fp};
 use crate::RelayError;
+use crate::core::relay::Origin;
+use crate::core::routing::RouteInput;
 use crate::route::route_remote;
-use crate::store::AcceptRequest;
+use crate::store::fed::{RouteOutcome, RouteRequest};
 use crate::store::payload::PayloadError;
 
 /// A refusal, with the reason the audit record carries (None: not audited).
@@ -105,7 +111,7 @@ async fn checked(
     shared: &Shared,
     caller: &Identity,
     ctx: &ValidContext,
-    mut header: pb::EnvelopeHeader,
+    header: pb::EnvelopeHeader,
     mut stream: Streaming<pb::SendRequest>,
     now: i64,
 ) -> Result<pb::SendResponse, Refused> {
@@ -199,15 +205,21 @@ async fn checked(
         return Err(refuse(e.into(), R::Unspecified));
     }
 
+    // Routing: when this relay has no next hop at all for a recipient's
+    // network (no direct peer, no default route), the whole Send is refused
+    // here, before its payload is read, so the sender learns it at once and
+    // nothing is half-delivered. Refusals decided later (policy, a loop, a
+    // network unknown to the hub) reach the sender as signed REFUSED
+    // receipts while the Send itself is ACCEPTED.
     let own = &shared.config.network;
-    let local: Vec<_> = ctx.recipients.iter().filter(|a| a.network() == own).cloned().collect();
     let remote: BTreeSet<&NetworkId> =
         ctx.recipients.iter().map(|a| a.network()).filter(|n| *n != own).collect();
     for net in remote {
-        // FEDERATION: a route found here means a copy for that peer's outbox.
         route_remote(&shared.routes, net)
             .map_err(|e| refuse(Status::failed_precondition(e.to_string()), R::UnknownNetwork))?;
     }
+    let input = RouteInput::from_pb(&ctx.ctx, &header)
+        .map_err(|e| refuse(Status::invalid_argument(e.to_string()), R::Unspecified))?;
 
     let mut sink = shared.store.payload_sink(header.payload_size).await.map_err(|e| unaudited(e.into()))?;
     while let Some(msg) = stream.message().await.map_err(unaudited)? {
@@ -225,33 +237,45 @@ async fn checked(
 
     // A large upload takes a while: the relay's acceptance time is now.
     let now = now_ms();
-    header.hops.push(pb::Hop { relay: shared.config.name.clone(), network: own.to_string(), at_ms: now });
-    let accepted = shared
+    let outcome = shared
         .store
-        .accept(AcceptRequest {
+        .route(RouteRequest {
             header,
-            sender: ctx.sender.clone(),
-            msg_id: ctx.msg_id,
+            input,
             all_recipients: ctx.recipients.clone(),
-            local_recipients: local,
-            expires_at_ms: c.expires_at_ms,
-            handling: c.handling(),
-            priority: c.priority(),
+            origin: Origin::Local,
             from: caller.uri(),
             payload,
             now_ms: now,
         })
         .await
-        .map_err(|e| match e {
-            RelayError::Duplicate { .. } => refuse(e.into(), R::Unspecified),
-            RelayError::MailboxFull { .. } => refuse(e.into(), R::StoreFull),
-            e => unaudited(e.into()),
-        })?;
-    tracing::info!(msg_id = %hex::encode(ctx.msg_id), leaf = accepted.leaf_index, "accepted");
+        .map_err(|e| unaudited(e.into()))?;
+    let (leaf_index, at_ms) = match outcome {
+        RouteOutcome::Handled { leaf_index, at_ms, refused, .. } => {
+            if !refused.is_empty() {
+                tracing::info!(msg_id = %hex::encode(ctx.msg_id), refused = refused.len(), "some recipients refused; REFUSED receipts stored");
+            }
+            (leaf_index, at_ms)
+        }
+        RouteOutcome::Duplicate => {
+            let e = RelayError::Duplicate { sender: ctx.sender.to_string(), msg_id: hex::encode(ctx.msg_id) };
+            return Err(refuse(e.into(), R::Unspecified));
+        }
+        RouteOutcome::Refused(r) => {
+            let status = match r.reason {
+                R::Policy => Status::permission_denied(r.to_string()),
+                R::TooLarge | R::RateLimited | R::StoreFull => Status::resource_exhausted(r.to_string()),
+                _ => Status::failed_precondition(r.to_string()),
+            };
+            return Err(refuse(status, r.reason));
+        }
+        RouteOutcome::Retry(r) => return Err(refuse(Status::resource_exhausted(r.to_string()), r.reason)),
+    };
+    tracing::info!(msg_id = %hex::encode(ctx.msg_id), leaf = leaf_index, "accepted");
     Ok(pb::SendResponse {
         msg_id: ctx.msg_id.to_vec(),
-        accepted_at_ms: accepted.accepted_at_ms,
-        audit_leaf_index: accepted.leaf_index,
+        accepted_at_ms: at_ms,
+        audit_leaf_index: leaf_index,
         relay: shared.config.name.clone(),
     })
 }

@@ -14,7 +14,8 @@
 //! | `s/` | address | next seq (u64 BE) ‖ messages waiting (u64 BE) |
 //! | `r/` | address 0x00 at_ms (u64 BE) ‖ receipt id (32) | `pb::Receipt` |
 //! | `D/` | address | `pb::DirectoryEntry` |
-//! | `o/` | peer name 0x00 … | reserved: per-peer outboxes (federation) |
+//! | `o/` | peer name 0x00 seq (u64 BE) | [`OutboxRecord`](super::fed::OutboxRecord): a copy queued for a peer |
+//! | `n/` | [`SeenKey::to_bytes`](crate::core::dedup::SeenKey::to_bytes) | the federation seen-set entry (JSON `SeenEntry`) |
 //! | `a/` | … | the audit log (`crate::audit`) |
 //! | `z/audit-shim/` | leaf index (u64 BE) | temporary audit shim (see `audit_seam`) |
 //!
@@ -34,8 +35,10 @@ pub(crate) const MAILBOX_INDEX: &[u8] = b"i/";
 pub(crate) const MAILBOX_META: &[u8] = b"s/";
 pub(crate) const RECEIPTS: &[u8] = b"r/";
 pub(crate) const DIRECTORY: &[u8] = b"D/";
-/// Reserved for per-peer outboxes (federation work): `o/<peer>\0...`.
+/// Per-peer outboxes: `o/<peer>\0<seq BE>`.
 pub const OUTBOX: &[u8] = b"o/";
+/// The relay core's seen-set: `n/<SeenKey bytes>`.
+pub(crate) const SEEN: &[u8] = b"n/";
 
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
     let mut v = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
@@ -90,6 +93,20 @@ pub(crate) fn receipt(addr: &str, at_ms: i64, receipt_id: &[u8; 32]) -> Vec<u8> 
 }
 pub(crate) fn directory(addr: &str) -> Vec<u8> {
     cat(&[DIRECTORY, addr.as_bytes()])
+}
+
+pub(crate) fn outbox(peer: &str, seq: u64) -> Vec<u8> {
+    cat(&[OUTBOX, peer.as_bytes(), &[0], &seq.to_be_bytes()])
+}
+/// (peer, seq) of an outbox key.
+pub(crate) fn split_outbox(key: &[u8]) -> Option<(String, u64)> {
+    let rest = key.strip_prefix(OUTBOX)?;
+    let (peer, seq) = rest.split_at_checked(rest.len().checked_sub(9)?)?;
+    let seq = seq.strip_prefix(&[0])?;
+    Some((String::from_utf8(peer.to_vec()).ok()?, u64_be(seq)?))
+}
+pub(crate) fn seen(key_bytes: &[u8]) -> Vec<u8> {
+    cat(&[SEEN, key_bytes])
 }
 
 pub(crate) fn u64_be(v: &[u8]) -> Option<u64> {

@@ -1,8 +1,8 @@
 //! The relay's durable state on sled: mailboxes per address (ordered by a
 //! per-mailbox sequence), envelope headers, payloads, the (sender, msg id)
-//! dedup set with expiry, receipts per address, directory entries, and room
-//! for per-peer outboxes — all in ONE sled tree under key prefixes (see
-//! [`keys`]), beside the audit log (`a/`).
+//! dedup set with expiry, receipts per address, directory entries, the
+//! per-peer outboxes and the federation seen-set ([`fed`]) — all in ONE sled
+//! tree under key prefixes (see [`keys`]), beside the audit log (`a/`).
 //!
 //! Reads go straight to the tree. Every change goes through the single
 //! writer task ([`writer`]): bounded queue, one batch and one `flush_async`
@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub(crate) mod audit_seam;
+pub mod fed;
 pub mod keys;
 mod ops;
 pub mod payload;
@@ -77,12 +78,23 @@ struct Inner {
     audit: AuditReader,
     fatal: tokio::sync::watch::Receiver<Option<String>>,
     metrics: Arc<crate::metrics::Metrics>,
+    outbox_wake: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Store {
     /// Opens (or creates) the store, removes orphan payload files and starts
     /// the writer task. Must be called inside a tokio runtime.
     pub fn open(opts: StoreOptions) -> Result<Store, RelayError> {
+        Store::open_with_core(opts, None)
+    }
+
+    /// As [`Store::open`], with the relay core the writer consults (and
+    /// locks while it stages a batch) for federation operations. The core is
+    /// restored from the store (seen-set, outboxes) before the writer starts.
+    pub fn open_with_core(
+        opts: StoreOptions,
+        core: Option<Arc<std::sync::Mutex<crate::core::RelayCore>>>,
+    ) -> Result<Store, RelayError> {
         let dir = &opts.data_dir;
         let payload_path = dir.join("payloads");
         std::fs::create_dir_all(&payload_path).map_err(RelayError::io(&payload_path))?;
@@ -130,7 +142,26 @@ impl Store {
             metrics.clone(),
         )?;
         let audit_reader = audit.reader();
+        if let Some(core) = &core {
+            let (seen, items) = fed::load(&tree)?;
+            let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
+            let n_seen = seen.len();
+            c.restore_seen(seen);
+            let mut by_peer: std::collections::BTreeMap<String, Vec<(u64, crate::core::outbox::OutboxItem)>> =
+                Default::default();
+            let n_items = items.len();
+            for (peer, seq, item) in items {
+                by_peer.entry(peer).or_default().push((seq, item));
+            }
+            for (peer, items) in by_peer {
+                if let Err(e) = c.restore_outbox(&peer, items) {
+                    tracing::error!(peer, error = %e, "outbox of a peer no longer configured is kept on disk, not sent");
+                }
+            }
+            tracing::info!(seen = n_seen, outbox_items = n_items, "relay core restored from the store");
+        }
         let (fatal_tx, fatal_rx) = tokio::sync::watch::channel(None);
+        let outbox_wake = Arc::new(tokio::sync::watch::Sender::new(0u64));
         let sled_size = Arc::new(AtomicU64::new(db.size_on_disk().unwrap_or(0)));
         let capacity = opts.write_queue_depth.max(1);
         let (tx, rx) = mpsc::channel(capacity);
@@ -147,6 +178,8 @@ impl Store {
             size: sled_size.clone(),
             fatal: fatal_tx,
             metrics: metrics.clone(),
+            core,
+            outbox_wake: outbox_wake.clone(),
         };
         let handle = tokio::spawn(writer.run(rx));
         Ok(Store {
@@ -161,6 +194,7 @@ impl Store {
                 audit: audit_reader,
                 fatal: fatal_rx,
                 metrics,
+                outbox_wake,
             }),
         })
     }
@@ -190,6 +224,75 @@ impl Store {
             Reply::Accepted(a) => Ok(a),
             other => Err(RelayError::Other(format!("writer answered {other:?} to accept"))),
         }
+    }
+
+    /// Routes an envelope copy through the relay core and persists the
+    /// decision (mailboxes, outboxes, receipts, audit) in one batch;
+    /// returns after its fsync.
+    pub async fn route(&self, req: fed::RouteRequest) -> Result<fed::RouteOutcome, RelayError> {
+        match self.submit(Op::Route(Box::new(req))).await? {
+            Reply::Routed(o) => Ok(o),
+            other => Err(RelayError::Other(format!("writer answered {other:?} to route"))),
+        }
+    }
+
+    /// Routes a verified receipt (local receipt box or a peer's outbox).
+    pub async fn route_receipt(&self, req: fed::ReceiptRequest) -> Result<pb::TransferStatus, RelayError> {
+        match self.submit(Op::Receipt(Box::new(req))).await? {
+            Reply::Status(s) => Ok(s),
+            other => Err(RelayError::Other(format!("writer answered {other:?} to a receipt"))),
+        }
+    }
+
+    /// Deletes an item the peer acked, with its FORWARDED audit record.
+    pub async fn outbox_done(
+        &self,
+        peer: &str,
+        removed: crate::core::outbox::Removed,
+        status: pb::TransferStatus,
+        now_ms: i64,
+    ) -> Result<(), RelayError> {
+        self.submit(Op::OutboxDone { peer: peer.to_owned(), removed, status, now_ms }).await.map(drop)
+    }
+
+    /// Deletes an expired outbox item, audits it and queues EXPIRED receipts.
+    pub async fn outbox_expired(
+        &self,
+        expired: crate::core::relay::Expired,
+        now_ms: i64,
+    ) -> Result<(), RelayError> {
+        self.submit(Op::OutboxExpired { expired, now_ms }).await.map(drop)
+    }
+
+    /// Deletes seen entries the core forgot.
+    pub async fn forget_seen(&self, keys: Vec<crate::core::dedup::SeenKey>) -> Result<(), RelayError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.submit(Op::ForgetSeen(keys)).await.map(drop)
+    }
+
+    /// The record of outbox item `peer`/`seq`.
+    pub fn outbox_record(&self, peer: &str, seq: u64) -> Result<Option<fed::OutboxRecord>, RelayError> {
+        let key = keys::outbox(peer, seq);
+        match self.get(&key, "reading an outbox item")? {
+            Some(v) => Ok(Some(decode(&key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored envelope of msgkey (sender, msg id), also while only outbox copies need it.
+    pub fn stored_envelope(
+        &self,
+        sender: &Address,
+        msg_id: &[u8; 16],
+    ) -> Result<Option<StoredEnvelope>, RelayError> {
+        self.envelope(sender, msg_id)
+    }
+
+    /// Changes each time a durable batch queued outbox items.
+    pub fn outbox_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.outbox_wake.subscribe()
     }
 
     /// Removes a message from its recipient's mailbox and stores the receipt.

@@ -8,6 +8,7 @@ use focal_proto::{Address, NetworkId, pb};
 use prost::Message;
 
 use super::audit_seam::AuditSeam;
+use super::fed::{self, ReceiptRequest};
 use super::keys;
 use super::payload::ReceivedPayload;
 use super::records::{DedupRecord, MailboxEntry, MailboxMeta, StoredEnvelope, decode};
@@ -15,6 +16,8 @@ use super::writer::{
     AcceptRequest, Accepted, AckRequest, After, ExpiryReport, Op, ReceiptSigner, Reply, Staged,
 };
 use crate::RelayError;
+use crate::core::RelayCore;
+use crate::core::relay::Origin;
 use crate::hub::HubEvent;
 
 pub(super) struct Ctx {
@@ -50,14 +53,24 @@ pub(super) fn apply(
     st: &mut Staged<'_>,
     audit: &mut AuditSeam,
     ctx: &Ctx,
+    core: Option<&mut RelayCore>,
     op: Op,
     after: &mut After,
 ) -> OpResult {
     match op {
         Op::Accept(req) => accept(st, audit, ctx, *req, after),
-        Op::Ack(req) => ack(st, audit, ctx, *req, after),
+        Op::Ack(req) => ack(st, audit, ctx, core, *req, after),
         Op::Publish { address, entry, key_serial } => publish(st, address, entry, key_serial),
-        Op::ExpireDue { now_ms, limit } => expire_due(st, audit, ctx, now_ms, limit, after),
+        Op::ExpireDue { now_ms, limit } => expire_due(st, audit, ctx, core, now_ms, limit, after),
+        Op::Route(req) => fed::route(st, audit, ctx, core, *req, after),
+        Op::Receipt(req) => fed::receipt(st, core, *req, after),
+        Op::OutboxDone { peer, removed, status, now_ms } => {
+            fed::outbox_done(st, audit, &peer, removed, status, now_ms, after)
+        }
+        Op::OutboxExpired { expired, now_ms } => {
+            fed::outbox_expired(st, audit, ctx, core, expired, now_ms, after)
+        }
+        Op::ForgetSeen(keys) => fed::forget_seen(st, keys),
         Op::Purge(req) => super::admin::purge(st, audit, *req, after), // OPS: Admin.Purge
         Op::Audit(record) => {
             check!(AuditSeam::validate(&record));
@@ -138,6 +151,7 @@ fn accept(
         msg_id: req.msg_id.to_vec(),
         handling: req.handling as i32,
         priority: req.priority as i32,
+        forwards: vec![],
     };
     st.insert(keys::envelope(&mk), stored.encode_to_vec());
     st.insert(
@@ -160,8 +174,8 @@ fn accept(
         };
         after.events.push((addr, HubEvent::Message(summary)));
     }
-    // FEDERATION: copies for other networks are staged here, under
-    // `keys::OUTBOX` (`o/<peer>\0…`), in this same batch.
+    // Copies for other networks are routed by `fed::route` (Op::Route),
+    // which the Send path uses; this operation only fills local mailboxes.
     after.keep.extend(keep);
     Ok(Ok(Reply::Accepted(Accepted { leaf_index, accepted_at_ms: req.now_ms })))
 }
@@ -194,9 +208,46 @@ pub(super) fn take_from_mailbox(
     }))
 }
 
-/// Writes back `env` or, once nobody is pending, removes it and its payload.
+/// Whether `addr`'s mailbox has room for one more message.
+pub(super) fn mailbox_room(st: &Staged<'_>, ctx: &Ctx, addr: &str) -> Result<bool, RelayError> {
+    let mkey = keys::mailbox_meta(addr);
+    let meta = MailboxMeta::decode(&mkey, st.get(&mkey)?.as_deref())?;
+    Ok(meta.count < ctx.max_mailbox_messages)
+}
+
+/// Puts message `mk` into the mailboxes of `addrs` (live events after the flush).
+pub(super) fn put_in_mailboxes(
+    st: &mut Staged<'_>,
+    mk: &[u8],
+    header: &pb::EnvelopeHeader,
+    addrs: &[String],
+    now_ms: i64,
+    after: &mut After,
+) -> Result<(), Fatal> {
+    for addr in addrs {
+        let mkey = keys::mailbox_meta(addr);
+        let mut meta = MailboxMeta::decode(&mkey, st.get(&mkey)?.as_deref())?;
+        if st.get(&keys::mailbox_index(addr, mk))?.is_some() {
+            continue;
+        }
+        let seq = meta.next_seq;
+        meta.next_seq += 1;
+        meta.count += 1;
+        st.insert(mkey, meta.encode().to_vec());
+        let entry = MailboxEntry { msg_key: mk.to_vec(), received_at_ms: now_ms };
+        st.insert(keys::mailbox(addr, seq), entry.encode_to_vec());
+        st.insert(keys::mailbox_index(addr, mk), seq.to_be_bytes().to_vec());
+        let summary =
+            pb::MessageSummary { header: Some(header.clone()), received_at_ms: now_ms, mailbox_seq: seq };
+        after.events.push((addr.clone(), HubEvent::Message(summary)));
+    }
+    Ok(())
+}
+
+/// Writes back `env` or, once nobody is pending and no outbox copy shares
+/// it, removes it and its payload.
 pub(super) fn settle_envelope(st: &mut Staged<'_>, mk: &[u8], env: StoredEnvelope, after: &mut After) {
-    if env.pending.is_empty() {
+    if env.pending.is_empty() && env.forwards.is_empty() {
         st.remove(keys::envelope(mk));
         if env.payload_file.is_empty() {
             st.remove(keys::payload(mk));
@@ -211,29 +262,45 @@ pub(super) fn settle_envelope(st: &mut Staged<'_>, mk: &[u8], env: StoredEnvelop
 fn store_receipt(
     st: &mut Staged<'_>,
     ctx: &Ctx,
+    core: Option<&mut RelayCore>,
     to: &str,
     receipt: &pb::Receipt,
     now_ms: i64,
     after: &mut After,
-) {
-    let network_ok = Address::parse(to).map(|a| a.network() == &ctx.network).unwrap_or(false);
+) -> Result<(), Fatal> {
+    let addr = Address::parse(to).ok();
+    let network_ok = addr.as_ref().map(|a| a.network() == &ctx.network).unwrap_or(false);
     if !network_ok {
-        // FEDERATION: receipts for other networks go through
-        // `route::route_remote` into a peer outbox (not wired yet).
-        tracing::warn!(to, "receipt for another network dropped: no federation route yet");
-        return;
+        // Receipts for other networks go through the relay core into a
+        // peer outbox (store-and-forward with ack, like envelopes).
+        match (addr, core) {
+            (Some(original_sender), Some(core)) => {
+                let req = ReceiptRequest {
+                    receipt: receipt.clone(),
+                    original_sender,
+                    hops: vec![],
+                    origin: Origin::Local,
+                    now_ms,
+                };
+                fed::route_receipt(st, core, req, after)?;
+            }
+            _ => tracing::warn!(to, "receipt for another network dropped: no federation"),
+        }
+        return Ok(());
     }
     let body = receipt.signed.as_ref().map(|s| s.body.as_slice()).unwrap_or_default();
     let id: [u8; 32] =
         ring::digest::digest(&ring::digest::SHA256, body).as_ref().try_into().expect("32 bytes");
     st.insert(keys::receipt(to, now_ms, &id), receipt.encode_to_vec());
     after.events.push((to.to_owned(), HubEvent::Receipt(receipt.clone())));
+    Ok(())
 }
 
 fn ack(
     st: &mut Staged<'_>,
     audit: &mut AuditSeam,
     ctx: &Ctx,
+    core: Option<&mut RelayCore>,
     req: AckRequest,
     after: &mut After,
 ) -> OpResult {
@@ -280,7 +347,7 @@ fn ack(
     if let Some(env) = env {
         settle_envelope(st, &mk, env, after);
     }
-    store_receipt(st, ctx, &sender, &req.receipt, req.now_ms, after);
+    store_receipt(st, ctx, core, &sender, &req.receipt, req.now_ms, after)?;
     Ok(Ok(Reply::Done))
 }
 
@@ -305,6 +372,7 @@ fn expire_due(
     st: &mut Staged<'_>,
     audit: &mut AuditSeam,
     ctx: &Ctx,
+    mut core: Option<&mut RelayCore>,
     now_ms: i64,
     limit: usize,
     after: &mut After,
@@ -381,7 +449,7 @@ fn expire_due(
                         payload_sha256: digest.clone(),
                     };
                     let receipt = (ctx.signer)(&body);
-                    store_receipt(st, ctx, &env.sender, &receipt, now_ms, after);
+                    store_receipt(st, ctx, core.as_deref_mut(), &env.sender, &receipt, now_ms, after)?;
                 }
             }
             let mut env = env;

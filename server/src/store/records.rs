@@ -46,6 +46,10 @@ pub struct StoredEnvelope {
     /// Priority of the context (for audit records).
     #[prost(enumeration = "pb::Priority", tag = "12")]
     pub priority: i32,
+    /// Outbox copies (`<peer>/<seq>`) still sharing this envelope's payload;
+    /// the envelope and payload stay until these and `pending` are empty.
+    #[prost(string, repeated, tag = "13")]
+    pub forwards: Vec<String>,
 }
 
 /// `m/<address>\0<seq>`: one waiting message in a mailbox.

@@ -18,6 +18,10 @@ use super::audit_seam::AuditSeam;
 use super::ops::{Ctx, Fatal, apply};
 use super::payload::{PayloadDir, PayloadFile, ReceivedPayload};
 use crate::RelayError;
+use crate::core::RelayCore;
+use crate::core::dedup::SeenKey;
+use crate::core::outbox::Removed;
+use crate::core::relay::Expired;
 use crate::hub::{Hub, HubEvent};
 
 /// Most operations applied in one batch.
@@ -97,6 +101,11 @@ pub(crate) enum Op {
     ExpireDue { now_ms: i64, limit: usize },
     Audit(Box<pb::AuditRecord>),
     Purge(Box<super::admin::PurgeRequest>),
+    Route(Box<super::fed::RouteRequest>),
+    Receipt(Box<super::fed::ReceiptRequest>),
+    OutboxDone { peer: String, removed: Removed, status: pb::TransferStatus, now_ms: i64 },
+    OutboxExpired { expired: Expired, now_ms: i64 },
+    ForgetSeen(Vec<SeenKey>),
 }
 
 #[derive(Debug)]
@@ -105,6 +114,8 @@ pub(crate) enum Reply {
     Done,
     Expired(ExpiryReport),
     Leaf(u64),
+    Routed(super::fed::RouteOutcome),
+    Status(pb::TransferStatus),
 }
 
 pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, RelayError>>;
@@ -130,6 +141,23 @@ pub(crate) struct Writer {
     pub(crate) fatal: tokio::sync::watch::Sender<Option<String>>,
     /// Counters (fsync latency; audit records are counted by the seam).
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// The relay core, locked while a batch is staged and applied.
+    pub(crate) core: Option<Arc<std::sync::Mutex<RelayCore>>>,
+    /// Bumped after a durable batch that queued outbox items.
+    pub(crate) outbox_wake: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// A waiter and its operation's result.
+type Answer = (Option<ReplyTx>, Result<Reply, RelayError>);
+
+/// What staging a group of operations gave.
+enum Staging {
+    /// Nothing to write.
+    Clean,
+    /// Applied to the tree; flush next.
+    Applied,
+    /// Not applied; `true` if the store (or the core) is now inconsistent.
+    Failed(String, bool),
 }
 
 /// Effects to carry out once the batch is durable.
@@ -148,6 +176,8 @@ pub(super) struct Staged<'a> {
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Something was staged (a key or an audit leaf).
     dirty: bool,
+    /// Outbox items were queued: wake the peer senders after the flush.
+    pub(super) wake: bool,
 }
 
 impl Staged<'_> {
@@ -220,12 +250,19 @@ impl Writer {
         tracing::debug!("store writer stopped");
     }
 
-    /// Applies one group of operations. Err means the store is broken (a
-    /// batch or an fsync failed) and the writer must stop.
-    async fn commit(&mut self, jobs: Vec<(Op, Option<ReplyTx>)>) -> Result<(), String> {
+    /// Stages `jobs` into one batch and applies it to the tree, holding the
+    /// core lock throughout (never across an await).
+    fn stage(&mut self, jobs: Vec<(Op, Option<ReplyTx>)>) -> (Vec<Answer>, After, Staging, bool) {
         let ctx = self.ctx();
-        let mut st =
-            Staged { tree: &self.tree, batch: sled::Batch::default(), overlay: HashMap::new(), dirty: false };
+        let core = self.core.clone();
+        let mut guard = core.as_ref().map(|c| c.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut st = Staged {
+            tree: &self.tree,
+            batch: sled::Batch::default(),
+            overlay: HashMap::new(),
+            dirty: false,
+            wake: false,
+        };
         let mut after = After::default();
         let mut results = Vec::with_capacity(jobs.len());
         let mut failed: Option<String> = None;
@@ -233,7 +270,7 @@ impl Writer {
             let r = if failed.is_some() {
                 Err(RelayError::Commit("an earlier operation of the batch failed".into()))
             } else {
-                match apply(&mut st, &mut self.audit, &ctx, op, &mut after) {
+                match apply(&mut st, &mut self.audit, &ctx, guard.as_deref_mut(), op, &mut after) {
                     Err(Fatal(e)) => {
                         failed = Some(e.to_string());
                         Err(RelayError::Commit(e.to_string()))
@@ -243,30 +280,51 @@ impl Writer {
             };
             results.push((tx, r));
         }
-
-        let now = crate::rpc::now_ms();
-        let outcome = if let Some(e) = failed {
-            // Nothing reached the tree: the batch is dropped, the store is fine.
+        let wake = st.wake;
+        let staging = if let Some(e) = failed {
+            // Nothing reached the tree. Without a core the store is fine;
+            // with one, the core may hold decisions the disk does not.
             self.audit.abandon();
-            Err((e, false))
+            Staging::Failed(e, guard.is_some())
         } else if !st.dirty {
-            // Nothing to write (e.g. an expiry pass that found nothing).
-            Ok(())
+            Staging::Clean
         } else if let Err(e) = self.tree.apply_batch(st.batch) {
             self.audit.abandon();
-            Err((format!("applying the batch: {e}"), true))
+            Staging::Failed(format!("applying the batch: {e}"), true)
         } else {
             self.audit.committed();
-            let fsync_started = std::time::Instant::now();
-            let flushed = self.db.flush_async().await;
-            self.metrics.observe_fsync(fsync_started.elapsed());
-            match flushed {
+            Staging::Applied
+        };
+        drop(guard);
+        (results, after, staging, wake)
+    }
+
+    /// `flush_async`, timed for the fsync latency histogram.
+    async fn timed_flush(&self) -> sled::Result<usize> {
+        let started = std::time::Instant::now();
+        let flushed = self.db.flush_async().await;
+        self.metrics.observe_fsync(started.elapsed());
+        flushed
+    }
+
+    /// Applies one group of operations. Err means the store is broken (a
+    /// batch or an fsync failed) and the writer must stop.
+    async fn commit(&mut self, jobs: Vec<(Op, Option<ReplyTx>)>) -> Result<(), String> {
+        let (results, after, staging, wake) = self.stage(jobs);
+        let now = crate::rpc::now_ms();
+        let outcome = match staging {
+            Staging::Failed(e, broken) => Err((e, broken)),
+            Staging::Clean => Ok(()),
+            Staging::Applied => match self.timed_flush().await {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     Err((format!("fsync failed (the last batch may or may not be durable): {e}"), true))
                 }
-            }
+            },
         };
+        if wake {
+            self.outbox_wake.send_modify(|n| *n += 1);
+        }
 
         match outcome {
             Ok(()) => {

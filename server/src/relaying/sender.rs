@@ -1,0 +1,178 @@
+//! One task per peer: drives that peer's outbox (`poll_expired`,
+//! `poll_transmit`, `poll_timeout`) and sends one item at a time on the
+//! peer's link, waiting for its ack before the next (per (sender,
+//! recipient) order at every hop). An item leaves the store only on the
+//! peer's ack (STORED, DUPLICATE or REFUSED), in the batch of its FORWARDED
+//! audit record; RETRY or any error puts it back with a backoff step, and
+//! the backoff ends at once when the peer reconnects or sends anything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use focal_proto::pb;
+use tokio::io::AsyncRead;
+use tokio::sync::watch;
+
+use super::Relaying;
+use crate::core::outbox::{ItemId, Transmit};
+use crate::core::relay::Expired;
+use crate::federation::LinkHandle;
+use crate::rpc::now_ms;
+use crate::store::payload::PayloadSource;
+
+/// Longest sleep without a timer (a change of the store or link wakes earlier).
+const IDLE: Duration = Duration::from_secs(30);
+
+pub(super) async fn run(
+    r: Arc<Relaying>,
+    peer: String,
+    link: LinkHandle,
+    mut kick: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut wake = r.store.outbox_changes();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let now = now_ms();
+        let (expired, tx, timeout) = {
+            let mut c = r.core();
+            let Some(o) = c.outbox_mut(&peer) else { return };
+            let mut expired = Vec::new();
+            while let Some(rm) = o.poll_expired(now) {
+                expired.push(Expired { peer: peer.clone(), seq: rm.seq, item: rm.item });
+            }
+            // The transport dials by itself; this only moves the state on.
+            while o.poll_dial(now) {}
+            let tx = o.poll_transmit(now);
+            (expired, tx, o.poll_timeout())
+        };
+        for e in expired {
+            tracing::info!(seq = e.seq, "outbox item expired undelivered");
+            if let Err(e) = r.store.outbox_expired(e, now).await {
+                tracing::error!(error = %e, "recording an expired outbox item failed");
+            }
+        }
+        if let Some(t) = tx {
+            // Shutdown does not wait for a slow peer: an abandoned transfer
+            // stays in the outbox (on disk) and is sent again after restart.
+            tokio::select! {
+                _ = transmit(&r, &peer, &link, t) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            continue;
+        }
+        let wait = timeout
+            .map(|t| Duration::from_millis(t.saturating_sub(now).clamp(0, IDLE.as_millis() as i64) as u64))
+            .unwrap_or(IDLE);
+        tokio::select! {
+            _ = wake.changed() => {}
+            _ = kick.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
+
+fn reader(src: PayloadSource) -> Box<dyn AsyncRead + Unpin + Send> {
+    match src {
+        PayloadSource::Inline { bytes, pos } => {
+            let mut c = std::io::Cursor::new(bytes);
+            c.set_position(pos as u64);
+            Box::new(c)
+        }
+        PayloadSource::File(f, _) => Box::new(f),
+    }
+}
+
+/// Sends one item and records the outcome.
+async fn transmit(r: &Relaying, peer: &str, link: &LinkHandle, t: Transmit) {
+    let status = match send(r, peer, link, &t).await {
+        Ok(s) => s,
+        Err(Gone(why)) => {
+            // Its bytes are gone (should not happen): drop it from the core.
+            tracing::error!(seq = t.seq, why, "outbox item without stored bytes; dropped");
+            if let Some(o) = r.core().outbox_mut(peer) {
+                o.purge(t.seq);
+            }
+            return;
+        }
+    };
+    let now = now_ms();
+    match status {
+        Some(
+            s @ (pb::TransferStatus::Stored | pb::TransferStatus::Duplicate | pb::TransferStatus::Refused),
+        ) => {
+            let removed = r.core().outbox_mut(peer).and_then(|o| o.handle_ack(&t.id, now));
+            if let Some(removed) = removed
+                && let Err(e) = r.store.outbox_done(peer, removed, s, now).await
+            {
+                // Still on disk: after a restart it is sent again and the
+                // peer answers DUPLICATE.
+                tracing::error!(error = %e, "deleting an acked outbox item failed");
+            }
+        }
+        other => {
+            tracing::debug!(seq = t.seq, attempt = t.attempt, status = ?other, "transfer not acked; backing off");
+            if let Some(o) = r.core().outbox_mut(peer) {
+                o.handle_retry(&t.id, now);
+            }
+        }
+    }
+}
+
+struct Gone(String);
+
+/// `Ok(Some(status))` with the peer's answer, `Ok(None)` when the outcome is
+/// unknown (retry).
+async fn send(
+    r: &Relaying,
+    peer: &str,
+    link: &LinkHandle,
+    t: &Transmit,
+) -> Result<Option<pb::TransferStatus>, Gone> {
+    let rec = match r.store.outbox_record(peer, t.seq) {
+        Ok(Some(rec)) => rec,
+        Ok(None) => return Err(Gone("no outbox record".into())),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an outbox record");
+            return Ok(None);
+        }
+    };
+    match (&t.id, rec.header, rec.receipt) {
+        (ItemId::Envelope { sender, msg_id }, Some(header), _) => {
+            let env = match r.store.stored_envelope(sender, msg_id) {
+                Ok(Some(e)) => e,
+                Ok(None) => return Err(Gone(format!("no stored envelope for {sender}"))),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a stored envelope");
+                    return Ok(None);
+                }
+            };
+            let src = match r.store.payload(&env, 0).await {
+                Ok(s) => s,
+                Err(e) => return Err(Gone(format!("payload: {e}"))),
+            };
+            match link.send_envelope(header, reader(src)).await {
+                Ok(ack) => {
+                    let s = ack.status();
+                    tracing::debug!(msg_id = %hex::encode(msg_id), status = ?s, detail = ack.detail, "transfer acked");
+                    Ok(Some(s))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "transfer failed");
+                    Ok(None)
+                }
+            }
+        }
+        (ItemId::Receipt { .. }, _, Some(receipt)) => match link.send_receipt(receipt).await {
+            Ok(ack) => Ok(Some(ack.status())),
+            Err(e) => {
+                tracing::debug!(error = %e, "receipt transfer failed");
+                Ok(None)
+            }
+        },
+        _ => Err(Gone("record does not match its item".into())),
+    }
+}
