@@ -174,8 +174,10 @@ tar -C "$CARIN" -xzf "$W/carin-data-backup.tgz"
 start "$CARIN"
 CARIN_METRICS=$(grep -o 'metrics listening on http://[0-9.:]*/metrics' "$CARIN/relay.log" | tail -1 | cut -d' ' -f4)
 AUDIT_AFTER=$(metric "$CARIN_METRICS" focal_audit_log_size)
-[[ $AUDIT_AFTER == "$AUDIT_BEFORE" ]] || fail "audit log size $AUDIT_AFTER after restore, $AUDIT_BEFORE before"
-echo "restored: audit log size $AUDIT_AFTER as before the backup"
+# Peer link events keep being audited, so the restored log may have grown
+# again since it started; it must hold at least what was backed up.
+[[ $AUDIT_AFTER -ge $AUDIT_BEFORE ]] || fail "audit log size $AUDIT_AFTER after restore, $AUDIT_BEFORE before"
+echo "restored: audit log holds the $AUDIT_BEFORE record(s) from before the backup ($AUDIT_AFTER now)"
 
 stop "$CARIN"
 stop "$GFP"

@@ -79,7 +79,7 @@ fn operator_walkthrough_runs_with_the_real_binaries() {
     for line in [
         "nl-fiod@carin authenticated",
         "nl-fiod@carin refused after the reload (audited)",
-        "as before the backup",
+        "from before the backup",
         "operator walkthrough complete",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
