@@ -48,14 +48,22 @@ impl AdminService {
         Ok(id)
     }
 
-    fn peer_control(&self) -> Result<Arc<dyn super::PeerControl>, Status> {
-        self.ops.peer_control().ok_or_else(|| Status::unavailable("federation not running on this relay"))
-    }
-
-    fn known_peer(&self, peer: &str) -> Result<(), Status> {
+    /// The peer control for `peer`: INVALID_ARGUMENT without a name,
+    /// UNAVAILABLE while federation does not run, NOT_FOUND for a peer the
+    /// config does not name.
+    fn control_for(&self, peer: &str) -> Result<Arc<dyn super::PeerControl>, Status> {
         if peer.is_empty() {
             return Err(Status::invalid_argument("peer: must name a configured peer"));
         }
+        let control = self
+            .ops
+            .peer_control()
+            .ok_or_else(|| Status::unavailable("federation not running on this relay"))?;
+        self.known_peer(peer)?;
+        Ok(control)
+    }
+
+    fn known_peer(&self, peer: &str) -> Result<(), Status> {
         if !self.ops.config.peers.iter().any(|p| p.name == peer) {
             let names: Vec<&str> = self.ops.config.peers.iter().map(|p| p.name.as_str()).collect();
             return Err(Status::not_found(format!(
@@ -156,9 +164,7 @@ impl Admin for AdminService {
     async fn retry_peer(&self, req: Request<pb::PeerRequest>) -> Result<Response<pb::AdminAck>, Status> {
         let by = self.require_admin(&req, "retry a peer")?;
         let peer = &req.get_ref().peer;
-        let control = self.peer_control()?;
-        self.known_peer(peer)?;
-        let detail = control.retry(peer).await?;
+        let detail = self.control_for(peer)?.retry(peer).await?;
         tracing::info!(%by, peer, "admin: retry peer");
         Ok(Response::new(pb::AdminAck { detail }))
     }
@@ -166,9 +172,7 @@ impl Admin for AdminService {
     async fn pause_peer(&self, req: Request<pb::PeerRequest>) -> Result<Response<pb::AdminAck>, Status> {
         let by = self.require_admin(&req, "pause a peer")?;
         let peer = &req.get_ref().peer;
-        let control = self.peer_control()?;
-        self.known_peer(peer)?;
-        let detail = control.pause(peer).await?;
+        let detail = self.control_for(peer)?.pause(peer).await?;
         tracing::info!(%by, peer, "admin: pause peer");
         Ok(Response::new(pb::AdminAck { detail }))
     }
@@ -176,9 +180,7 @@ impl Admin for AdminService {
     async fn resume_peer(&self, req: Request<pb::PeerRequest>) -> Result<Response<pb::AdminAck>, Status> {
         let by = self.require_admin(&req, "resume a peer")?;
         let peer = &req.get_ref().peer;
-        let control = self.peer_control()?;
-        self.known_peer(peer)?;
-        let detail = control.resume(peer).await?;
+        let detail = self.control_for(peer)?.resume(peer).await?;
         tracing::info!(%by, peer, "admin: resume peer");
         Ok(Response::new(pb::AdminAck { detail }))
     }
@@ -200,9 +202,7 @@ impl Admin for AdminService {
                 Ok(Response::new(pb::AdminAck { detail: format!("purged; audit leaf {leaf}") }))
             }
             Queue::Peer(peer) => {
-                let control = self.peer_control()?;
-                self.known_peer(&peer)?;
-                let detail = control.purge(&peer, &sender, msg_id, &by.uri()).await?;
+                let detail = self.control_for(&peer)?.purge(&peer, &sender, msg_id, &by.uri()).await?;
                 Ok(Response::new(pb::AdminAck { detail }))
             }
         }
