@@ -2,9 +2,11 @@
 //! exporter, the `focal.v1.Admin` gRPC service ([`AdminService`]) and the
 //! reload machinery, and the two seams through which the federation driver
 //! reports on and controls peer links ([`PeerStatusSource`],
-//! [`PeerControl`]). Until the driver provides them, peers are reported
-//! from nothing (or from raw link status, [`LinkStatuses`]) and peer
-//! control answers UNAVAILABLE "federation not running".
+//! [`PeerControl`]). `node.rs` sets the driver (`crate::relaying::Relaying`)
+//! as the status source always and as peer control once the QUIC endpoint
+//! runs; without it peer control answers UNAVAILABLE "federation not
+//! running". [`LinkStatuses`] reports raw link state for a transport used
+//! without the driver.
 
 mod relaying;
 mod service;
