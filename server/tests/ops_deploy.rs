@@ -3,8 +3,9 @@
 //! steps (`deploy/operator-walkthrough.sh`) run with the real binaries.
 //!
 //! Both need system tools (systemd-analyze; openssl, xxd, curl, tar). A
-//! missing tool skips the test with a message, unless `FOCAL_CI=1`, where
-//! it fails (CI installs them: `apt-get install systemd openssl xxd curl`).
+//! missing tool skips the test with a message, unless `FOCAL_CI=1` or
+//! `FOCAL_REQUIRE_PROBES=1` (set by `.ci/run`), where it fails (CI installs
+//! them: `apt-get install systemd openssl xxd curl`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,7 +23,9 @@ fn have(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(std::env::var("FOCAL_CI").as_deref() != Ok("1"), "{tool} is required under FOCAL_CI=1");
+        for var in ["FOCAL_CI", "FOCAL_REQUIRE_PROBES"] {
+            assert!(std::env::var(var).as_deref() != Ok("1"), "{tool} is required under {var}=1");
+        }
         eprintln!("SKIPPED: {tool} is not installed");
     }
     ok
