@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod core;
+pub mod demo;
 mod error;
 pub mod expiry;
 pub mod federation;
