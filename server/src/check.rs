@@ -41,6 +41,19 @@ fn unix_now() -> i64 {
 
 /// Loads and checks everything `tls.*` names; errors name the key.
 pub fn load_tls(config: &RelayConfig) -> Result<TlsMaterial, RelayError> {
+    let (creds, store) = load_parts(config)?;
+    let tls = &config.tls;
+    let verified = focal_certs::verify_peer(&store, creds.cert_der(), &creds.chain[1..], SystemTime::now())
+        .map_err(RelayError::certs(format!(
+        "tls.cert {}: does not verify against the trust bundle",
+        tls.cert.display()
+    )))?;
+    Ok(TlsMaterial { creds, trust: SharedTrust::new(store), verified })
+}
+
+/// [`load_tls`]'s checks, returning the credentials and the trust store
+/// itself (a reload swaps it into the running relay's [`SharedTrust`]).
+pub fn load_parts(config: &RelayConfig) -> Result<(Credentials, TrustStore), RelayError> {
     let tls = &config.tls;
     let creds = Credentials::load(&tls.cert, &tls.key).map_err(RelayError::certs(format!(
         "tls.cert {} / tls.key {}",
@@ -82,12 +95,13 @@ pub fn load_tls(config: &RelayConfig) -> Result<TlsMaterial, RelayError> {
     let crls: Vec<&Path> = tls.crls.iter().map(|p| p.as_path()).collect();
     let store = TrustStore::load(&tls.trust_bundle, &crls)
         .map_err(RelayError::certs(format!("tls.trust_bundle {} / tls.crls", tls.trust_bundle.display())))?;
-    let verified = focal_certs::verify_peer(&store, creds.cert_der(), &creds.chain[1..], SystemTime::now())
-        .map_err(RelayError::certs(format!(
-        "tls.cert {}: does not verify against the trust bundle",
-        tls.cert.display()
-    )))?;
-    Ok(TlsMaterial { creds, trust: SharedTrust::new(store), verified })
+    focal_certs::verify_peer(&store, creds.cert_der(), &creds.chain[1..], SystemTime::now()).map_err(
+        RelayError::certs(format!(
+            "tls.cert {}: does not verify against the trust bundle",
+            tls.cert.display()
+        )),
+    )?;
+    Ok((creds, store))
 }
 
 fn check_key_matches(creds: &Credentials, cert: &Path, key: &Path) -> Result<(), RelayError> {
@@ -198,6 +212,25 @@ pub fn check(path: &Path) -> Report {
                 ),
             );
             r.push(Level::Ok, format!("tls.crls: {} CRL file(s) loaded", tls.crls.len()));
+            let now = crate::expiry::unix_now();
+            for (i, crl) in crate::expiry::scan(&m.creds, &bundle, &tls.crls)
+                .into_iter()
+                .filter(|e| e.what.starts_with("CRL "))
+                .enumerate()
+            {
+                let days = crl.days_left(now);
+                let (level, note) = if crl.not_after_unix <= now {
+                    (
+                        Level::Warn,
+                        "its next update is past: republish it (`focal-certs crl`), then reload".to_owned(),
+                    )
+                } else if days < crl.warn_days {
+                    (Level::Warn, format!("next update due in {days} days: republish it soon"))
+                } else {
+                    (Level::Ok, format!("next update due in {days} days"))
+                };
+                r.push(level, format!("tls.crls[{i}]: {}: {note}", crl.what));
+            }
             r.push(Level::Ok, format!("tls.cert chains to the {} CA and is not revoked", config.network));
             let left = m.verified.not_after.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
             let days = left.as_secs() / 86_400;

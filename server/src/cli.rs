@@ -5,6 +5,8 @@
 //!   SIGINT or SIGTERM, then drains and flushes. Config and certificates are
 //!   checked before any port is bound; once serving, the relay logs
 //!   `focal-relay listening grpc=<addr> federation=<addr>` (stderr).
+//!   SIGHUP reloads the certificate, key, trust bundle and CRLs (see
+//!   [`crate::reload`]) and logs `reload complete` or `reload failed`.
 //! - `focal-relay check --config F` checks a config and its certificate files
 //!   and prints what it found (exit 1 on any problem).
 //! - `focal-relay demo [--keep-running] [--dir D]` starts a throwaway
@@ -109,7 +111,8 @@ fn run(path: &std::path::Path, format: LogFormat) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        match crate::serve(config, listeners, shutdown_signal()).await {
+        let options = crate::ServeOptions { reload: Some(reload_signal()), ready: None };
+        match crate::serve_with(config, listeners, shutdown_signal(), options).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e}");
@@ -118,6 +121,32 @@ fn run(path: &std::path::Path, format: LogFormat) -> ExitCode {
             }
         }
     })
+}
+
+/// One `()` per SIGHUP (a burst of signals while a reload is pending counts once).
+fn reload_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = tx.try_send(()) {
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with `focal admin reload`")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -181,6 +181,17 @@ pub enum RelayError {
         new: u32,
     },
 
+    /// An admin purge of a queue item that has not expired yet.
+    #[error("{what} expires at {expires_at_ms} (relay clock {now_ms}): only expired items can be purged")]
+    NotExpired {
+        /// The item, e.g. `message <id> from <sender> in mailbox:<address>`.
+        what: String,
+        /// Its expires_at_ms.
+        expires_at_ms: i64,
+        /// Relay clock.
+        now_ms: i64,
+    },
+
     // ---- audit log
     /// The audit log refused a record or a proof request.
     #[error("audit log: {0}")]
@@ -218,7 +229,9 @@ impl From<RelayError> for tonic::Status {
             }
             RelayError::Duplicate { .. } => Status::already_exists(msg),
             RelayError::NotInMailbox { .. } => Status::not_found(msg),
-            RelayError::StaleDirectoryEntry { .. } => Status::failed_precondition(msg),
+            RelayError::StaleDirectoryEntry { .. } | RelayError::NotExpired { .. } => {
+                Status::failed_precondition(msg)
+            }
             RelayError::StoreClosed => Status::unavailable(msg),
             _ => Status::internal(msg),
         }

@@ -12,23 +12,32 @@
 //!
 //! Federation: the QUIC transport is [`federation`], the routing brain
 //! [`core`], and [`relaying`] drives them with the store (per-peer outboxes,
-//! inbound handler, cross-network directory). Not here yet: metrics and the
-//! admin service.
+//! inbound handler, cross-network directory).
+//!
+//! Operating it: Prometheus metrics ([`metrics`], on `listen.metrics`), the
+//! Admin service ([`admin`]), reload of certificate, key, trust bundle and
+//! CRLs without downtime ([`reload`]: SIGHUP or `Admin.Reload`, through
+//! [`serve_with`]), and expiry warnings ([`expiry`]).
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod core;
 pub mod demo;
 mod error;
+pub mod expiry;
 pub mod federation;
 pub mod hub;
 pub mod logging;
+pub mod metrics;
 mod node;
 pub mod peer;
 pub mod relaying;
+pub mod reload;
 pub mod route;
 pub mod rpc;
 pub mod store;
@@ -92,5 +101,26 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
-    node::run(config, listeners, shutdown).await
+    node::run(config, listeners, shutdown, ServeOptions::default()).await
+}
+
+/// What a caller of [`serve_with`] can hand a relay besides its config.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// Each `()` received reloads certificate, key, trust bundle and CRLs
+    /// (`focal-relay run` sends one per SIGHUP).
+    pub reload: Option<tokio::sync::mpsc::Receiver<()>>,
+    /// Gets the operator state (metrics, reloader, peer seams) once the
+    /// relay serves.
+    pub ready: Option<tokio::sync::oneshot::Sender<std::sync::Arc<admin::OpsState>>>,
+}
+
+/// [`serve`] with reload triggers and a handle to the operator state.
+pub async fn serve_with(
+    config: config::RelayConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), RelayError> {
+    node::run(config, listeners, shutdown, options).await
 }

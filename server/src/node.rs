@@ -48,6 +48,7 @@ pub(crate) async fn run(
     config: RelayConfig,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    options: crate::ServeOptions,
 ) -> Result<(), RelayError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let limits = config.limits.clone();
@@ -57,7 +58,7 @@ pub(crate) async fn run(
         networks: Some(vec![config.network.clone()]),
     };
     let server_config =
-        focal_certs::server_config(&tls.creds, tls.trust.clone(), focal_certs::ALPN_GRPC, policy)
+        focal_certs::server_config(&tls.creds, tls.trust.clone(), focal_certs::ALPN_GRPC, policy.clone())
             .map_err(RelayError::certs("TLS server config"))?;
 
     let key = tls.creds.signing_key().map_err(RelayError::certs("tls.key"))?;
@@ -115,11 +116,23 @@ pub(crate) async fn run(
     let directory = DirectoryServer::new(DirectoryService::new(shared.clone()));
     let audit = AuditService::new(store.audit_log().clone(), config.network.clone()).into_server();
     drop(shared);
+    // OPS (issue 7): reload, admin service, metrics listener, expiry warnings.
+    let ops = crate::admin::start(
+        &config,
+        &tls,
+        policy,
+        server_config.clone(),
+        &store,
+        listeners.metrics,
+        options,
+        &stop_rx,
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RelayServer<RelayService>>().await;
     health.set_serving::<DirectoryServer<DirectoryService>>().await;
     health.set_serving::<AuditServer<AuditService>>().await;
+    health.set_serving::<pb::admin_server::AdminServer<crate::admin::AdminService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -151,6 +164,7 @@ pub(crate) async fn run(
                 Tuning::default(),
             )?;
             driver_tasks = relaying.start(fed.links(), stop_rx.clone());
+            ops.state.set_peer_control(relaying.clone()); // OPS: Admin peer control
             federation = Some(fed);
         }
         None if !config.peers.is_empty() => tracing::warn!(
@@ -159,17 +173,19 @@ pub(crate) async fn run(
         ),
         None => {}
     }
-    if listeners.metrics.is_some() {
-        // Metrics (issue 7) are not served yet; the socket is released.
-        tracing::warn!("listen.metrics is set but metrics are not implemented yet");
-    }
-
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+    ops.state.set_peer_status(relaying.clone()); // OPS: Admin.Status peers, peer metrics
     let accept = AcceptOptions {
         max_connections: limits.max_connections,
         handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
     };
-    let incoming = crate::tls::incoming(listeners.grpc, acceptor, accept, stop_rx.clone(), kill_rx);
+    let incoming = crate::tls::incoming_live(
+        listeners.grpc,
+        ops.acceptor.clone(),
+        ops.live.clone(),
+        accept,
+        stop_rx.clone(),
+        kill_rx,
+    );
     let sweeper = tokio::spawn(crate::sweeper::run(store.clone(), stop_rx.clone(), Duration::from_secs(1)));
 
     let router = tonic::transport::Server::builder()
@@ -189,7 +205,8 @@ pub(crate) async fn run(
         .add_service(reflection)
         .add_service(relay)
         .add_service(directory)
-        .add_service(audit);
+        .add_service(audit)
+        .add_service(ops.admin);
     let mut signal = stop_rx.clone();
     let server = router.serve_with_incoming_shutdown(incoming, async move {
         let _ = signal.wait_for(|s| *s).await;
@@ -226,6 +243,7 @@ pub(crate) async fn run(
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
     let _ = refusals.await;
+    ops.tasks.join().await;
     // Senders stop first, then the QUIC endpoint closes (inbound transfers
     // in flight finish), then the store flushes.
     for t in driver_tasks {
@@ -294,6 +312,7 @@ async fn drain(health: &tonic_health::server::HealthReporter, stop: &watch::Send
         <RelayServer<RelayService> as NamedService>::NAME,
         <DirectoryServer<DirectoryService> as NamedService>::NAME,
         <AuditServer<AuditService> as NamedService>::NAME,
+        <pb::admin_server::AdminServer<crate::admin::AdminService> as NamedService>::NAME,
     ] {
         health.set_service_status(name, ServingStatus::NotServing).await;
     }

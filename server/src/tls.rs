@@ -7,6 +7,13 @@
 //! before `accept`, held through the handshake and released when the
 //! connection closes. After shutdown's grace period a kill signal makes every
 //! remaining stream fail its next read or write, so their connections end.
+//!
+//! Reload (see `crate::reload`): each new connection takes the acceptor in
+//! force from an [`AcceptorCell`], so a reloaded certificate and key serve
+//! the next handshake; each authenticated connection is registered in
+//! [`LiveConnections`] with its certificate chain and a cancel handle that
+//! fails the stream like the kill signal does, so a reload can close the
+//! connections of revoked certificates.
 
 use std::future::Future;
 use std::io;
@@ -23,7 +30,28 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
+use crate::connections::{LiveConnections, Registration};
 use crate::peer::PeerInfo;
+
+/// The TLS acceptor for new connections; replaced on reload (connections
+/// already open keep the session they have).
+#[derive(Clone)]
+pub struct AcceptorCell(Arc<std::sync::RwLock<TlsAcceptor>>);
+
+impl AcceptorCell {
+    /// A cell holding `acceptor`.
+    pub fn new(acceptor: TlsAcceptor) -> Self {
+        AcceptorCell(Arc::new(std::sync::RwLock::new(acceptor)))
+    }
+    /// The acceptor in force.
+    pub fn current(&self) -> TlsAcceptor {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    /// Makes `acceptor` serve every later handshake.
+    pub fn replace(&self, acceptor: TlsAcceptor) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = acceptor;
+    }
+}
 
 /// Settings of the accept loop.
 #[derive(Clone, Debug)]
@@ -41,6 +69,7 @@ pub struct RelayStream {
     kill: Pin<Box<dyn Future<Output = ()> + Send>>,
     killed: bool,
     _permit: OwnedSemaphorePermit,
+    _registration: Registration,
 }
 
 impl RelayStream {
@@ -116,15 +145,30 @@ pub fn incoming(
     stop: watch::Receiver<bool>,
     kill: watch::Receiver<bool>,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<RelayStream, io::Error>> {
+    incoming_live(listener, AcceptorCell::new(acceptor), LiveConnections::default(), opts, stop, kill)
+}
+
+/// [`incoming`] with a swappable acceptor and a registry of the live
+/// connections (both kept by the caller for reloads).
+pub fn incoming_live(
+    listener: TcpListener,
+    acceptor: AcceptorCell,
+    live: LiveConnections,
+    opts: AcceptOptions,
+    stop: watch::Receiver<bool>,
+    kill: watch::Receiver<bool>,
+) -> tokio_stream::wrappers::ReceiverStream<Result<RelayStream, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let sem = Arc::new(Semaphore::new(opts.max_connections));
-    tokio::spawn(accept_loop(listener, acceptor, opts, sem, stop, kill, tx).in_current_span());
+    tokio::spawn(accept_loop(listener, acceptor, live, opts, sem, stop, kill, tx).in_current_span());
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    acceptor: AcceptorCell,
+    live: LiveConnections,
     opts: AcceptOptions,
     sem: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
@@ -156,7 +200,8 @@ async fn accept_loop(
         let task = handshake(
             tcp,
             remote,
-            acceptor.clone(),
+            acceptor.current(),
+            live.clone(),
             opts.handshake_timeout,
             permit,
             kill.clone(),
@@ -172,10 +217,12 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|v| *v).await;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handshake(
     tcp: TcpStream,
     remote: SocketAddr,
     acceptor: TlsAcceptor,
+    live: LiveConnections,
     timeout: Duration,
     permit: OwnedSemaphorePermit,
     mut kill: watch::Receiver<bool>,
@@ -208,11 +255,23 @@ async fn handshake(
     };
     tracing::Span::current().record("peer", tracing::field::display(&identity));
     tracing::info!("connection authenticated");
+    let chain = io.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
+    let registration = live.register(identity.clone(), remote, chain);
+    let mut cancelled = registration.cancelled.clone();
     let kill = Box::pin(async move {
-        let _ = kill.wait_for(|k| *k).await;
+        tokio::select! {
+            _ = kill.wait_for(|k| *k) => {}
+            _ = cancelled.wait_for(|c| *c) => tracing::info!("connection closed: its certificate is no longer accepted"),
+        }
     });
-    let stream =
-        RelayStream { io, info: PeerInfo { identity, remote }, kill, killed: false, _permit: permit };
+    let stream = RelayStream {
+        io,
+        info: PeerInfo { identity, remote },
+        kill,
+        killed: false,
+        _permit: permit,
+        _registration: registration,
+    };
     // If the server stopped taking connections, the stream is dropped here.
     let _ = tx.send(Ok(stream)).await;
 }

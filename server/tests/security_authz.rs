@@ -32,12 +32,9 @@ enum Cell {
     /// Refused at the TLS handshake (the gRPC listener admits fp, auditor
     /// and admin certificates of its own network only).
     Tls,
-    /// The service is not mounted yet: UNIMPLEMENTED for everyone admitted.
-    /// Intended: admin only.
-    Pending,
 }
 
-use Cell::{Allow, Deny, Pending, Tls};
+use Cell::{Allow, Deny, Tls};
 
 /// (service, rpc, [fp, auditor, admin, relay] of the relay's own network).
 /// Every role of another network is refused at the TLS handshake.
@@ -55,13 +52,13 @@ const TABLE: &[(&str, &str, [Cell; 4])] = &[
     ("Audit", "GetEntries", [Deny, Allow, Allow, Tls]),
     ("Audit", "GetInclusionProof", [Deny, Allow, Allow, Tls]),
     ("Audit", "GetConsistencyProof", [Deny, Allow, Allow, Tls]),
-    ("Admin", "Status", [Pending, Pending, Pending, Tls]),
-    ("Admin", "ListQueue", [Pending, Pending, Pending, Tls]),
-    ("Admin", "RetryPeer", [Pending, Pending, Pending, Tls]),
-    ("Admin", "PausePeer", [Pending, Pending, Pending, Tls]),
-    ("Admin", "ResumePeer", [Pending, Pending, Pending, Tls]),
-    ("Admin", "Purge", [Pending, Pending, Pending, Tls]),
-    ("Admin", "Reload", [Pending, Pending, Pending, Tls]),
+    ("Admin", "Status", [Deny, Deny, Allow, Tls]),
+    ("Admin", "ListQueue", [Deny, Deny, Allow, Tls]),
+    ("Admin", "RetryPeer", [Deny, Deny, Allow, Tls]),
+    ("Admin", "PausePeer", [Deny, Deny, Allow, Tls]),
+    ("Admin", "ResumePeer", [Deny, Deny, Allow, Tls]),
+    ("Admin", "Purge", [Deny, Deny, Allow, Tls]),
+    ("Admin", "Reload", [Deny, Deny, Allow, Tls]),
 ];
 
 const ROLES: [Role; 4] = [Role::Fp, Role::Auditor, Role::Admin, Role::Relay];
@@ -71,7 +68,6 @@ fn mark(c: Cell) -> &'static str {
         Allow => "✅ allowed",
         Deny => "⛔ PERMISSION_DENIED",
         Tls => "⛔ TLS refused",
-        Pending => "⏳ not mounted (UNIMPLEMENTED)",
     }
 }
 
@@ -90,8 +86,7 @@ fn render() -> String {
          - **TLS refused**: the listener admits only `fp`, `auditor` and `admin` certificates\n  \
          of its own network; the handshake fails and the refusal is audited\n  \
          (CERTIFICATE_REFUSED).\n\
-         - **not mounted**: the Admin service is not served yet; every admitted caller gets\n  \
-         UNIMPLEMENTED. Intended: `admin` of the own network only.\n\n\
+         \n\
          Within the allowed cells, the services check more: a focal point reads only its\n\
          own mailbox and receipts, fetches and acks only messages addressed to it, proves\n\
          only its own messages, and publishes only its own directory entry.\n\n\
@@ -286,7 +281,6 @@ fn check(want: Cell, got: &Outcome) -> Result<(), String> {
             _ => Ok(()),
         },
         (Deny, Outcome::Status(s)) if s.code() == Code::PermissionDenied => Ok(()),
-        (Pending, Outcome::Status(s)) if s.code() == Code::Unimplemented => Ok(()),
         // Refused at the handshake: the RPC fails as a transport error.
         (Tls, Outcome::Status(s))
             if matches!(s.code(), Code::Unavailable | Code::Unknown | Code::Cancelled) =>

@@ -80,6 +80,9 @@ pub enum Command {
     /// Auditors: fetch, verify (offline), trace, export and summarise a network's audit log.
     #[command(subcommand)]
     Audit(super::audit::AuditCommand),
+    /// Secretariats (role admin): relay status, queues, purge, reload, peer control.
+    #[command(subcommand)]
+    Admin(super::admin::AdminCommand),
 }
 
 /// `focal keys ...`

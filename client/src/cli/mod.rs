@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 failure, 2 usage error. Every error is printed
 //! as ONE line on stderr: `focal: error: <what went wrong>`.
 
+mod admin;
 mod args;
 mod audit;
 mod output;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use clap::Parser;
 use futures::StreamExt;
 
+pub use admin::AdminCommand;
 pub use args::{Cli, Command, DirectoryCommand, KeysCommand};
 pub use audit::{AuditCommand, Format};
 
@@ -148,9 +150,13 @@ async fn run(cli: Cli) -> Result<()> {
             if cmd.needs_profile() { Some(Client::connect(load_profile(&cli)?).await?) } else { None };
         return audit::run(cmd, client, cli.json).await;
     }
+    if let Command::Admin(cmd) = &cli.command {
+        let client = Client::connect(load_profile(&cli)?).await?;
+        return admin::run(cmd, &client, cli.json).await;
+    }
     let profile = load_profile(&cli)?;
     match &cli.command {
-        Command::Audit(_) => unreachable!("handled above"),
+        Command::Audit(_) | Command::Admin(_) => unreachable!("handled above"),
         Command::Keys(KeysCommand::Init { rotate }) => {
             let key = KeyStore::new(&profile.key_dir).generate(*rotate, now_ms())?;
             out.key_created(&key);

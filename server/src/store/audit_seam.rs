@@ -17,6 +17,9 @@ pub(crate) struct AuditSeam {
     log: AuditLog,
     interval_ms: i64,
     last_checkpoint_ms: Option<i64>,
+    /// Records staged in the batch under construction, counted once durable.
+    staged: Vec<pb::AuditRecord>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl AuditSeam {
@@ -27,11 +30,12 @@ impl AuditSeam {
         key_path: &Path,
         origin: &str,
         checkpoint_interval_secs: u64,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Result<Self, RelayError> {
         let signer = LogSigner::load_or_create(key_path, origin)?;
         let log = AuditLog::open(tree, signer)?;
         let interval_ms = (checkpoint_interval_secs.max(1) as i64).saturating_mul(1000);
-        Ok(AuditSeam { log, interval_ms, last_checkpoint_ms: None })
+        Ok(AuditSeam { log, interval_ms, last_checkpoint_ms: None, staged: Vec::new(), metrics })
     }
 
     /// A read view for the Audit service and proofs.
@@ -50,7 +54,9 @@ impl AuditSeam {
         record: &pb::AuditRecord,
         batch: &mut sled::Batch,
     ) -> Result<u64, RelayError> {
-        self.log.stage(record, batch)
+        let leaf = self.log.stage(record, batch)?;
+        self.staged.push(record.clone());
+        Ok(leaf)
     }
 
     /// The batch holding the staged records was applied.
@@ -60,12 +66,16 @@ impl AuditSeam {
 
     /// The batch was not applied: forget what was staged.
     pub(crate) fn abandon(&mut self) {
+        self.staged.clear();
         self.log.abandon();
     }
 
     /// Called after a successful flush: signs a checkpoint when the interval
     /// has passed and the log grew.
     pub(crate) fn flushed(&mut self, now_ms: i64) {
+        for record in self.staged.drain(..) {
+            self.metrics.on_audit(&record);
+        }
         let due = self.last_checkpoint_ms.is_none_or(|t| now_ms.saturating_sub(t) >= self.interval_ms);
         if !due || self.log.size() == 0 {
             return;

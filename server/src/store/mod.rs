@@ -9,6 +9,7 @@
 //! per group of waiting operations, answers only after the flush. A full
 //! queue is an error the caller sees ([`RelayError::QueueFull`]).
 
+pub mod admin;
 pub(crate) mod audit_seam;
 pub mod fed;
 pub mod keys;
@@ -76,6 +77,7 @@ struct Inner {
     writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     audit: AuditReader,
     fatal: tokio::sync::watch::Receiver<Option<String>>,
+    metrics: Arc<crate::metrics::Metrics>,
     outbox_wake: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -131,11 +133,13 @@ impl Store {
             tracing::info!(removed, "removed payload files no envelope references");
         }
 
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let audit = audit_seam::AuditSeam::open(
             tree.clone(),
             &dir.join("audit-log.key"),
             &opts.audit_origin,
             opts.checkpoint_interval_secs,
+            metrics.clone(),
         )?;
         let audit_reader = audit.reader();
         if let Some(core) = &core {
@@ -173,6 +177,7 @@ impl Store {
             signer: opts.signer,
             size: sled_size.clone(),
             fatal: fatal_tx,
+            metrics: metrics.clone(),
             core,
             outbox_wake: outbox_wake.clone(),
         };
@@ -188,6 +193,7 @@ impl Store {
                 writer: std::sync::Mutex::new(Some(handle)),
                 audit: audit_reader,
                 fatal: fatal_rx,
+                metrics,
                 outbox_wake,
             }),
         })
@@ -496,6 +502,12 @@ impl Store {
     /// The sled tree (the audit log lives in it under `a/`).
     pub fn tree(&self) -> &sled::Tree {
         &self.inner.tree
+    }
+
+    /// The relay's counters (message counts from committed audit records,
+    /// fsync latency); the node shares them with the metrics exporter.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
     }
 
     /// A read view of the audit log (entries, checkpoints, proofs).

@@ -71,6 +71,7 @@ pub(super) fn apply(
             fed::outbox_expired(st, audit, ctx, core, expired, now_ms, after)
         }
         Op::ForgetSeen(keys) => fed::forget_seen(st, keys),
+        Op::Purge(req) => super::admin::purge(st, audit, *req, after), // OPS: Admin.Purge
         Op::Audit(record) => {
             check!(AuditSeam::validate(&record));
             Ok(Ok(Reply::Leaf(st.audit(audit, &record)?)))
@@ -181,7 +182,7 @@ fn accept(
 
 /// Takes `addr` out of the message's mailbox slot; returns the stored
 /// envelope with `addr` removed from `pending` (None if it was not there).
-fn take_from_mailbox(
+pub(super) fn take_from_mailbox(
     st: &mut Staged<'_>,
     addr: &str,
     mk: &[u8],

@@ -100,6 +100,7 @@ pub(crate) enum Op {
     Publish { address: Address, entry: pb::DirectoryEntry, key_serial: u32 },
     ExpireDue { now_ms: i64, limit: usize },
     Audit(Box<pb::AuditRecord>),
+    Purge(Box<super::admin::PurgeRequest>),
     Route(Box<super::fed::RouteRequest>),
     Receipt(Box<super::fed::ReceiptRequest>),
     OutboxDone { peer: String, removed: Removed, status: pb::TransferStatus, now_ms: i64 },
@@ -138,6 +139,8 @@ pub(crate) struct Writer {
     pub(crate) size: Arc<std::sync::atomic::AtomicU64>,
     /// Set once the store is broken (a failed batch or fsync).
     pub(crate) fatal: tokio::sync::watch::Sender<Option<String>>,
+    /// Counters (fsync latency; audit records are counted by the seam).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The relay core, locked while a batch is staged and applied.
     pub(crate) core: Option<Arc<std::sync::Mutex<RelayCore>>>,
     /// Bumped after a durable batch that queued outbox items.
@@ -296,6 +299,14 @@ impl Writer {
         (results, after, staging, wake)
     }
 
+    /// `flush_async`, timed for the fsync latency histogram.
+    async fn timed_flush(&self) -> sled::Result<usize> {
+        let started = std::time::Instant::now();
+        let flushed = self.db.flush_async().await;
+        self.metrics.observe_fsync(started.elapsed());
+        flushed
+    }
+
     /// Applies one group of operations. Err means the store is broken (a
     /// batch or an fsync failed) and the writer must stop.
     async fn commit(&mut self, jobs: Vec<(Op, Option<ReplyTx>)>) -> Result<(), String> {
@@ -304,7 +315,7 @@ impl Writer {
         let outcome = match staging {
             Staging::Failed(e, broken) => Err((e, broken)),
             Staging::Clean => Ok(()),
-            Staging::Applied => match self.db.flush_async().await {
+            Staging::Applied => match self.timed_flush().await {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     Err((format!("fsync failed (the last batch may or may not be durable): {e}"), true))
