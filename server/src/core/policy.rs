@@ -27,8 +27,9 @@
 //!   needs a valid release signed by the original sender (`HANDLING`).
 //!   Exact semantics and limits: `docs/HANDLING.md`.
 //!
-//! Not here: H0 (law-enforcement members only) would need the directory's
-//! member category at delivery; it is not enforced (see `docs/HANDLING.md`).
+//! - H0 ([`check_h0`], at the relay of the recipients: on a local Send and
+//!   on an envelope from a peer): refused (`HANDLING`) when a recipient this
+//!   relay delivers to has a directory entry saying `law_enforcement = false`.
 
 use std::collections::BTreeSet;
 
@@ -285,9 +286,45 @@ pub fn check_forward(
     Ok(())
 }
 
+/// The H0 rule at the recipients' relay: an H0 message is refused when any
+/// of `local` (the recipients this relay delivers to) is, according to
+/// `law_enforcement` (its directory entry's member category; `None` = no
+/// entry), not a law-enforcement member. The whole copy is refused.
+pub fn check_h0(
+    handling: i32,
+    local: &[Address],
+    law_enforcement: impl Fn(&Address) -> Option<bool>,
+) -> Result<(), Refusal> {
+    if handling != pb::HandlingCode::H0 as i32 {
+        return Ok(());
+    }
+    match local.iter().find(|a| law_enforcement(a) == Some(false)) {
+        Some(a) => Err(Refusal::new(
+            pb::RefusalReason::Handling,
+            format!("HANDLING: H0 message for {a}, who is not a law-enforcement member (directory entry)"),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h0_refuses_non_law_enforcement_recipients_only() {
+        let le = |x: &Address| match x.name() {
+            "police" => Some(true),
+            "fiu" => Some(false),
+            _ => None,
+        };
+        let h0 = pb::HandlingCode::H0 as i32;
+        assert!(check_h0(h0, &[a("police@carin"), a("unknown@carin")], le).is_ok());
+        let e = check_h0(h0, &[a("police@carin"), a("fiu@carin")], le).unwrap_err();
+        assert_eq!(e.reason, pb::RefusalReason::Handling);
+        assert!(e.detail.contains("fiu@carin"), "{}", e.detail);
+        assert!(check_h0(pb::HandlingCode::H1 as i32, &[a("fiu@carin")], le).is_ok());
+    }
 
     fn n(s: &str) -> NetworkId {
         NetworkId::new(s).unwrap()

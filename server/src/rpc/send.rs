@@ -157,6 +157,13 @@ async fn checked(
         now,
     )
     .map_err(|r| refuse(Status::permission_denied(r.detail), r.reason))?;
+    // Handling code H0: only law-enforcement members of this network may receive it.
+    let local: Vec<_> =
+        ctx.recipients.iter().filter(|a| a.network() == &shared.config.network).cloned().collect();
+    crate::core::policy::check_h0(c_handling(ctx), &local, |a| {
+        crate::relaying::inbound::law_enforcement_of(&shared.store, a)
+    })
+    .map_err(|r| refuse(Status::permission_denied(r.detail), r.reason))?;
 
     let c = &ctx.ctx;
     if c.expires_at_ms <= now {
@@ -291,6 +298,10 @@ async fn checked(
         audit_leaf_index: leaf_index,
         relay: shared.config.name.clone(),
     })
+}
+
+fn c_handling(ctx: &ValidContext) -> i32 {
+    ctx.ctx.handling
 }
 
 fn payload_refusal(e: PayloadError) -> Refused {

@@ -129,3 +129,64 @@ async fn h1_and_h3_are_shown_to_the_recipient_not_enforced() -> Result<()> {
     assert_eq!(back.content.handling_restrictions, "Not to be shared with tax authorities.");
     Ok(())
 }
+
+/// Enrols `fp` as a member that is NOT a law-enforcement authority.
+async fn enrol_not_le(fed: &Federation, address: &str) -> Result<()> {
+    let c = fed.client(address).await?;
+    c.keys().generate(false, focal_client::util::now_ms())?;
+    let opts = focal_client::PublishOptions { law_enforcement: false, ..Default::default() };
+    c.publish_key(&opts).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h0_reaches_law_enforcement_members_only() -> Result<()> {
+    use futures::StreamExt;
+    let fed = Federation::builder()
+        .hub("gfp")
+        .focal_point("nl-fiod@carin")
+        .focal_point_unenrolled("nl-fiu@carin")
+        .focal_point("za-saps@arinsa")
+        .focal_point_unenrolled("za-fic@arinsa")
+        .start()
+        .await?;
+    enrol_not_le(&fed, "nl-fiu@carin").await?;
+    enrol_not_le(&fed, "za-fic@arinsa").await?;
+    let nl = fed.client("nl-fiod@carin").await?;
+    let h0 = |to: &[&str]| {
+        let mut d = draft(to, "H0", "law enforcement only");
+        d.handling = pb::HandlingCode::H0;
+        d
+    };
+
+    // A local non-law-enforcement recipient: the Send itself is refused.
+    let e = nl.send(&h0(&["nl-fiu@carin"]), quiet()).await.unwrap_err().to_string();
+    assert!(e.contains("HANDLING") && e.contains("nl-fiu@carin"), "{e}");
+
+    // A law-enforcement member of another network receives it.
+    let ok = nl.send(&h0(&["za-saps@arinsa"]), quiet()).await?;
+    let saps = fed.client("za-saps@arinsa").await?;
+    wait_and_read(&saps, ok.msg_id, "nl-fiod@carin").await?;
+
+    // A non-law-enforcement member of another network: accepted at carin,
+    // refused by arinsa's relay, and the sender gets a REFUSED receipt naming HANDLING.
+    let mut receipts = nl.inbox(true).await?;
+    let refused = nl.send(&h0(&["za-fic@arinsa"]), quiet()).await?;
+    let r = tokio::time::timeout(crate::PROMPT, async {
+        while let Some(item) = receipts.next().await {
+            if let focal_client::InboxItem::Receipt(r) = item?
+                && r.body.msg_id == refused.msg_id
+            {
+                return Ok::<_, anyhow::Error>(r);
+            }
+        }
+        anyhow::bail!("inbox ended")
+    })
+    .await??;
+    assert_eq!(r.kind(), "REFUSED");
+    assert!(r.problem.is_none(), "{:?}", r.problem);
+    assert!(r.body.detail.contains("HANDLING"), "{}", r.body.detail);
+    let fic = fed.client("za-fic@arinsa").await?;
+    assert!(fic.list_inbox().await?.is_empty());
+    Ok(())
+}
