@@ -21,6 +21,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod demo;
 mod error;
 pub mod federation;
 pub mod hub;

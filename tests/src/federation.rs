@@ -52,6 +52,7 @@ pub struct FederationBuilder {
     networks: Vec<NetworkSpec>,
     links: Vec<(NetworkId, NetworkId)>,
     hub: Option<NetworkId>,
+    default_routes: Vec<(NetworkId, NetworkId)>,
     mode: RelayMode,
 }
 
@@ -125,6 +126,17 @@ impl FederationBuilder {
         self
     }
 
+    /// Makes `to` the default route of `from` (adding the peering if
+    /// needed), e.g. `.default_route("gfp", "carin")` on top of a hub to
+    /// build a routing loop.
+    pub fn default_route(mut self, from: &str, to: &str) -> Self {
+        let (a, b) = (net(from), net(to));
+        self.spec(&a);
+        self.spec(&b);
+        self.default_routes.push((a, b));
+        self
+    }
+
     /// Relays run in this process (the default).
     pub fn in_process(mut self) -> Self {
         self.mode = RelayMode::InProcess;
@@ -160,6 +172,17 @@ impl FederationBuilder {
             for spec in self.networks.iter().filter(|s| &s.network != h) {
                 peers.entry(spec.network.clone()).or_default().push((h.clone(), true));
                 peers.entry(h.clone()).or_default().push((spec.network.clone(), false));
+            }
+        }
+        for (a, b) in &self.default_routes {
+            let list = peers.entry(a.clone()).or_default();
+            match list.iter_mut().find(|(p, _)| p == b) {
+                Some(entry) => entry.1 = true,
+                None => list.push((b.clone(), true)),
+            }
+            let back = peers.entry(b.clone()).or_default();
+            if !back.iter().any(|(p, _)| p == a) {
+                back.push((a.clone(), false));
             }
         }
         let mut udp: BTreeMap<NetworkId, std::net::SocketAddr> = BTreeMap::new();
@@ -243,7 +266,13 @@ pub struct Federation {
 impl Federation {
     /// A builder with no networks, relays in-process.
     pub fn builder() -> FederationBuilder {
-        FederationBuilder { networks: Vec::new(), links: Vec::new(), hub: None, mode: RelayMode::InProcess }
+        FederationBuilder {
+            networks: Vec::new(),
+            links: Vec::new(),
+            hub: None,
+            default_routes: Vec::new(),
+            mode: RelayMode::InProcess,
+        }
     }
 
     /// The federation's temporary directory.

@@ -10,7 +10,8 @@
 //! - [`fp::FocalPoint`]: a focal point's certificate and profile, driven
 //!   through the library or as a user would through the `focal` CLI;
 //! - [`federation::Federation`]: all of the above from one builder;
-//! - [`raw`]: raw gRPC bytes and hand-made envelopes for refusal tests.
+//! - [`raw`]: raw gRPC bytes and hand-made envelopes for refusal tests;
+//! - [`fedraw`]: raw QUIC connections and hellos to a relay's federation listener.
 //!
 //! Everything listens on 127.0.0.1 with OS-picked ports, uses real TLS and
 //! real sled stores in temporary directories.
@@ -21,6 +22,7 @@
 //! temporary directory).
 
 pub mod federation;
+pub mod fedraw;
 pub mod fp;
 pub mod pki;
 pub mod raw;

@@ -85,7 +85,21 @@ pub enum AuditError {
 
 impl From<tonic::Status> for AuditError {
     fn from(s: tonic::Status) -> Self {
-        AuditError::Rpc(Box::new(s))
+        // A transport failure (e.g. the relay's TLS layer refusing this
+        // certificate) keeps its cause in the source chain: name it.
+        let mut cause = None;
+        let mut src = std::error::Error::source(&s);
+        while let Some(e) = src {
+            cause = Some(e.to_string());
+            src = e.source();
+        }
+        match cause {
+            Some(c) if !s.message().contains(&c) => {
+                let status = tonic::Status::new(s.code(), format!("{}: {c}", s.message()));
+                AuditError::Rpc(Box::new(status))
+            }
+            _ => AuditError::Rpc(Box::new(s)),
+        }
     }
 }
 

@@ -142,7 +142,25 @@ pub fn verify(
         }
     }
     if builder.size() < head.size {
-        return Err(ProtoError::LogTruncated { expected: head.size, found: builder.size() }.into());
+        let short = ProtoError::LogTruncated { expected: head.size, found: builder.size() };
+        // Entries missing in the middle (deleted and renumbered) show as an
+        // earlier checkpoint the entries no longer match: name that range.
+        if let Some((i, r)) = roots_at.iter().find(|(i, r)| cps[*i].1.head().root != *r) {
+            let good = if *i == 0 { 0 } else { cps[*i - 1].1.head().size };
+            let bad = cps[*i].1.head();
+            return Err(AuditError::At {
+                what: format!(
+                    "entries {good}..{} (changed, deleted or reordered; entries 0..{good} match the checkpoint of size {good}; {short})",
+                    bad.size
+                ),
+                source: ProtoError::RootMismatch {
+                    size: bad.size,
+                    computed: r.to_string(),
+                    signed: bad.root.to_string(),
+                },
+            });
+        }
+        return Err(short.into());
     }
 
     // Tampering first: the entries must give the latest signed root.

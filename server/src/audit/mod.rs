@@ -13,6 +13,7 @@
 
 mod service;
 mod store;
+pub mod witness;
 
 use std::io::Write;
 use std::path::Path;

@@ -1,0 +1,384 @@
+//! Witnessing (C2SP tlog-witness over the federation link): this relay
+//! cosigns its peers' audit-log checkpoints, and gets its own checkpoints
+//! cosigned by them, so that a relay showing different histories to
+//! different auditors (a fork) is caught by anyone who requires
+//! cosignatures (`focal audit verify --witness VKEY --require K`).
+//!
+//! Two sides, both sans federation I/O:
+//!
+//! - [`Witness`] (the peer's request): verifies a [`pb::CosignRequest`]'s
+//!   checkpoint with the origin's log key, checks it extends the last head
+//!   this witness cosigned for that origin (consistency proof from that
+//!   size; rollbacks and forks refused, see
+//!   [`focal_proto::audit::WitnessState`]), persists the new head, flushes,
+//!   and only then answers with a `cosignature/v1` line signed by this
+//!   relay's witness key.
+//! - [`cosign_request`] / [`accept_cosignature`] (our own log): build the
+//!   request for a peer, and verify and store the peer's cosignature
+//!   ([`AuditReader::add_cosignature`]) so auditors get it with the
+//!   checkpoint (`LogInfo.cosignatures`).
+//!
+//! Storage: the witness state lives in the relay's single sled tree (the
+//! one the store and the audit log use), under the key prefix `a/W/`:
+//! `a/W/<origin>` → `u64 BE size ‖ 32-byte root ‖ log verifier key`. The
+//! verifier key is pinned at first contact: a later request for the same
+//! origin under another key is refused (nobody can take over an origin
+//! name). These writes are outside the store's writer batches (they change
+//! no queue); each is made durable (`flush_async`) before the cosignature
+//! leaves this relay. Upper-case `W` keeps them apart from the log's own
+//! cosignature lines under `a/w/`.
+//!
+//! # Wiring (for the federation driver)
+//!
+//! In `node::serve`, next to the store (key file in the data dir, like the
+//! log key; the store's tree, so the state lives under `a/W/` of it):
+//!
+//! ```ignore
+//! let reader = store.audit_log().clone();
+//! let name = format!("{}/witness", reader.origin());
+//! let signer = Witness::load_or_create_key(&config.data_dir.join("witness.key"), &name)?;
+//! let witness = Arc::new(Witness::open(store.tree().clone(), signer)?);
+//! tracing::info!(witness_key = %witness.verifier_key(), "audit witness"); // for auditors' --witness
+//! ```
+//!
+//! (The Hello's `log_key` is the raw key: node.rs's `log_key()` and
+//! [`hello_log_key`] compute the same bytes.)
+//!
+//! `InboundHandler::cosign(from, request)` (today a refusal stub in
+//! `relaying/inbound.rs`):
+//!
+//! ```ignore
+//! let w = self.witness.clone();
+//! Box::pin(async move { w.cosign_for_peer(&from.hello, &request).await })
+//! ```
+//!
+//! Periodically (e.g. every minute, and after a checkpoint), per peer link,
+//! with the peer's witness verifier key `wkey` (a `WitnessKey`, from the
+//! peer's config entry or, once announced, its Hello):
+//!
+//! ```ignore
+//! let cp = reader.latest_checkpoint().context("no checkpoint yet")?;
+//! let old = last_cosigned_size(&reader, wkey.witness_name())?.unwrap_or(0);
+//! let mut resp = link.request_cosign(cosign_request(&reader, &cp, old)?).await?;
+//! if let Some(size) = conflict_size(&resp) {        // the witness saw another size
+//!     resp = link.request_cosign(cosign_request(&reader, &cp, size)?).await?;
+//! }
+//! accept_cosignature(&reader, &cp.note, &resp, &wkey)?; // stored; served in LogInfo
+//! ```
+//!
+//! `tests/tests/audit/witness.rs` runs exactly these calls (minus the QUIC
+//! link) against a real relay's store and checks the result with
+//! `focal audit verify --witness … --require 2`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use focal_proto::ProtoError;
+use focal_proto::audit::{
+    Cosignature, Hash, LogKey, TreeHead, WitnessKey, WitnessSigner, WitnessState, add_cosignature,
+    hashes_from_concatenated, verify_cosignatures,
+};
+use focal_proto::pb;
+
+use super::AuditReader;
+use crate::RelayError;
+
+/// Key prefix of the witness state in the relay's tree.
+pub const STATE_PREFIX: &[u8] = b"a/W/";
+/// Start of [`pb::CosignResponse::error`] when the request's `old_size` is
+/// not the size this witness last cosigned; the size follows (see [`conflict_size`]).
+pub const CONFLICT_PREFIX: &str = "conflict: last cosigned size ";
+
+fn werr(what: impl std::fmt::Display) -> RelayError {
+    RelayError::Audit(format!("witness: {what}"))
+}
+
+fn state_key(origin: &str) -> Vec<u8> {
+    [STATE_PREFIX, origin.as_bytes()].concat()
+}
+
+/// Signature type byte of Ed25519 signed-note (log) keys.
+const ALG_ED25519: u8 = 0x01;
+
+/// The log verifier key of a peer from its Hello: `log_origin` and
+/// `log_key` (the raw 32-byte Ed25519 public key).
+pub fn peer_log_key(hello: &pb::Hello) -> Result<LogKey, RelayError> {
+    log_key_from_parts(&hello.log_origin, &hello.log_key)
+}
+
+/// A log verifier key from its origin and raw 32-byte Ed25519 public key.
+pub fn log_key_from_parts(origin: &str, public_key: &[u8]) -> Result<LogKey, RelayError> {
+    if public_key.len() != 32 {
+        return Err(werr(format!(
+            "the log key of {origin:?} has {} bytes, expected a 32-byte Ed25519 public key",
+            public_key.len()
+        )));
+    }
+    let material = [&[ALG_ED25519][..], public_key].concat();
+    let id = signed_note::key_id(origin, &material);
+    LogKey::parse(&format!("{origin}+{id:08x}+{}", B64.encode(material)))
+        .map_err(|e| werr(format!("log key of {origin:?}: {e}")))
+}
+
+/// The raw 32-byte public key inside a log verifier key string (what this
+/// relay puts in its Hello's `log_key`).
+pub fn hello_log_key(verifier_key: &str) -> Result<Vec<u8>, RelayError> {
+    let b64 = verifier_key.trim().splitn(3, '+').nth(2).unwrap_or_default();
+    let material = B64.decode(b64).map_err(|e| werr(format!("log verifier key is not base64: {e}")))?;
+    match material.split_first() {
+        Some((&ALG_ED25519, key)) if key.len() == 32 => Ok(key.to_vec()),
+        _ => Err(werr("log verifier key is not an Ed25519 signed-note key")),
+    }
+}
+
+/// A witness verifier key from its name and raw 32-byte Ed25519 public key
+/// (if peers announce their witness key as raw bytes).
+pub fn witness_key_from_parts(name: &str, public_key: &[u8]) -> Result<WitnessKey, RelayError> {
+    let material = [&[0x04u8][..], public_key].concat();
+    let id = signed_note::key_id(name, &material);
+    WitnessKey::parse(&format!("{name}+{id:08x}+{}", B64.encode(material))).map_err(werr)
+}
+
+/// What is persisted per origin.
+#[derive(Clone, Debug, PartialEq)]
+struct Stored {
+    head: TreeHead,
+    log_key: String,
+}
+
+impl Stored {
+    fn encode(&self) -> Vec<u8> {
+        [&self.head.size.to_be_bytes()[..], &self.head.root.0, self.log_key.as_bytes()].concat()
+    }
+
+    fn decode(origin: &str, v: &[u8]) -> Result<Self, RelayError> {
+        let bad = || werr(format!("stored state of {origin:?} is damaged ({} bytes)", v.len()));
+        if v.len() < 40 {
+            return Err(bad());
+        }
+        let size = u64::from_be_bytes(v[..8].try_into().map_err(|_| bad())?);
+        let root = Hash(v[8..40].try_into().map_err(|_| bad())?);
+        let log_key = String::from_utf8(v[40..].to_vec()).map_err(|_| bad())?;
+        Ok(Stored { head: TreeHead { size, root }, log_key })
+    }
+}
+
+struct Inner {
+    state: WitnessState,
+    /// Pinned log verifier key per origin.
+    keys: BTreeMap<String, String>,
+}
+
+/// This relay as a witness of its peers' logs.
+pub struct Witness {
+    tree: sled::Tree,
+    signer: WitnessSigner,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Witness").field("verifier_key", &self.signer.verifier_key()).finish()
+    }
+}
+
+impl Witness {
+    /// Loads the witness key at `path` (PKCS#8 Ed25519; created with mode
+    /// 0600 if missing) as witness `name` (e.g. `<log origin>/witness`).
+    pub fn load_or_create_key(path: &Path, name: &str) -> Result<WitnessSigner, RelayError> {
+        let der = match std::fs::read(path) {
+            Ok(der) => der,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => super::create_key_file(path)?,
+            Err(e) => return Err(werr(format!("reading witness key {}: {e}", path.display()))),
+        };
+        WitnessSigner::from_pkcs8(name, &der)
+            .map_err(|e| werr(format!("witness key {} named {name:?}: {e}", path.display())))
+    }
+
+    /// Opens the witness over `tree` (the relay's tree; state under `a/W/`).
+    pub fn open(tree: sled::Tree, signer: WitnessSigner) -> Result<Self, RelayError> {
+        let mut heads = Vec::new();
+        let mut keys = BTreeMap::new();
+        for kv in tree.scan_prefix(STATE_PREFIX) {
+            let (k, v) = kv.map_err(werr)?;
+            let origin = String::from_utf8(k[STATE_PREFIX.len()..].to_vec())
+                .map_err(|_| werr("a stored origin is not UTF-8"))?;
+            let s = Stored::decode(&origin, &v)?;
+            heads.push((origin.clone(), s.head));
+            keys.insert(origin, s.log_key);
+        }
+        let inner = Inner { state: WitnessState::from_heads(heads), keys };
+        Ok(Witness { tree, signer, inner: Mutex::new(inner) })
+    }
+
+    /// This witness's name.
+    pub fn name(&self) -> &str {
+        self.signer.name()
+    }
+
+    /// The verifier key auditors pass to `focal audit verify --witness`.
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier_key()
+    }
+
+    /// The last head cosigned for `origin`.
+    pub fn head(&self, origin: &str) -> Option<TreeHead> {
+        self.inner.lock().ok()?.state.head(origin)
+    }
+
+    /// Answers a peer's request, the log key taken from its Hello.
+    pub async fn cosign_for_peer(&self, hello: &pb::Hello, req: &pb::CosignRequest) -> pb::CosignResponse {
+        match peer_log_key(hello) {
+            Ok(key) => self.cosign(&key, req, now_secs()).await,
+            Err(e) => refusal(e.to_string()),
+        }
+    }
+
+    /// Answers `req` for the log whose verifier key is `log_key`: a
+    /// cosignature line, or an `error` naming why (bad signature, rollback,
+    /// fork, unproven growth, `old_size` conflict, storage failure).
+    pub async fn cosign(
+        &self,
+        log_key: &LogKey,
+        req: &pb::CosignRequest,
+        now_secs: u64,
+    ) -> pb::CosignResponse {
+        let line = match self.cosign_and_store(log_key, req, now_secs) {
+            Ok(line) => line,
+            Err(e) => return refusal(e),
+        };
+        // The new head must be durable before the cosignature leaves: after a
+        // crash this witness must still refuse a fork of what it signed.
+        if let Err(e) = self.tree.flush_async().await {
+            return refusal(format!("witness state not persisted: {e}"));
+        }
+        pb::CosignResponse { cosignature_line: line, error: String::new() }
+    }
+
+    fn cosign_and_store(
+        &self,
+        log_key: &LogKey,
+        req: &pb::CosignRequest,
+        now_secs: u64,
+    ) -> Result<String, String> {
+        let origin = log_key.name().to_owned();
+        let cp = log_key.verify_checkpoint(&req.checkpoint_note).map_err(|e| e.to_string())?;
+        let proof = hashes_from_concatenated(&req.consistency_proof).map_err(|e| e.to_string())?;
+        let mut inner = self.inner.lock().map_err(|_| "witness state lock poisoned".to_owned())?;
+        if let Some(pinned) = inner.keys.get(&origin)
+            && pinned != log_key.as_str()
+        {
+            return Err(format!(
+                "log {origin} was witnessed with key {pinned}; refusing a checkpoint signed with {}",
+                log_key.as_str()
+            ));
+        }
+        if let Some(seen) = inner.state.head(&origin)
+            && req.old_size != seen.size
+            && cp.head().size >= seen.size
+        {
+            return Err(format!(
+                "{CONFLICT_PREFIX}{} for {origin}; send a consistency proof from that size, not {}",
+                seen.size, req.old_size
+            ));
+        }
+        let line = inner
+            .state
+            .cosign(&self.signer, log_key, &req.checkpoint_note, req.old_size, &proof, now_secs)
+            .map_err(|e| e.to_string())?;
+        let stored = Stored { head: cp.head(), log_key: log_key.as_str().to_owned() };
+        if let Err(e) = self.tree.insert(state_key(&origin), stored.encode()) {
+            // Memory is ahead of the disk; stay strict but give nothing out.
+            return Err(format!("witness state not stored: {e}"));
+        }
+        inner.keys.insert(origin, stored.log_key);
+        Ok(line)
+    }
+}
+
+fn refusal(error: impl std::fmt::Display) -> pb::CosignResponse {
+    pb::CosignResponse { cosignature_line: String::new(), error: error.to_string() }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The size a witness reported in a conflict refusal: retry the request
+/// with a consistency proof from it.
+pub fn conflict_size(resp: &pb::CosignResponse) -> Option<u64> {
+    let rest = resp.error.strip_prefix(CONFLICT_PREFIX)?;
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// A request to cosign `checkpoint` of our log, proving consistency from
+/// `old_size` (the size the witness last cosigned; 0 for a first contact).
+pub fn cosign_request(
+    reader: &AuditReader,
+    checkpoint: &pb::Checkpoint,
+    old_size: u64,
+) -> Result<pb::CosignRequest, RelayError> {
+    let old_size = old_size.min(checkpoint.size);
+    let proof = if old_size == 0 {
+        Vec::new()
+    } else {
+        reader.consistency_proof(old_size, checkpoint.size)?.hashes.concat()
+    };
+    Ok(pb::CosignRequest { checkpoint_note: checkpoint.note.clone(), consistency_proof: proof, old_size })
+}
+
+/// Verifies a peer's cosignature of `note` (a checkpoint of this relay's
+/// own log) by `witness`, and stores it with the checkpoint so auditors
+/// receive it. Refuses a response with an error, a note that is not our
+/// stored checkpoint, and a line that is not a valid cosignature by `witness`.
+pub fn accept_cosignature(
+    reader: &AuditReader,
+    note: &str,
+    response: &pb::CosignResponse,
+    witness: &WitnessKey,
+) -> Result<Cosignature, RelayError> {
+    let name = witness.witness_name();
+    if !response.error.is_empty() {
+        return Err(werr(format!("{name} refused to cosign: {}", response.error)));
+    }
+    let own = LogKey::parse(&reader.verifier_key()).map_err(werr)?;
+    let cp = own.verify_checkpoint(note).map_err(|e| werr(format!("not a checkpoint of this log: {e}")))?;
+    let size = cp.head().size;
+    let stored = reader
+        .checkpoint_at(size)?
+        .ok_or_else(|| werr(format!("no checkpoint of size {size} was issued")))?;
+    if stored.root_hash != cp.head().root.0 {
+        return Err(werr(format!("the note's root differs from the stored checkpoint of size {size}")));
+    }
+    let cosigned = add_cosignature(note, &response.cosignature_line)
+        .map_err(|e| werr(format!("response of {name}: {e}")))?;
+    let found = verify_cosignatures(&cosigned, std::slice::from_ref(witness), 1).map_err(|e| match e {
+        ProtoError::Witness(m) => werr(format!("response of {name}: {m}")),
+        e => werr(e),
+    })?;
+    let line = response.cosignature_line.strip_suffix('\n').unwrap_or(&response.cosignature_line);
+    reader.add_cosignature(size, name, &format!("{line}\n"))?;
+    found.into_iter().next().ok_or_else(|| werr(format!("no cosignature by {name}")))
+}
+
+/// The largest checkpoint size of our log that `witness` has cosigned (as
+/// stored), i.e. the `old_size` to send it next. Scans the cosignature keys
+/// (`a/w/<size><witness>`) from the largest size down, so it stops at the
+/// witness's latest one.
+pub fn last_cosigned_size(reader: &AuditReader, witness: &str) -> Result<Option<u64>, RelayError> {
+    for kv in reader.shared.tree.scan_prefix(b"a/w/").rev() {
+        let (k, _) = kv.map_err(werr)?;
+        if k.len() > 12 && &k[12..] == witness.as_bytes() {
+            let size = u64::from_be_bytes(k[4..12].try_into().map_err(|_| werr("bad cosignature key"))?);
+            return Ok(Some(size));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+#[path = "witness_tests.rs"]
+mod tests;
