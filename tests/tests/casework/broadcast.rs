@@ -5,7 +5,7 @@
 use anyhow::Result;
 use focal_tests::Federation;
 
-use crate::{addr, draft, quiet, wait_and_read};
+use crate::{addr, draft, quiet, wait_and_read, wait_reachable};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_reaches_each_of_17_members_once() -> Result<()> {
@@ -16,6 +16,7 @@ async fn broadcast_reaches_each_of_17_members_once() -> Result<()> {
     }
     let fed = b.start().await?;
     let nl = fed.client("nl-fiod@carin").await?;
+    wait_reachable(&nl, &["m01@arinsa"]).await?;
     let sent = nl.send(&draft(&["*@arinsa"], "To all ARINSA members", "Query."), quiet()).await?;
     let rec = nl.store().sent(&hex::encode(sent.msg_id))?.expect("sent record");
     assert_eq!(rec.to, members, "sealed to every member, sorted");

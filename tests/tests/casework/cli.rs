@@ -35,6 +35,7 @@ async fn freezing_request_case_overdue_release_and_forward_through_the_cli() -> 
         .start()
         .await?;
     let (nl, za, be) = (fed.fp("nl-fiod@carin"), fed.fp("za-afu@arinsa"), fed.fp("be-ocsc@carin"));
+    crate::wait_reachable(&nl.client().await?, &["za-afu@arinsa"]).await?;
     let sent = json_lines(
         &ok(
             nl,

@@ -10,7 +10,7 @@ use anyhow::Result;
 use focal_proto::{NetworkId, Role, pb};
 use focal_tests::Federation;
 
-use crate::{addr, audit_records, draft, quiet, wait_and_read};
+use crate::{addr, audit_records, draft, quiet, wait_and_read, wait_reachable};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_forward_needs_the_originators_release_outside_the_network() -> Result<()> {
@@ -26,6 +26,7 @@ async fn h2_forward_needs_the_originators_release_outside_the_network() -> Resul
     let nl = fed.client("nl-fiod@carin").await?;
     let za = fed.client("za-afu@arinsa").await?;
     let be = fed.client("be-ocsc@carin").await?;
+    wait_reachable(&nl, &["za-afu@arinsa", "ng-efcc@gfp"]).await?;
 
     // NL sends an H2 disclosure to ZA (arinsa).
     let mut d = draft(&["za-afu@arinsa"], "Disclosure: Blue Yacht BV", "Art. 56 disclosure.");
@@ -116,6 +117,7 @@ async fn h1_and_h3_are_shown_to_the_recipient_not_enforced() -> Result<()> {
         .await?;
     let nl = fed.client("nl-fiod@carin").await?;
     let za = fed.client("za-afu@arinsa").await?;
+    wait_reachable(&nl, &["za-afu@arinsa"]).await?;
     let mut d = draft(&["za-afu@arinsa"], "Restricted", "x");
     d.handling = pb::HandlingCode::H3;
     d.handling_restrictions = "Not to be shared with tax authorities.".into();
@@ -153,6 +155,7 @@ async fn h0_reaches_law_enforcement_members_only() -> Result<()> {
     enrol_not_le(&fed, "nl-fiu@carin").await?;
     enrol_not_le(&fed, "za-fic@arinsa").await?;
     let nl = fed.client("nl-fiod@carin").await?;
+    wait_reachable(&nl, &["za-saps@arinsa", "za-fic@arinsa"]).await?;
     let h0 = |to: &[&str]| {
         let mut d = draft(to, "H0", "law enforcement only");
         d.handling = pb::HandlingCode::H0;

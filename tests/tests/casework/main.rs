@@ -63,6 +63,22 @@ pub async fn wait_and_read(
     Ok(client.read(&info.reference(), &ReadOptions::default(), quiet()).await?)
 }
 
+/// Waits until `client` can look up each of `addrs` (the federation links
+/// come up after `start()` returns; the harness offers no signal for that,
+/// so this polls the directory, bounded by [`PROMPT`]).
+pub async fn wait_reachable(client: &Client, addrs: &[&str]) -> Result<()> {
+    for a in addrs {
+        tokio::time::timeout(PROMPT, async {
+            while client.lookup(&addr(a)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .with_context(|| format!("{a} not reachable through the federation"))?;
+    }
+    Ok(())
+}
+
 /// The audit records of `auditor`'s network (fresh checkpoint), decoded.
 pub async fn audit_records(auditor: &Client) -> Result<Vec<pb::AuditRecord>> {
     use prost::Message;

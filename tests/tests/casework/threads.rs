@@ -8,7 +8,7 @@ use focal_client::{Draft, MessageRef};
 use focal_proto::pb;
 use focal_tests::Federation;
 
-use crate::{addr, draft, quiet, wait_and_read};
+use crate::{addr, draft, quiet, wait_and_read, wait_reachable};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thread_across_three_networks_and_overdue_requests() -> Result<()> {
@@ -22,6 +22,7 @@ async fn thread_across_three_networks_and_overdue_requests() -> Result<()> {
     let nl = fed.client("nl-fiod@carin").await?;
     let za = fed.client("za-afu@arinsa").await?;
     let uy = fed.client("uy-senaclaft@rrag").await?;
+    wait_reachable(&nl, &["za-afu@arinsa", "uy-senaclaft@rrag"]).await?;
     let case = "CARIN-2026-0042";
 
     // 1. NL asks ZA and UY (one request each, a week to respond).
