@@ -18,14 +18,18 @@
 //! [`keys`] (X25519 keys), [`client`] (the connected [`Client`]), [`send`],
 //! [`read`], [`mailbox`] (inbox, ack, receipts), [`plaintext`] (sealed
 //! plaintext layout, no I/O), [`store`] (local records), [`progress`],
-//! [`cli`] (the `focal` command), [`audit`] (auditor side).
+//! [`cli`] (the `focal` command), [`audit`] (auditor side), [`case`] (kinds,
+//! request fields, case threads, overdue requests), [`forward`] (forward,
+//! releases, network broadcast).
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod case;
 pub mod cli;
 pub mod client;
 pub mod connect;
 pub mod error;
+pub mod forward;
 pub mod keys;
 pub mod mailbox;
 pub mod plaintext;

@@ -350,6 +350,8 @@ impl Client {
             payload_sha256: hex::encode(&info.payload_sha256),
             attachments: attachments.iter().map(|a| a.name.clone()).collect(),
             acked: false,
+            kind: crate::case::kind_name(content.kind()).into(),
+            response_deadline_ms: content.response_deadline_ms,
         })?;
         Ok(OpenedMessage { info, content, attachments, resumed })
     }

@@ -59,6 +59,12 @@ pub struct Draft {
     pub priority: pb::Priority,
     /// Lifetime from now.
     pub expires_in: Duration,
+    /// Structured fields of a request kind (sealed).
+    pub request: Option<pb::RequestFields>,
+    /// Response wanted by (unix ms, 0 = none; sealed). `focal overdue` uses it.
+    pub response_deadline_ms: i64,
+    /// Set when this message forwards another (H2 enforcement at the relay).
+    pub forward_of: Option<pb::ForwardOf>,
 }
 
 impl Draft {
@@ -76,6 +82,9 @@ impl Draft {
             handling_restrictions: String::new(),
             priority: pb::Priority::Normal,
             expires_in: Duration::from_secs(7 * 86_400),
+            request: None,
+            response_deadline_ms: 0,
+            forward_of: None,
         }
     }
 }
@@ -238,19 +247,7 @@ impl Client {
         if draft.to.is_empty() {
             return Err(ClientError::invalid("recipients", "at least one --to is needed"));
         }
-        let mut to = draft.to.clone();
-        to.sort();
-        to.dedup();
-        if let Some(b) = to.iter().find(|a| a.is_broadcast()) {
-            return Err(ClientError::invalid(
-                "recipient",
-                format!("{b}: broadcast addresses are not supported yet"),
-            ));
-        }
-        let mut keys = Vec::with_capacity(to.len());
-        for addr in &to {
-            keys.push(RecipientPublicKey(self.lookup(addr).await?.x25519_public));
-        }
+        let (to, keys, broadcast_network) = self.resolve_recipients(&draft.to).await?;
         let paths = draft.attachments.clone();
         let attachments = tokio::task::spawn_blocking(move || {
             paths.iter().map(|p| describe_attachment(p).map(|a| (p.clone(), a))).collect::<Result<Vec<_>>>()
@@ -272,8 +269,8 @@ impl Client {
             expires_at_ms: now + draft.expires_in.as_millis() as i64,
             handling: draft.handling,
             priority: draft.priority,
-            forward_of: None,
-            broadcast_network: None,
+            forward_of: draft.forward_of.clone(),
+            broadcast_network,
         })?;
         let content = pb::Content {
             version: 1,
@@ -283,10 +280,10 @@ impl Client {
             case_ref: draft.case_ref.clone(),
             reply_to_msg_id: draft.reply_to.as_ref().map(|r| r.msg_id.to_vec()).unwrap_or_default(),
             reply_to_sender: draft.reply_to.as_ref().map(|r| r.sender.to_string()).unwrap_or_default(),
-            request: None,
+            request: draft.request.clone(),
             handling_restrictions: draft.handling_restrictions.clone(),
             attachments: attachments.iter().map(|(_, a)| a.clone()).collect(),
-            response_deadline_ms: 0,
+            response_deadline_ms: draft.response_deadline_ms,
         };
         let prefix = content_prefix(&content)?;
         let tmp_dir = self.store.tmp_dir();
@@ -327,6 +324,13 @@ impl Client {
             payload_sha256: hex::encode(sha),
             payload_size: size,
             attachments: content.attachments.iter().map(|a| a.name.clone()).collect(),
+            kind: crate::case::kind_name(draft.kind).into(),
+            response_deadline_ms: draft.response_deadline_ms,
+            forward_of: draft
+                .forward_of
+                .as_ref()
+                .map(|f| hex::encode(&f.original_msg_id))
+                .unwrap_or_default(),
         };
         Ok(SealedMessage { header, msg_id, payload: path, record })
     }

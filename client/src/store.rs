@@ -58,6 +58,15 @@ pub struct SentRecord {
     pub payload_size: u64,
     /// Attachment names.
     pub attachments: Vec<String>,
+    /// Kind (`general`, `asset-tracing`, ...; see [`crate::case::kind_name`]).
+    #[serde(default)]
+    pub kind: String,
+    /// Response wanted by (unix ms; 0 = none).
+    #[serde(default)]
+    pub response_deadline_ms: i64,
+    /// The message this forwards (hex id), if any.
+    #[serde(default)]
+    pub forward_of: String,
 }
 
 /// A message this focal point read (opened and verified).
@@ -93,6 +102,12 @@ pub struct ReceivedRecord {
     /// Whether the relay confirmed our acknowledgement.
     #[serde(default)]
     pub acked: bool,
+    /// Kind (`general`, `asset-tracing`, ...).
+    #[serde(default)]
+    pub kind: String,
+    /// Response wanted by (unix ms; 0 = none).
+    #[serde(default)]
+    pub response_deadline_ms: i64,
 }
 
 /// A verified receipt kept for the sender's records.
@@ -185,6 +200,13 @@ impl LocalStore {
         self.read(&self.received_path(msg_id, from))
     }
 
+    /// All received (read) messages, oldest first.
+    pub fn all_received(&self) -> Result<Vec<ReceivedRecord>> {
+        let mut v: Vec<ReceivedRecord> = self.list("received")?;
+        v.sort_by_key(|r| r.created_at_ms);
+        Ok(v)
+    }
+
     /// Received messages with this id (any sender).
     pub fn received_by_id(&self, msg_id: &str) -> Result<Vec<ReceivedRecord>> {
         Ok(self.list::<ReceivedRecord>("received")?.into_iter().filter(|r| r.msg_id == msg_id).collect())
@@ -273,6 +295,8 @@ mod tests {
             payload_sha256: "ab".into(),
             attachments: vec![],
             acked: false,
+            kind: "general".into(),
+            response_deadline_ms: 0,
         };
         s.put_received(&r).unwrap();
         s.mark_acked("00ff", "a@carin").unwrap();

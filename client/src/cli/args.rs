@@ -68,6 +68,17 @@ pub enum Command {
     },
     /// Reply to a message you have read (case reference and subject carried over).
     Reply(ReplyArgs),
+    /// Forward a received message to others (H2 outside your network needs the originator's release).
+    Forward(ForwardArgs),
+    /// Sign a release permitting recipients to forward your message to other networks (H2).
+    Release(ReleaseArgs),
+    /// Show a case's whole thread (sent and read messages) from the local store.
+    Case {
+        /// Case reference.
+        case_ref: String,
+    },
+    /// Sent requests whose response deadline has passed without a reply.
+    Overdue,
     /// Receipts for messages you sent (delivered, refused, expired), verified.
     Receipts {
         /// Only receipts newer than this (e.g. 2d); default: all the relay keeps.
@@ -153,27 +164,90 @@ pub struct MessageOptions {
     pub expires_in: Duration,
 }
 
+/// `focal forward ...`
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// Message id of the message to forward (still in your inbox, not yet acknowledged).
+    #[arg(value_parser = parse_msg_id)]
+    pub msg_id: [u8; 16],
+    /// Its sender, when several senders used the same id.
+    #[arg(long, value_parser = parse_member)]
+    pub from: Option<Address>,
+    /// New recipient name@network (repeatable).
+    #[arg(long = "to", required = true, value_parser = parse_member)]
+    pub to: Vec<Address>,
+    /// The originator's signed release (from `focal release`), needed for H2 outside your network.
+    #[arg(long, value_name = "FILE")]
+    pub release: Option<PathBuf>,
+}
+
+/// `focal release ...`
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// Id of a message YOU sent.
+    #[arg(value_parser = parse_msg_id)]
+    pub msg_id: [u8; 16],
+    /// Networks it may be forwarded to, comma-separated (omit: any network).
+    #[arg(long, value_delimiter = ',', value_parser = parse_network)]
+    pub networks: Vec<focal_proto::NetworkId>,
+    /// Validity of the release.
+    #[arg(long, value_parser = parse_duration, default_value = "7d")]
+    pub valid: Duration,
+    /// Write the signed release here.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
 /// `focal send ...`
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Recipient name@network (repeatable).
-    #[arg(long = "to", required = true, value_parser = parse_member)]
+    /// Recipient name@network (repeatable), or `*@network` for every member of a network.
+    #[arg(long = "to", required = true, value_parser = parse_recipient)]
     pub to: Vec<Address>,
     /// Subject (sealed: relays never see it).
     #[arg(long)]
     pub subject: String,
     /// Case reference (sealed).
-    #[arg(long, default_value = "")]
+    #[arg(long = "case", alias = "case-ref", value_name = "REF", default_value = "")]
     pub case_ref: String,
-    /// Kind: general, asset-tracing, freezing, disclosure, pre-mla, coordination.
+    /// Kind: general, asset-tracing, freezing, disclosure, pre-mla, coordination, response.
     #[arg(long, value_parser = parse_kind, default_value = "general")]
     pub kind: pb::MessageKind,
+    /// Structured request fields (sealed).
+    #[command(flatten)]
+    pub request: RequestArgs,
     /// Body.
     #[command(flatten)]
     pub body: BodyArgs,
     /// Options.
     #[command(flatten)]
     pub opts: MessageOptions,
+}
+
+/// Structured fields of a request (sealed in `Content.request`).
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// Requesting authority.
+    #[arg(long, default_value = "")]
+    pub authority: String,
+    /// Legal basis (e.g. "UNCAC art. 46, 48").
+    #[arg(long, default_value = "")]
+    pub legal_basis: String,
+    /// Subject of the request and its identifiers: NAME[:ID,ID] (repeatable).
+    #[arg(long = "subject-of", value_name = "NAME[:ID,ID]", value_parser = parse_subject_of)]
+    pub subjects: Vec<pb::SubjectOfRequest>,
+    /// Asset sought (repeatable).
+    #[arg(long = "asset")]
+    pub assets: Vec<String>,
+    /// Jurisdiction concerned (repeatable).
+    #[arg(long = "jurisdiction")]
+    pub jurisdictions: Vec<String>,
+    /// Response wanted by this date (YYYY-MM-DD, end of day UTC).
+    #[arg(long, value_parser = parse_deadline, conflicts_with = "respond_within")]
+    pub deadline: Option<i64>,
+    /// Response wanted within this time from now (e.g. 3d, 12h).
+    #[arg(long, value_parser = parse_duration)]
+    pub respond_within: Option<Duration>,
 }
 
 /// `focal reply ...`
@@ -200,6 +274,10 @@ fn parse_member(s: &str) -> Result<Address, String> {
     Address::parse_member(s).map_err(|e| e.to_string())
 }
 
+fn parse_recipient(s: &str) -> Result<Address, String> {
+    Address::parse(s).map_err(|e| e.to_string())
+}
+
 fn parse_msg_id(s: &str) -> Result<[u8; 16], String> {
     util::parse_msg_id(s).map_err(|e| e.to_string())
 }
@@ -213,19 +291,17 @@ fn parse_handling(s: &str) -> Result<pb::HandlingCode, String> {
 }
 
 fn parse_kind(s: &str) -> Result<pb::MessageKind, String> {
-    use pb::MessageKind as K;
-    Ok(match s {
-        "general" => K::General,
-        "asset-tracing" => K::AssetTracingRequest,
-        "freezing" => K::FreezingRequest,
-        "disclosure" => K::SpontaneousDisclosure,
-        "pre-mla" => K::PreMlaConsultation,
-        "coordination" => K::CaseCoordination,
-        "response" => K::Response,
-        _ => {
-            return Err(format!(
-                "{s:?}: expected general, asset-tracing, freezing, disclosure, pre-mla, coordination or response"
-            ));
-        }
-    })
+    crate::case::parse_kind(s).map_err(|e| e.to_string())
+}
+
+fn parse_subject_of(s: &str) -> Result<pb::SubjectOfRequest, String> {
+    crate::case::parse_subject_of(s).map_err(|e| e.to_string())
+}
+
+fn parse_deadline(s: &str) -> Result<i64, String> {
+    crate::case::parse_deadline(s).map_err(|e| e.to_string())
+}
+
+fn parse_network(s: &str) -> Result<focal_proto::NetworkId, String> {
+    focal_proto::NetworkId::new(s).map_err(|e| e.to_string())
 }

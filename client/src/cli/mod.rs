@@ -7,6 +7,7 @@
 mod admin;
 mod args;
 mod audit;
+mod casework;
 mod output;
 
 use std::io::Read;
@@ -190,6 +191,7 @@ async fn run(cli: Cli) -> Result<()> {
             let mut draft = Draft::new(a.to.clone(), a.subject.clone(), read_body(&a.body)?);
             draft.kind = a.kind;
             draft.case_ref = a.case_ref.clone();
+            (draft.request, draft.response_deadline_ms) = casework::request_fields(&a.request);
             apply_options(&mut draft, &a.opts);
             let accepted = client.send(&draft, progress).await?;
             out.sent(&accepted, &draft.to);
@@ -226,6 +228,48 @@ async fn run(cli: Cli) -> Result<()> {
             apply_options(&mut draft, &a.opts);
             let accepted = client.send(&draft, progress).await?;
             out.sent(&accepted, &draft.to);
+        }
+        Command::Forward(a) => {
+            let client = Client::connect(profile).await?;
+            let original = resolve(&client, a.msg_id, a.from.clone()).await?;
+            let release = match &a.release {
+                Some(path) => {
+                    let bytes =
+                        std::fs::read(path).map_err(|e| ClientError::io("cannot read release", path, e))?;
+                    Some(crate::forward::decode_release(&bytes)?.0)
+                }
+                None => None,
+            };
+            let accepted = client.forward(&original, a.to.clone(), release, progress).await?;
+            out.sent(&accepted, &a.to);
+        }
+        Command::Release(a) => {
+            let client = Client::connect(profile).await?;
+            let id = hex::encode(a.msg_id);
+            if client.store().sent(&id)?.is_none() {
+                return Err(ClientError::NotFound { what: "message sent by you", id });
+            }
+            let blob = client.make_release(a.msg_id, &a.networks, a.valid);
+            std::fs::write(&a.out, prost::Message::encode_to_vec(&blob))
+                .map_err(|e| ClientError::io("cannot write release", &a.out, e))?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "release", "msg_id": id, "path": a.out,
+                    "networks": a.networks.iter().map(ToString::to_string).collect::<Vec<_>>()})
+                );
+            } else {
+                println!("release of {id} written to {}", a.out.display());
+            }
+        }
+        Command::Case { case_ref } => {
+            let store = crate::store::LocalStore::open(&profile.store_dir)?;
+            let me = crate::connect::load_identity(&profile)?.0.identity.address().to_string();
+            casework::thread(cli.json, case_ref, &crate::case::thread(&store, &me, case_ref)?);
+        }
+        Command::Overdue => {
+            let store = crate::store::LocalStore::open(&profile.store_dir)?;
+            casework::overdue(cli.json, &crate::case::overdue(&store, now_ms())?);
         }
         Command::Inbox { follow } => {
             let client = Client::connect(profile).await?;

@@ -219,7 +219,7 @@ impl Out {
     pub(crate) fn opened(&self, o: &OpenedMessage) {
         let c = &o.content;
         if self.json {
-            line(json!({
+            let mut v = json!({
                 "type": "opened",
                 "msg_id": msg_id_hex(&o.info.msg_id),
                 "from": o.info.sender.to_string(),
@@ -241,7 +241,9 @@ impl Out {
                 })).collect::<Vec<_>>(),
                 "resumed": o.resumed,
                 "verified": true,
-            }));
+            });
+            super::casework::opened_json(o, &mut v);
+            line(v);
             return;
         }
         println!(
@@ -268,6 +270,7 @@ impl Out {
         if !c.handling_restrictions.is_empty() {
             println!("Restrictions: {}", c.handling_restrictions);
         }
+        super::casework::opened_text(o);
         println!("Subject:  {}", c.subject);
         println!();
         println!("{}", c.body);

@@ -21,9 +21,15 @@
 //!   (`POLICY`), `limits.max_clock_skew_secs` (created in the future beyond
 //!   it: `POLICY`) and expiry (`EXPIRED`) apply at every hop.
 //!
-//! Not here: H0 (law-enforcement members only) needs the directory's member
-//! category, and H2 forwarding needs the originator's signed release; both
-//! are checked by the code that holds those (see the report of this module).
+//! - H2 forwarding ([`check_forward`], at the forwarder's relay when a
+//!   focal point sends): a message whose context has `forward_of` with
+//!   `original_handling` H2 and a recipient outside the forwarder's network
+//!   needs a valid release signed by the original sender (`HANDLING`).
+//!   Exact semantics and limits: `docs/HANDLING.md`.
+//!
+//! - H0 ([`check_h0`], at the relay of the recipients: on a local Send and
+//!   on an envelope from a peer): refused (`HANDLING`) when a recipient this
+//!   relay delivers to has a directory entry saying `law_enforcement = false`.
 
 use std::collections::BTreeSet;
 
@@ -213,9 +219,112 @@ impl Policy {
     }
 }
 
+/// The H2 rule for a message sent by a member of `own` (the forwarder's
+/// network): when `ctx.forward_of` is set with `original_handling` H2 and any
+/// of `recipients` is outside `own`, `forward_of.release` must be a release
+/// signed (tag `focal/v1/release\0`) by the certificate of the original
+/// sender (valid at `now` under `trust`: chain, CRL, role fp, address ==
+/// `original_sender`), for `original_msg_id`, with `originator ==
+/// original_sender`, not expired at `now_ms`, whose `permitted_networks`
+/// (empty = any) include every recipient network outside `own`.
+pub fn check_forward(
+    own: &NetworkId,
+    ctx: &pb::Context,
+    recipients: &[Address],
+    trust: &focal_certs::TrustStore,
+    now: std::time::SystemTime,
+    now_ms: i64,
+) -> Result<(), Refusal> {
+    use focal_proto::signed::{TAG_RELEASE, verify_blob};
+    use prost::Message;
+    let Some(fwd) = &ctx.forward_of else { return Ok(()) };
+    if fwd.original_handling != pb::HandlingCode::H2 as i32 {
+        return Ok(());
+    }
+    let outside: BTreeSet<&NetworkId> =
+        recipients.iter().map(Address::network).filter(|n| *n != own).collect();
+    if outside.is_empty() {
+        return Ok(());
+    }
+    let orig = hex::encode(&fwd.original_msg_id);
+    let refuse = |why: String| {
+        let nets: Vec<&str> = outside.iter().map(|n| n.as_str()).collect();
+        Refusal::new(
+            pb::RefusalReason::Handling,
+            format!(
+                "HANDLING: forward of H2 message {orig} from {} to network(s) {} needs a release signed by the originator: {why}",
+                fwd.original_sender,
+                nets.join(", ")
+            ),
+        )
+    };
+    let Some(blob) = &fwd.release else { return Err(refuse("no release given".into())) };
+    verify_blob(TAG_RELEASE, blob).map_err(|e| refuse(e.to_string()))?;
+    let cert = rustls_pki_types::CertificateDer::from(blob.signer_cert.as_slice());
+    let signer = focal_certs::verify_peer(trust, &cert, &[], now)
+        .map_err(|e| refuse(format!("release signer certificate refused: {e}")))?;
+    if signer.identity.role != focal_proto::Role::Fp
+        || signer.identity.address().to_string() != fwd.original_sender
+    {
+        return Err(refuse(format!("release is signed by {}, not by the originator", signer.identity)));
+    }
+    let rel = pb::Release::decode(blob.body.as_slice()).map_err(|e| refuse(format!("release body: {e}")))?;
+    if rel.msg_id != fwd.original_msg_id {
+        return Err(refuse(format!("release is for message {}", hex::encode(&rel.msg_id))));
+    }
+    if rel.originator != fwd.original_sender {
+        return Err(refuse(format!("release names originator {}", rel.originator)));
+    }
+    if rel.expires_at_ms <= now_ms {
+        return Err(refuse(format!("release expired at {} ms", rel.expires_at_ms)));
+    }
+    if !rel.permitted_networks.is_empty()
+        && let Some(n) = outside.iter().find(|n| !rel.permitted_networks.iter().any(|p| p == n.as_str()))
+    {
+        return Err(refuse(format!("release does not permit network {n}")));
+    }
+    Ok(())
+}
+
+/// The H0 rule at the recipients' relay: an H0 message is refused when any
+/// of `local` (the recipients this relay delivers to) is, according to
+/// `law_enforcement` (its directory entry's member category; `None` = no
+/// entry), not a law-enforcement member. The whole copy is refused.
+pub fn check_h0(
+    handling: i32,
+    local: &[Address],
+    law_enforcement: impl Fn(&Address) -> Option<bool>,
+) -> Result<(), Refusal> {
+    if handling != pb::HandlingCode::H0 as i32 {
+        return Ok(());
+    }
+    match local.iter().find(|a| law_enforcement(a) == Some(false)) {
+        Some(a) => Err(Refusal::new(
+            pb::RefusalReason::Handling,
+            format!("HANDLING: H0 message for {a}, who is not a law-enforcement member (directory entry)"),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h0_refuses_non_law_enforcement_recipients_only() {
+        let le = |x: &Address| match x.name() {
+            "police" => Some(true),
+            "fiu" => Some(false),
+            _ => None,
+        };
+        let h0 = pb::HandlingCode::H0 as i32;
+        assert!(check_h0(h0, &[a("police@carin"), a("unknown@carin")], le).is_ok());
+        let e = check_h0(h0, &[a("police@carin"), a("fiu@carin")], le).unwrap_err();
+        assert_eq!(e.reason, pb::RefusalReason::Handling);
+        assert!(e.detail.contains("fiu@carin"), "{}", e.detail);
+        assert!(check_h0(pb::HandlingCode::H1 as i32, &[a("fiu@carin")], le).is_ok());
+    }
 
     fn n(s: &str) -> NetworkId {
         NetworkId::new(s).unwrap()

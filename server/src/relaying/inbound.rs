@@ -390,3 +390,12 @@ impl InboundHandler for Inbound {
         self.link_event(event);
     }
 }
+
+/// The member category in `addr`'s directory entry at this relay (None: no
+/// entry, or one that does not decode); for the H0 check of a local Send.
+pub fn law_enforcement_of(store: &crate::store::Store, addr: &focal_proto::Address) -> Option<bool> {
+    use prost::Message;
+    let entry = store.directory_entry(addr).ok()??;
+    let body = pb::DirectoryEntryBody::decode(entry.signed?.body.as_slice()).ok()?;
+    Some(body.law_enforcement)
+}

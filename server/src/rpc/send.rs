@@ -7,7 +7,9 @@
 //! 3. context sender == caller address (PERMISSION_DENIED);
 //! 4. sender_cert verifies and is the caller's identity (INVALID_ARGUMENT /
 //!    PERMISSION_DENIED);
-//! 5. the signature (INVALID_ARGUMENT "bad signature");
+//! 5. the signature (INVALID_ARGUMENT "bad signature"); then the H2 rule for
+//!    forwards leaving this network (PERMISSION_DENIED "HANDLING: ...",
+//!    reason HANDLING; see `docs/HANDLING.md`);
 //! 6. expiry and clock skew (FAILED_PRECONDITION), lifetime (INVALID_ARGUMENT);
 //! 7. size, store space, send rate (RESOURCE_EXHAUSTED);
 //! 8. duplicate (sender, msg id) (ALREADY_EXISTS);
@@ -145,6 +147,24 @@ async fn checked(
     envelope::verify_signature(&header)
         .map_err(|_| refuse(Status::invalid_argument("bad signature"), R::BadSignature))?;
 
+    // Handling code H2: a forward leaving this network needs the originator's release.
+    crate::core::policy::check_forward(
+        &shared.config.network,
+        &ctx.ctx,
+        &ctx.recipients,
+        &shared.trust.current(),
+        std::time::SystemTime::now(),
+        now,
+    )
+    .map_err(|r| refuse(Status::permission_denied(r.detail), r.reason))?;
+    // Handling code H0: only law-enforcement members of this network may receive it.
+    let local: Vec<_> =
+        ctx.recipients.iter().filter(|a| a.network() == &shared.config.network).cloned().collect();
+    crate::core::policy::check_h0(c_handling(ctx), &local, |a| {
+        crate::relaying::inbound::law_enforcement_of(&shared.store, a)
+    })
+    .map_err(|r| refuse(Status::permission_denied(r.detail), r.reason))?;
+
     let c = &ctx.ctx;
     if c.expires_at_ms <= now {
         return Err(refuse(
@@ -278,6 +298,10 @@ async fn checked(
         audit_leaf_index: leaf_index,
         relay: shared.config.name.clone(),
     })
+}
+
+fn c_handling(ctx: &ValidContext) -> i32 {
+    ctx.ctx.handling
 }
 
 fn payload_refusal(e: PayloadError) -> Refused {

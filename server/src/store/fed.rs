@@ -324,6 +324,21 @@ pub(super) fn route(
     let mut refused = d.refused.clone();
     let mut local = Vec::new();
     for a in &d.local {
+        // Handling code H0: law-enforcement members only (their directory entry says so).
+        if req.input.handling == pb::HandlingCode::H0 {
+            let dkey = keys::directory(&a.to_string());
+            let le = st.get(&dkey)?.and_then(|v| {
+                use prost::Message;
+                let e = pb::DirectoryEntry::decode(v.as_ref()).ok()?;
+                Some(pb::DirectoryEntryBody::decode(e.signed?.body.as_slice()).ok()?.law_enforcement)
+            });
+            if let Err(r) =
+                crate::core::policy::check_h0(pb::HandlingCode::H0 as i32, std::slice::from_ref(a), |_| le)
+            {
+                refused.push((a.clone(), r));
+                continue;
+            }
+        }
         match super::ops::mailbox_room(st, ctx, &a.to_string()) {
             Ok(true) => local.push(a.clone()),
             Ok(false) => refused.push((
