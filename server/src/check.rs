@@ -6,6 +6,11 @@
 //! certificate is this relay's identity (`focal://<network>/relay/<name>`),
 //! within its validity period, chains to its network's CA in the trust
 //! bundle and is not revoked by the loaded CRLs.
+//!
+//! The check also prints the audit log's origin and verifier key and the
+//! witness verifier key (from the key files in the data dir, if the relay
+//! has created them), so a secretariat can hand them to auditors
+//! (`focal audit verify --witness …`). It never creates those files.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -252,5 +257,40 @@ pub fn check(path: &Path) -> Report {
             }
         }
     }
+    audit_keys(&config, &mut r);
     r
+}
+
+/// The audit log and witness verifier keys, from the data dir's key files.
+fn audit_keys(config: &RelayConfig, r: &mut Report) {
+    let origin = config.audit_origin();
+    let log_path = config.data_dir.join("audit-log.key");
+    let witness_path = config.data_dir.join(crate::node::WITNESS_KEY_FILE);
+    let absent = |path: &Path| !path.exists();
+    if absent(&log_path) {
+        r.push(
+            Level::Ok,
+            format!("audit log {origin}: key {} is created on first start", log_path.display()),
+        );
+    } else {
+        match crate::audit::LogSigner::load_or_create(&log_path, &origin) {
+            Ok(s) => r.push(
+                Level::Ok,
+                format!("audit log origin {}, verifier key {}", s.origin(), s.verifier_key()),
+            ),
+            Err(e) => r.push(Level::Error, e.to_string()),
+        }
+    }
+    let name = crate::audit::witness::witness_name(&origin);
+    if absent(&witness_path) {
+        r.push(
+            Level::Ok,
+            format!("witness {name}: key {} is created on first start", witness_path.display()),
+        );
+    } else {
+        match crate::audit::witness::Witness::load_or_create_key(&witness_path, &name) {
+            Ok(s) => r.push(Level::Ok, format!("witness verifier key {}", s.verifier_key())),
+            Err(e) => r.push(Level::Error, e.to_string()),
+        }
+    }
 }

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tonic_health::ServingStatus;
 
 use crate::audit::AuditService;
+use crate::audit::witness::{self, Witness};
 use crate::config::RelayConfig;
 use crate::core::RelayCore;
 use crate::federation::{Federation, Tuning};
@@ -40,6 +41,8 @@ use crate::{Listeners, RelayError};
 /// Connections still open after the grace period get this long to close
 /// once their streams fail.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// The witness key file in the data dir (PKCS#8 Ed25519, mode 0600).
+pub(crate) const WITNESS_KEY_FILE: &str = "witness.key";
 /// Concurrent RPCs per connection (each Send may buffer one decoded
 /// message of up to tonic's 4 MiB limit).
 const MAX_STREAMS_PER_CONNECTION: u32 = 64;
@@ -91,7 +94,15 @@ pub(crate) async fn run(
         },
         Some(core.clone()),
     )?;
-    let relaying = Arc::new(Relaying::new(config.clone(), store.clone(), core, tls.trust.clone()));
+    // This relay as a witness of its peers' logs (key created on first start).
+    let witness_signer = Witness::load_or_create_key(
+        &config.data_dir.join(WITNESS_KEY_FILE),
+        &witness::witness_name(store.audit_log().origin()),
+    )?;
+    let witness = Arc::new(Witness::open(store.tree().clone(), witness_signer)?);
+    let witness_key = witness.verifier_key();
+    let relaying =
+        Arc::new(Relaying::new(config.clone(), store.clone(), core, tls.trust.clone()).with_witness(witness));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (kill_tx, kill_rx) = watch::channel(false);
@@ -152,6 +163,7 @@ pub(crate) async fn run(
                 networks: vec![config.network.to_string()],
                 log_origin: store.audit_log().origin().to_owned(),
                 log_key: log_key(&store.audit_log().verifier_key()),
+                witness_key: witness::hello_witness_key(&witness_key)?,
             };
             let handler = Arc::new(Inbound::new(relaying.clone()));
             let fed = Federation::start(
@@ -224,7 +236,13 @@ pub(crate) async fn run(
         }
     };
     let fed = federation_addr.map(|a| a.to_string()).unwrap_or_else(|| "none".into());
-    tracing::info!(relay = %relay_uri, "focal-relay listening grpc={grpc_addr} federation={fed}");
+    tracing::info!(
+        relay = %relay_uri,
+        audit_origin = %store.audit_log().origin(),
+        audit_log_key = %store.audit_log().verifier_key(),
+        witness_key = %witness_key,
+        "focal-relay listening grpc={grpc_addr} federation={fed}"
+    );
 
     let failed_store = store.clone();
     let mut store_failure = None;

@@ -101,6 +101,7 @@ async fn assert_refused_chain(gfp: &mut Gfp, chain: &[&RawCert], reason: &str) {
                 networks: vec!["carin".into()],
                 log_origin: "focal/carin/relay-carin".into(),
                 log_key: vec![7; 32],
+                witness_key: vec![],
             };
             let answer = federation_support::raw_hello(&conn, hello).await;
             assert!(answer.is_err(), "hello answered over a refused certificate: {answer:?}");

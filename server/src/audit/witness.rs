@@ -142,6 +142,42 @@ pub fn witness_key_from_parts(name: &str, public_key: &[u8]) -> Result<WitnessKe
     WitnessKey::parse(&format!("{name}+{id:08x}+{}", B64.encode(material))).map_err(werr)
 }
 
+/// The witness name of the relay whose log origin is `log_origin`:
+/// `<log_origin>/witness`. Peers derive it from the Hello's `log_origin`,
+/// so the Hello carries only the raw `witness_key`.
+pub fn witness_name(log_origin: &str) -> String {
+    format!("{log_origin}/witness")
+}
+
+/// The raw 32-byte public key inside a witness verifier key string (what
+/// this relay puts in its Hello's `witness_key`).
+pub fn hello_witness_key(verifier_key: &str) -> Result<Vec<u8>, RelayError> {
+    let b64 = verifier_key.trim().splitn(3, '+').nth(2).unwrap_or_default();
+    let material = B64.decode(b64).map_err(|e| werr(format!("witness verifier key is not base64: {e}")))?;
+    match material.split_first() {
+        Some((&0x04, key)) if key.len() == 32 => Ok(key.to_vec()),
+        _ => Err(werr("witness verifier key is not an Ed25519 cosignature/v1 key")),
+    }
+}
+
+/// The witness key a peer announced in its Hello (name
+/// [`witness_name`]`(log_origin)`, raw key `witness_key`); `None` if it
+/// announced none (it does not witness). The Hello is trusted for the
+/// peer's own keys: the link is mTLS-authenticated as that relay.
+pub fn peer_witness_key(hello: &pb::Hello) -> Result<Option<WitnessKey>, RelayError> {
+    if hello.witness_key.is_empty() {
+        return Ok(None);
+    }
+    if hello.witness_key.len() != 32 {
+        return Err(werr(format!(
+            "the witness key of {:?} has {} bytes, expected a 32-byte Ed25519 public key",
+            hello.relay,
+            hello.witness_key.len()
+        )));
+    }
+    witness_key_from_parts(&witness_name(&hello.log_origin), &hello.witness_key).map(Some)
+}
+
 /// What is persisted per origin.
 #[derive(Clone, Debug, PartialEq)]
 struct Stored {

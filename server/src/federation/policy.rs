@@ -186,6 +186,7 @@ mod tests {
             networks: nets.iter().map(|s| s.to_string()).collect(),
             log_origin: "o".into(),
             log_key: vec![],
+            witness_key: vec![],
         }
     }
 

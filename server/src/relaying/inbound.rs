@@ -373,15 +373,22 @@ impl InboundHandler for Inbound {
         Box::pin(self.directory_inner(from, query))
     }
 
-    fn cosign(
-        &self,
-        _from: Arc<RemotePeer>,
-        _request: pb::CosignRequest,
-    ) -> BoxFuture<'_, pb::CosignResponse> {
-        Box::pin(async {
-            pb::CosignResponse {
-                cosignature_line: String::new(),
-                error: "witnessing is not offered by this relay".into(),
+    /// Cosigns the peer's checkpoint with this relay's witness key; the
+    /// log key is the one in the peer's (mTLS-authenticated) Hello.
+    fn cosign(&self, from: Arc<RemotePeer>, request: pb::CosignRequest) -> BoxFuture<'_, pb::CosignResponse> {
+        Box::pin(async move {
+            match &self.r.witness {
+                Some(w) => {
+                    let resp = w.cosign_for_peer(&from.hello, &request).await;
+                    if !resp.error.is_empty() {
+                        tracing::warn!(peer = %from.identity, error = %resp.error, "cosign request refused");
+                    }
+                    resp
+                }
+                None => pb::CosignResponse {
+                    cosignature_line: String::new(),
+                    error: "witnessing is not offered by this relay".into(),
+                },
             }
         })
     }

@@ -22,6 +22,9 @@
 //!   `InboundHandler`; it also turns link events into core calls and audit
 //!   records (PEER_CONNECTED, PEER_REFUSED).
 //! - a housekeeping task forgets expired seen entries every minute.
+//! - one cosigning task per peer link ([`cosign`]) gets our audit-log
+//!   checkpoints cosigned by the peer's witness; inbound cosign requests
+//!   are answered with this relay's [`Witness`] ([`Relaying::with_witness`]).
 //!
 //! # State for admin and metrics
 //! [`Relaying::peer_status`] is a cheap snapshot of every peer's outbox and
@@ -29,6 +32,7 @@
 //! [`Relaying::pause_peer`] act on an outbox. The handle is reachable from
 //! the gRPC services as `Shared.routes.relaying()`.
 
+pub mod cosign;
 pub mod directory;
 pub mod inbound;
 mod sender;
@@ -42,6 +46,7 @@ use focal_proto::pb;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::audit::witness::Witness;
 use crate::config::RelayConfig;
 use crate::core::RelayCore;
 use crate::core::outbox::OutboxStatus;
@@ -73,6 +78,8 @@ pub struct Relaying {
     /// Bumped on link events so sender tasks look again.
     kick: watch::Sender<u64>,
     pub(crate) directory: directory::DirectoryCache,
+    /// This relay as a witness of its peers' logs (None: not offered).
+    pub(crate) witness: Option<Arc<Witness>>,
 }
 
 impl std::fmt::Debug for Relaying {
@@ -92,7 +99,14 @@ impl Relaying {
             links: OnceLock::new(),
             kick: watch::Sender::new(0),
             directory: directory::DirectoryCache::new(10_000, Duration::from_secs(300)),
+            witness: None,
         }
+    }
+
+    /// Answers peers' cosign requests with `witness`.
+    pub fn with_witness(mut self, witness: Arc<Witness>) -> Self {
+        self.witness = Some(witness);
+        self
     }
 
     /// The core, locked (never hold the guard across an await).
@@ -150,8 +164,8 @@ impl Relaying {
         done
     }
 
-    /// Starts one sender task per peer link and the housekeeping task; they
-    /// stop when `stop` turns true.
+    /// Starts one sender task and one cosigning task per peer link and the
+    /// housekeeping task; they stop when `stop` turns true.
     pub fn start(
         self: &Arc<Self>,
         links: Vec<LinkHandle>,
@@ -170,6 +184,13 @@ impl Relaying {
                 ))
             })
             .collect();
+        for link in self.links.get().into_iter().flat_map(|m| m.values()) {
+            let span = tracing::info_span!("cosign", peer = %link.peer().name);
+            tasks.push(tokio::spawn(tracing::Instrument::instrument(
+                cosign::run(self.clone(), link.clone(), stop.clone()),
+                span,
+            )));
+        }
         tasks.push(tokio::spawn(housekeeping(self.clone(), stop)));
         tasks
     }
