@@ -44,6 +44,7 @@ pub fn hello_of(creds: &Credentials) -> pb::Hello {
         networks: vec![creds.identity.network.to_string()],
         log_origin: format!("focal/{}/{}", creds.identity.network, creds.identity.name),
         log_key: vec![7; 32],
+        witness_key: vec![],
     }
 }
 

@@ -43,6 +43,7 @@ async fn cosign_round(
     let hello = pb::Hello {
         log_origin: reader.origin().to_owned(),
         log_key: hello_log_key(&reader.verifier_key())?,
+        witness_key: vec![],
         ..Default::default()
     };
     let mut refusals = Vec::new();
