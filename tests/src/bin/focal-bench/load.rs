@@ -33,7 +33,7 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     /// Messages per second reaching recipients.
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         if self.secs > 0.0 { self.received as f64 / self.secs } else { 0.0 }
     }
 }

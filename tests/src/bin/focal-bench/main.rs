@@ -11,7 +11,8 @@
 //!
 //! Run: `cargo run --release -p focal-tests --bin focal-bench -- [--quick]`
 //! (`tests/bench/setup.sh` installs `nats-server` first). `--only focal,nats,
-//! crypto,audit` selects sections. See BENCHMARKS.md.
+//! crypto,audit` selects sections; `--rate N --secs S` change the offered
+//! load phase. See BENCHMARKS.md.
 //!
 //! The same binary is also the relay child process: invoked as
 //! `focal-bench run --config <file>` (what the harness runs) it is
@@ -89,7 +90,14 @@ fn main() -> ExitCode {
         .map(|s| s.split(',').map(str::to_owned).collect());
     let wants = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let params = Params::new(quick);
+    let mut params = Params::new(quick);
+    let num = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)?.parse::<u32>().ok());
+    if let Some(r) = num("--rate") {
+        params.rate = r.max(1);
+    }
+    if let Some(s) = num("--secs") {
+        params.rate_secs = s.max(1);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

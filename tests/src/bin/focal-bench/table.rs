@@ -17,13 +17,13 @@ pub(crate) struct Row {
 
 impl Row {
     /// A figure with no NATS counterpart.
-    pub fn one(metric: &str, value: String) -> Row {
+    pub(crate) fn one(metric: &str, value: String) -> Row {
         Row { metric: metric.into(), focal: value, nats: "—".into(), ratio: "—".into(), goal: String::new() }
     }
 
     /// Marks the issue goal this figure answers (`applies`: measured at the
     /// goal's scale).
-    pub fn goal(mut self, applies: bool, met: bool, text: &str) -> Row {
+    pub(crate) fn goal(mut self, applies: bool, met: bool, text: &str) -> Row {
         self.goal = match (applies, met) {
             (false, _) => format!("{text}: not at scale (--quick)"),
             (true, true) => format!("{text}: met"),
@@ -47,11 +47,11 @@ fn ratio(f: f64, n: f64) -> String {
 }
 
 impl Table {
-    pub fn extend(&mut self, section: &str, rows: Vec<Row>) {
+    pub(crate) fn extend(&mut self, section: &str, rows: Vec<Row>) {
         self.sections.push((section.into(), rows));
     }
 
-    pub fn federated(&mut self, p: &Params, f: Option<&FocalResult>, n: Option<&NatsResult>) {
+    pub(crate) fn federated(&mut self, p: &Params, f: Option<&FocalResult>, n: Option<&NatsResult>) {
         if f.is_none() && n.is_none() {
             return;
         }
@@ -127,7 +127,7 @@ impl Table {
         self.sections.push(("per process".into(), rows));
     }
 
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         println!();
         for (section, rows) in &self.sections {
             println!("### {section}\n");
