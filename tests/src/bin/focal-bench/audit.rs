@@ -6,7 +6,9 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use focal_proto::audit::{LogKey, TreeHead, hashes_from_bytes, leaf_hash, verify_consistency, verify_inclusion};
+use focal_proto::audit::{
+    LogKey, TreeHead, hashes_from_bytes, leaf_hash, verify_consistency, verify_inclusion,
+};
 use focal_proto::pb;
 use focal_relay::audit::{AuditLog, LogSigner};
 
@@ -77,7 +79,10 @@ pub(crate) fn run(p: &Params) -> Result<Vec<Row>> {
         let us = append(&mut l, 2_000 / q, 1, true)?;
         rows.push(Row::one("append, 1 record per fsynced batch", format!("{us:.1} µs/record")));
         let us = append(&mut l, 64_000 / q, 64, true)?;
-        rows.push(Row::one("append, 64 records per fsynced batch (group commit)", format!("{us:.1} µs/record")));
+        rows.push(Row::one(
+            "append, 64 records per fsynced batch (group commit)",
+            format!("{us:.1} µs/record"),
+        ));
     }
     let mut l = open()?;
     let n = p.audit_entries;

@@ -117,8 +117,9 @@ pub(crate) async fn run(p: &Params) -> Result<FocalResult> {
         Arc::new(move |k: usize| {
             let (envs, channels) = (envs.clone(), channels.clone());
             async move {
-                let r = send_envelope(channels[k % n].clone(), &envs[k], 64 * 1024).await?;
-                let _ = r;
+                // Ok means ACCEPTED (after the first hop's fsync); a refusal
+                // is an error status.
+                send_envelope(channels[k % n].clone(), &envs[k], 64 * 1024).await?;
                 Ok(())
             }
         })
@@ -135,7 +136,8 @@ pub(crate) async fn run(p: &Params) -> Result<FocalResult> {
         ["carin", "gfp", "arinsa"].iter().map(|n| (n.to_string(), fed.relay(n).pid())).collect();
     let cpu0: Vec<Option<f64>> = pids.iter().map(|(_, p)| p.and_then(cpu_secs)).collect();
     eprintln!("focal: saturation, {} messages, {} in flight ...", p.saturation_msgs, p.senders * p.window);
-    let saturation = load::saturate(0..p.saturation_msgs, p.senders * p.window, send.clone(), &mut rx).await?;
+    let saturation =
+        load::saturate(0..p.saturation_msgs, p.senders * p.window, send.clone(), &mut rx).await?;
     let cpu1: Vec<Option<f64>> = pids.iter().map(|(_, p)| p.and_then(cpu_secs)).collect();
     eprintln!("focal: saturation {saturation:?}");
 

@@ -100,7 +100,8 @@ where
     let errors = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..inflight {
-        let (next, send, starts, errors, r) = (next.clone(), send.clone(), starts.clone(), errors.clone(), range.clone());
+        let (next, send, starts, errors, r) =
+            (next.clone(), send.clone(), starts.clone(), errors.clone(), range.clone());
         workers.push(tokio::spawn(async move {
             loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);

@@ -91,7 +91,8 @@ fn main() -> ExitCode {
     let wants = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut params = Params::new(quick);
-    let num = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)?.parse::<u32>().ok());
+    let num =
+        |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)?.parse::<u32>().ok());
     if let Some(r) = num("--rate") {
         params.rate = r.max(1);
     }

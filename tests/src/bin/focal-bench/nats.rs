@@ -59,7 +59,8 @@ fn make_certs(dir: &Path) -> Result<()> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name.push(DnType::CommonName, "focal-bench NATS CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_cert = ca.self_signed(&ca_key)?;
     std::fs::write(dir.join("ca.pem"), ca_cert.pem())?;
     let issuer = Issuer::new(ca, ca_key);
@@ -81,7 +82,12 @@ fn tls_block(dir: &Path, name: &str, verify: bool) -> String {
     )
 }
 
-fn start_server(dir: &Path, name: &'static str, leaf_listen: Option<u16>, hub_leaf: Option<u16>) -> Result<Server> {
+fn start_server(
+    dir: &Path,
+    name: &'static str,
+    leaf_listen: Option<u16>,
+    hub_leaf: Option<u16>,
+) -> Result<Server> {
     let port = free_port()?;
     let store = dir.join(format!("js-{name}"));
     let mut conf = format!(
@@ -188,7 +194,11 @@ pub(crate) async fn run(p: &Params, payload_bytes: usize) -> Result<NatsResult> 
         tokio::spawn(async move {
             while let Some(Ok(m)) = msgs.next().await {
                 let at = Instant::now();
-                let k = m.headers.as_ref().and_then(|h| h.get("i")).and_then(|v| v.as_str().parse::<usize>().ok());
+                let k = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("i"))
+                    .and_then(|v| v.as_str().parse::<usize>().ok());
                 if let Some(k) = k {
                     let _ = tx.send((k, at));
                 }
@@ -230,7 +240,8 @@ pub(crate) async fn run(p: &Params, payload_bytes: usize) -> Result<NatsResult> 
     let servers = [&carin, &hub, &arinsa];
     let cpu0: Vec<Option<f64>> = servers.iter().map(|s| crate::focal::cpu_secs(s.child.id())).collect();
     eprintln!("nats: saturation, {} messages, {} in flight ...", p.saturation_msgs, p.senders * p.window);
-    let saturation = load::saturate(0..p.saturation_msgs, p.senders * p.window, send.clone(), &mut rx).await?;
+    let saturation =
+        load::saturate(0..p.saturation_msgs, p.senders * p.window, send.clone(), &mut rx).await?;
     let cpu1: Vec<Option<f64>> = servers.iter().map(|s| crate::focal::cpu_secs(s.child.id())).collect();
     eprintln!("nats: saturation {saturation:?}");
     eprintln!("nats: offered load {} msg/s for {} s ...", p.rate, p.rate_secs);

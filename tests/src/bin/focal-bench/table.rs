@@ -18,14 +18,16 @@ pub(crate) struct Row {
 impl Row {
     /// A figure with no NATS counterpart.
     pub(crate) fn one(metric: &str, value: String) -> Row {
-        Row { metric: metric.into(), focal: value, nats: "—".into(), ratio: "—".into(), goal: String::new() }
+        Row {
+            metric: metric.into(), focal: value, nats: "—".into(), ratio: "—".into(), goal: String::new()
+        }
     }
 
     /// Marks the issue goal this figure answers (`applies`: measured at the
     /// goal's scale).
     pub(crate) fn goal(mut self, applies: bool, met: bool, text: &str) -> Row {
         self.goal = match (applies, met) {
-            (false, _) => format!("{text}: not at scale (--quick)"),
+            (false, _) => format!("{text}: not measured at that scale"),
             (true, true) => format!("{text}: met"),
             (true, false) => format!("{text}: NOT met"),
         };
@@ -91,7 +93,9 @@ impl Table {
             nats: get(no, |o| format!("{} ({} of {} arrived)", lat(o), o.received, o.sent + o.errors)),
             ratio: ratio(num(fo, |o| o.lat[1]), num(no, |o| o.lat[1])) + " (p99)",
             goal: fo.map_or(String::new(), |o| {
-                Row::one("", String::new()).goal(p.rate >= 1000, o.lat[1] <= 10.0, "p99 <= 10 ms at 1,000 msg/s").goal
+                Row::one("", String::new())
+                    .goal(p.rate >= 1000, o.lat[1] <= 10.0, "p99 <= 10 ms at 1,000 msg/s")
+                    .goal
             }),
         });
         if let Some(f) = f {
@@ -110,11 +114,15 @@ impl Table {
         for (key, label) in names {
             let fr = f.and_then(|f| f.relays.iter().find(|r| r.0 == key));
             let nr = n.and_then(|n| n.servers.iter().find(|r| r.0 == key));
-            let per = |cpu: f64, o: Option<&Outcome>| o.map_or(f64::NAN, |o| cpu * 1e3 / o.received.max(1) as f64);
+            let per =
+                |cpu: f64, o: Option<&Outcome>| o.map_or(f64::NAN, |o| cpu * 1e3 / o.received.max(1) as f64);
             let fcpu = fr.map_or(f64::NAN, |r| per(r.1, fs));
             let ncpu = nr.map_or(f64::NAN, |r| per(r.1, ns));
             let show = |cpu: f64, rss: Option<u64>| {
-                format!("{cpu:.0} µs CPU/msg; peak RSS {} MiB", rss.map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0)))
+                format!(
+                    "{cpu:.0} µs CPU/msg; peak RSS {} MiB",
+                    rss.map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+                )
             };
             rows.push(Row {
                 metric: format!("{label}: CPU time per message at saturation (utime+stime), peak RSS"),
