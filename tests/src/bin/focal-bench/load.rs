@@ -109,10 +109,10 @@ where
                     break;
                 }
                 starts[k - r.start].store(t0.elapsed().as_nanos() as u64 + 1, Ordering::Release);
-                if let Err(e) = send(k).await {
-                    if errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                        eprintln!("  send {k} failed: {e:#}");
-                    }
+                if let Err(e) = send(k).await
+                    && errors.fetch_add(1, Ordering::Relaxed) == 0
+                {
+                    eprintln!("  send {k} failed: {e:#}");
                 }
             }
         }));
