@@ -7,11 +7,12 @@
 //!    leafnodes with mutual TLS, a file-store stream at every hop);
 //! 3. sealing / opening cost, ChaCha20-Poly1305 on one core, relay CPU time
 //!    per forwarded message;
-//! 4. the audit log: append, checkpoint, offline verification, proofs.
+//! 4. the audit log: append, checkpoint, offline verification, proofs;
+//! 5. raw quinn throughput on loopback (the transport limit).
 //!
 //! Run: `cargo run --release -p focal-tests --bin focal-bench -- [--quick]`
 //! (`tests/bench/setup.sh` installs `nats-server` first). `--only focal,nats,
-//! crypto,audit` selects sections; `--rate N --secs S` change the offered
+//! crypto,audit,quic` selects sections; `--rate N --secs S` change the offered
 //! load phase. See BENCHMARKS.md.
 //!
 //! The same binary is also the relay child process: invoked as
@@ -23,6 +24,7 @@ mod crypto;
 mod focal;
 mod load;
 mod nats;
+mod quic;
 mod table;
 
 use std::process::ExitCode;
@@ -125,6 +127,12 @@ fn main() -> ExitCode {
             }
         }
         table.federated(&params, focal_res.as_ref(), nats_res.as_ref());
+        if wants("quic") {
+            match quic::run(if params.quick { 256 << 20 } else { 1 << 30 }).await {
+                Ok(rows) => table.extend("transport", rows),
+                Err(e) => eprintln!("focal-bench: quic section failed: {e:#}"),
+            }
+        }
     });
     if wants("crypto") {
         match crypto::run(&params) {
