@@ -1,0 +1,151 @@
+//! `focal-bench`: Focal's benchmark program (issue 9). It sets everything up
+//! itself on loopback and prints a table:
+//!
+//! 1. federated throughput CARIN -> GFP hub -> ARINSA (three relays as child
+//!    processes, durable at every hop), to the recipients' live inboxes;
+//! 2. the same path on NATS JetStream (three `nats-server`s joined by
+//!    leafnodes with mutual TLS, a file-store stream at every hop);
+//! 3. sealing / opening cost, ChaCha20-Poly1305 on one core, relay CPU time
+//!    per forwarded message;
+//! 4. the audit log: append, checkpoint, offline verification, proofs;
+//! 5. raw quinn throughput on loopback (the transport limit).
+//!
+//! Run: `cargo run --release -p focal-tests --bin focal-bench -- [--quick]`
+//! (`tests/bench/setup.sh` installs `nats-server` first). `--only focal,nats,
+//! crypto,audit,quic` selects sections; `--rate N --secs S` change the offered
+//! load phase. See BENCHMARKS.md.
+//!
+//! The same binary is also the relay child process: invoked as
+//! `focal-bench run --config <file>` (what the harness runs) it is
+//! `focal-relay`.
+
+mod audit;
+mod crypto;
+mod focal;
+mod load;
+mod nats;
+mod quic;
+mod table;
+
+use std::process::ExitCode;
+
+/// Sizes of one benchmark run.
+#[derive(Clone, Debug)]
+pub(crate) struct Params {
+    /// Sending focal points at CARIN (and as many recipients at ARINSA).
+    pub senders: usize,
+    /// Requests in flight per sender during the saturation phase.
+    pub window: usize,
+    /// Messages in the saturation phase.
+    pub saturation_msgs: usize,
+    /// Offered load of the latency phase (msgs/s).
+    pub rate: u32,
+    /// Duration of the latency phase (s).
+    pub rate_secs: u32,
+    /// Payload body size (bytes).
+    pub body: usize,
+    /// Audit entries to verify offline.
+    pub audit_entries: u64,
+    /// Quick mode.
+    pub quick: bool,
+}
+
+impl Params {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Params {
+                senders: 2,
+                window: 16,
+                saturation_msgs: 2_000,
+                rate: 200,
+                rate_secs: 5,
+                body: 1024,
+                audit_entries: 100_000,
+                quick,
+            }
+        } else {
+            Params {
+                senders: 4,
+                window: 32,
+                saturation_msgs: 20_000,
+                rate: 1_000,
+                rate_secs: 10,
+                body: 1024,
+                audit_entries: 1_000_000,
+                quick,
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("run") {
+        // The harness spawns relays as `<bin> run --config <file>`.
+        return focal_relay::cli::main();
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_owned).collect());
+    let wants = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut params = Params::new(quick);
+    let num =
+        |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)?.parse::<u32>().ok());
+    if let Some(r) = num("--rate") {
+        params.rate = r.max(1);
+    }
+    if let Some(s) = num("--secs") {
+        params.rate_secs = s.max(1);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("focal-bench: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut table = table::Table::default();
+    eprintln!("focal-bench: {params:?}");
+    rt.block_on(async {
+        let mut focal_res = None;
+        if wants("focal") {
+            match focal::run(&params).await {
+                Ok(r) => focal_res = Some(r),
+                Err(e) => eprintln!("focal-bench: focal section failed: {e:#}"),
+            }
+        }
+        let mut nats_res = None;
+        if wants("nats") {
+            let payload = focal_res.as_ref().map_or(params.body + 300, |f| f.payload_bytes);
+            match nats::run(&params, payload).await {
+                Ok(r) => nats_res = Some(r),
+                Err(e) => eprintln!("focal-bench: nats section failed: {e:#}"),
+            }
+        }
+        table.federated(&params, focal_res.as_ref(), nats_res.as_ref());
+        if wants("quic") {
+            match quic::run(if params.quick { 256 << 20 } else { 1 << 30 }).await {
+                Ok(rows) => table.extend("transport", rows),
+                Err(e) => eprintln!("focal-bench: quic section failed: {e:#}"),
+            }
+        }
+    });
+    if wants("crypto") {
+        match crypto::run(&params) {
+            Ok(rows) => table.extend("crypto", rows),
+            Err(e) => eprintln!("focal-bench: crypto section failed: {e:#}"),
+        }
+    }
+    if wants("audit") {
+        match audit::run(&params) {
+            Ok(rows) => table.extend("audit", rows),
+            Err(e) => eprintln!("focal-bench: audit section failed: {e:#}"),
+        }
+    }
+    table.print();
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,266 @@
+//! Section 2: the same path on NATS JetStream, for comparison. Three
+//! `nats-server` processes (Debian's 2.9) stand for CARIN, the GFP hub and
+//! ARINSA: CARIN and ARINSA are leaf nodes of the hub, leafnode links and
+//! client connections use mutual TLS (certificates made here with rcgen).
+//! Each server has a JetStream domain and a file-store stream, so a message
+//! is stored at every hop like Focal's store-and-forward: `CARIN` takes the
+//! publishes (acked after the store), `GFP` sources `CARIN` across the
+//! leafnode, `ARINSA` sources `GFP`; recipients read `ARINSA` with ephemeral
+//! pull consumers. Caveat printed beside the figures: nats-server 2.9's file
+//! store does not fsync each write (it syncs every 2 minutes and 2.9 has no
+//! `sync_interval`), whereas Focal fsyncs before every ACCEPTED.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+
+use crate::Params;
+use crate::load::{self, Outcome};
+
+/// NATS's figures.
+pub(crate) struct NatsResult {
+    /// Saturation phase.
+    pub saturation: Outcome,
+    /// Offered-load phase.
+    pub offered: Outcome,
+    /// nats-server version.
+    pub version: String,
+    /// Per server: name, CPU ms during saturation, peak RSS KiB.
+    pub servers: Vec<(String, f64, Option<u64>)>,
+}
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    client_port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// CA, one certificate per server (also its leafnode client certificate)
+/// and one for the bench's clients; PEM files in `dir`.
+fn make_certs(dir: &Path) -> Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "focal-bench NATS CA");
+    ca.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem())?;
+    let issuer = Issuer::new(ca, ca_key);
+    for name in ["carin", "gfp", "arinsa", "client"] {
+        let key = KeyPair::generate()?;
+        let mut p = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        p.distinguished_name.push(DnType::CommonName, name);
+        let cert = p.signed_by(&key, &issuer)?;
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem())?;
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem())?;
+    }
+    Ok(())
+}
+
+fn tls_block(dir: &Path, name: &str, verify: bool) -> String {
+    format!(
+        "tls {{\n  cert_file: \"{d}/{name}.pem\"\n  key_file: \"{d}/{name}.key\"\n  ca_file: \"{d}/ca.pem\"\n  verify: {verify}\n  timeout: 5\n}}\n",
+        d = dir.display()
+    )
+}
+
+fn start_server(
+    dir: &Path,
+    name: &'static str,
+    leaf_listen: Option<u16>,
+    hub_leaf: Option<u16>,
+) -> Result<Server> {
+    let port = free_port()?;
+    let store = dir.join(format!("js-{name}"));
+    let mut conf = format!(
+        "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\nmax_payload: 8MB\n\
+         jetstream {{\n  store_dir: \"{}\"\n  domain: {name}\n}}\n",
+        store.display()
+    );
+    conf += &tls_block(dir, name, true);
+    if let Some(l) = leaf_listen {
+        conf += &format!("leafnodes {{\n  listen: \"127.0.0.1:{l}\"\n  {}}}\n", tls_block(dir, name, true));
+    }
+    if let Some(h) = hub_leaf {
+        conf += &format!(
+            "leafnodes {{\n  remotes: [ {{\n    url: \"tls://127.0.0.1:{h}\"\n    {}  }} ]\n}}\n",
+            tls_block(dir, name, false).replace("  verify: false\n", "")
+        );
+    }
+    let path = dir.join(format!("{name}.conf"));
+    std::fs::write(&path, conf)?;
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let child = Command::new("nats-server")
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting nats-server (run tests/bench/setup.sh)")?;
+    let server = Server { name, child, client_port: port };
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!("nats-server {name} did not listen; see {}", dir.join(format!("{name}.log")).display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(server)
+}
+
+async fn connect(dir: &Path, port: u16) -> Result<async_nats::Client> {
+    Ok(async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(dir.join("ca.pem"))
+        .add_client_certificate(dir.join("client.pem"), dir.join("client.key"))
+        .connect(format!("nats://127.0.0.1:{port}"))
+        .await?)
+}
+
+fn file_stream(name: &str) -> stream::Config {
+    stream::Config {
+        name: name.into(),
+        storage: stream::StorageType::File,
+        max_messages: 10_000_000,
+        ..Default::default()
+    }
+}
+
+fn source(name: &str, domain: &str) -> stream::Source {
+    stream::Source { name: name.into(), domain: Some(domain.into()), ..Default::default() }
+}
+
+pub(crate) async fn run(p: &Params, payload_bytes: usize) -> Result<NatsResult> {
+    let version = String::from_utf8_lossy(
+        &Command::new("nats-server").arg("--version").output().context("nats-server --version")?.stdout,
+    )
+    .trim()
+    .to_owned();
+    let tmp = tempfile::Builder::new().prefix("focal-bench-nats-").tempdir()?;
+    let dir: PathBuf = tmp.path().to_owned();
+    make_certs(&dir)?;
+    let leaf = free_port()?;
+    let hub = start_server(&dir, "gfp", Some(leaf), None)?;
+    let carin = start_server(&dir, "carin", None, Some(leaf))?;
+    let arinsa = start_server(&dir, "arinsa", None, Some(leaf))?;
+    eprintln!("nats: {version}, three servers up in {}", dir.display());
+
+    let c_carin = connect(&dir, carin.client_port).await?;
+    let c_hub = connect(&dir, hub.client_port).await?;
+    let c_arinsa = connect(&dir, arinsa.client_port).await?;
+    let js_carin = jetstream::new(c_carin);
+    let mut cfg = file_stream("CARIN");
+    cfg.subjects = vec!["carin.out.>".into()];
+    js_carin.create_stream(cfg).await.context("stream CARIN")?;
+    // The leafnode links come up asynchronously: retry the sourced streams.
+    let mut cfg = file_stream("GFP");
+    cfg.sources = Some(vec![source("CARIN", "carin")]);
+    jetstream::new(c_hub).create_stream(cfg).await.context("stream GFP")?;
+    let mut cfg = file_stream("ARINSA");
+    cfg.sources = Some(vec![source("GFP", "gfp")]);
+    let js_arinsa = jetstream::new(c_arinsa);
+    let st = js_arinsa.create_stream(cfg).await.context("stream ARINSA")?;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..p.senders {
+        let c = st
+            .create_consumer(consumer::pull::Config {
+                filter_subject: format!("carin.out.r{i}"),
+                ack_policy: consumer::AckPolicy::None,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await?;
+        let mut msgs = c.messages().await?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = msgs.next().await {
+                let at = Instant::now();
+                let k = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("i"))
+                    .and_then(|v| v.as_str().parse::<usize>().ok());
+                if let Some(k) = k {
+                    let _ = tx.send((k, at));
+                }
+            }
+        });
+    }
+    drop(tx);
+
+    let mut pubs = Vec::new();
+    for _ in 0..p.senders {
+        pubs.push(jetstream::new(connect(&dir, carin.client_port).await?));
+    }
+    let payload = bytes::Bytes::from((0..payload_bytes).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>());
+    let send = {
+        let (pubs, n) = (Arc::new(pubs), p.senders);
+        Arc::new(move |k: usize| {
+            let (pubs, payload) = (pubs.clone(), payload.clone());
+            async move {
+                let mut h = async_nats::HeaderMap::new();
+                h.insert("i", k.to_string().as_str());
+                pubs[k % n].publish_with_headers(format!("carin.out.r{}", k % n), h, payload).await?.await?;
+                Ok(())
+            }
+        })
+    };
+
+    let base = p.saturation_msgs + (p.rate * p.rate_secs) as usize;
+    let mut warm = Outcome::default();
+    for _ in 0..10 {
+        warm = load::saturate(base..base + p.senders, p.senders, send.clone(), &mut rx).await?;
+        if warm.received == p.senders {
+            break;
+        }
+        eprintln!("nats: warm-up: {} of {} arrived, retrying", warm.received, p.senders);
+    }
+    if warm.received < p.senders {
+        bail!("nats warm-up: messages do not reach ARINSA; logs in {}", dir.display());
+    }
+    let servers = [&carin, &hub, &arinsa];
+    let cpu0: Vec<Option<f64>> = servers.iter().map(|s| crate::focal::cpu_secs(s.child.id())).collect();
+    eprintln!("nats: saturation, {} messages, {} in flight ...", p.saturation_msgs, p.senders * p.window);
+    let saturation =
+        load::saturate(0..p.saturation_msgs, p.senders * p.window, send.clone(), &mut rx).await?;
+    let cpu1: Vec<Option<f64>> = servers.iter().map(|s| crate::focal::cpu_secs(s.child.id())).collect();
+    eprintln!("nats: saturation {saturation:?}");
+    eprintln!("nats: offered load {} msg/s for {} s ...", p.rate, p.rate_secs);
+    let r = p.saturation_msgs..base;
+    let offered = load::offered(r, p.rate, send.clone(), &mut rx).await?;
+    eprintln!("nats: offered {offered:?}");
+    let servers = servers
+        .iter()
+        .zip(cpu0.iter().zip(&cpu1))
+        .map(|(s, (a, b))| {
+            let cpu = match (a, b) {
+                (Some(a), Some(b)) => (b - a) * 1e3,
+                _ => f64::NAN,
+            };
+            (s.name.to_string(), cpu, focal_tests::relay::proc_status_kib(s.child.id(), "VmHWM"))
+        })
+        .collect();
+    if std::env::var_os("FOCAL_BENCH_KEEP").is_some() {
+        eprintln!("nats: keeping {}", tmp.keep().display());
+    }
+    Ok(NatsResult { saturation, offered, version, servers })
+}

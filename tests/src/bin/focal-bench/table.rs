@@ -1,0 +1,150 @@
+//! The result table, printed as Markdown (so it can go into BENCHMARKS.md
+//! as it is), with Focal/NATS ratios and the issue's goals where one applies.
+
+use crate::Params;
+use crate::focal::FocalResult;
+use crate::load::Outcome;
+use crate::nats::NatsResult;
+
+/// One line of the table.
+pub(crate) struct Row {
+    metric: String,
+    focal: String,
+    nats: String,
+    ratio: String,
+    goal: String,
+}
+
+impl Row {
+    /// A figure with no NATS counterpart.
+    pub(crate) fn one(metric: &str, value: String) -> Row {
+        Row {
+            metric: metric.into(), focal: value, nats: "—".into(), ratio: "—".into(), goal: String::new()
+        }
+    }
+
+    /// Marks the issue goal this figure answers (`applies`: measured at the
+    /// goal's scale).
+    pub(crate) fn goal(mut self, applies: bool, met: bool, text: &str) -> Row {
+        self.goal = match (applies, met) {
+            (false, _) => format!("{text}: not measured at that scale"),
+            (true, true) => format!("{text}: met"),
+            (true, false) => format!("{text}: NOT met"),
+        };
+        self
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Table {
+    sections: Vec<(String, Vec<Row>)>,
+}
+
+fn lat(o: &Outcome) -> String {
+    format!("{:.1} / {:.1} / {:.1}", o.lat[0], o.lat[1], o.lat[2])
+}
+
+fn ratio(f: f64, n: f64) -> String {
+    if n > 0.0 && f.is_finite() && n.is_finite() { format!("{:.2}", f / n) } else { "—".into() }
+}
+
+impl Table {
+    pub(crate) fn extend(&mut self, section: &str, rows: Vec<Row>) {
+        self.sections.push((section.into(), rows));
+    }
+
+    pub(crate) fn federated(&mut self, p: &Params, f: Option<&FocalResult>, n: Option<&NatsResult>) {
+        if f.is_none() && n.is_none() {
+            return;
+        }
+        let mut rows = Vec::new();
+        let fs = f.map(|f| &f.saturation);
+        let ns = n.map(|n| &n.saturation);
+        let fo = f.map(|f| &f.offered);
+        let no = n.map(|n| &n.offered);
+        let get = |o: Option<&Outcome>, g: fn(&Outcome) -> String| o.map_or("not run".to_string(), g);
+        let num = |o: Option<&Outcome>, g: fn(&Outcome) -> f64| o.map_or(f64::NAN, g);
+        let sat_rate = |o: &Outcome| o.rate();
+        rows.push(Row {
+            metric: format!(
+                "saturation: msgs/s reaching recipients ({} senders x {} in flight, {} msgs)",
+                p.senders, p.window, p.saturation_msgs
+            ),
+            focal: get(fs, |o| format!("{:.0} ({} of {} arrived)", o.rate(), o.received, o.sent)),
+            nats: get(ns, |o| format!("{:.0} ({} of {} arrived)", o.rate(), o.received, o.sent)),
+            ratio: ratio(num(fs, sat_rate), num(ns, sat_rate)),
+            goal: match (fs, ns) {
+                (Some(a), Some(b)) => {
+                    format!("Focal >= NATS: {}", if a.rate() >= b.rate() { "met" } else { "NOT met" })
+                }
+                _ => String::new(),
+            },
+        });
+        rows.push(Row {
+            metric: "saturation: latency p50 / p99 / p99.9 (ms)".into(),
+            focal: get(fs, lat),
+            nats: get(ns, lat),
+            ratio: ratio(num(fs, |o| o.lat[1]), num(ns, |o| o.lat[1])) + " (p99)",
+            goal: String::new(),
+        });
+        rows.push(Row {
+            metric: format!("offered {} msg/s for {} s: latency p50 / p99 / p99.9 (ms)", p.rate, p.rate_secs),
+            focal: get(fo, |o| format!("{} ({} of {} arrived)", lat(o), o.received, o.sent + o.errors)),
+            nats: get(no, |o| format!("{} ({} of {} arrived)", lat(o), o.received, o.sent + o.errors)),
+            ratio: ratio(num(fo, |o| o.lat[1]), num(no, |o| o.lat[1])) + " (p99)",
+            goal: fo.map_or(String::new(), |o| {
+                Row::one("", String::new())
+                    .goal(p.rate >= 1000, o.lat[1] <= 10.0, "p99 <= 10 ms at 1,000 msg/s")
+                    .goal
+            }),
+        });
+        if let Some(f) = f {
+            rows.push(Row::one("sealed payload size of a 1 KiB body (bytes)", f.payload_bytes.to_string()));
+        }
+        if let Some(n) = n {
+            rows.push(Row::one(
+                "NATS server (durability caveat)",
+                format!("{}: file store WITHOUT fsync per write (2.9 syncs every 2 min)", n.version),
+            ));
+        }
+        self.sections.push(("federated path CARIN -> GFP -> ARINSA (durable at every hop)".into(), rows));
+        // Per-process CPU and memory, side by side.
+        let mut rows = Vec::new();
+        let names = [("carin", "carin"), ("gfp", "gfp (hub)"), ("arinsa", "arinsa")];
+        for (key, label) in names {
+            let fr = f.and_then(|f| f.relays.iter().find(|r| r.0 == key));
+            let nr = n.and_then(|n| n.servers.iter().find(|r| r.0 == key));
+            let per =
+                |cpu: f64, o: Option<&Outcome>| o.map_or(f64::NAN, |o| cpu * 1e3 / o.received.max(1) as f64);
+            let fcpu = fr.map_or(f64::NAN, |r| per(r.1, fs));
+            let ncpu = nr.map_or(f64::NAN, |r| per(r.1, ns));
+            let show = |cpu: f64, rss: Option<u64>| {
+                format!(
+                    "{cpu:.0} µs CPU/msg; peak RSS {} MiB",
+                    rss.map_or("?".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+                )
+            };
+            rows.push(Row {
+                metric: format!("{label}: CPU time per message at saturation (utime+stime), peak RSS"),
+                focal: fr.map_or("not run".into(), |r| show(fcpu, r.2)),
+                nats: nr.map_or("not run".into(), |r| show(ncpu, r.2)),
+                ratio: ratio(fcpu, ncpu) + " (CPU)",
+                goal: String::new(),
+            });
+        }
+        self.sections.push(("per process".into(), rows));
+    }
+
+    pub(crate) fn print(&self) {
+        println!();
+        for (section, rows) in &self.sections {
+            println!("### {section}\n");
+            println!("| metric | Focal | NATS JetStream | Focal/NATS | goal |");
+            println!("| --- | --- | --- | --- | --- |");
+            for r in rows {
+                println!("| {} | {} | {} | {} | {} |", r.metric, r.focal, r.nats, r.ratio, r.goal);
+            }
+            println!();
+        }
+    }
+}
