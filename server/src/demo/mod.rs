@@ -84,8 +84,8 @@ pub fn main(opts: DemoOptions) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-    // Eight relays and their clients share this runtime: at least 4 workers.
-    let workers = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
+    // Eight relays and their clients share this runtime: at least 16 workers, so a relay task stuck in a synchronous store call cannot starve the others.
+    let workers = std::thread::available_parallelism().map_or(16, |n| n.get().max(16));
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

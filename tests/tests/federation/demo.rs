@@ -44,6 +44,7 @@ fn text(out: &Output) -> (String, String) {
 
 #[test]
 fn demo_exits_0_and_routes_carin_gfp_arinsa() -> Result<()> {
+    let _heavy = crate::HEAVY.blocking_lock();
     let out = run_demo(&[])?;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "demo failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
@@ -65,6 +66,7 @@ fn demo_exits_0_and_routes_carin_gfp_arinsa() -> Result<()> {
 /// observe: it either succeeds with the route, or fails naming the step.
 #[test]
 fn demo_succeeds_or_fails_naming_the_step_never_fakes() -> Result<()> {
+    let _heavy = crate::HEAVY.blocking_lock();
     let out = run_demo(&[])?;
     let (stdout, stderr) = text(&out);
     let has_route = stdout.lines().any(|l| l.trim_start().starts_with("route "));
@@ -82,6 +84,7 @@ fn demo_succeeds_or_fails_naming_the_step_never_fakes() -> Result<()> {
 
 #[test]
 fn demo_refuses_a_non_empty_directory() -> Result<()> {
+    let _heavy = crate::HEAVY.blocking_lock();
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("precious.txt"), "keep me")?;
     let out = run_demo(&["--dir", dir.path().to_str().context("utf-8 path")?])?;
@@ -97,6 +100,7 @@ fn demo_refuses_a_non_empty_directory() -> Result<()> {
 /// stops it cleanly.
 #[test]
 fn demo_keep_running_serves_the_printed_profiles() -> Result<()> {
+    let _heavy = crate::HEAVY.blocking_lock();
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir()?;
     let demo_dir = dir.path().join("demo");

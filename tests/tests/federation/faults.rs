@@ -100,6 +100,7 @@ async fn arinsa_down_while_carin_sends(n: usize) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipient_relay_down_while_sender_sends_1000_then_all_arrive_once_in_order() -> Result<()> {
+    let _heavy = crate::HEAVY.lock().await;
     arinsa_down_while_carin_sends(count(1000)).await
 }
 
@@ -130,11 +131,13 @@ async fn hub_killed_mid_stream(n: usize, kills: usize) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_killed_at_random_points_while_1000_are_sent_loses_and_duplicates_nothing() -> Result<()> {
+    let _heavy = crate::HEAVY.lock().await;
     hub_killed_mid_stream(count(1000), 5).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backoff_resets_when_the_peer_returns() -> Result<()> {
+    let _heavy = crate::HEAVY.lock().await;
     // Down long enough for the hub's retries of arinsa to reach their cap
     // (1 s doubling to 60 s: capped after about 63 s); then arinsa's return
     // must trigger delivery at once (the reconnect resets the backoff), not

@@ -12,6 +12,11 @@
 //! down (past the 60 s cap). About 2 minutes in a debug build, most of it
 //! the backoff test's wait.
 
+/// Serialises the heaviest tests of this binary (the demo's eight relays and
+/// the 1,000-message fault runs): on a 2-core CI machine running them all at
+/// once starved the demo's relays past its deadlines.
+pub(crate) static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 mod demo;
 mod faults;
 mod routing;
