@@ -489,18 +489,7 @@ mod tests {
             attachments: files.iter().map(|(_, m)| m.clone()).collect(),
             ..Default::default()
         };
-        let ctx = envelope::build_context(&ContextParams {
-            msg_id: [1; 16],
-            sender: Address::parse("a@carin").unwrap(),
-            recipients: vec![Address::parse("b@carin").unwrap()],
-            created_at_ms: 1,
-            expires_at_ms: 2,
-            handling: pb::HandlingCode::H1,
-            priority: pb::Priority::Normal,
-            forward_of: None,
-            broadcast_network: None,
-        })
-        .unwrap();
+        let ctx = test_context();
         let secret = RecipientSecretKey::generate();
         let out_path = dir.path().join("sealed");
         let out = File::create(&out_path).unwrap();
@@ -526,14 +515,9 @@ mod tests {
         assert_eq!(sink.0, vec![data, Vec::new()]);
     }
 
-    #[test]
-    fn an_attachment_changed_during_sealing_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("a.bin");
-        std::fs::write(&a, b"before").unwrap();
-        let meta = describe_attachment(&a).unwrap();
-        std::fs::write(&a, b"after!").unwrap();
-        let ctx = envelope::build_context(&ContextParams {
+    /// The context both sealing tests seal to: a@carin to b@carin.
+    fn test_context() -> Vec<u8> {
+        envelope::build_context(&ContextParams {
             msg_id: [1; 16],
             sender: Address::parse("a@carin").unwrap(),
             recipients: vec![Address::parse("b@carin").unwrap()],
@@ -544,7 +528,17 @@ mod tests {
             forward_of: None,
             broadcast_network: None,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn an_attachment_changed_during_sealing_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.bin");
+        std::fs::write(&a, b"before").unwrap();
+        let meta = describe_attachment(&a).unwrap();
+        std::fs::write(&a, b"after!").unwrap();
+        let ctx = test_context();
         let key = RecipientSecretKey::generate().public_key();
         let out_path = dir.path().join("sealed");
         let e = seal_to_file(
