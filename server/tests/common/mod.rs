@@ -195,6 +195,15 @@ pub async fn channel(
 ) -> Result<Channel, tonic::transport::Error> {
     let server = ExpectedServer { network: NetworkId::new(network).unwrap(), role: Role::Relay };
     let config = focal_certs::client_config(creds, trust, focal_certs::ALPN_GRPC, server).unwrap();
+    channel_with(config, addr).await
+}
+
+/// A gRPC channel to `addr` over any rustls client `config` (one connection
+/// attempt, 10 s connect timeout); security tests pass hostile configs.
+pub async fn channel_with(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+) -> Result<Channel, tonic::transport::Error> {
     let connector = Connector { tls: tokio_rustls::TlsConnector::from(config), addr };
     Endpoint::from_static("http://127.0.0.1")
         .connect_timeout(Duration::from_secs(10))

@@ -5,7 +5,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,15 +12,13 @@ use focal_certs::NetworkCa;
 use focal_proto::envelope::{self, ContextParams};
 use focal_proto::pb::{self, audit_client::AuditClient};
 use focal_proto::{Address, NetworkId};
-use hyper_util::rt::TokioIo;
 use rcgen::{
     CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio::net::TcpStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 pub const HOUR: Duration = Duration::from_secs(3600);
 pub const DAY: Duration = Duration::from_secs(86_400);
@@ -168,41 +165,12 @@ impl ServerCertVerifier for AcceptAnyServer {
     }
 }
 
-#[derive(Clone)]
-struct Connector {
-    tls: tokio_rustls::TlsConnector,
-    addr: SocketAddr,
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl tonic::codegen::Service<Uri> for Connector {
-    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>>;
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), BoxError>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, _: Uri) -> Self::Future {
-        let me = self.clone();
-        Box::pin(async move {
-            let tcp = TcpStream::connect(me.addr).await?;
-            let name = ServerName::IpAddress(me.addr.ip().into());
-            Ok(TokioIo::new(me.tls.connect(name, tcp).await?))
-        })
-    }
-}
-
 /// A gRPC channel over `config` (no retry: one connection attempt).
 pub async fn attacker_channel(
     config: Arc<rustls::ClientConfig>,
     addr: SocketAddr,
 ) -> Result<Channel, tonic::transport::Error> {
-    let connector = Connector { tls: tokio_rustls::TlsConnector::from(config), addr };
-    Endpoint::from_static("http://127.0.0.1")
-        .connect_timeout(Duration::from_secs(10))
-        .connect_with_connector(connector)
-        .await
+    crate::common::channel_with(config, addr).await
 }
 
 /// A signed envelope header from `sender` (certificate `cert`, key of
