@@ -38,7 +38,7 @@ impl LinkProxy {
     pub fn set(&self, imp: Impairment) {
         self.a_to_b.set(imp);
         // A different stream of losses on the other proxy, still seeded.
-        self.b_to_a.set(Impairment { seed: imp.seed ^ 0x5eed_0f_b2a, ..imp });
+        self.b_to_a.set(Impairment { seed: imp.seed ^ 0x5eed_b2a0, ..imp });
     }
 
     /// Datagrams forwarded and dropped by both proxies together.
