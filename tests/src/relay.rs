@@ -350,25 +350,23 @@ impl RelayHandle {
     /// Freezes a child relay (SIGSTOP): its sockets stay open but nothing
     /// is read, answered or written until [`RelayHandle::resume`].
     pub fn pause(&mut self) -> Result<()> {
-        match &mut self.running {
-            Running::Child { child, paused } => {
-                signal(child, Signal::STOP).with_context(|| format!("SIGSTOP to relay {}", self.name))?;
-                *paused = true;
-                Ok(())
-            }
-            _ => bail!("relay {}: only a running child-process relay can be paused", self.name),
-        }
+        self.set_paused(true)
     }
 
     /// Thaws a relay frozen by [`RelayHandle::pause`] (SIGCONT).
     pub fn resume(&mut self) -> Result<()> {
+        self.set_paused(false)
+    }
+
+    fn set_paused(&mut self, pause: bool) -> Result<()> {
+        let (sig, name) = if pause { (Signal::STOP, "SIGSTOP") } else { (Signal::CONT, "SIGCONT") };
         match &mut self.running {
             Running::Child { child, paused } => {
-                signal(child, Signal::CONT).with_context(|| format!("SIGCONT to relay {}", self.name))?;
-                *paused = false;
+                signal(child, sig).with_context(|| format!("{name} to relay {}", self.name))?;
+                *paused = pause;
                 Ok(())
             }
-            _ => bail!("relay {}: only a running child-process relay can be resumed", self.name),
+            _ => bail!("relay {}: {name} needs a running child-process relay", self.name),
         }
     }
 

@@ -262,3 +262,76 @@ async fn accept_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, target: Socket
         lane.push(&buf[..n]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits for `f` to hold (a failure bound, not a timing assertion).
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + Duration::from_secs(60);
+        while !f() {
+            assert!(Instant::now() < end, "{what}: not within 60 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn recv_u32(c: &UdpSocket) -> u32 {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(60), c.recv(&mut buf))
+            .await
+            .expect("an echo within 60 s")
+            .expect("recv");
+        u32::from_be_bytes(buf[..n].try_into().expect("4 bytes"))
+    }
+
+    #[tokio::test]
+    async fn passes_delays_in_order_cuts_and_drops() -> Result<()> {
+        let echo = UdpSocket::bind("127.0.0.1:0").await?;
+        let target = echo.local_addr()?;
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+                let _ = echo.send_to(&buf[..n], from).await;
+            }
+        });
+        let p = UdpProxy::start(target).await?;
+        let c = UdpSocket::bind("127.0.0.1:0").await?;
+        c.connect(p.addr()).await?;
+
+        for imp in [Impairment::PASS, Impairment::delay_ms(20)] {
+            p.set(imp);
+            for i in 0..20u32 {
+                c.send(&i.to_be_bytes()).await?;
+            }
+            for i in 0..20u32 {
+                assert_eq!(recv_u32(&c).await, i, "{imp:?}: in order, none lost");
+            }
+        }
+
+        p.set(Impairment::cut());
+        let before = p.stats();
+        for i in 100..110u32 {
+            c.send(&i.to_be_bytes()).await?;
+        }
+        until("10 datagrams dropped by the cut", || p.stats().dropped == before.dropped + 10).await;
+        p.set(Impairment::PASS);
+        c.send(&7u32.to_be_bytes()).await?;
+        assert_eq!(recv_u32(&c).await, 7, "nothing sent during the cut comes through");
+        until("the marker counted there and back", || p.stats().forwarded == before.forwarded + 2).await;
+
+        p.set(Impairment::drop(0.5, 1));
+        let before = p.stats();
+        for i in 0..200u32 {
+            c.send(&i.to_be_bytes()).await?;
+        }
+        until("200 datagrams handled", || {
+            let s = p.stats();
+            s.dropped - before.dropped + s.forwarded - before.forwarded >= 200
+        })
+        .await;
+        let dropped = p.stats().dropped - before.dropped;
+        assert!((20..=180).contains(&dropped), "half lost at random, not {dropped}");
+        Ok(())
+    }
+}
