@@ -15,7 +15,8 @@
 //! (`FOCAL_SOAK_KILLS=100 FOCAL_SOAK_MESSAGES=100000 cargo test -p
 //! focal-tests --test faults -- --ignored --nocapture long_soak`).
 //! Other knobs: `FOCAL_FAULT_CUT_SECS` (default 60), `FOCAL_FAULT_LOSSY_MESSAGES`
-//! (default 200), `FOCAL_FAULT_PAUSE_SECS` (default 10), `FOCAL_SOAK_SEED`.
+//! (default 200), `FOCAL_FAULT_SEED` (loss RNG, default 8), `FOCAL_FAULT_PAUSE_SECS`
+//! (default 10), `FOCAL_SOAK_SEED` (kill schedule; random and printed by default).
 
 mod lossy;
 mod partition;
