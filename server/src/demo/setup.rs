@@ -262,6 +262,7 @@ fn member(dir: &Path, pki: &Pki, relay: &DemoRelay, name: &str, role: Role) -> R
         crls: pki.crls.clone(),
         key_dir: PathBuf::from("keys"),
         store_dir: PathBuf::from("store"),
+        retention: None,
     };
     let path = mdir.join("profile.toml");
     write(&step, &path, profile.to_toml().as_bytes(), false)?;
