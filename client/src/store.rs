@@ -191,15 +191,14 @@ impl LocalStore {
     /// Deletes the records whose last activity is at or before `cutoff_ms`
     /// (unix ms); with `dry_run` only counts them.
     pub fn purge_older_than(&self, cutoff_ms: i64, dry_run: bool) -> Result<PurgeReport> {
-        let mut report = PurgeReport::default();
-        report.sent = self.purge_in::<SentRecord>("sent", cutoff_ms, dry_run, |r| {
+        let sent = self.purge_in::<SentRecord>("sent", cutoff_ms, dry_run, |r| {
             if r.accepted_at_ms > 0 { r.accepted_at_ms } else { r.created_at_ms }
         })?;
-        report.received = self.purge_in::<ReceivedRecord>("received", cutoff_ms, dry_run, |r| {
+        let received = self.purge_in::<ReceivedRecord>("received", cutoff_ms, dry_run, |r| {
             r.read_at_ms.max(r.created_at_ms)
         })?;
-        report.receipts = self.purge_in::<ReceiptRecord>("receipts", cutoff_ms, dry_run, |r| r.at_ms)?;
-        Ok(report)
+        let receipts = self.purge_in::<ReceiptRecord>("receipts", cutoff_ms, dry_run, |r| r.at_ms)?;
+        Ok(PurgeReport { sent, received, receipts })
     }
 
     fn purge_in<T: DeserializeOwned>(
@@ -214,7 +213,7 @@ impl LocalStore {
         let rd = fs::read_dir(&dir).map_err(|e| ClientError::io("cannot read", &dir, e))?;
         for entry in rd {
             let path = entry.map_err(|e| ClientError::io("cannot read", &dir, e))?.path();
-            if !path.extension().is_some_and(|x| x == "json") {
+            if path.extension().is_none_or(|x| x != "json") {
                 continue;
             }
             let Some(record) = self.read::<T>(&path)? else { continue };

@@ -177,7 +177,7 @@ pub(super) fn apply(
                 report.mailbox += 1;
             }
         }
-        if let Some(core) = core.as_deref_mut() {
+        if let Some(core) = core {
             for (peer, seq) in &req.outbox {
                 if purge_outbox_copy(
                     st,
