@@ -82,6 +82,27 @@ async fn undelivered_message_is_purged_from_the_mailbox_after_retention() -> Res
     assert!(records.iter().any(|r| r.kind == pb::AuditKind::Accepted as i32 && r.msg_id == sent.msg_id));
     let size = verify_log(&auditor, &fed.dir().join("audit-carin")).await?;
     ensure!(size >= records.len() as u64, "verified {size} entries of {}", records.len());
+
+    // Client side: the sender's local record of it (over 2 s old by now)
+    // goes with `focal purge --older-than 1s`; a dry run only counts it.
+    let bins = focal_tests::bins!();
+    let nl_fp = fed.fp("nl-fiod@carin");
+    let purge = |extra: &[&str]| {
+        let mut cmd = nl_fp.cli(&bins);
+        cmd.args(["--json", "purge", "--older-than", "1s"]).args(extra);
+        cmd
+    };
+    let run = |mut cmd: std::process::Command| -> Result<serde_json::Value> {
+        let out = cmd.output()?;
+        ensure!(out.status.success(), "focal purge: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let dry = run(purge(&["--dry-run"]))?;
+    assert_eq!((dry["sent"].as_u64(), dry["dry_run"].as_bool()), (Some(1), Some(true)), "{dry}");
+    assert_eq!(nl.store().all_sent()?.len(), 1);
+    let done = run(purge(&[]))?;
+    assert_eq!(done["sent"].as_u64(), Some(1), "{done}");
+    assert!(nl.store().all_sent()?.is_empty());
     fed.shutdown().await
 }
 
