@@ -33,7 +33,7 @@ async fn sixty_four_mib_attachment_crosses_three_networks_and_resumes() -> Resul
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "2 GiB through three relays: minutes and ~12 GiB of temporary disk"]
+#[ignore = "2 GiB through three relays: about 3 minutes and up to ~10 GiB of temporary disk"]
 async fn two_gib_attachment_crosses_three_networks_and_resumes() -> Result<()> {
     let r = run(2 << 30, Duration::from_secs(3600)).await?;
     r.check()
