@@ -240,6 +240,15 @@ store_dir = "store"
         assert_eq!(p.trust_bundle, Path::new("/etc/focal/trust.toml"));
         assert_eq!(p.crls, vec![PathBuf::from("/p/carin.crl")]);
         assert_eq!(p.relay_network.as_str(), "carin");
+        assert_eq!(p.retention, None);
+    }
+
+    #[test]
+    fn retention_parses_or_names_the_key() {
+        let p = parse(&format!("{GOOD}retention = \"12w\"\n")).unwrap();
+        assert_eq!(p.retention, Some(std::time::Duration::from_secs(12 * 7 * 86_400)));
+        let e = parse(&format!("{GOOD}retention = \"forever\"\n")).unwrap_err().to_string();
+        assert!(e.contains("`retention`") && e.contains("forever"), "{e}");
     }
 
     #[test]
