@@ -65,7 +65,7 @@ pub struct RetentionConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub undelivered: Option<Span>,
     /// How long the relay keeps what remains after delivery (receipts
-    /// waiting for its members). Absent: kept until collected by no one.
+    /// stored for its members). Absent: kept indefinitely.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivered: Option<Span>,
 }
