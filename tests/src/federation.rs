@@ -48,6 +48,8 @@ pub struct NetworkSpec {
     pub limits: Limits,
     /// Relay policy.
     pub policy: PolicyConfig,
+    /// Relay `[retention]`.
+    pub retention: focal_relay::config::retention::RetentionConfig,
     /// Focal points: name and whether to enrol it (key made and published) at start.
     pub members: Vec<(String, bool)>,
 }
@@ -81,6 +83,7 @@ impl FederationBuilder {
             relay_name: format!("relay.{id}"),
             limits: Limits::default(),
             policy: PolicyConfig::default(),
+            retention: Default::default(),
             members: Vec::new(),
         });
         self.networks.last_mut().expect("just pushed")
@@ -273,6 +276,7 @@ impl FederationBuilder {
                 peers: my_peers,
                 policy: spec.policy.clone(),
                 audit: AuditConfig::default(),
+                retention: spec.retention.clone(),
             };
             let handle = RelayHandle::new(config, dir.join("relay.toml"), self.mode.clone())?;
             relays.insert(n.clone(), handle);
