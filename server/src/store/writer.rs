@@ -101,6 +101,7 @@ pub(crate) enum Op {
     ExpireDue { now_ms: i64, limit: usize },
     Audit(Box<pb::AuditRecord>),
     Purge(Box<super::admin::PurgeRequest>),
+    PurgeOutbox(Box<super::admin_outbox::OutboxPurgeRequest>),
     Route(Box<super::fed::RouteRequest>),
     Receipt(Box<super::fed::ReceiptRequest>),
     OutboxDone { peer: String, removed: Removed, status: pb::TransferStatus, now_ms: i64 },

@@ -57,7 +57,10 @@ impl OpsRelay {
             },
             options,
         ));
-        let ops = ready_rx.await.expect("relay ready");
+        let ops = match ready_rx.await {
+            Ok(ops) => ops,
+            Err(_) => panic!("the relay did not start: {:?}", join.await),
+        };
         OpsRelay { addr, metrics, config, ops, shutdown: Some(tx), join: Some(join) }
     }
 
