@@ -151,7 +151,8 @@ async fn status(admin: &mut AdminClient<Channel>, json_out: bool) -> Result<()> 
             .iter()
             .map(|p| {
                 json!({"name": p.name, "networks": p.networks, "state": p.state, "queue_depth": p.queue_depth,
-                       "oldest_age_ms": p.oldest_age_ms, "retries": p.retries, "next_attempt_in_ms": p.next_attempt_in_ms})
+                       "oldest_age_ms": p.oldest_age_ms, "retries": p.retries, "next_attempt_in_ms": p.next_attempt_in_ms,
+                       "last_error": p.last_error, "last_disconnect": p.last_disconnect})
             })
             .collect();
         let certs: Vec<_> =
@@ -183,6 +184,12 @@ async fn status(admin: &mut AdminClient<Channel>, json_out: bool) -> Result<()> 
             p.oldest_age_ms / 1000,
             p.retries
         );
+        if !p.last_disconnect.is_empty() {
+            println!("           last disconnect: {}", p.last_disconnect);
+        }
+        if !p.last_error.is_empty() && p.last_error != p.last_disconnect {
+            println!("           last error: {}", p.last_error);
+        }
     }
     for c in &s.certificates {
         println!("valid      {} until {}", c.what, fmt_time_ms(c.not_after_ms));

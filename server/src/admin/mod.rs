@@ -77,6 +77,8 @@ impl PeerStatusSource for LinkStatuses {
                     name: l.peer().name.clone(),
                     networks: vec![l.peer().network.to_string()],
                     state: state.into(),
+                    last_error: s.last_error.clone().unwrap_or_default(),
+                    last_disconnect: s.last_disconnect.clone().unwrap_or_default(),
                     ..Default::default()
                 }
             })

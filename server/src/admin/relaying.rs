@@ -27,14 +27,19 @@ impl PeerStatusSource for Relaying {
         let now = now_ms();
         self.peer_status()
             .into_iter()
-            .map(|p| pb::PeerStatus {
-                name: p.peer,
-                networks: p.serves,
-                state: p.outbox.state.to_owned(),
-                queue_depth: p.outbox.queue_depth as u64,
-                oldest_age_ms: p.outbox.oldest_queued_at_ms.map(|t| (now - t).max(0)).unwrap_or(0),
-                retries: p.outbox.retries,
-                next_attempt_in_ms: p.outbox.next_attempt_at_ms.map(|t| (t - now).max(0)).unwrap_or(0),
+            .map(|p| {
+                let link = self.link(&p.peer).map(|l| l.status()).unwrap_or_default();
+                pb::PeerStatus {
+                    last_error: link.last_error.unwrap_or_default(),
+                    last_disconnect: link.last_disconnect.unwrap_or_default(),
+                    name: p.peer,
+                    networks: p.serves,
+                    state: p.outbox.state.to_owned(),
+                    queue_depth: p.outbox.queue_depth as u64,
+                    oldest_age_ms: p.outbox.oldest_queued_at_ms.map(|t| (now - t).max(0)).unwrap_or(0),
+                    retries: p.outbox.retries,
+                    next_attempt_in_ms: p.outbox.next_attempt_at_ms.map(|t| (t - now).max(0)).unwrap_or(0),
+                }
             })
             .collect()
     }
