@@ -13,7 +13,6 @@ mod common;
 mod ops_support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -26,10 +25,6 @@ use tonic::transport::Channel;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Issues (again) `net`'s relay certificate `relay-<net>` into the files the
 /// config of `pki.relay_config` points at; returns its serial.
 fn reissue_relay_cert(pki: &Pki, net: &str) -> String {
@@ -41,21 +36,6 @@ fn reissue_relay_cert(pki: &Pki, net: &str) -> String {
     std::fs::write(pki.path(&format!("{stem}.pem")), &issued.cert_pem).unwrap();
     std::fs::write(pki.path(&format!("{stem}.key")), issued.key_pem.as_str()).unwrap();
     issued.serial_hex
-}
-
-/// A relay config of `net` on federation port `port` with `peer_net`'s relay as a peer.
-fn fed_config(pki: &Pki, net: &str, data: &Path, port: u16, peer_net: &str, peer_port: u16) -> PathBuf {
-    let extra = format!(
-        "\n[limits]\nshutdown_grace_secs = 2\n\n[[peers]]\nname = \"relay-{peer_net}\"\nnetwork = \"{peer_net}\"\naddress = \"127.0.0.1:{peer_port}\"\ndefault_route = false\n"
-    );
-    let path = pki.relay_config(net, data, &extra);
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "[listen]\ngrpc = \"127.0.0.1:0\"\n",
-        &format!("[listen]\ngrpc = \"127.0.0.1:0\"\nfederation = \"127.0.0.1:{port}\"\n"),
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 struct Pair {
