@@ -185,6 +185,7 @@ pub(super) fn route_receipt(
         urgent: false,
     };
     let v = core.handle_receipt(req.now_ms, &input, &req.origin);
+    tracing::debug!(to = %req.original_sender, verdict = ?v, "receipt routed");
     match &v {
         ReceiptVerdict::Local { inbox, seen } => {
             put_seen(st, seen);
