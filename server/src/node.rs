@@ -177,6 +177,7 @@ pub(crate) async fn run(
             )?;
             driver_tasks = relaying.start(fed.links(), stop_rx.clone());
             ops.state.set_peer_control(relaying.clone()); // OPS: Admin peer control
+            ops.state.reloader.set_federation(fed.control()); // OPS: reload QUIC cert, close revoked peers
             federation = Some(fed);
         }
         None if !config.peers.is_empty() => tracing::warn!(

@@ -133,6 +133,13 @@ pub enum KeysCommand {
     },
     /// List the keys in the key directory.
     List,
+    /// End a rotation's overlap: remove keys superseded longer ago than
+    /// `--overlap` (messages sealed to them can no longer be opened).
+    Prune {
+        /// How long a superseded key is kept after its successor was made.
+        #[arg(long, value_parser = parse_duration, default_value = "30d")]
+        overlap: Duration,
+    },
 }
 
 /// `focal directory ...`

@@ -164,6 +164,11 @@ async fn run(cli: Cli) -> Result<()> {
             let key = KeyStore::new(&profile.key_dir).generate(*rotate, now_ms())?;
             out.key_created(&key);
         }
+        Command::Keys(KeysCommand::Prune { overlap }) => {
+            let keys = KeyStore::new(&profile.key_dir);
+            let removed = keys.prune(*overlap, now_ms())?;
+            out.keys_pruned(&removed, &keys.all()?);
+        }
         Command::Keys(KeysCommand::List) => {
             let keys = KeyStore::new(&profile.key_dir).all()?;
             out.keys(&keys);

@@ -365,7 +365,9 @@ impl InboundHandler for Inbound {
         header: pb::EnvelopeHeader,
         payload: InboundPayload,
     ) -> BoxFuture<'_, pb::TransferAck> {
-        Box::pin(self.envelope_inner(from, header, payload))
+        let msg_id = envelope::parse_context(&header.context).map(|c| c.msg_id).unwrap_or_default();
+        let span = crate::rpc::message_span("transfer_in", &msg_id);
+        Box::pin(tracing::Instrument::instrument(self.envelope_inner(from, header, payload), span))
     }
 
     fn receipt(&self, from: Arc<RemotePeer>, receipt: pb::ReceiptTransfer) -> BoxFuture<'_, pb::ReceiptAck> {

@@ -58,8 +58,15 @@ pub(super) async fn run(
             tracing::debug!(seq = t.seq, attempt = t.attempt, item = ?t.id, "transmitting");
             // Shutdown does not wait for a slow peer: an abandoned transfer
             // stays in the outbox (on disk) and is sent again after restart.
+            let span = match &t.id {
+                ItemId::Envelope { msg_id, .. } => crate::rpc::message_span("transfer_out", msg_id),
+                ItemId::Receipt { .. } => tracing::Span::current(),
+            };
+            if let ItemId::Envelope { .. } = &t.id {
+                span.in_scope(|| tracing::info!(seq = t.seq, attempt = t.attempt, "transfer to peer"));
+            }
             tokio::select! {
-                _ = transmit(&r, &peer, &link, t) => {}
+                _ = tracing::Instrument::instrument(transmit(&r, &peer, &link, t), span) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
             continue;

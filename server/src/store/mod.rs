@@ -10,6 +10,7 @@
 //! queue is an error the caller sees ([`RelayError::QueueFull`]).
 
 pub mod admin;
+pub mod admin_outbox;
 pub(crate) mod audit_seam;
 pub mod fed;
 pub mod keys;

@@ -102,6 +102,7 @@ pub(crate) enum Op {
     Audit(Box<pb::AuditRecord>),
     Purge(Box<super::admin::PurgeRequest>),
     Retention(Box<super::retention::RetentionRequest>),
+    PurgeOutbox(Box<super::admin_outbox::OutboxPurgeRequest>),
     Route(Box<super::fed::RouteRequest>),
     Receipt(Box<super::fed::ReceiptRequest>),
     OutboxDone { peer: String, removed: Removed, status: pb::TransferStatus, now_ms: i64 },
