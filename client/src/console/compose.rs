@@ -170,9 +170,10 @@ pub(crate) async fn submit(State(st): State<Shared>, mut mp: Multipart) -> Page 
         one("subject"),
         fields.get("body").and_then(|v| v.first()).cloned().unwrap_or_default(),
     );
-    draft.kind = crate::case::parse_kind(&one("kind"))?;
+    let or = |v: String, default: &str| if v.is_empty() { default.to_owned() } else { v };
+    draft.kind = crate::case::parse_kind(&or(one("kind"), "general"))?;
     draft.case_ref = one("case_ref");
-    draft.handling = crate::util::parse_handling(&one("handling"))?;
+    draft.handling = crate::util::parse_handling(&or(one("handling"), "H1"))?;
     draft.handling_restrictions = one("restrictions");
     if one("urgent") == "1" {
         draft.priority = pb::Priority::Urgent;

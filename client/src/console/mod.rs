@@ -12,7 +12,7 @@
 //!
 //! Protection against other local sites and pages ([`security`]): a random
 //! session token per start, handed over once in the printed URL and then
-//! kept in an `HttpOnly; SameSite=Strict` cookie; a CSRF token in the action
+//! kept in an `HttpOnly; SameSite=Strict` cookie (named after the port); a CSRF token in the action
 //! of every form, checked with the `Origin` header on every POST; a strict
 //! Content-Security-Policy (`default-src 'self'`), `X-Frame-Options: DENY`,
 //! no external resource and no JavaScript at all. A non-loopback address is
@@ -50,7 +50,7 @@ use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::read::SavedAttachment;
 
-pub use security::{COOKIE, CSP, check_listen};
+pub use security::{CSP, check_listen, cookie_name};
 
 /// Largest upload the compose form accepts (all attachments together).
 /// Uploads are streamed to disk, never held in memory.

@@ -1,7 +1,7 @@
 //! What keeps other local programs and web pages out of the console.
 //!
 //! - **Session**: a random 256-bit token per start. `GET /?token=T` with the
-//!   right token sets the cookie `focal_session=T; HttpOnly;
+//!   right token sets the cookie `focal_session_PORT=T; HttpOnly;
 //!   SameSite=Strict; Path=/` and redirects to `/` (the token leaves the
 //!   address bar). Every other request needs that cookie, else 403.
 //! - **CSRF**: every form posts to an action carrying `?csrf=C` (a second
@@ -12,7 +12,8 @@
 //!   `localhost:PORT` or `[::1]:PORT` (any host with `--dangerous-listen`).
 //! - **Headers** on every response: a strict CSP (`default-src 'self';
 //!   frame-ancestors 'none'; form-action 'self'`), `X-Frame-Options: DENY`,
-//!   `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
+//!   `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin` (not
+//!   `no-referrer`: with it browsers send `Origin: null` on form posts),
 //!   `Cache-Control: no-store`.
 //! - **Bind**: loopback only, unless `--dangerous-listen` ([`check_listen`]).
 
@@ -26,8 +27,12 @@ use axum::response::{IntoResponse, Response};
 use super::{Failure, Shared};
 use crate::error::{ClientError, Result};
 
-/// Name of the session cookie.
-pub const COOKIE: &str = "focal_session";
+/// Name of the session cookie of the console on `port`. Cookies are not
+/// isolated by port, so two consoles (say a focal point's and an
+/// auditor's) on one machine need different names.
+pub fn cookie_name(port: u16) -> String {
+    format!("focal_session_{port}")
+}
 
 /// The Content-Security-Policy of every response.
 pub const CSP: &str = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
@@ -85,7 +90,7 @@ pub(crate) async fn guard(State(st): State<Shared>, req: Request, next: Next) ->
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -105,13 +110,14 @@ async fn check(st: &Shared, req: Request, next: Next) -> Response {
             if !same(token, &st.session) {
                 return refuse("wrong session token: open the URL printed by `focal console`");
             }
-            let cookie = format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", st.session);
+            let cookie =
+                format!("{}={}; HttpOnly; SameSite=Strict; Path=/", cookie_name(st.port), st.session);
             let mut resp = axum::response::Redirect::to("/").into_response();
             resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ascii"));
             return resp;
         }
     }
-    if !cookie(req.headers(), COOKIE).is_some_and(|c| same(c, &st.session)) {
+    if !cookie(req.headers(), &cookie_name(st.port)).is_some_and(|c| same(c, &st.session)) {
         return refuse("no valid session: open the URL printed by `focal console`");
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -154,7 +160,8 @@ mod tests {
         assert_eq!(query_param(Some("x=1&csrf=ab"), "csrf"), Some("ab"));
         assert_eq!(query_param(Some("xcsrf=ab"), "csrf"), None);
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=b; focal_session=xyz"));
-        assert_eq!(cookie(&h, COOKIE), Some("xyz"));
+        h.insert(header::COOKIE, HeaderValue::from_static("a=b; focal_session_80=xyz; focal_session_8=no"));
+        assert_eq!(cookie(&h, &cookie_name(80)), Some("xyz"));
+        assert_eq!(cookie(&h, &cookie_name(8)), Some("no"));
     }
 }
