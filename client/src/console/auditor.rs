@@ -223,7 +223,8 @@ pub(crate) async fn trace(State(st): State<Shared>, Query(q): Query<HashMap<Stri
     }
     for e in &events {
         let r = &e.record;
-        let network = e.log.split('/').next().unwrap_or(&e.log).to_owned();
+        // Log origins are `focal/<network>/<relay>`.
+        let network = e.log.split('/').nth(1).unwrap_or(&e.log).to_owned();
         let what = if r.peer.is_empty() {
             focal_proto::audit::kind_name(r.kind).to_owned()
         } else {

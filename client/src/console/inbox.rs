@@ -74,7 +74,7 @@ pub(crate) async fn inbox(State(st): State<Shared>) -> Page {
     let mut body = format!("<h1>{}</h1>", esc(s.inbox));
     body.push_str(&table(s.waiting, &head, &rows));
     let mut read = store.all_received()?;
-    read.sort_by(|a, b| b.read_at_ms.cmp(&a.read_at_ms));
+    read.sort_by_key(|r| std::cmp::Reverse(r.read_at_ms));
     let rows: Vec<Vec<String>> = read
         .iter()
         .map(|r| {
@@ -113,7 +113,7 @@ pub(crate) async fn sent(State(st): State<Shared>, Query(q): Query<HashMap<Strin
         by_msg.entry(msg_id_hex(&r.body.msg_id)).or_default().push(line);
     }
     let mut sent = st.client.store().all_sent()?;
-    sent.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms));
+    sent.sort_by_key(|m| std::cmp::Reverse(m.created_at_ms));
     let rows: Vec<Vec<String>> = sent
         .iter()
         .map(|m| {

@@ -160,13 +160,13 @@ pub(crate) async fn attachment(
     });
     let name = crate::read::safe_file_name(&a.name, n);
     let disposition = format!("attachment; filename=\"{}\"", name.replace(['"', '\\'], "_"));
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, a.size)
         .header(header::CONTENT_DISPOSITION, disposition)
         .header("x-focal-sha256", a.sha256.as_str())
         .body(Body::from_stream(stream))
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?)
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 /// `POST /message/{sender}/{id}/ack`.

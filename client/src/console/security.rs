@@ -105,17 +105,17 @@ async fn check(st: &Shared, req: Request, next: Next) -> Response {
         }
     }
     let query = req.uri().query();
-    if req.method() == Method::GET && req.uri().path() == "/" {
-        if let Some(token) = query_param(query, "token") {
-            if !same(token, &st.session) {
-                return refuse("wrong session token: open the URL printed by `focal console`");
-            }
-            let cookie =
-                format!("{}={}; HttpOnly; SameSite=Strict; Path=/", cookie_name(st.port), st.session);
-            let mut resp = axum::response::Redirect::to("/").into_response();
-            resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ascii"));
-            return resp;
+    if req.method() == Method::GET
+        && req.uri().path() == "/"
+        && let Some(token) = query_param(query, "token")
+    {
+        if !same(token, &st.session) {
+            return refuse("wrong session token: open the URL printed by `focal console`");
         }
+        let cookie = format!("{}={}; HttpOnly; SameSite=Strict; Path=/", cookie_name(st.port), st.session);
+        let mut resp = axum::response::Redirect::to("/").into_response();
+        resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ascii"));
+        return resp;
     }
     if !cookie(req.headers(), &cookie_name(st.port)).is_some_and(|c| same(c, &st.session)) {
         return refuse("no valid session: open the URL printed by `focal console`");
