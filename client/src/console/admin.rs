@@ -79,7 +79,7 @@ pub(crate) async fn view(State(st): State<Shared>, Query(q): Query<HashMap<Strin
         (s.networks, esc(&status.networks_served.join(", "))),
         (s.uptime, esc(&age(status.uptime_ms))),
         (s.mailboxes, status.mailbox_messages.to_string()),
-        ("Audit log", status.audit_log_size.to_string()),
+        (s.audit_log_size, status.audit_log_size.to_string()),
     ]));
     body.push_str(&format!(
         "<h2>{}</h2><figure>{picture}<figcaption>{}</figcaption></figure>",
@@ -118,7 +118,7 @@ async fn members(st: &Shared) -> String {
                 vec![
                     esc(&v.address.to_string()),
                     esc(&v.body.display_name),
-                    if v.body.law_enforcement { "yes".into() } else { "no".into() },
+                    esc(if v.body.law_enforcement { s.yes } else { s.no }),
                     esc(&time(v.body.not_after_ms)),
                 ],
             ),
@@ -135,7 +135,7 @@ async fn members(st: &Shared) -> String {
         .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r.1).collect();
-    table(s.members, &["Address", s.name, "Law enforcement", s.valid_until], &rows)
+    table(s.members, &[s.address, s.name, s.law_enforcement, s.valid_until], &rows)
 }
 
 /// `POST /admin/peer/{peer}/{retry|pause|resume}`.

@@ -88,18 +88,18 @@ pub(crate) async fn view(State(st): State<Shared>, Query(q): Query<HashMap<Strin
     let verified_size = match &last {
         Some(Ok(r)) => {
             let previous =
-                r.previous_size.map_or("first verification".into(), |p| format!("extends size {p}"));
+                r.previous_size.map_or(s.first_verification.into(), |p| format!("{} {p}", s.extends_size));
             let cos = q.get("cosigned").cloned().unwrap_or_default();
             body.push_str(&fields(&[
                 (
                     s.verification,
                     format!("<span class=\"ok\" id=\"verify-status\">{}</span>", esc(s.verified)),
                 ),
-                ("Log", esc(&r.origin)),
+                (s.log, esc(&r.origin)),
                 (s.entries, r.size.to_string()),
-                ("Root", format!("<code>{}</code>", esc(&r.root))),
-                (s.checkpoints, format!("{} signatures checked", r.checkpoints)),
-                ("Consistency", esc(&previous)),
+                (s.root, format!("<code>{}</code>", esc(&r.root))),
+                (s.checkpoints, format!("{} {}", r.checkpoints, s.signatures_checked)),
+                (s.consistency, esc(&previous)),
                 (s.cosignatures, esc(&cos)),
             ]));
             Some(r.size)
@@ -134,7 +134,7 @@ pub(crate) async fn view(State(st): State<Shared>, Query(q): Query<HashMap<Strin
         })
         .collect();
     let _ = write!(body, "<h2>{}</h2>", esc(s.checkpoints));
-    body.push_str(&table(s.checkpoints, &["Size", "Root", "Signatures", s.verification], &rows));
+    body.push_str(&table(s.checkpoints, &[s.size, s.root, s.signatures, s.verification], &rows));
 
     let stats = audit::stats(&st.audit_dir)?;
     let days: Vec<(String, u64)> = stats.per_day.iter().map(|(d, n)| (d.clone(), n.records)).collect();
@@ -144,7 +144,7 @@ pub(crate) async fn view(State(st): State<Shared>, Query(q): Query<HashMap<Strin
         .iter()
         .map(|(d, n)| vec![esc(d), n.records.to_string(), n.messages.to_string(), n.refusals.to_string()])
         .collect();
-    body.push_str(&table(s.per_day, &["Day", "Records", "Messages", "Refusals"], &day_rows));
+    body.push_str(&table(s.per_day, &[s.day, s.records, s.messages, s.refusals], &day_rows));
 
     let mut buf = Vec::new();
     audit::export(&st.audit_dir, ExportFormat::Jsonl, &mut buf)?;
@@ -219,7 +219,7 @@ pub(crate) async fn trace(State(st): State<Shared>, Query(q): Query<HashMap<Stri
     let events = audit::trace(std::slice::from_ref(&st.audit_dir), &id)?;
     let mut stops = Vec::new();
     if let Some(first) = events.iter().find(|e| !e.record.sender.is_empty()) {
-        stops.push(Stop { place: first.record.sender.clone(), what: "sender".into(), when: String::new() });
+        stops.push(Stop { place: first.record.sender.clone(), what: s.sender.into(), when: String::new() });
     }
     for e in &events {
         let r = &e.record;
@@ -235,7 +235,7 @@ pub(crate) async fn trace(State(st): State<Shared>, Query(q): Query<HashMap<Stri
     if let Some(last) = events.iter().rev().find(|e| !e.record.recipients.is_empty()) {
         stops.push(Stop {
             place: last.record.recipients.join(", "),
-            what: "recipients".into(),
+            what: s.recipients.into(),
             when: String::new(),
         });
     }
@@ -261,7 +261,7 @@ pub(crate) async fn trace(State(st): State<Shared>, Query(q): Query<HashMap<Stri
         url(raw),
         esc(s.entries),
         svg::route(&title, &stops),
-        table(&title, &[s.time, "Log", "#", s.kind, s.hop, s.peer, s.detail], &rows)
+        table(&title, &[s.time, s.log, "#", s.kind, s.hop, s.peer, s.detail], &rows)
     );
     Ok(html::frame(Some(&st), s.trace, &body, None).into_response())
 }

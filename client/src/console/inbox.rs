@@ -155,7 +155,7 @@ pub(crate) async fn overdue(State(st): State<Shared>) -> Page {
             ]
         })
         .collect();
-    let head = [s.subject, s.case_ref, s.kind, s.deadline, "Late by", "Waiting for"];
+    let head = [s.subject, s.case_ref, s.kind, s.deadline, s.late_by, s.waiting_for];
     let body = format!("<h1>{}</h1>{}", esc(s.overdue), table(s.overdue, &head, &rows));
     Ok(html::frame(Some(&st), s.overdue, &body, None).into_response())
 }
@@ -186,7 +186,7 @@ pub(crate) async fn case(State(st): State<Shared>, Query(q): Query<HashMap<Strin
             ]
         })
         .collect();
-    let head = [s.created, "Direction", s.from, s.to, s.subject, s.kind, s.handling, s.in_reply_to];
+    let head = [s.created, s.direction, s.from, s.to, s.subject, s.kind, s.handling, s.in_reply_to];
     let title = format!("{} {case_ref}", s.case);
     let body = format!("<h1>{}</h1>{}", esc(&title), table(&title, &head, &rows));
     Ok(html::frame(Some(&st), s.case, &body, None).into_response())

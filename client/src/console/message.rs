@@ -67,8 +67,11 @@ pub(crate) async fn view(State(st): State<Shared>, Path((sender, id)): Path<(Str
         (s.kind, esc(crate::case::kind_label(c.kind()))),
         (s.case_ref, case_link(&c.case_ref)),
         (s.priority, esc(priority_name(info.priority))),
-        (s.handling, esc(handling_name(info.handling))),
-        (s.restrictions, esc(&c.handling_restrictions)),
+        (
+            s.handling,
+            esc(&crate::cli::casework::handling_note(info.handling, &c.handling_restrictions)
+                .unwrap_or_else(|| handling_name(info.handling).to_owned())),
+        ),
         (s.created, esc(&time(info.created_at_ms))),
         (s.deadline, esc(&time(c.response_deadline_ms))),
         (s.msg_id, format!("<code>{}</code>", esc(&id))),
@@ -119,7 +122,7 @@ pub(crate) async fn view(State(st): State<Shared>, Path((sender, id)): Path<(Str
         body_h = esc(s.body),
         text = esc(&c.body),
         att_h = esc(s.attachments),
-        att = table(s.attachments, &[s.name, s.size, "Type", "SHA-256"], &rows),
+        att = table(s.attachments, &[s.name, s.size, s.media_type, s.sha256], &rows),
         ack = action(&st, &format!("{base}/ack")),
         ack_l = esc(s.acknowledge),
         reply = esc(s.reply),

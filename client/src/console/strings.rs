@@ -200,6 +200,52 @@ pub struct Strings {
     pub no_view: &'static str,
     /// Label of the truncated entries note.
     pub shown_of: &'static str,
+    /// Label.
+    pub late_by: &'static str,
+    /// Label.
+    pub waiting_for: &'static str,
+    /// Label.
+    pub direction: &'static str,
+    /// Label.
+    pub media_type: &'static str,
+    /// Label.
+    pub sha256: &'static str,
+    /// Label.
+    pub audit_log_size: &'static str,
+    /// Label.
+    pub address: &'static str,
+    /// Label.
+    pub law_enforcement: &'static str,
+    /// Label.
+    pub yes: &'static str,
+    /// Label.
+    pub no: &'static str,
+    /// Label.
+    pub log: &'static str,
+    /// Label.
+    pub consistency: &'static str,
+    /// Label.
+    pub root: &'static str,
+    /// Label.
+    pub signatures: &'static str,
+    /// Label.
+    pub day: &'static str,
+    /// Label.
+    pub records: &'static str,
+    /// Label.
+    pub messages: &'static str,
+    /// Label.
+    pub refusals: &'static str,
+    /// Label.
+    pub sender: &'static str,
+    /// Label.
+    pub recipients: &'static str,
+    /// Label.
+    pub first_verification: &'static str,
+    /// Label.
+    pub extends_size: &'static str,
+    /// Label.
+    pub signatures_checked: &'static str,
 }
 
 /// English.
@@ -300,6 +346,29 @@ pub static EN: Strings = Strings {
     error: "Error",
     no_view: "This certificate's role has no console view.",
     shown_of: "entries shown of",
+    late_by: "Late by",
+    waiting_for: "Waiting for",
+    direction: "Direction",
+    media_type: "Type",
+    sha256: "SHA-256",
+    audit_log_size: "Audit log",
+    address: "Address",
+    law_enforcement: "Law enforcement",
+    yes: "yes",
+    no: "no",
+    log: "Log",
+    consistency: "Consistency",
+    root: "Root",
+    signatures: "Signatures",
+    day: "Day",
+    records: "Records",
+    messages: "Messages",
+    refusals: "Refusals",
+    sender: "sender",
+    recipients: "recipients",
+    first_verification: "first verification of this directory",
+    extends_size: "consistent with the checkpoint accepted before, of size",
+    signatures_checked: "checkpoint signatures checked",
 };
 
 /// The strings of the console's language (English only, for now).
