@@ -35,6 +35,9 @@ pub struct RelayConfig {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[retention]` (see [`retention`]).
+    #[serde(default)]
+    pub retention: retention::RetentionConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -262,6 +265,7 @@ impl RelayConfig {
         if self.audit.checkpoint_interval_secs == 0 {
             return err("audit.checkpoint_interval_secs", "must be > 0".into());
         }
+        self.retention.validate()?;
         Ok(())
     }
 
@@ -329,6 +333,8 @@ fn readable(key: &str, path: &Path) -> Result<(), (String, String)> {
         Err(e) => Err((key.to_owned(), format!("cannot read {}: {e}", path.display()))),
     }
 }
+
+pub mod retention;
 
 #[cfg(test)]
 mod tests;

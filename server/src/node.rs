@@ -198,7 +198,10 @@ pub(crate) async fn run(
         stop_rx.clone(),
         kill_rx,
     );
-    let sweeper = tokio::spawn(crate::sweeper::run(store.clone(), stop_rx.clone(), Duration::from_secs(1)));
+    // Validated when the config was loaded.
+    let retention = config.retention.policy().unwrap_or_default();
+    let sweeper =
+        tokio::spawn(crate::sweeper::run(store.clone(), stop_rx.clone(), Duration::from_secs(1), retention));
 
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))

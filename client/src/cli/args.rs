@@ -23,6 +23,11 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Local store retention for this run (e.g. 365d): records of sent and read
+    /// messages and receipts older than this are purged first. Overrides the
+    /// profile's `retention`.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub retention: Option<Duration>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -84,6 +89,15 @@ pub enum Command {
         /// Only receipts newer than this (e.g. 2d); default: all the relay keeps.
         #[arg(long, value_parser = parse_duration)]
         since: Option<Duration>,
+    },
+    /// Delete local records (sent, read, receipts) older than a duration; attachments saved with --out stay.
+    Purge {
+        /// Age (e.g. 90d, 12w): records whose last activity is older go.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: Duration,
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Query the network directory.
     #[command(subcommand)]

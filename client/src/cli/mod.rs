@@ -10,6 +10,7 @@ mod audit;
 pub(crate) mod casework;
 mod console;
 mod output;
+mod retention;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -158,6 +159,7 @@ async fn run(cli: Cli) -> Result<()> {
         return admin::run(cmd, &client, cli.json).await;
     }
     let profile = load_profile(&cli)?;
+    retention::apply(&cli, &profile)?;
     match &cli.command {
         Command::Audit(_) | Command::Admin(_) => unreachable!("handled above"),
         Command::Console(a) => console::run(a, profile, cli.json).await?,
@@ -286,6 +288,11 @@ async fn run(cli: Cli) -> Result<()> {
             let msg = resolve(&client, *msg_id, from.clone()).await?;
             client.ack_ref(&msg).await?;
             out.acked(&msg);
+        }
+        Command::Purge { older_than, dry_run } => {
+            let store = crate::store::LocalStore::open(&profile.store_dir)?;
+            let cutoff = now_ms() - older_than.as_millis() as i64;
+            retention::print(cli.json, &store.purge_older_than(cutoff, *dry_run)?, *dry_run);
         }
         Command::Receipts { since } => {
             let client = Client::connect(profile).await?;

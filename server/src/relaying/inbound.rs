@@ -264,6 +264,13 @@ impl Inbound {
                 pb::TransferStatus::Retry
             }
         };
+        tracing::info!(
+            msg_id = %hex::encode(&body.msg_id),
+            kind = ?body.kind(),
+            peer = from.name(),
+            ?status,
+            "receipt received"
+        );
         pb::ReceiptAck { receipt_id: t.receipt_id, status: status as i32 }
     }
 

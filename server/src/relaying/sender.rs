@@ -55,6 +55,7 @@ pub(super) async fn run(
             }
         }
         if let Some(t) = tx {
+            tracing::debug!(seq = t.seq, attempt = t.attempt, item = ?t.id, "transmitting");
             // Shutdown does not wait for a slow peer: an abandoned transfer
             // stays in the outbox (on disk) and is sent again after restart.
             tokio::select! {
@@ -63,6 +64,7 @@ pub(super) async fn run(
             }
             continue;
         }
+        tracing::trace!(?timeout, "outbox idle");
         let wait = timeout
             .map(|t| Duration::from_millis(t.saturating_sub(now).clamp(0, IDLE.as_millis() as i64) as u64))
             .unwrap_or(IDLE);
@@ -167,7 +169,10 @@ async fn send(
             }
         }
         (ItemId::Receipt { .. }, _, Some(receipt)) => match link.send_receipt(receipt).await {
-            Ok(ack) => Ok(Some(ack.status())),
+            Ok(ack) => {
+                tracing::debug!(status = ?ack.status(), "receipt acked");
+                Ok(Some(ack.status()))
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "receipt transfer failed");
                 Ok(None)

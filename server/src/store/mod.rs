@@ -16,6 +16,7 @@ pub mod keys;
 mod ops;
 pub mod payload;
 pub mod records;
+pub mod retention;
 pub mod writer;
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ pub(super) fn apply(
         }
         Op::ForgetSeen(keys) => fed::forget_seen(st, keys),
         Op::Purge(req) => super::admin::purge(st, audit, *req, after), // OPS: Admin.Purge
+        Op::Retention(req) => super::retention::apply(st, audit, ctx, core, *req, after),
         Op::Audit(record) => {
             check!(AuditSeam::validate(&record));
             Ok(Ok(Reply::Leaf(st.audit(audit, &record)?)))
@@ -259,7 +260,7 @@ pub(super) fn settle_envelope(st: &mut Staged<'_>, mk: &[u8], env: StoredEnvelop
     }
 }
 
-fn store_receipt(
+pub(super) fn store_receipt(
     st: &mut Staged<'_>,
     ctx: &Ctx,
     core: Option<&mut RelayCore>,

@@ -101,6 +101,7 @@ pub(crate) enum Op {
     ExpireDue { now_ms: i64, limit: usize },
     Audit(Box<pb::AuditRecord>),
     Purge(Box<super::admin::PurgeRequest>),
+    Retention(Box<super::retention::RetentionRequest>),
     Route(Box<super::fed::RouteRequest>),
     Receipt(Box<super::fed::ReceiptRequest>),
     OutboxDone { peer: String, removed: Removed, status: pb::TransferStatus, now_ms: i64 },
@@ -116,6 +117,7 @@ pub(crate) enum Reply {
     Leaf(u64),
     Routed(super::fed::RouteOutcome),
     Status(pb::TransferStatus),
+    Retention(super::retention::RetentionReport),
 }
 
 pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, RelayError>>;

@@ -10,6 +10,7 @@ mod broadcast;
 mod cli;
 mod handling;
 mod kinds;
+mod retention;
 mod threads;
 
 use std::sync::Arc;
