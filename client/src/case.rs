@@ -130,6 +130,43 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The draft of a reply to `original`, a message read earlier on this
+/// client (`focal reply` and the console's reply form): to its sender (and,
+/// with `all`, its other recipients except `me`), subject `Re: …`, kind
+/// response, the original's case reference and handling code.
+pub fn reply_draft(
+    store: &LocalStore,
+    me: &focal_proto::Address,
+    original: crate::client::MessageRef,
+    all: bool,
+    body: String,
+) -> Result<crate::send::Draft> {
+    let rec =
+        store.received(&hex::encode(original.msg_id), &original.sender.to_string())?.ok_or_else(|| {
+            ClientError::NotFound {
+                what: "read message (run `focal read` before replying)",
+                id: hex::encode(original.msg_id),
+            }
+        })?;
+    let mut to = vec![original.sender.clone()];
+    if all {
+        for r in &rec.to {
+            let addr = focal_proto::Address::parse(r)?;
+            if &addr != me {
+                to.push(addr);
+            }
+        }
+    }
+    let subject =
+        if rec.subject.starts_with("Re: ") { rec.subject.clone() } else { format!("Re: {}", rec.subject) };
+    let mut draft = crate::send::Draft::new(to, subject, body);
+    draft.kind = pb::MessageKind::Response;
+    draft.case_ref = rec.case_ref.clone();
+    draft.reply_to = Some(original);
+    draft.handling = crate::util::parse_handling(&rec.handling).unwrap_or(draft.handling);
+    Ok(draft)
+}
+
 /// One message of a case thread.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct ThreadEntry {

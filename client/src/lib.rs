@@ -20,7 +20,7 @@
 //! plaintext layout, no I/O), [`store`] (local records), [`progress`],
 //! [`cli`] (the `focal` command), [`audit`] (auditor side), [`case`] (kinds,
 //! request fields, case threads, overdue requests), [`forward`] (forward,
-//! releases, network broadcast).
+//! releases, network broadcast), [`console`] (the local web console).
 #![warn(missing_docs)]
 
 pub mod audit;
@@ -28,6 +28,7 @@ pub mod case;
 pub mod cli;
 pub mod client;
 pub mod connect;
+pub mod console;
 pub mod error;
 pub mod forward;
 pub mod keys;

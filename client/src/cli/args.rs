@@ -108,6 +108,8 @@ pub enum Command {
     /// Secretariats (role admin): relay status, queues, purge, reload, peer control.
     #[command(subcommand)]
     Admin(super::admin::AdminCommand),
+    /// Serve the local web console (focal points, secretariats, auditors) on 127.0.0.1.
+    Console(super::console::ConsoleArgs),
 }
 
 /// `focal keys ...`

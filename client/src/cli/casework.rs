@@ -43,7 +43,7 @@ fn request_json(r: &pb::RequestFields) -> Value {
 }
 
 /// What the handling code asks of the recipient, in words.
-fn handling_note(h: i32, restrictions: &str) -> Option<String> {
+pub(crate) fn handling_note(h: i32, restrictions: &str) -> Option<String> {
     match pb::HandlingCode::try_from(h).ok()? {
         pb::HandlingCode::H0 => Some("H0: for law-enforcement members only".into()),
         pb::HandlingCode::H1 => Some("H1: not to be used as evidence without the originator's permission".into()),

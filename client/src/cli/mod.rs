@@ -5,9 +5,10 @@
 //! as ONE line on stderr: `focal: error: <what went wrong>`.
 
 mod admin;
-mod args;
+pub(crate) mod args;
 mod audit;
-mod casework;
+pub(crate) mod casework;
+mod console;
 mod output;
 mod retention;
 
@@ -21,6 +22,7 @@ use futures::StreamExt;
 pub use admin::AdminCommand;
 pub use args::{Cli, Command, DirectoryCommand, KeysCommand};
 pub use audit::{AuditCommand, Format};
+pub use console::ConsoleArgs;
 
 use crate::client::{Client, MessageRef, PublishOptions};
 use crate::error::{ClientError, Result};
@@ -30,7 +32,7 @@ use crate::profile::Profile;
 use crate::progress::{Bars, Progress};
 use crate::read::ReadOptions;
 use crate::send::Draft;
-use crate::util::{now_ms, parse_handling};
+use crate::util::now_ms;
 use output::Out;
 
 /// Runs `focal` with the process arguments.
@@ -160,6 +162,7 @@ async fn run(cli: Cli) -> Result<()> {
     retention::apply(&cli, &profile)?;
     match &cli.command {
         Command::Audit(_) | Command::Admin(_) => unreachable!("handled above"),
+        Command::Console(a) => console::run(a, profile, cli.json).await?,
         Command::Keys(KeysCommand::Init { rotate }) => {
             let key = KeyStore::new(&profile.key_dir).generate(*rotate, now_ms())?;
             out.key_created(&key);
@@ -206,32 +209,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Reply(a) => {
             let client = Client::connect(profile).await?;
             let original = resolve(&client, a.msg_id, a.from.clone()).await?;
-            let rec = client
-                .store()
-                .received(&hex::encode(original.msg_id), &original.sender.to_string())?
-                .ok_or_else(|| ClientError::NotFound {
-                what: "read message (run `focal read` before replying)",
-                id: hex::encode(original.msg_id),
-            })?;
-            let mut to = vec![original.sender.clone()];
-            if a.all {
-                for r in &rec.to {
-                    let addr = focal_proto::Address::parse(r)?;
-                    if &addr != client.address() {
-                        to.push(addr);
-                    }
-                }
-            }
-            let subject = if rec.subject.starts_with("Re: ") {
-                rec.subject.clone()
-            } else {
-                format!("Re: {}", rec.subject)
-            };
-            let mut draft = Draft::new(to, subject, read_body(&a.body)?);
-            draft.kind = focal_proto::pb::MessageKind::Response;
-            draft.case_ref = rec.case_ref.clone();
-            draft.reply_to = Some(original);
-            draft.handling = parse_handling(&rec.handling).unwrap_or(draft.handling);
+            let mut draft = crate::case::reply_draft(
+                client.store(),
+                client.address(),
+                original,
+                a.all,
+                read_body(&a.body)?,
+            )?;
             apply_options(&mut draft, &a.opts);
             let accepted = client.send(&draft, progress).await?;
             out.sent(&accepted, &draft.to);

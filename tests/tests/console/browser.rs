@@ -1,0 +1,202 @@
+//! The end-to-end scenario in headless Chromium: a CARIN focal
+//! point composes an urgent asset-tracing request with an attachment to an
+//! ARINSA focal point (across the carin–arinsa link); ARINSA's console shows
+//! it, opens it, downloads the attachment with the right hash, replies and
+//! acknowledges; the sender's console shows the delivery receipt and the
+//! reply in the case thread; the secretariat's console shows the link
+//! states (and pauses/resumes a link); the auditor's console verifies the
+//! log and draws the message's route. One screenshot per view is saved.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use focal_proto::Role;
+use focal_tests::Federation;
+
+use crate::webdriver::{Driver, Session};
+use crate::{ConsoleProc, PROMPT, browser_or_skip, http, sha256_hex};
+
+const CASE: &str = "CARIN-2026-0042";
+const SUBJECT: &str = "Asset tracing: Meridian Holdings accounts";
+
+fn shots_dir() -> Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn shot(s: &Session, dir: &Path, name: &str) -> Result<()> {
+    let path = dir.join(format!("{name}.png"));
+    s.screenshot(&path).await?;
+    eprintln!("screenshot: {}", path.display());
+    Ok(())
+}
+
+/// Follows the link whose href is exactly `href`.
+async fn follow(s: &Session, href: &str) -> Result<()> {
+    let link = s.find(&format!("a[href=\"{href}\"]")).await?;
+    s.click(&link).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_reply_receipt_links_and_audit_in_the_browser() -> Result<()> {
+    if !browser_or_skip("request_reply_receipt_links_and_audit_in_the_browser")? {
+        return Ok(());
+    }
+    focal_tests::init();
+    let bins = focal_tests::bins!();
+    let mut fed = Federation::builder()
+        .hub("gfp")
+        .link("carin", "arinsa")
+        .focal_point("nl-fiod@carin")
+        .focal_point("za-npa@arinsa")
+        .start()
+        .await?;
+    let admin = fed.add_member("secretariat@carin", Role::Admin)?.clone();
+    let auditor = fed.add_member("audit@carin", Role::Auditor)?.clone();
+    let log_key = focal_client::Client::connect(auditor.profile()?)
+        .await?
+        .audit()
+        .get_log_info(focal_proto::pb::GetCheckpointRequest { fresh: false })
+        .await?
+        .into_inner()
+        .verifier_key;
+    let carin = ConsoleProc::start(fed.fp("nl-fiod@carin"), &bins, &[]).await?;
+    let arinsa = ConsoleProc::start(fed.fp("za-npa@arinsa"), &bins, &[]).await?;
+    let sec = ConsoleProc::start(&admin, &bins, &[]).await?;
+    let aud = ConsoleProc::start(&auditor, &bins, &["--audit-key", &log_key]).await?;
+
+    let shots = shots_dir()?;
+    eprintln!("console screenshots go to {}", shots.display());
+    let attachment = fed.dir().join("bank-statements-2025.csv");
+    let content: Vec<u8> =
+        (0..200_000u32).flat_map(|i| format!("{i},EUR,{}\n", i * 7).into_bytes()).collect();
+    std::fs::write(&attachment, &content)?;
+    let want_sha = sha256_hex(&content);
+
+    let driver = Driver::start().await?;
+    let s = driver.session(1280, &fed.dir().join("chromium-profile")).await?;
+
+    // CARIN composes an urgent asset-tracing request with an attachment.
+    s.goto(&carin.login).await?;
+    ensure!(s.url().await?.ends_with("/inbox"), "login did not land on the inbox: {}", s.url().await?);
+    shot(&s, &shots, "01-carin-inbox").await?;
+    s.goto(&format!("{}/compose", carin.base)).await?;
+    let to = s
+        .find("option[value=\"za-npa@arinsa\"]")
+        .await
+        .context("ARINSA's focal point in the directory list")?;
+    s.click(&to).await?;
+    s.type_into(&s.find("#subject").await?, SUBJECT).await?;
+    s.click(&s.find("#kind option[value=\"asset-tracing\"]").await?).await?;
+    s.type_into(&s.find("#case_ref").await?, CASE).await?;
+    s.click(&s.find("#urgent").await?).await?;
+    s.type_into(&s.find("#authority").await?, "FIOD, Netherlands").await?;
+    s.type_into(&s.find("#legal_basis").await?, "UNCAC art. 46, 48").await?;
+    s.type_into(&s.find("#subjects").await?, "Meridian Holdings Ltd:ZA-2019/123456/07").await?;
+    s.type_into(&s.find("#assets").await?, "Bank accounts at Standard Bank").await?;
+    s.type_into(&s.find("#body").await?, "Please trace the accounts of Meridian Holdings.").await?;
+    s.type_into(&s.find("#attachment").await?, &attachment.display().to_string()).await?;
+    shot(&s, &shots, "02-carin-compose").await?;
+    s.click(&s.find("#send").await?).await?;
+    let url = s.wait_url("/sent?accepted=", PROMPT).await?;
+    let msg_id = url.split("accepted=").nth(1).context("accepted id")?.to_owned();
+    ensure!(msg_id.len() == 32, "{url}");
+    shot(&s, &shots, "03-carin-sent").await?;
+
+    // ARINSA sees it, opens it, downloads the attachment, replies, acknowledges.
+    s.goto(&arinsa.login).await?;
+    let href = format!("/message/nl-fiod%40carin/{msg_id}");
+    s.wait_for(&format!("{}/inbox", arinsa.base), &href, PROMPT).await?;
+    let inbox = s.source().await?;
+    ensure!(inbox.contains("class=\"urgent\">urgent<") && inbox.contains("nl-fiod@carin"), "{inbox}");
+    shot(&s, &shots, "04-arinsa-inbox").await?;
+    follow(&s, &href).await?;
+    let page = s.wait_source("id=\"reply-body\"", PROMPT).await?;
+    for want in [
+        SUBJECT,
+        "verified:",
+        "asset-tracing request",
+        CASE,
+        "bank-statements-2025.csv",
+        &want_sha,
+        "Meridian Holdings Ltd",
+    ] {
+        ensure!(page.contains(want), "message view lacks {want:?}: {page}");
+    }
+    shot(&s, &shots, "05-arinsa-message").await?;
+    let link = s.find("a[download]").await?;
+    let download_url = s.attr(&link, "href").await?;
+    let cookie = format!("{}={}", arinsa.cookie_name(), s.cookie(&arinsa.cookie_name()).await?);
+    let file = http::get(&download_url, &[("cookie", &cookie)]).await?;
+    ensure!(file.status == 200, "download: {}", file.status);
+    ensure!(file.header("content-disposition").contains("attachment"), "{:?}", file.headers);
+    ensure!(sha256_hex(&file.body) == want_sha, "downloaded attachment has another SHA-256");
+    s.type_into(&s.find("#reply-body").await?, "Accounts identified; statements follow.").await?;
+    s.click(&s.find("#reply-send").await?).await?;
+    s.wait_url("/sent?accepted=", PROMPT).await?;
+    shot(&s, &shots, "06-arinsa-replied").await?;
+    s.goto(&format!("{}{href}", arinsa.base)).await?;
+    s.click(&s.find("#ack").await?).await?;
+    s.wait_url("/inbox", PROMPT).await?;
+    s.wait_source("Acknowledged", PROMPT).await?;
+
+    // CARIN: the delivery receipt, then the reply in the case thread.
+    s.goto(&carin.login).await?;
+    s.wait_for(&format!("{}/sent", carin.base), "DELIVERED</span> za-npa@arinsa", PROMPT).await?;
+    shot(&s, &shots, "07-carin-receipts").await?;
+    let reply_href = "/message/za-npa%40arinsa/";
+    s.wait_for(&format!("{}/inbox", carin.base), reply_href, PROMPT).await?;
+    let reply_link = s.find(&format!("a[href^=\"{reply_href}\"]")).await?;
+    s.click(&reply_link).await?;
+    s.wait_source("Accounts identified", PROMPT).await?;
+    s.goto(&format!("{}/case?ref={CASE}", carin.base)).await?;
+    let thread = s.source().await?;
+    ensure!(thread.contains(SUBJECT) && thread.contains(&format!("Re: {SUBJECT}")), "{thread}");
+    ensure!(thread.contains(&msg_id), "the reply names the request it answers: {thread}");
+    shot(&s, &shots, "08-carin-case-thread").await?;
+
+    // The secretariat: link states, then pause and resume a link.
+    s.goto(&sec.login).await?;
+    let page = s.source().await?;
+    ensure!(page.contains("relay.arinsa") && page.contains("relay.gfp") && page.contains("<svg"), "{page}");
+    ensure!(page.contains("connected"), "no connected link: {page}");
+    shot(&s, &shots, "09-secretariat-federation").await?;
+    s.click(&s.find("button[aria-label=\"Pause relay.gfp\"]").await?).await?;
+    s.wait_source("role=\"status\">pause:", PROMPT).await?;
+    s.wait_for(&format!("{}/admin", sec.base), "state-paused", PROMPT).await?;
+    shot(&s, &shots, "10-secretariat-paused").await?;
+    s.click(&s.find("button[aria-label=\"Resume relay.gfp\"]").await?).await?;
+    s.wait_source("role=\"status\">resume:", PROMPT).await?;
+
+    // The auditor: fetch and verify, then the route of the request.
+    s.goto(&aud.login).await?;
+    s.click(&s.find("#fetch").await?).await?;
+    s.wait_url("/audit?cosigned=", PROMPT).await?;
+    let status = s.text(&s.find("#verify-status").await?).await?;
+    ensure!(status == "verified", "audit verification: {status}");
+    shot(&s, &shots, "11-auditor-log").await?;
+    s.goto(&format!("{}/audit?msg_id={msg_id}", aud.base)).await?;
+    follow(&s, &format!("/audit/trace?msg_id={msg_id}")).await?;
+    s.wait_source("id=\"route\"", PROMPT).await?;
+    let route = s.text(&s.find("#route").await?).await.unwrap_or_default();
+    let page = s.source().await?;
+    for want in ["accepted", "forwarded", "relay.arinsa", "nl-fiod@carin", "za-npa@arinsa"] {
+        ensure!(page.contains(want), "route lacks {want:?}: {route} {page}");
+    }
+    ensure!(s.find("#route svg").await.is_ok(), "no route picture");
+    shot(&s, &shots, "12-auditor-route").await?;
+    s.quit().await?;
+
+    // Tablet width: the compose form fits without sideways scrolling.
+    let t = driver.session(768, &fed.dir().join("chromium-tablet")).await?;
+    t.goto(&carin.login).await?;
+    t.goto(&format!("{}/compose", carin.base)).await?;
+    let fits = t.execute("return document.documentElement.scrollWidth <= window.innerWidth").await?;
+    ensure!(fits == serde_json::Value::Bool(true), "compose overflows at 768 px");
+    shot(&t, &shots, "13-tablet-compose").await?;
+    t.goto(&format!("{}/sent", carin.base)).await?;
+    shot(&t, &shots, "14-tablet-sent").await?;
+    t.quit().await?;
+    fed.shutdown().await
+}

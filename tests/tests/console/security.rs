@@ -1,0 +1,162 @@
+//! The console's protections, spoken to with a plain HTTP client (no
+//! browser): session token, CSRF token and Origin check, Host check,
+//! security headers, and the loopback-only bind.
+
+use anyhow::{Context, Result, ensure};
+use focal_tests::Federation;
+
+use crate::ConsoleProc;
+use crate::http::{get, request};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_the_session_token_are_refused() -> Result<()> {
+    let bins = focal_tests::bins!();
+    let fed = Federation::builder().focal_point("nl-fiod@carin").start().await?;
+    let c = ConsoleProc::start(fed.fp("nl-fiod@carin"), &bins, &[]).await?;
+    ensure!(c.login.starts_with("http://127.0.0.1:"), "{}", c.login);
+
+    for path in ["/", "/inbox", "/compose", "/static/console.css", "/message/a@carin/00/attachment/0"] {
+        let r = get(&format!("{}{path}", c.base), &[]).await?;
+        ensure!(r.status == 403, "{path} without a session: {} {}", r.status, r.text());
+        ensure!(r.header("content-security-policy").contains("default-src 'self'"), "{:?}", r.headers);
+    }
+    let wrong_cookie = format!("{}=0000", c.cookie_name());
+    let r = get(&format!("{}/inbox", c.base), &[("cookie", &wrong_cookie)]).await?;
+    ensure!(r.status == 403, "wrong cookie: {}", r.status);
+    let r = get(&format!("{}/?token=0123", c.base), &[]).await?;
+    ensure!(r.status == 403, "wrong token: {}", r.status);
+
+    // The right token: a strict, HttpOnly cookie and a redirect off the token URL.
+    let r = get(&c.login, &[]).await?;
+    ensure!(r.status == 303, "login: {} {}", r.status, r.text());
+    let set = r.header("set-cookie");
+    ensure!(set.contains(&c.token) && set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    ensure!(r.header("location") == "/", "{:?}", r.headers);
+
+    let cookie = c.cookie();
+    let r = get(&format!("{}/inbox", c.base), &[("cookie", &cookie)]).await?;
+    ensure!(r.status == 200, "inbox with the session: {} {}", r.status, r.text());
+    ensure!(
+        r.header("content-security-policy").contains("frame-ancestors 'none'")
+            && r.header("content-security-policy").contains("form-action 'self'"),
+        "{:?}",
+        r.headers
+    );
+    ensure!(r.header("x-frame-options") == "DENY", "{:?}", r.headers);
+    let page = r.text();
+    ensure!(!page.contains("<script") && !page.contains("http://") && !page.contains("https://"), "{page}");
+    // Keys and certificates never reach the browser.
+    ensure!(!page.contains("PRIVATE KEY") && !page.contains("CERTIFICATE"), "{page}");
+
+    // DNS rebinding: the right cookie under another host name is refused.
+    let r = get(&format!("{}/inbox", c.base), &[("cookie", &cookie), ("host", "evil.example:80")]).await?;
+    ensure!(r.status == 403, "foreign Host: {}", r.status);
+    fed.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_form_posts_are_refused() -> Result<()> {
+    let bins = focal_tests::bins!();
+    let fed = Federation::builder().focal_point("nl-fiod@carin").focal_point("be-ocsc@carin").start().await?;
+    let c = ConsoleProc::start(fed.fp("nl-fiod@carin"), &bins, &[]).await?;
+    let cookie = c.cookie();
+    let page = get(&format!("{}/compose", c.base), &[("cookie", &cookie)]).await?.text();
+    let csrf = page
+        .split("action=\"/compose?csrf=")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .context("compose form has no CSRF token in its action")?
+        .to_owned();
+    ensure!(csrf.len() == 64 && csrf != c.token, "{csrf}");
+    let origin = c.base.clone();
+    let form = |to: &str| {
+        let b = "XyZboundary";
+        format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"to_other\"\r\n\r\n{to}\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"subject\"\r\n\r\nforged\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"body\"\r\n\r\nforged\r\n--{b}--\r\n"
+        )
+        .into_bytes()
+    };
+    let ct = "multipart/form-data; boundary=XyZboundary";
+    let with_csrf = format!("{}/compose?csrf={csrf}", c.base);
+    let without = format!("{}/compose", c.base);
+
+    // A page elsewhere posting with the victim's cookie: no CSRF token.
+    let r = request(
+        "POST",
+        &without,
+        &[("cookie", &cookie), ("content-type", ct), ("origin", &origin)],
+        form("be-ocsc@carin"),
+    )
+    .await?;
+    ensure!(r.status == 403, "no CSRF token: {} {}", r.status, r.text());
+    // A wrong token.
+    let wrong = format!("{}/compose?csrf={}", c.base, "0".repeat(64));
+    let r = request(
+        "POST",
+        &wrong,
+        &[("cookie", &cookie), ("content-type", ct), ("origin", &origin)],
+        form("be-ocsc@carin"),
+    )
+    .await?;
+    ensure!(r.status == 403, "wrong CSRF token: {}", r.status);
+    // The right token but another site's Origin.
+    let r = request(
+        "POST",
+        &with_csrf,
+        &[("cookie", &cookie), ("content-type", ct), ("origin", "http://evil.example")],
+        form("be-ocsc@carin"),
+    )
+    .await?;
+    ensure!(r.status == 403, "foreign Origin: {}", r.status);
+    let r = request(
+        "POST",
+        &with_csrf,
+        &[("cookie", &cookie), ("content-type", ct), ("origin", &origin), ("sec-fetch-site", "cross-site")],
+        form("be-ocsc@carin"),
+    )
+    .await?;
+    ensure!(r.status == 403, "Sec-Fetch-Site cross-site: {}", r.status);
+    // Without the session cookie, even with the token.
+    let r = request("POST", &with_csrf, &[("content-type", ct), ("origin", &origin)], form("be-ocsc@carin"))
+        .await?;
+    ensure!(r.status == 403, "no session: {}", r.status);
+    // Nothing was sent by any of these.
+    let sent = get(&format!("{}/sent", c.base), &[("cookie", &cookie)]).await?.text();
+    ensure!(!sent.contains("forged"), "a refused post was sent: {sent}");
+
+    // The same post from the console's own page goes through.
+    let r = request(
+        "POST",
+        &with_csrf,
+        &[("cookie", &cookie), ("content-type", ct), ("origin", &origin)],
+        form("be-ocsc@carin"),
+    )
+    .await?;
+    ensure!(r.status == 303, "same-origin post: {} {}", r.status, r.text());
+    ensure!(r.header("location").starts_with("/sent?accepted="), "{:?}", r.headers);
+    let sent = get(&format!("{}/sent", c.base), &[("cookie", &cookie)]).await?.text();
+    ensure!(sent.contains("forged") && sent.contains("be-ocsc@carin"), "{sent}");
+    fed.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_loopback_bind_needs_dangerous_listen() -> Result<()> {
+    let bins = focal_tests::bins!();
+    let fed = Federation::builder().focal_point("nl-fiod@carin").start().await?;
+    let fp = fed.fp("nl-fiod@carin");
+    for addr in ["0.0.0.0", "192.0.2.10", "::"] {
+        let mut cmd = fp.cli(&bins);
+        cmd.args(["console", "--listen", addr]);
+        let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success(), "console bound {addr}: {err}");
+        ensure!(err.contains("not a loopback address") && err.contains("--dangerous-listen"), "{err}");
+    }
+    // The library refuses too, before binding anything.
+    let e = focal_client::console::check_listen("0.0.0.0:0".parse()?, false).unwrap_err().to_string();
+    ensure!(e.contains("--dangerous-listen"), "{e}");
+    ensure!(focal_client::console::check_listen("0.0.0.0:0".parse()?, true).is_ok());
+    fed.shutdown().await
+}
