@@ -285,7 +285,7 @@ impl AuditReader {
     /// than the latest checkpoint). For on-demand requests of auditors.
     pub async fn fresh_checkpoint(&self, now_ms: i64) -> Result<pb::Checkpoint, RelayError> {
         let size = self.size();
-        self.shared.tree.flush_async().await.map_err(err)?;
+        crate::store::fsync::fsync(&self.shared.tree).await.map_err(err)?;
         self.shared.issue_checkpoint(size, now_ms, true)
     }
 

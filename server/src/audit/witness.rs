@@ -24,7 +24,7 @@
 //! verifier key is pinned at first contact: a later request for the same
 //! origin under another key is refused (nobody can take over an origin
 //! name). These writes are outside the store's writer batches (they change
-//! no queue); each is made durable (`flush_async`) before the cosignature
+//! no queue); each is made durable (fsync) before the cosignature
 //! leaves this relay. Upper-case `W` keeps them apart from the log's own
 //! cosignature lines under `a/w/`.
 //!
@@ -288,7 +288,7 @@ impl Witness {
         };
         // The new head must be durable before the cosignature leaves: after a
         // crash this witness must still refuse a fork of what it signed.
-        if let Err(e) = self.tree.flush_async().await {
+        if let Err(e) = crate::store::fsync::fsync(&self.tree).await {
             return refusal(format!("witness state not persisted: {e}"));
         }
         pb::CosignResponse { cosignature_line: line, error: String::new() }

@@ -9,7 +9,7 @@
 //! reason). So the counters match exactly what the relay durably did, and
 //! a refusal that is not audited (e.g. a malformed request refused before
 //! any check of the envelope) is not counted either. The fsync latency
-//! histogram is observed by the writer around each `flush_async`.
+//! histogram is observed by the writer around each fsync.
 //!
 //! Cardinality is bounded: mailbox gauges are an aggregate plus the
 //! [`TOP_MAILBOXES`] deepest mailboxes; peers are the configured ones;
@@ -115,7 +115,7 @@ impl Metrics {
         }
     }
 
-    /// Records one store fsync (`flush_async`) of `took`.
+    /// Records one store fsync of `took`.
     pub fn observe_fsync(&self, took: Duration) {
         self.fsync.observe(took.as_secs_f64());
     }

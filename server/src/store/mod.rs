@@ -5,7 +5,7 @@
 //! tree under key prefixes (see [`keys`]), beside the audit log (`a/`).
 //!
 //! Reads go straight to the tree. Every change goes through the single
-//! writer task ([`writer`]): bounded queue, one batch and one `flush_async`
+//! writer task ([`writer`]): bounded queue, one batch and one fsync
 //! per group of waiting operations, answers only after the flush. A full
 //! queue is an error the caller sees ([`RelayError::QueueFull`]).
 
@@ -13,6 +13,7 @@ pub mod admin;
 pub mod admin_outbox;
 pub(crate) mod audit_seam;
 pub mod fed;
+pub mod fsync;
 pub mod keys;
 mod ops;
 pub mod payload;

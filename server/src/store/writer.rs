@@ -1,7 +1,7 @@
 //! The single writer: every state change of the relay goes through one task
 //! fed by a bounded channel. It takes what is waiting (up to
 //! [`MAX_BATCH`] operations), applies them to one `sled::Batch` together
-//! with their audit records, calls `flush_async` once, and only then answers
+//! with their audit records, fsyncs once ([`super::fsync`]), and only then answers
 //! every waiter (group commit). An operation refused by its checks stages
 //! nothing (see `ops`). If sled refuses the batch or the fsync, every
 //! operation in it and every one queued after it fails, the writer stops and
@@ -247,7 +247,7 @@ impl Writer {
                 return;
             }
         }
-        if let Err(e) = self.db.flush_async().await {
+        if let Err(e) = super::fsync::fsync(&self.db).await {
             tracing::error!(error = %e, "final store flush failed");
         }
         tracing::debug!("store writer stopped");
@@ -302,10 +302,10 @@ impl Writer {
         (results, after, staging, wake)
     }
 
-    /// `flush_async`, timed for the fsync latency histogram.
+    /// The fsync, timed for the fsync latency histogram.
     async fn timed_flush(&self) -> sled::Result<usize> {
         let started = std::time::Instant::now();
-        let flushed = self.db.flush_async().await;
+        let flushed = super::fsync::fsync(&self.db).await;
         self.metrics.observe_fsync(started.elapsed());
         flushed
     }
