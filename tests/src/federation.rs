@@ -232,6 +232,8 @@ impl FederationBuilder {
                 peers: my_peers,
                 policy: spec.policy.clone(),
                 audit: AuditConfig::default(),
+                escalation: Vec::new(),
+                broadcast: Default::default(),
             };
             let handle = RelayHandle::new(config, dir.join("relay.toml"), self.mode.clone())?;
             relays.insert(n.clone(), handle);

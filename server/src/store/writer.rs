@@ -97,15 +97,34 @@ pub struct ExpiryReport {
 pub(crate) enum Op {
     Accept(Box<AcceptRequest>),
     Ack(Box<AckRequest>),
-    Publish { address: Address, entry: pb::DirectoryEntry, key_serial: u32 },
-    ExpireDue { now_ms: i64, limit: usize },
+    Publish {
+        address: Address,
+        entry: pb::DirectoryEntry,
+        key_serial: u32,
+    },
+    ExpireDue {
+        now_ms: i64,
+        limit: usize,
+    },
     Audit(Box<pb::AuditRecord>),
     Purge(Box<super::admin::PurgeRequest>),
     Route(Box<super::fed::RouteRequest>),
     Receipt(Box<super::fed::ReceiptRequest>),
-    OutboxDone { peer: String, removed: Removed, status: pb::TransferStatus, now_ms: i64 },
-    OutboxExpired { expired: Expired, now_ms: i64 },
+    OutboxDone {
+        peer: String,
+        removed: Removed,
+        status: pb::TransferStatus,
+        now_ms: i64,
+    },
+    OutboxExpired {
+        expired: Expired,
+        now_ms: i64,
+    },
     ForgetSeen(Vec<SeenKey>),
+    /// Release the held escalation copies due (see `casework`).
+    EscalateDue {
+        now_ms: i64,
+    },
 }
 
 #[derive(Debug)]
