@@ -170,7 +170,7 @@ async fn checked(
             &shared.config.network,
             &shared.config.broadcast,
         )
-        .and_then(|p| Ok(p.check_send(&ctx.sender, &target)))
+        .map(|p| p.check_send(&ctx.sender, &target))
         .map_err(|e| unaudited(Status::internal(e.to_string())))?
         .map_err(|r| refuse(Status::permission_denied(r.detail), r.reason))?;
     }

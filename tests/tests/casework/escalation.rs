@@ -19,7 +19,11 @@ use crate::{PROMPT, audit_records, draft, quiet, wait_and_read, wait_reachable};
 
 /// Changes a relay's config and restarts it (the harness offers no
 /// builder hook for these keys).
-pub(crate) async fn reconfigure(fed: &mut Federation, network: &str, f: impl FnOnce(&mut RelayConfig)) -> Result<()> {
+pub(crate) async fn reconfigure(
+    fed: &mut Federation,
+    network: &str,
+    f: impl FnOnce(&mut RelayConfig),
+) -> Result<()> {
     let r = fed.relay_mut(network);
     f(&mut r.config);
     r.save_config()?;
@@ -59,7 +63,11 @@ async fn send_urgent(sender: &Client) -> Result<[u8; 16]> {
 }
 
 /// Waits for a receipt of `kind` about `msg_id` in `client`'s receipts.
-pub(crate) async fn wait_receipt(client: &Client, msg_id: [u8; 16], kind: &str) -> Result<focal_client::ReceiptInfo> {
+pub(crate) async fn wait_receipt(
+    client: &Client,
+    msg_id: [u8; 16],
+    kind: &str,
+) -> Result<focal_client::ReceiptInfo> {
     let end = tokio::time::Instant::now() + PROMPT;
     loop {
         let all = client.receipts(0).await?;
@@ -81,12 +89,12 @@ async fn records_of(fed: &Federation, msg_id: [u8; 16], kind: pb::AuditKind) -> 
 async fn unacknowledged_urgent_request_escalates_after_the_timeout_across_a_restart() -> Result<()> {
     let (mut fed, sender) = federation(vec![rule("*", "alt@arinsa", "3s")]).await?;
     // The directory publishes the rule with the member's entry.
-    let entry = sender
-        .directory()
-        .lookup(pb::LookupRequest { address: "za-npa@arinsa".into() })
-        .await?
-        .into_inner();
-    assert_eq!(entry.escalation, Some(pb::EscalationRoute { alternate: "alt@arinsa".into(), after_ms: 3_000 }));
+    let entry =
+        sender.directory().lookup(pb::LookupRequest { address: "za-npa@arinsa".into() }).await?.into_inner();
+    assert_eq!(
+        entry.escalation,
+        Some(pb::EscalationRoute { alternate: "alt@arinsa".into(), after_ms: 3_000 })
+    );
 
     let msg_id = send_urgent(&sender).await?;
     let primary = fed.client("za-npa@arinsa").await?;
