@@ -164,4 +164,14 @@ mod tests {
         let b = BroadcastConfig { allow_send: vec![], allow_from: vec!["x@arinsa".into()] };
         assert_eq!(v(&[], &b), Err("broadcast.allow_from[0]".into()));
     }
+
+    /// The example federation's ARINSA config parses and its case-work keys validate.
+    #[test]
+    fn deploy_example_is_valid() {
+        let text = include_str!("../../../deploy/federation/arinsa.toml");
+        let c: crate::config::RelayConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.escalation.len(), 1);
+        assert!(!c.broadcast.allow_from.is_empty());
+        validate(&c.network, &c.escalation, &c.broadcast).unwrap();
+    }
 }
