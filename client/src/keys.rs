@@ -2,7 +2,9 @@
 //! key in the profile's key directory.
 //!
 //! Each rotation adds a key with the next serial; older keys stay so that
-//! messages sealed to a previously published key still open. Files are
+//! messages sealed to a previously published key still open during the
+//! overlap period, which [`KeyStore::prune`] (`focal keys prune`) ends by
+//! removing keys superseded longer ago than the overlap. Files are
 //! created with mode 0600 (directory 0700) and never overwritten. A key file
 //! is a tiny TOML document:
 //!
@@ -134,6 +136,37 @@ impl KeyStore {
             .map_err(|e| ClientError::io("cannot write key file", &path, e))?;
         Ok(EncryptionKey { serial, created_at_ms: now_ms, secret, public, path })
     }
+
+    /// Ends the overlap of a rotation: removes every key superseded more
+    /// than `overlap` ago, i.e. each key for which the next newer key was
+    /// created at or before `now_ms - overlap`. The newest key is always
+    /// kept. Messages sealed to a removed key can no longer be opened, so
+    /// the overlap must outlast the time senders may still seal to the old
+    /// key: messages already queued (until their expiry) and directory
+    /// entries cached by relays of other networks (5 minutes). Key files
+    /// are overwritten with zeros before they are removed. Returns the
+    /// serials removed, oldest first.
+    pub fn prune(&self, overlap: std::time::Duration, now_ms: i64) -> Result<Vec<u32>> {
+        let overlap_ms = i64::try_from(overlap.as_millis()).unwrap_or(i64::MAX);
+        let keys = self.all()?;
+        let mut removed = Vec::new();
+        for pair in keys.windows(2) {
+            let (newer, older) = (&pair[0], &pair[1]);
+            if newer.created_at_ms.saturating_add(overlap_ms) > now_ms {
+                continue;
+            }
+            let len = fs::metadata(&older.path).map(|m| m.len()).unwrap_or(0);
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&older.path)
+                .and_then(|mut f| f.write_all(&vec![0u8; len as usize]).and_then(|()| f.sync_all()))
+                .and_then(|()| fs::remove_file(&older.path))
+                .map_err(|e| ClientError::io("cannot remove key file", &older.path, e))?;
+            removed.push(older.serial);
+        }
+        removed.reverse();
+        Ok(removed)
+    }
 }
 
 fn read_key(path: &Path) -> Result<EncryptionKey> {
@@ -182,6 +215,24 @@ mod tests {
         assert_eq!(all.iter().map(|k| k.serial).collect::<Vec<_>>(), vec![2, 1]);
         assert_eq!(all[1].public, k1.public);
         assert_eq!(ks.current().unwrap().public, k2.public);
+    }
+
+    #[test]
+    fn prune_removes_keys_only_after_the_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = KeyStore::new(dir.path().join("keys"));
+        let day = 86_400_000;
+        let overlap = std::time::Duration::from_millis(10 * day as u64);
+        ks.generate(false, 0).unwrap();
+        assert!(ks.prune(overlap, 100 * day).unwrap().is_empty(), "a single key is never removed");
+        ks.generate(true, 20 * day).unwrap();
+        let k3 = ks.generate(true, 25 * day).unwrap();
+        assert!(ks.prune(overlap, 29 * day).unwrap().is_empty(), "still in the overlap");
+        assert_eq!(ks.prune(overlap, 30 * day).unwrap(), vec![1]);
+        assert_eq!(ks.all().unwrap().iter().map(|k| k.serial).collect::<Vec<_>>(), vec![3, 2]);
+        assert_eq!(ks.prune(overlap, 35 * day).unwrap(), vec![2]);
+        assert_eq!(ks.current().unwrap().public, k3.public);
+        assert_eq!(ks.all().unwrap().len(), 1);
     }
 
     #[test]

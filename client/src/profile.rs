@@ -13,6 +13,7 @@
 //! crls = ["carin.crl"]                  # optional CRL files (PEM)
 //! key_dir = "keys"                      # X25519 encryption keys (created by `focal keys init`)
 //! store_dir = "store"                   # local record of sent/received messages, temp files
+//! retention = "365d"                    # optional: local records older than this are purged
 //! ```
 //!
 //! Relative paths are resolved against the directory holding the profile.
@@ -53,6 +54,11 @@ pub struct ProfileFile {
     pub key_dir: PathBuf,
     /// Directory of the local client store.
     pub store_dir: PathBuf,
+    /// Local store retention (`"365d"`, `"12w"`, ...): records of sent and
+    /// read messages and receipts older than this are purged when `focal`
+    /// opens the store. Absent: kept until `focal purge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
 }
 
 impl ProfileFile {
@@ -91,6 +97,8 @@ pub struct Profile {
     pub key_dir: PathBuf,
     /// Local store directory.
     pub store_dir: PathBuf,
+    /// Local store retention (see [`ProfileFile::retention`]).
+    pub retention: Option<std::time::Duration>,
 }
 
 impl Profile {
@@ -147,6 +155,10 @@ impl Profile {
             Ok(if p.is_absolute() { p.to_owned() } else { base.join(p) })
         };
         let crls = file.crls.iter().map(|p| resolve("crls", p)).collect::<Result<Vec<_>>>()?;
+        let retention = match &file.retention {
+            Some(r) => Some(crate::util::parse_duration(r).map_err(|e| err("retention", e.to_string()))?),
+            None => None,
+        };
         Ok(Profile {
             path: path.to_owned(),
             relay: file.relay.clone(),
@@ -161,6 +173,7 @@ impl Profile {
             crls,
             key_dir: resolve("key_dir", &file.key_dir)?,
             store_dir: resolve("store_dir", &file.store_dir)?,
+            retention,
         })
     }
 
@@ -227,6 +240,15 @@ store_dir = "store"
         assert_eq!(p.trust_bundle, Path::new("/etc/focal/trust.toml"));
         assert_eq!(p.crls, vec![PathBuf::from("/p/carin.crl")]);
         assert_eq!(p.relay_network.as_str(), "carin");
+        assert_eq!(p.retention, None);
+    }
+
+    #[test]
+    fn retention_parses_or_names_the_key() {
+        let p = parse(&format!("{GOOD}retention = \"12w\"\n")).unwrap();
+        assert_eq!(p.retention, Some(std::time::Duration::from_secs(12 * 7 * 86_400)));
+        let e = parse(&format!("{GOOD}retention = \"forever\"\n")).unwrap_err().to_string();
+        assert!(e.contains("`retention`") && e.contains("forever"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,16 @@
 //! ```
 //!
 //! Each record is written to a temporary file and renamed into place, so a
-//! crash leaves either the old or the new record. Temporary files older
+//! crash leaves either the old or the new record.
+//!
+//! Retention: [`LocalStore::purge_older_than`] deletes records whose last
+//! activity is older than a cutoff (a sent message: accepted, else created;
+//! a read message: read; a receipt: signed). The profile's `retention` (or
+//! `focal --retention`) applies it each time `focal` opens the store
+//! ([`LocalStore::open_with_retention`]); `focal purge --older-than` does it
+//! on demand. Case threads and overdue lists are built from what remains.
+//! Attachments saved with `focal read --out` are the user's files and are
+//! never touched. Temporary files older
 //! than a day (from a client killed mid-send) are removed when the store
 //! opens.
 
@@ -128,6 +137,24 @@ pub struct ReceiptRecord {
     pub detail: String,
 }
 
+/// What a purge removed (or, for a dry run, would remove).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    /// Sent-message records.
+    pub sent: usize,
+    /// Read-message records.
+    pub received: usize,
+    /// Receipt records.
+    pub receipts: usize,
+}
+
+impl PurgeReport {
+    /// Records removed in all.
+    pub fn total(&self) -> usize {
+        self.sent + self.received + self.receipts
+    }
+}
+
 /// The store directory.
 #[derive(Clone, Debug)]
 pub struct LocalStore {
@@ -145,6 +172,64 @@ impl LocalStore {
         let store = LocalStore { dir };
         store.remove_stale_tmp(std::time::Duration::from_secs(24 * 3600));
         Ok(store)
+    }
+
+    /// Opens the store and, if `retention` is set, purges records older
+    /// than `retention` (see the module docs).
+    pub fn open_with_retention(
+        dir: impl Into<PathBuf>,
+        retention: Option<std::time::Duration>,
+    ) -> Result<(Self, PurgeReport)> {
+        let store = LocalStore::open(dir)?;
+        let report = match retention {
+            Some(r) => store.purge_older_than(crate::util::now_ms() - r.as_millis() as i64, false)?,
+            None => PurgeReport::default(),
+        };
+        Ok((store, report))
+    }
+
+    /// Deletes the records whose last activity is at or before `cutoff_ms`
+    /// (unix ms); with `dry_run` only counts them.
+    pub fn purge_older_than(&self, cutoff_ms: i64, dry_run: bool) -> Result<PurgeReport> {
+        let sent = self.purge_in::<SentRecord>("sent", cutoff_ms, dry_run, |r| {
+            if r.accepted_at_ms > 0 { r.accepted_at_ms } else { r.created_at_ms }
+        })?;
+        let received = self.purge_in::<ReceivedRecord>("received", cutoff_ms, dry_run, |r| {
+            r.read_at_ms.max(r.created_at_ms)
+        })?;
+        let receipts = self.purge_in::<ReceiptRecord>("receipts", cutoff_ms, dry_run, |r| r.at_ms)?;
+        Ok(PurgeReport { sent, received, receipts })
+    }
+
+    fn purge_in<T: DeserializeOwned>(
+        &self,
+        sub: &str,
+        cutoff_ms: i64,
+        dry_run: bool,
+        last_activity: impl Fn(&T) -> i64,
+    ) -> Result<usize> {
+        let dir = self.dir.join(sub);
+        let mut n = 0;
+        let rd = fs::read_dir(&dir).map_err(|e| ClientError::io("cannot read", &dir, e))?;
+        for entry in rd {
+            let path = entry.map_err(|e| ClientError::io("cannot read", &dir, e))?.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let Some(record) = self.read::<T>(&path)? else { continue };
+            if last_activity(&record) > cutoff_ms {
+                continue;
+            }
+            if !dry_run {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(ClientError::io("cannot remove", &path, e)),
+                }
+            }
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Removes temporary files older than `age` (left by a client that was
@@ -276,6 +361,102 @@ impl LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sent(id: &str, created: i64, accepted: i64) -> SentRecord {
+        SentRecord {
+            msg_id: id.into(),
+            to: vec!["b@carin".into()],
+            subject: "s".into(),
+            case_ref: "C-1".into(),
+            reply_to_msg_id: String::new(),
+            reply_to_sender: String::new(),
+            handling: "H1".into(),
+            created_at_ms: created,
+            expires_at_ms: created + 1_000,
+            accepted_at_ms: accepted,
+            relay: "focal://carin/relay/r".into(),
+            payload_sha256: "ab".into(),
+            payload_size: 1,
+            attachments: vec![],
+            kind: "general".into(),
+            response_deadline_ms: 0,
+            forward_of: String::new(),
+        }
+    }
+
+    fn received(id: &str, created: i64, read: i64) -> ReceivedRecord {
+        ReceivedRecord {
+            msg_id: id.into(),
+            from: "a@carin".into(),
+            to: vec!["b@carin".into()],
+            subject: "s".into(),
+            case_ref: "C-1".into(),
+            reply_to_msg_id: String::new(),
+            reply_to_sender: String::new(),
+            handling: "H1".into(),
+            created_at_ms: created,
+            read_at_ms: read,
+            payload_sha256: "ab".into(),
+            attachments: vec![],
+            acked: true,
+            kind: "general".into(),
+            response_deadline_ms: 0,
+        }
+    }
+
+    fn receipt(id: &str, at: i64) -> ReceiptRecord {
+        ReceiptRecord {
+            msg_id: id.into(),
+            kind: "DELIVERED".into(),
+            subject: "b@carin".into(),
+            signer: "b@carin".into(),
+            at_ms: at,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn purge_removes_only_records_older_than_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        s.put_sent(&sent("01", 100, 150)).unwrap();
+        s.put_sent(&sent("02", 100, 0)).unwrap(); // never confirmed: created counts
+        s.put_sent(&sent("03", 900, 950)).unwrap();
+        s.put_received(&received("04", 100, 200)).unwrap();
+        s.put_received(&received("05", 100, 600)).unwrap(); // old message, read recently
+        s.put_receipt("aa", &receipt("01", 300)).unwrap();
+        s.put_receipt("bb", &receipt("03", 1_000)).unwrap();
+
+        let dry = s.purge_older_than(500, true).unwrap();
+        assert_eq!(dry, PurgeReport { sent: 2, received: 1, receipts: 1 });
+        assert_eq!(s.all_sent().unwrap().len(), 3, "a dry run removes nothing");
+
+        assert_eq!(s.purge_older_than(500, false).unwrap(), dry);
+        let ids = |v: Vec<String>| v;
+        assert_eq!(ids(s.all_sent().unwrap().into_iter().map(|r| r.msg_id).collect()), ["03"]);
+        assert_eq!(ids(s.all_received().unwrap().into_iter().map(|r| r.msg_id).collect()), ["05"]);
+        assert_eq!(s.all_receipts().unwrap(), [receipt("03", 1_000)]);
+        assert_eq!(s.purge_older_than(500, false).unwrap().total(), 0, "idempotent");
+        // The boundary is inclusive: a record exactly at the cutoff goes.
+        assert_eq!(s.purge_older_than(950, false).unwrap().sent, 1);
+    }
+
+    #[test]
+    fn open_with_retention_purges_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::util::now_ms();
+        {
+            let s = LocalStore::open(dir.path()).unwrap();
+            s.put_sent(&sent("01", now - 10 * 86_400_000, now - 10 * 86_400_000)).unwrap();
+            s.put_sent(&sent("02", now - 3_600_000, now - 3_600_000)).unwrap();
+        }
+        let (s, r) = LocalStore::open_with_retention(dir.path(), None).unwrap();
+        assert_eq!((r.total(), s.all_sent().unwrap().len()), (0, 2), "no retention: nothing purged");
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        let (s, r) = LocalStore::open_with_retention(dir.path(), Some(week)).unwrap();
+        assert_eq!(r, PurgeReport { sent: 1, ..Default::default() });
+        assert_eq!(s.all_sent().unwrap()[0].msg_id, "02");
+    }
 
     #[test]
     fn records_round_trip() {

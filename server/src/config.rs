@@ -45,6 +45,9 @@ pub struct RelayConfig {
     /// `[broadcast]`: who may broadcast out of and into this network.
     #[serde(default)]
     pub broadcast: BroadcastConfig,
+    /// `[retention]` (see [`retention`]).
+    #[serde(default)]
+    pub retention: retention::RetentionConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -273,6 +276,7 @@ impl RelayConfig {
             return err("audit.checkpoint_interval_secs", "must be > 0".into());
         }
         casework::validate(&self.network, &self.escalation, &self.broadcast)?;
+        self.retention.validate()?;
         Ok(())
     }
 
@@ -340,6 +344,8 @@ fn readable(key: &str, path: &Path) -> Result<(), (String, String)> {
         Err(e) => Err((key.to_owned(), format!("cannot read {}: {e}", path.display()))),
     }
 }
+
+pub mod retention;
 
 #[cfg(test)]
 mod tests;

@@ -170,6 +170,16 @@ pub enum RelayError {
         /// Hex msg id.
         msg_id: String,
     },
+    /// No such item in a peer outbox (or it is not the one described).
+    #[error("{queue} holds no item {seq} as described: {detail}")]
+    NotQueued {
+        /// `peer:<name>`.
+        queue: String,
+        /// The item number asked for.
+        seq: u64,
+        /// What is (not) there.
+        detail: String,
+    },
     /// A directory entry would replace a newer one.
     #[error("directory entry of {address}: key_serial {new} is lower than the published {current}")]
     StaleDirectoryEntry {
@@ -228,7 +238,7 @@ impl From<RelayError> for tonic::Status {
                 Status::resource_exhausted(msg)
             }
             RelayError::Duplicate { .. } => Status::already_exists(msg),
-            RelayError::NotInMailbox { .. } => Status::not_found(msg),
+            RelayError::NotInMailbox { .. } | RelayError::NotQueued { .. } => Status::not_found(msg),
             RelayError::StaleDirectoryEntry { .. } | RelayError::NotExpired { .. } => {
                 Status::failed_precondition(msg)
             }

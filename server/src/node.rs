@@ -177,6 +177,7 @@ pub(crate) async fn run(
             )?;
             driver_tasks = relaying.start(fed.links(), stop_rx.clone());
             ops.state.set_peer_control(relaying.clone()); // OPS: Admin peer control
+            ops.state.reloader.set_federation(fed.control()); // OPS: reload QUIC cert, close revoked peers
             federation = Some(fed);
         }
         None if !config.peers.is_empty() => tracing::warn!(
@@ -198,7 +199,10 @@ pub(crate) async fn run(
         stop_rx.clone(),
         kill_rx,
     );
-    let sweeper = tokio::spawn(crate::sweeper::run(store.clone(), stop_rx.clone(), Duration::from_secs(1)));
+    // Validated when the config was loaded.
+    let retention = config.retention.policy().unwrap_or_default();
+    let sweeper =
+        tokio::spawn(crate::sweeper::run(store.clone(), stop_rx.clone(), Duration::from_secs(1), retention));
 
     let router = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))

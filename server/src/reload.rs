@@ -8,12 +8,16 @@
 //! 2. builds a new gRPC server config with the new certificate and key and
 //!    puts it in the [`AcceptorCell`]: the next handshake uses it, open
 //!    connections keep their session;
-//! 3. closes every live gRPC connection whose client certificate the new
+//! 3. when federation runs ([`Reloader::set_federation`]), gives the QUIC
+//!    endpoint the new certificate and key for its next handshakes (server
+//!    config and per-peer client configs; live connections keep running);
+//! 4. closes every live gRPC connection whose client certificate the new
 //!    trust refuses (revoked by a new CRL, its CA removed, expired), which
-//!    ends its RPCs, live `Inbox` streams included;
-//! 4. publishes the new credentials on a watch channel (the federation
-//!    endpoint subscribes to rebuild its QUIC server config), updates the
-//!    dated list behind the expiry warnings and metrics, and logs what it did.
+//!    ends its RPCs, live `Inbox` streams included, and every peer's QUIC
+//!    connection whose certificate it refuses (close code `REVOKED`); the
+//!    verifiers refuse their new connections;
+//! 5. publishes the new credentials on a watch channel, updates the dated
+//!    list behind the expiry warnings and metrics, and logs what it did.
 //!
 //! A failed reload changes nothing and says why; the relay keeps serving
 //! with what it had. The config file itself is not re-read: listeners,
@@ -29,6 +33,7 @@ use crate::RelayError;
 use crate::config::RelayConfig;
 use crate::connections::{Closed, LiveConnections};
 use crate::expiry;
+use crate::federation::FederationControl;
 use crate::metrics::Metrics;
 use crate::tls::AcceptorCell;
 
@@ -77,6 +82,7 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     dated: expiry::Shared,
     creds: watch::Sender<Arc<Credentials>>,
+    federation: std::sync::RwLock<Option<FederationControl>>,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -111,8 +117,19 @@ impl Reloader {
             metrics: parts.metrics,
             dated: Arc::new(std::sync::RwLock::new(dated)),
             creds: watch::channel(Arc::new(parts.creds)).0,
+            federation: std::sync::RwLock::new(None),
             lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// From now on, reloads also act on the QUIC federation endpoint (new
+    /// certificate for new connections, revoked peers closed).
+    pub fn set_federation(&self, fed: FederationControl) {
+        *self.federation.write().unwrap_or_else(|e| e.into_inner()) = Some(fed);
+    }
+
+    fn federation(&self) -> Option<FederationControl> {
+        self.federation.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The dated certificates and CRLs in force (expiry warnings, metrics, status).
@@ -168,6 +185,10 @@ impl Reloader {
             self.policy.clone(),
         )
         .map_err(RelayError::certs("TLS server config"))?;
+        let federation = self.federation();
+        if let Some(fed) = &federation {
+            fed.set_credentials(&creds).map_err(|e| RelayError::Other(format!("federation: {e}")))?;
+        }
         let dated = expiry::scan(&creds, &store, &self.config.tls.crls);
         let relay_not_after = dated.first().map(|d| d.not_after_unix).unwrap_or(0);
 
@@ -192,6 +213,15 @@ impl Reloader {
                 Ok(peer) => self.policy.check(&peer.identity).err().map(|e| e.to_string()),
             }
         });
+        let mut closed = closed;
+        if let Some(fed) = &federation {
+            // Again, so the QUIC server config's CA hints follow the new trust.
+            let _ = fed.set_credentials(&creds);
+            closed.extend(fed.close_refused(|_, chain| {
+                let (end, rest) = chain.split_first()?;
+                focal_certs::verify_peer(&current, end, rest, now).err().map(|e| e.to_string())
+            }));
+        }
         for c in &closed {
             tracing::warn!(peer = %c.identity, remote = %c.remote, reason = %c.reason, "closing connection: certificate no longer accepted after reload");
         }

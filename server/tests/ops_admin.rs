@@ -99,6 +99,7 @@ async fn status_list_queue_purge_and_peer_control() {
         queue: queue.into(),
         msg_id: msg_id(h),
         sender: "alice@carin".into(),
+        ..Default::default()
     };
     let err = admin.purge(purge("mailbox:bob@carin", &h1)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");

@@ -16,6 +16,10 @@
 //! Several networks are declared the same way; `.link("carin", "arinsa")`
 //! makes two relays peers and `.hub("gfp")` gives every other network a
 //! default route to the hub, which is how the federation issue extends it.
+//! `.proxy_link("carin", "gfp")` routes that peering through a pair of
+//! loopback UDP proxies ([`crate::fault::LinkProxy`], one per dialling
+//! direction) that a test cuts, delays or makes lossy with
+//! `fed.link_proxy("carin", "gfp").set(…)`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +32,7 @@ use focal_relay::config::{
 };
 
 use crate::Bins;
+use crate::fault::{LinkProxy, UdpProxy};
 use crate::fp::FocalPoint;
 use crate::pki::TestPki;
 use crate::relay::{RelayHandle, RelayMode, free_udp_addr};
@@ -43,6 +48,8 @@ pub struct NetworkSpec {
     pub limits: Limits,
     /// Relay policy.
     pub policy: PolicyConfig,
+    /// Relay `[retention]`.
+    pub retention: focal_relay::config::retention::RetentionConfig,
     /// Focal points: name and whether to enrol it (key made and published) at start.
     pub members: Vec<(String, bool)>,
 }
@@ -53,11 +60,17 @@ pub struct FederationBuilder {
     links: Vec<(NetworkId, NetworkId)>,
     hub: Option<NetworkId>,
     default_routes: Vec<(NetworkId, NetworkId)>,
+    proxied: Vec<(NetworkId, NetworkId)>,
     mode: RelayMode,
 }
 
 fn net(id: &str) -> NetworkId {
     NetworkId::new(id).unwrap_or_else(|e| panic!("test network id {id:?}: {e}"))
+}
+
+/// The key of an unordered link.
+fn link_key(a: &NetworkId, b: &NetworkId) -> (NetworkId, NetworkId) {
+    if a <= b { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) }
 }
 
 impl FederationBuilder {
@@ -70,6 +83,7 @@ impl FederationBuilder {
             relay_name: format!("relay.{id}"),
             limits: Limits::default(),
             policy: PolicyConfig::default(),
+            retention: Default::default(),
             members: Vec::new(),
         });
         self.networks.last_mut().expect("just pushed")
@@ -137,6 +151,18 @@ impl FederationBuilder {
         self
     }
 
+    /// Routes the peering of `a` and `b` (declared by `link`, `hub` or
+    /// `default_route`) through a [`LinkProxy`]: each side's peer address
+    /// points at a proxy in front of the other side, so both dialling
+    /// directions cross a proxy and a cut cuts the link both ways.
+    pub fn proxy_link(mut self, a: &str, b: &str) -> Self {
+        let (a, b) = (net(a), net(b));
+        self.spec(&a);
+        self.spec(&b);
+        self.proxied.push((a, b));
+        self
+    }
+
     /// Relays run in this process (the default).
     pub fn in_process(mut self) -> Self {
         self.mode = RelayMode::InProcess;
@@ -189,6 +215,20 @@ impl FederationBuilder {
         for n in peers.keys() {
             udp.insert(n.clone(), free_udp_addr()?);
         }
+        // Proxies: the address `from` dials `to` at, when the link is proxied.
+        let mut proxies: BTreeMap<(NetworkId, NetworkId), LinkProxy> = BTreeMap::new();
+        let mut dial_via: BTreeMap<(NetworkId, NetworkId), std::net::SocketAddr> = BTreeMap::new();
+        for (a, b) in &self.proxied {
+            let peered = peers.get(a).is_some_and(|v| v.iter().any(|(p, _)| p == b));
+            if !peered {
+                bail!("proxy_link({a}, {b}): the two relays are not peers (declare the link or hub first)");
+            }
+            let a_to_b = UdpProxy::start(udp[b]).await?;
+            let b_to_a = UdpProxy::start(udp[a]).await?;
+            dial_via.insert((a.clone(), b.clone()), a_to_b.addr());
+            dial_via.insert((b.clone(), a.clone()), b_to_a.addr());
+            proxies.insert(link_key(a, b), LinkProxy { a: a.clone(), b: b.clone(), a_to_b, b_to_a });
+        }
         let names: BTreeMap<NetworkId, String> =
             self.networks.iter().map(|s| (s.network.clone(), s.relay_name.clone())).collect();
 
@@ -205,7 +245,11 @@ impl FederationBuilder {
                         .map(|(p, default_route)| PeerConfig {
                             name: names[p].clone(),
                             network: p.clone(),
-                            address: udp[p].to_string(),
+                            address: dial_via
+                                .get(&(n.clone(), p.clone()))
+                                .copied()
+                                .unwrap_or(udp[p])
+                                .to_string(),
                             default_route: *default_route,
                         })
                         .collect()
@@ -234,6 +278,7 @@ impl FederationBuilder {
                 audit: AuditConfig::default(),
                 escalation: Vec::new(),
                 broadcast: Default::default(),
+                retention: spec.retention.clone(),
             };
             let handle = RelayHandle::new(config, dir.join("relay.toml"), self.mode.clone())?;
             relays.insert(n.clone(), handle);
@@ -241,8 +286,15 @@ impl FederationBuilder {
         for r in relays.values_mut() {
             r.start().await?;
         }
-        let mut fed =
-            Federation { pki, relays, fps: BTreeMap::new(), others: BTreeMap::new(), root, _tmp: tmp };
+        let mut fed = Federation {
+            pki,
+            relays,
+            proxies,
+            fps: BTreeMap::new(),
+            others: BTreeMap::new(),
+            root,
+            _tmp: tmp,
+        };
         for spec in &self.networks {
             for (name, enrol) in &spec.members {
                 let addr = Address::new(name, spec.network.clone())?;
@@ -259,6 +311,7 @@ pub struct Federation {
     /// The PKI (CAs, trust bundle, CRLs).
     pub pki: TestPki,
     relays: BTreeMap<NetworkId, RelayHandle>,
+    proxies: BTreeMap<(NetworkId, NetworkId), LinkProxy>,
     fps: BTreeMap<Address, FocalPoint>,
     others: BTreeMap<String, FocalPoint>,
     root: PathBuf,
@@ -273,6 +326,7 @@ impl Federation {
             links: Vec::new(),
             hub: None,
             default_routes: Vec::new(),
+            proxied: Vec::new(),
             mode: RelayMode::InProcess,
         }
     }
@@ -290,6 +344,12 @@ impl Federation {
     /// The relay of a network, mutable (stop, kill, restart).
     pub fn relay_mut(&mut self, network: &str) -> &mut RelayHandle {
         self.relays.get_mut(&net(network)).unwrap_or_else(|| panic!("no relay for {network}"))
+    }
+
+    /// The proxies of the link between `a` and `b` (either order), put
+    /// there by [`FederationBuilder::proxy_link`].
+    pub fn link_proxy(&self, a: &str, b: &str) -> &LinkProxy {
+        self.proxies.get(&link_key(&net(a), &net(b))).unwrap_or_else(|| panic!("link {a}-{b} is not proxied"))
     }
 
     /// All relays.

@@ -48,6 +48,7 @@ impl FocalPoint {
             crls,
             key_dir: PathBuf::from("keys"),
             store_dir: PathBuf::from("store"),
+            retention: None,
         };
         let profile_path = dir.join("profile.toml");
         std::fs::write(&profile_path, profile.to_toml())?;

@@ -11,7 +11,9 @@
 //!   through the library or as a user would through the `focal` CLI;
 //! - [`federation::Federation`]: all of the above from one builder;
 //! - [`raw`]: raw gRPC bytes and hand-made envelopes for refusal tests;
-//! - [`fedraw`]: raw QUIC connections and hellos to a relay's federation listener.
+//! - [`fedraw`]: raw QUIC connections and hellos to a relay's federation listener;
+//! - [`fault`]: loopback UDP proxies that cut, delay or drop a federation
+//!   link's traffic, and a ledger that checks exactly-once, in-order delivery.
 //!
 //! Everything listens on 127.0.0.1 with OS-picked ports, uses real TLS and
 //! real sled stores in temporary directories.
@@ -21,6 +23,7 @@
 //! (their `RUST_LOG`, default `info`), `FOCAL_TEST_KEEP=1` (keep the
 //! temporary directory).
 
+pub mod fault;
 pub mod federation;
 pub mod fedraw;
 pub mod fp;

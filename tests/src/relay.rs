@@ -5,6 +5,10 @@
 //! OS at the first start (port 0; in-process the harness binds it, a child
 //! reports it in its ready line) and written back into the config, so a
 //! restarted relay listens where clients already look for it.
+//!
+//! A child relay can also be frozen with [`RelayHandle::pause`] (SIGSTOP)
+//! and thawed with [`RelayHandle::resume`] (SIGCONT), and its CPU time read
+//! from `/proc` ([`RelayHandle::cpu_time`]).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use focal_proto::NetworkId;
 use focal_relay::config::RelayConfig;
+use rustix::process::{Pid, Signal};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -42,7 +47,7 @@ pub enum RelayMode {
 enum Running {
     Stopped,
     Task { shutdown: oneshot::Sender<()>, join: JoinHandle<Result<(), focal_relay::RelayError>> },
-    Child { child: Child },
+    Child { child: Child, paused: bool },
 }
 
 /// A relay of the test federation.
@@ -72,6 +77,26 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User plus system CPU time of process `pid` (fields 14 and 15 of
+/// `/proc/<pid>/stat`, in clock ticks).
+pub fn proc_cpu_time(pid: u32) -> Option<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces:
+    // count fields after its closing parenthesis (field 3 is the state).
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = rustix::param::clock_ticks_per_second().max(1);
+    Some(Duration::from_millis((utime + stime) * 1000 / ticks))
+}
+
+fn signal(child: &Child, sig: Signal) -> Result<()> {
+    let pid = Pid::from_raw(i32::try_from(child.id())?).context("child pid 0")?;
+    rustix::process::kill_process(pid, sig)?;
+    Ok(())
 }
 
 impl RelayHandle {
@@ -111,7 +136,7 @@ impl RelayHandle {
     /// The child's pid when running as a process.
     pub fn pid(&self) -> Option<u32> {
         match &self.running {
-            Running::Child { child } => Some(child.id()),
+            Running::Child { child, .. } => Some(child.id()),
             _ => None,
         }
     }
@@ -177,7 +202,7 @@ impl RelayHandle {
             }
             RelayMode::Process { bin } => {
                 let child = self.spawn_child(&bin).await?;
-                self.running = Running::Child { child };
+                self.running = Running::Child { child, paused: false };
             }
         }
         self.starts += 1;
@@ -285,7 +310,11 @@ impl RelayHandle {
                     .context("relay task panicked")?
                     .map_err(|e| anyhow::anyhow!("relay {}: {e}", self.name))
             }
-            Running::Child { mut child } => {
+            Running::Child { mut child, paused } => {
+                if paused {
+                    // A stopped process keeps SIGTERM pending until SIGCONT.
+                    signal(&child, Signal::CONT)?;
+                }
                 let pid = child.id().to_string();
                 let _ = Command::new("kill").args(["-TERM", &pid]).status();
                 let waited = tokio::task::spawn_blocking(move || child.wait()).await??;
@@ -309,12 +338,47 @@ impl RelayHandle {
                 drop(shutdown);
                 Ok(())
             }
-            Running::Child { mut child } => {
+            Running::Child { mut child, .. } => {
+                // SIGKILL also ends a stopped (paused) process.
                 child.kill().context("SIGKILL")?;
                 tokio::task::spawn_blocking(move || child.wait()).await??;
                 Ok(())
             }
         }
+    }
+
+    /// Freezes a child relay (SIGSTOP): its sockets stay open but nothing
+    /// is read, answered or written until [`RelayHandle::resume`].
+    pub fn pause(&mut self) -> Result<()> {
+        self.set_paused(true)
+    }
+
+    /// Thaws a relay frozen by [`RelayHandle::pause`] (SIGCONT).
+    pub fn resume(&mut self) -> Result<()> {
+        self.set_paused(false)
+    }
+
+    fn set_paused(&mut self, pause: bool) -> Result<()> {
+        let (sig, name) = if pause { (Signal::STOP, "SIGSTOP") } else { (Signal::CONT, "SIGCONT") };
+        match &mut self.running {
+            Running::Child { child, paused } => {
+                signal(child, sig).with_context(|| format!("{name} to relay {}", self.name))?;
+                *paused = pause;
+                Ok(())
+            }
+            _ => bail!("relay {}: {name} needs a running child-process relay", self.name),
+        }
+    }
+
+    /// True while paused.
+    pub fn is_paused(&self) -> bool {
+        matches!(self.running, Running::Child { paused: true, .. })
+    }
+
+    /// User plus system CPU time the child process has used so far (all
+    /// its threads), from `/proc/<pid>/stat`.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        proc_cpu_time(self.pid()?)
     }
 
     /// Kill (SIGKILL) then start again on the same ports and data.
@@ -327,7 +391,7 @@ impl RelayHandle {
 impl Drop for RelayHandle {
     fn drop(&mut self) {
         match std::mem::replace(&mut self.running, Running::Stopped) {
-            Running::Child { mut child } => {
+            Running::Child { mut child, .. } => {
                 let _ = child.kill();
                 let _ = child.wait();
             }

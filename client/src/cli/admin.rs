@@ -21,23 +21,37 @@ pub enum AdminCommand {
     /// Queued messages by clear header only (never content).
     Queue {
         /// `mailbox:<address>`, `peer:<name>`, or empty for every queue.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", conflicts_with = "peer")]
         queue: String,
+        /// Only the outbox of this configured peer (same as `--queue peer:<name>`).
+        #[arg(long)]
+        peer: Option<String>,
         /// At most this many items (relay default 100, at most 10000).
         #[arg(long, default_value_t = 0)]
         limit: u32,
     },
-    /// Remove an EXPIRED queue item (audited); a live item is refused.
+    /// Remove a queue item (audited): an EXPIRED mailbox item by sender and
+    /// msg id, or a peer outbox item by `--peer P --seq N` (expired, or any
+    /// with `--force`).
     Purge {
         /// `mailbox:<address>` or `peer:<name>`.
+        #[arg(long, required_unless_present = "peer", conflicts_with = "peer")]
+        queue: Option<String>,
+        /// A configured peer: purge from its outbox (same as `--queue peer:<name>`).
         #[arg(long)]
-        queue: String,
-        /// The message's sender address.
-        #[arg(long)]
+        peer: Option<String>,
+        /// The outbox item's number (`seq` in `focal admin queue --peer P`).
+        #[arg(long, default_value_t = 0)]
+        seq: u64,
+        /// The message's sender address (required for a mailbox item).
+        #[arg(long, default_value = "")]
         sender: String,
-        /// Message id (32 hex characters).
-        #[arg(long)]
+        /// Message id (32 hex characters; required for a mailbox item).
+        #[arg(long, default_value = "")]
         msg_id: String,
+        /// Purge a peer outbox item even though it has not expired (audited as forced).
+        #[arg(long)]
+        force: bool,
     },
     /// Reload the relay's certificate, key, trust bundle and CRLs (like SIGHUP).
     Reload,
@@ -67,8 +81,9 @@ pub(super) async fn run(cmd: &AdminCommand, client: &Client, json_out: bool) -> 
     let mut admin = AdminClient::new(client.channel());
     match cmd {
         AdminCommand::Status => status(&mut admin, json_out).await,
-        AdminCommand::Queue { queue, limit } => {
-            let req = pb::ListQueueRequest { peer: queue.clone(), limit: *limit };
+        AdminCommand::Queue { queue, peer, limit } => {
+            let queue = peer.as_ref().map(|p| format!("peer:{p}")).unwrap_or_else(|| queue.clone());
+            let req = pb::ListQueueRequest { peer: queue, limit: *limit };
             let items = admin.list_queue(req).await.map_err(rpc("admin queue"))?.into_inner().items;
             for i in &items {
                 print_item(i, json_out);
@@ -78,11 +93,26 @@ pub(super) async fn run(cmd: &AdminCommand, client: &Client, json_out: bool) -> 
             }
             Ok(())
         }
-        AdminCommand::Purge { queue, sender, msg_id } => {
-            let id = hex::decode(msg_id).ok().filter(|b| b.len() == 16).ok_or_else(|| {
-                ClientError::invalid("--msg-id", format!("expected 32 hex characters, got {msg_id:?}"))
-            })?;
-            let req = pb::PurgeRequest { queue: queue.clone(), msg_id: id, sender: sender.clone() };
+        AdminCommand::Purge { queue, peer, seq, sender, msg_id, force } => {
+            let queue = match (peer, queue) {
+                (Some(p), _) => format!("peer:{p}"),
+                (None, Some(q)) => q.clone(),
+                (None, None) => return Err(ClientError::invalid("--queue", "give --queue or --peer")),
+            };
+            let id = match msg_id.is_empty() {
+                true => Vec::new(),
+                false => hex::decode(msg_id).ok().filter(|b| b.len() == 16).ok_or_else(|| {
+                    ClientError::invalid("--msg-id", format!("expected 32 hex characters, got {msg_id:?}"))
+                })?,
+            };
+            if queue.starts_with("peer:") && *seq == 0 && id.is_empty() {
+                return Err(ClientError::invalid(
+                    "--seq",
+                    "name the outbox item (see `focal admin queue --peer P`)",
+                ));
+            }
+            let req =
+                pb::PurgeRequest { queue, msg_id: id, sender: sender.clone(), seq: *seq, force: *force };
             let ack = admin.purge(req).await.map_err(rpc("admin purge"))?.into_inner();
             ack_line("purged", &ack, json_out);
             Ok(())
@@ -121,7 +151,8 @@ async fn status(admin: &mut AdminClient<Channel>, json_out: bool) -> Result<()> 
             .iter()
             .map(|p| {
                 json!({"name": p.name, "networks": p.networks, "state": p.state, "queue_depth": p.queue_depth,
-                       "oldest_age_ms": p.oldest_age_ms, "retries": p.retries, "next_attempt_in_ms": p.next_attempt_in_ms})
+                       "oldest_age_ms": p.oldest_age_ms, "retries": p.retries, "next_attempt_in_ms": p.next_attempt_in_ms,
+                       "last_error": p.last_error, "last_disconnect": p.last_disconnect})
             })
             .collect();
         let certs: Vec<_> =
@@ -153,6 +184,12 @@ async fn status(admin: &mut AdminClient<Channel>, json_out: bool) -> Result<()> 
             p.oldest_age_ms / 1000,
             p.retries
         );
+        if !p.last_disconnect.is_empty() {
+            println!("           last disconnect: {}", p.last_disconnect);
+        }
+        if !p.last_error.is_empty() && p.last_error != p.last_disconnect {
+            println!("           last error: {}", p.last_error);
+        }
     }
     for c in &s.certificates {
         println!("valid      {} until {}", c.what, fmt_time_ms(c.not_after_ms));
@@ -162,7 +199,11 @@ async fn status(admin: &mut AdminClient<Channel>, json_out: bool) -> Result<()> 
 
 fn print_item(i: &pb::QueueItem, json_out: bool) {
     let ctx = i.header.as_ref().and_then(|h| focal_proto::envelope::parse_context(&h.context).ok());
+    // Peer outbox items carry their fields; mailbox items are read from the context.
     let (id, from, to, expires) = match &ctx {
+        _ if !i.kind.is_empty() => {
+            (hex::encode(&i.msg_id), i.sender.clone(), i.recipients.clone(), i.expires_at_ms)
+        }
         Some(c) => (
             hex::encode(c.msg_id),
             c.sender.to_string(),
@@ -171,16 +212,24 @@ fn print_item(i: &pb::QueueItem, json_out: bool) {
         ),
         None => (String::new(), String::new(), Vec::new(), 0),
     };
-    let size = i.header.as_ref().map(|h| h.payload_size).unwrap_or(0);
+    let size = i.header.as_ref().map(|h| h.payload_size).unwrap_or(i.size);
+    let kind = if i.kind.is_empty() { "envelope" } else { i.kind.as_str() };
+    let priority = match (&ctx, i.priority.as_str()) {
+        (_, p) if !p.is_empty() => p.to_owned(),
+        (Some(c), _) => c.ctx.priority().as_str_name().trim_start_matches("PRIORITY_").to_lowercase(),
+        (None, _) => String::new(),
+    };
     if json_out {
         println!(
             "{}",
-            json!({"type": "queue_item", "queue": i.queue, "msg_id": id, "from": from, "to": to,
-                   "size": size, "queued_at_ms": i.queued_at_ms, "expires_at_ms": expires, "attempts": i.attempts})
+            json!({"type": "queue_item", "queue": i.queue, "seq": i.seq, "kind": kind, "msg_id": id,
+                   "from": from, "to": to, "priority": priority, "size": size,
+                   "queued_at_ms": i.queued_at_ms, "expires_at_ms": expires, "attempts": i.attempts})
         );
     } else {
+        let seq = if i.seq > 0 { format!(" seq {}", i.seq) } else { String::new() };
         println!(
-            "{}  {id}  from {from} to {}  {size} bytes  queued {}  expires {}  attempts {}",
+            "{}{seq}  {kind} {id}  from {from} to {}  {priority}  {size} bytes  queued {}  expires {}  attempts {}",
             i.queue,
             to.join(","),
             fmt_time_ms(i.queued_at_ms),

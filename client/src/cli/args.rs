@@ -23,6 +23,11 @@ pub struct Cli {
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Local store retention for this run (e.g. 365d): records of sent and read
+    /// messages and receipts older than this are purged first. Overrides the
+    /// profile's `retention`.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub retention: Option<Duration>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -85,6 +90,15 @@ pub enum Command {
         #[arg(long, value_parser = parse_duration)]
         since: Option<Duration>,
     },
+    /// Delete local records (sent, read, receipts) older than a duration; attachments saved with --out stay.
+    Purge {
+        /// Age (e.g. 90d, 12w): records whose last activity is older go.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: Duration,
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Query the network directory.
     #[command(subcommand)]
     Directory(DirectoryCommand),
@@ -119,6 +133,13 @@ pub enum KeysCommand {
     },
     /// List the keys in the key directory.
     List,
+    /// End a rotation's overlap: remove keys superseded longer ago than
+    /// `--overlap` (messages sealed to them can no longer be opened).
+    Prune {
+        /// How long a superseded key is kept after its successor was made.
+        #[arg(long, value_parser = parse_duration, default_value = "30d")]
+        overlap: Duration,
+    },
 }
 
 /// `focal directory ...`

@@ -9,6 +9,7 @@ mod args;
 mod audit;
 mod casework;
 mod output;
+mod retention;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -156,11 +157,17 @@ async fn run(cli: Cli) -> Result<()> {
         return admin::run(cmd, &client, cli.json).await;
     }
     let profile = load_profile(&cli)?;
+    retention::apply(&cli, &profile)?;
     match &cli.command {
         Command::Audit(_) | Command::Admin(_) => unreachable!("handled above"),
         Command::Keys(KeysCommand::Init { rotate }) => {
             let key = KeyStore::new(&profile.key_dir).generate(*rotate, now_ms())?;
             out.key_created(&key);
+        }
+        Command::Keys(KeysCommand::Prune { overlap }) => {
+            let keys = KeyStore::new(&profile.key_dir);
+            let removed = keys.prune(*overlap, now_ms())?;
+            out.keys_pruned(&removed, &keys.all()?);
         }
         Command::Keys(KeysCommand::List) => {
             let keys = KeyStore::new(&profile.key_dir).all()?;
@@ -302,6 +309,11 @@ async fn run(cli: Cli) -> Result<()> {
             let msg = resolve(&client, *msg_id, from.clone()).await?;
             client.ack_ref(&msg).await?;
             out.acked(&msg);
+        }
+        Command::Purge { older_than, dry_run } => {
+            let store = crate::store::LocalStore::open(&profile.store_dir)?;
+            let cutoff = now_ms() - older_than.as_millis() as i64;
+            retention::print(cli.json, &store.purge_older_than(cutoff, *dry_run)?, *dry_run);
         }
         Command::Receipts { since } => {
             let client = Client::connect(profile).await?;

@@ -106,6 +106,17 @@ impl Out {
         }
     }
 
+    pub(crate) fn keys_pruned(&self, removed: &[u32], kept: &[EncryptionKey]) {
+        let kept: Vec<u32> = kept.iter().map(|k| k.serial).collect();
+        if self.json {
+            line(json!({"type": "keys_pruned", "removed": removed, "kept": kept}));
+        } else if removed.is_empty() {
+            println!("no key removed (kept serial(s) {kept:?})");
+        } else {
+            println!("removed key serial(s) {removed:?}; kept {kept:?}");
+        }
+    }
+
     pub(crate) fn entry(&self, e: &VerifiedEntry) {
         if self.json {
             line(json!({

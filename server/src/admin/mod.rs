@@ -14,7 +14,7 @@ mod service;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use focal_proto::{Address, pb};
+use focal_proto::pb;
 use tonic::Status;
 
 pub use service::AdminService;
@@ -24,6 +24,7 @@ use crate::federation::LinkHandle;
 use crate::metrics::{Gauges, Metrics, TOP_MAILBOXES};
 use crate::reload::Reloader;
 use crate::store::Store;
+use crate::store::admin_outbox::OutboxPurgeRequest;
 
 /// Reports the peer links and their outboxes (provided by the federation driver).
 pub trait PeerStatusSource: Send + Sync {
@@ -47,10 +48,10 @@ pub trait PeerControl: Send + Sync {
     async fn pause(&self, peer: &str) -> Result<String, Status>;
     /// Undo [`PeerControl::pause`].
     async fn resume(&self, peer: &str) -> Result<String, Status>;
-    /// Remove an expired item from `peer`'s outbox (audited PURGED);
-    /// FAILED_PRECONDITION if it has not expired.
-    async fn purge(&self, peer: &str, sender: &Address, msg_id: [u8; 16], by: &str)
-    -> Result<String, Status>;
+    /// Remove an item from a peer's outbox (audited PURGED): only an expired
+    /// one unless `req.force`; FAILED_PRECONDITION if it has not expired,
+    /// NOT_FOUND if it is not there as described.
+    async fn purge(&self, req: OutboxPurgeRequest) -> Result<String, Status>;
 }
 
 /// Peer status from the transport alone (no outbox numbers): what
@@ -76,6 +77,8 @@ impl PeerStatusSource for LinkStatuses {
                     name: l.peer().name.clone(),
                     networks: vec![l.peer().network.to_string()],
                     state: state.into(),
+                    last_error: s.last_error.clone().unwrap_or_default(),
+                    last_disconnect: s.last_disconnect.clone().unwrap_or_default(),
                     ..Default::default()
                 }
             })

@@ -1,5 +1,7 @@
 //! `focal.v1.Admin`: status, queue listing (clear headers only, never
-//! payload), purge of expired items (audited), reload, and peer control.
+//! payload) of mailboxes and peer outboxes, purge of expired items
+//! (audited; a peer outbox item by (peer, seq), also before expiry with
+//! `force`), reload, and peer control.
 //! Only a caller with role `admin` of this relay's own network gets in;
 //! anyone else gets PERMISSION_DENIED naming who they are and what is
 //! required (the TLS layer already refuses other networks' certificates;
@@ -14,6 +16,7 @@ use tonic::{Request, Response, Status};
 use super::OpsState;
 use crate::rpc::{now_ms, parse_member, parse_msg_id};
 use crate::store::admin::PurgeRequest;
+use crate::store::admin_outbox::OutboxPurgeRequest;
 
 /// Items a ListQueue returns when the request sets no limit.
 const DEFAULT_LIMIT: usize = 100;
@@ -188,12 +191,17 @@ impl Admin for AdminService {
     async fn purge(&self, req: Request<pb::PurgeRequest>) -> Result<Response<pb::AdminAck>, Status> {
         let by = self.require_admin(&req, "purge queue items")?;
         let r = req.into_inner();
-        let msg_id = parse_msg_id("msg_id", &r.msg_id)?;
-        let sender =
-            Address::parse(&r.sender).map_err(|e| Status::invalid_argument(format!("sender: {e}")))?;
         match parse_queue("queue", &r.queue)? {
             Queue::All => Err(Status::invalid_argument("queue: must be mailbox:<address> or peer:<name>")),
             Queue::Mailbox(owner) => {
+                let msg_id = parse_msg_id("msg_id", &r.msg_id)?;
+                let sender = Address::parse(&r.sender)
+                    .map_err(|e| Status::invalid_argument(format!("sender: {e}")))?;
+                if r.force {
+                    return Err(Status::invalid_argument(
+                        "force: only peer outbox items can be purged before they expire",
+                    ));
+                }
                 let leaf = self
                     .ops
                     .store
@@ -202,7 +210,29 @@ impl Admin for AdminService {
                 Ok(Response::new(pb::AdminAck { detail: format!("purged; audit leaf {leaf}") }))
             }
             Queue::Peer(peer) => {
-                let detail = self.control_for(&peer)?.purge(&peer, &sender, msg_id, &by.uri()).await?;
+                let msg_id = match r.msg_id.is_empty() {
+                    true => None,
+                    false => Some(parse_msg_id("msg_id", &r.msg_id)?),
+                };
+                let sender = match r.sender.is_empty() {
+                    true => None,
+                    false => Some(
+                        Address::parse(&r.sender)
+                            .map_err(|e| Status::invalid_argument(format!("sender: {e}")))?,
+                    ),
+                };
+                let control = self.control_for(&peer)?;
+                let req = OutboxPurgeRequest {
+                    peer: peer.clone(),
+                    seq: r.seq,
+                    sender,
+                    msg_id,
+                    force: r.force,
+                    by: by.uri(),
+                    now_ms: now_ms(),
+                };
+                let detail = control.purge(req).await?;
+                tracing::info!(%by, peer, seq = r.seq, force = r.force, "admin: purge peer outbox item");
                 Ok(Response::new(pb::AdminAck { detail }))
             }
         }

@@ -203,6 +203,7 @@ pub async fn start(dir: &Path, networks: &[DemoNetwork]) -> Result<DemoFederatio
             audit: AuditConfig::default(),
             escalation: Vec::new(),
             broadcast: Default::default(),
+            retention: Default::default(),
         };
         let text = toml::to_string(&config).map_err(|e| DemoError::new(&step, e))?;
         let config_path = relay_dir.join("relay.toml");
@@ -263,6 +264,7 @@ fn member(dir: &Path, pki: &Pki, relay: &DemoRelay, name: &str, role: Role) -> R
         crls: pki.crls.clone(),
         key_dir: PathBuf::from("keys"),
         store_dir: PathBuf::from("store"),
+        retention: None,
     };
     let path = mdir.join("profile.toml");
     write(&step, &path, profile.to_toml().as_bytes(), false)?;

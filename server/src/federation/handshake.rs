@@ -80,7 +80,7 @@ pub(crate) async fn dial(sh: Arc<Shared>, slot: Arc<PeerSlot>) -> Result<Arc<Con
     let addr = resolve(&sh, &slot).await?;
     let connecting = sh
         .endpoint
-        .connect_with(slot.client_config.clone(), addr, &slot.host)
+        .connect_with(slot.client_config.read().unwrap_or_else(|e| e.into_inner()).clone(), addr, &slot.host)
         .map_err(|e| format!("cannot dial {addr}: {e}"))?;
     let outbound = |kind, identity: Option<Identity>, reason: String| Refusal {
         direction: Direction::Outbound,

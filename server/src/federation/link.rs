@@ -32,6 +32,9 @@ pub struct LinkStatus {
     pub last_error: Option<String>,
     /// The federation was closed; the link will not come back.
     pub closed: bool,
+    /// Why the last established connection ended (dial failures do not
+    /// overwrite it, unlike `last_error`).
+    pub last_disconnect: Option<String>,
     pub(crate) ctx: Option<Arc<ConnCtx>>,
 }
 
@@ -42,6 +45,7 @@ impl std::fmt::Debug for LinkStatus {
             .field("generation", &self.generation)
             .field("last_error", &self.last_error)
             .field("closed", &self.closed)
+            .field("last_disconnect", &self.last_disconnect)
             .finish()
     }
 }
@@ -53,7 +57,8 @@ pub(crate) struct PeerSlot {
     pub(crate) identity: Identity,
     pub(crate) host: String,
     pub(crate) port: u16,
-    pub(crate) client_config: quinn::ClientConfig,
+    /// Replaced when the relay's certificate is reloaded (next dial).
+    pub(crate) client_config: std::sync::RwLock<quinn::ClientConfig>,
     pub(crate) status: watch::Sender<LinkStatus>,
     pub(crate) candidates: mpsc::Sender<Arc<ConnCtx>>,
     /// Inbound frame budget of this peer, across its connections.
@@ -227,6 +232,7 @@ pub(crate) async fn run_link(
                     reason: reason.clone(),
                 });
                 next_dial = Instant::now() + link.backoff.next_delay(jitter());
+                link.slot.status.send_modify(|s| s.last_disconnect = Some(reason.clone()));
                 link.publish(Some(reason), false);
             }
         }

@@ -95,6 +95,7 @@ mod inbound;
 mod link;
 mod outbound;
 pub mod policy;
+mod reload;
 mod tuning;
 mod wire;
 
@@ -112,6 +113,7 @@ pub use events::{Direction, LinkEvent, Refusal, RefusalKind, RemotePeer};
 pub use inbound::{BoxFuture, InboundHandler, InboundPayload};
 pub use link::LinkStatus;
 pub use outbound::LinkHandle;
+pub use reload::FederationControl;
 pub use tuning::{MAX_CHUNK, Tuning, client_config, server_config};
 pub use wire::{close_code, stream_code};
 
@@ -199,6 +201,7 @@ pub(crate) struct Shared {
     pub(crate) peers: HashMap<(NetworkId, String), Arc<PeerSlot>>,
     pub(crate) inflight: InFlight,
     pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) trust: SharedTrust,
 }
 
 /// Entry point; see the module docs.
@@ -258,7 +261,7 @@ impl Federation {
                 identity: identity.clone(),
                 host,
                 port,
-                client_config,
+                client_config: std::sync::RwLock::new(client_config),
                 status: watch::Sender::new(LinkStatus::default()),
                 candidates: tx,
                 limiter: Arc::new(std::sync::Mutex::new(policy::TokenBucket::new(
@@ -271,7 +274,7 @@ impl Federation {
             slots.insert((p.network.clone(), p.name.clone()), slot);
         }
 
-        let server = tuning::server_config(creds, trust, &tuning)?;
+        let server = tuning::server_config(creds, trust.clone(), &tuning)?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server),
@@ -289,6 +292,7 @@ impl Federation {
             peers: slots,
             inflight: InFlight::default(),
             shutdown,
+            trust,
         });
         let relay_span = tracing::info_span!("federation", relay = %me.name, network = %me.network);
         let mut tasks = vec![tokio::spawn(run_acceptor(shared.clone()).instrument(relay_span.clone()))];

@@ -32,6 +32,9 @@ pub mod close_code {
     pub const DUPLICATE: u32 = 5;
     /// Closed because it stopped answering while the peer dialled anew.
     pub const STALE: u32 = 6;
+    /// Closed because the peer's certificate is no longer accepted after a
+    /// CRL or trust reload (revoked, its CA removed, expired).
+    pub const REVOKED: u32 = 7;
 
     /// Human name of a code, for logs and events.
     pub fn name(code: u64) -> &'static str {
@@ -43,6 +46,7 @@ pub mod close_code {
             4 => "protocol violation",
             5 => "duplicate connection",
             6 => "stale connection",
+            7 => "certificate revoked",
             _ => "unknown",
         }
     }

@@ -264,6 +264,13 @@ impl Inbound {
                 pb::TransferStatus::Retry
             }
         };
+        tracing::info!(
+            msg_id = %hex::encode(&body.msg_id),
+            kind = ?body.kind(),
+            peer = from.name(),
+            ?status,
+            "receipt received"
+        );
         pb::ReceiptAck { receipt_id: t.receipt_id, status: status as i32 }
     }
 
@@ -362,7 +369,9 @@ impl InboundHandler for Inbound {
         header: pb::EnvelopeHeader,
         payload: InboundPayload,
     ) -> BoxFuture<'_, pb::TransferAck> {
-        Box::pin(self.envelope_inner(from, header, payload))
+        let msg_id = envelope::parse_context(&header.context).map(|c| c.msg_id).unwrap_or_default();
+        let span = crate::rpc::message_span("transfer_in", &msg_id);
+        Box::pin(tracing::Instrument::instrument(self.envelope_inner(from, header, payload), span))
     }
 
     fn receipt(&self, from: Arc<RemotePeer>, receipt: pb::ReceiptTransfer) -> BoxFuture<'_, pb::ReceiptAck> {

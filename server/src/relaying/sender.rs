@@ -55,14 +55,23 @@ pub(super) async fn run(
             }
         }
         if let Some(t) = tx {
+            tracing::debug!(seq = t.seq, attempt = t.attempt, item = ?t.id, "transmitting");
             // Shutdown does not wait for a slow peer: an abandoned transfer
             // stays in the outbox (on disk) and is sent again after restart.
+            let span = match &t.id {
+                ItemId::Envelope { msg_id, .. } => crate::rpc::message_span("transfer_out", msg_id),
+                ItemId::Receipt { .. } => tracing::Span::current(),
+            };
+            if let ItemId::Envelope { .. } = &t.id {
+                span.in_scope(|| tracing::info!(seq = t.seq, attempt = t.attempt, "transfer to peer"));
+            }
             tokio::select! {
-                _ = transmit(&r, &peer, &link, t) => {}
+                _ = tracing::Instrument::instrument(transmit(&r, &peer, &link, t), span) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
             continue;
         }
+        tracing::trace!(?timeout, "outbox idle");
         let wait = timeout
             .map(|t| Duration::from_millis(t.saturating_sub(now).clamp(0, IDLE.as_millis() as i64) as u64))
             .unwrap_or(IDLE);
@@ -167,7 +176,10 @@ async fn send(
             }
         }
         (ItemId::Receipt { .. }, _, Some(receipt)) => match link.send_receipt(receipt).await {
-            Ok(ack) => Ok(Some(ack.status())),
+            Ok(ack) => {
+                tracing::debug!(status = ?ack.status(), "receipt acked");
+                Ok(Some(ack.status()))
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "receipt transfer failed");
                 Ok(None)

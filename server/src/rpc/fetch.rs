@@ -71,7 +71,7 @@ pub(super) async fn fetch(
         )));
     }
     let source = shared.store.payload(&env, r.offset).await?;
-    tracing::debug!(msg_id = %hex::encode(msg_id), offset = r.offset, "fetch");
+    tracing::info!(msg_id = %hex::encode(msg_id), to = %caller, offset = r.offset, "delivering (fetch)");
     let state = FetchState { header: env.header, source, done: false };
     Ok(Box::pin(futures::stream::unfold(state, |mut st| async move {
         if st.done {

@@ -19,6 +19,7 @@ use focal_proto::{Address, Identity, Role};
 use futures::Stream;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::config::RelayConfig;
 use crate::hub::Hub;
@@ -86,6 +87,14 @@ impl RateWindow {
     }
 }
 
+/// The span of one message's handling at one stage (`send`, `transfer_in`,
+/// `transfer_out`, `fetch`, `ack`): its msg id in hex, never content, so an
+/// operator can follow one message through the logs (`--log-format json`
+/// puts the span on every line logged inside it).
+pub(crate) fn message_span(stage: &'static str, msg_id: &[u8]) -> tracing::Span {
+    tracing::info_span!("message", msg_id = %hex::encode(msg_id), stage)
+}
+
 /// Unix milliseconds of the relay clock.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -146,11 +155,13 @@ impl Relay for RelayService {
 
     type FetchStream = BoxStream<pb::FetchResponse>;
     async fn fetch(&self, req: Request<pb::FetchRequest>) -> Result<Response<Self::FetchStream>, Status> {
-        fetch::fetch(self.shared.clone(), req).await.map(Response::new)
+        let span = message_span("fetch", &req.get_ref().msg_id);
+        fetch::fetch(self.shared.clone(), req).instrument(span).await.map(Response::new)
     }
 
     async fn ack(&self, req: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
-        fetch::ack(&self.shared, req).await.map(Response::new)
+        let span = message_span("ack", &req.get_ref().msg_id);
+        fetch::ack(&self.shared, req).instrument(span).await.map(Response::new)
     }
 
     async fn receipts(

@@ -33,6 +33,7 @@ use focal_proto::pb::{self, send_request::Part};
 use focal_proto::{Identity, NetworkId};
 use rustls_pki_types::CertificateDer;
 use tonic::{Request, Status, Streaming};
+use tracing::Instrument;
 
 use super::{Shared, now_ms, require_fp};
 use crate::RelayError;
@@ -84,9 +85,11 @@ pub(super) async fn send(
     }
 
     let now = now_ms();
-    match checked(shared, &caller, &ctx, header.clone(), stream, now).await {
+    let span = super::message_span("send", &ctx.msg_id);
+    match checked(shared, &caller, &ctx, header.clone(), stream, now).instrument(span.clone()).await {
         Ok(r) => Ok(r),
         Err(Refused { status, reason }) => {
+            let _in_span = span.enter();
             if let Some(reason) = reason {
                 shared.store.audit_nowait(pb::AuditRecord {
                     version: 1,

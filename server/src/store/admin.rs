@@ -102,15 +102,24 @@ impl Store {
             let address = String::from_utf8_lossy(&rest[..nul]).into_owned();
             let entry: MailboxEntry = decode(&k, &v)?;
             let ekey = keys::envelope(&entry.msg_key);
-            let header = match self.tree().get(&ekey).map_err(RelayError::sled("reading an envelope"))? {
-                Some(ev) => decode::<StoredEnvelope>(&ekey, &ev)?.header,
+            let env = match self.tree().get(&ekey).map_err(RelayError::sled("reading an envelope"))? {
+                Some(ev) => Some(decode::<StoredEnvelope>(&ekey, &ev)?),
                 None => None,
             };
+            let urgent = env.as_ref().is_some_and(|e| e.priority == pb::Priority::Urgent as i32);
             out.push(pb::QueueItem {
                 queue: format!("mailbox:{address}"),
-                header,
                 queued_at_ms: entry.received_at_ms,
                 attempts: 0,
+                seq: 0,
+                msg_id: env.as_ref().map(|e| e.msg_id.clone()).unwrap_or_default(),
+                sender: env.as_ref().map(|e| e.sender.clone()).unwrap_or_default(),
+                recipients: vec![address],
+                kind: "envelope".into(),
+                priority: if urgent { "urgent" } else { "normal" }.into(),
+                size: env.as_ref().map(|e| e.payload_size).unwrap_or(0),
+                expires_at_ms: env.as_ref().map(|e| e.expires_at_ms).unwrap_or(0),
+                header: env.and_then(|e| e.header),
             });
         }
         Ok(out)

@@ -185,6 +185,7 @@ pub(super) fn route_receipt(
         urgent: false,
     };
     let v = core.handle_receipt(req.now_ms, &input, &req.origin);
+    tracing::debug!(to = %req.original_sender, verdict = ?v, "receipt routed");
     match &v {
         ReceiptVerdict::Local { inbox, seen } => {
             put_seen(st, seen);
@@ -443,7 +444,7 @@ pub(super) fn route(
 
 /// Drops the `forwards` mark of `peer/seq` from the envelope; removes it
 /// (and its payload) when nothing else needs it.
-fn release_copy(
+pub(super) fn release_copy(
     st: &mut Staged<'_>,
     item: &OutboxItem,
     peer: &str,
@@ -462,7 +463,7 @@ fn release_copy(
     Ok(Some(copy))
 }
 
-fn item_record(
+pub(super) fn item_record(
     env: Option<&StoredEnvelope>,
     item: &OutboxItem,
     kind: pb::AuditKind,

@@ -10,6 +10,7 @@
 //! queue is an error the caller sees ([`RelayError::QueueFull`]).
 
 pub mod admin;
+pub mod admin_outbox;
 pub(crate) mod audit_seam;
 mod casework;
 pub mod fed;
@@ -17,6 +18,7 @@ pub mod keys;
 mod ops;
 pub mod payload;
 pub mod records;
+pub mod retention;
 pub mod writer;
 
 #[cfg(test)]

@@ -73,6 +73,8 @@ pub(super) fn apply(
         Op::ForgetSeen(keys) => fed::forget_seen(st, keys),
         Op::EscalateDue { now_ms } => super::casework::release_due(st, audit, ctx, core, now_ms, after),
         Op::Purge(req) => super::admin::purge(st, audit, *req, after), // OPS: Admin.Purge
+        Op::Retention(req) => super::retention::apply(st, audit, ctx, core, *req, after),
+        Op::PurgeOutbox(req) => super::admin_outbox::purge_outbox(st, audit, core, *req, after),
         Op::Audit(record) => {
             check!(AuditSeam::validate(&record));
             Ok(Ok(Reply::Leaf(st.audit(audit, &record)?)))

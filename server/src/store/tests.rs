@@ -10,7 +10,7 @@ use prost::Message;
 use super::payload::INLINE_MAX;
 use super::*;
 
-fn addr(s: &str) -> Address {
+pub(super) fn addr(s: &str) -> Address {
     Address::parse(s).unwrap()
 }
 
@@ -35,12 +35,12 @@ fn opts(dir: &std::path::Path, hub: Arc<Hub>) -> StoreOptions {
     }
 }
 
-fn open(dir: &std::path::Path) -> Store {
+pub(super) fn open(dir: &std::path::Path) -> Store {
     Store::open(opts(dir, Arc::new(Hub::new(16)))).unwrap()
 }
 
 /// An accept request of `size` payload bytes (the store does no crypto).
-async fn request(
+pub(super) async fn request(
     store: &Store,
     sender: &str,
     id: u8,
@@ -76,12 +76,12 @@ async fn request(
     }
 }
 
-fn receipt(kind: pb::ReceiptKind, id: u8) -> pb::Receipt {
+pub(super) fn receipt(kind: pb::ReceiptKind, id: u8) -> pb::Receipt {
     let body = pb::ReceiptBody { version: 1, msg_id: vec![id; 16], kind: kind as i32, ..Default::default() };
     pb::Receipt { signed: Some(pb::SignedBlob { body: body.encode_to_vec(), ..Default::default() }) }
 }
 
-fn receipt_body(r: &pb::Receipt) -> pb::ReceiptBody {
+pub(super) fn receipt_body(r: &pb::Receipt) -> pb::ReceiptBody {
     pb::ReceiptBody::decode(r.signed.as_ref().unwrap().body.as_slice()).unwrap()
 }
 
@@ -94,7 +94,7 @@ async fn read_all(store: &Store, env: &StoredEnvelope, offset: u64) -> Vec<u8> {
     out
 }
 
-fn kinds(store: &Store) -> Vec<pb::AuditKind> {
+pub(super) fn kinds(store: &Store) -> Vec<pb::AuditKind> {
     store.audit_records().unwrap().iter().map(|r| r.kind()).collect()
 }
 

@@ -108,6 +108,8 @@ pub(crate) enum Op {
     },
     Audit(Box<pb::AuditRecord>),
     Purge(Box<super::admin::PurgeRequest>),
+    Retention(Box<super::retention::RetentionRequest>),
+    PurgeOutbox(Box<super::admin_outbox::OutboxPurgeRequest>),
     Route(Box<super::fed::RouteRequest>),
     Receipt(Box<super::fed::ReceiptRequest>),
     OutboxDone {
@@ -135,6 +137,7 @@ pub(crate) enum Reply {
     Leaf(u64),
     Routed(super::fed::RouteOutcome),
     Status(pb::TransferStatus),
+    Retention(super::retention::RetentionReport),
 }
 
 pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, RelayError>>;

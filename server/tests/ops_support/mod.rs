@@ -57,7 +57,10 @@ impl OpsRelay {
             },
             options,
         ));
-        let ops = ready_rx.await.expect("relay ready");
+        let ops = match ready_rx.await {
+            Ok(ops) => ops,
+            Err(_) => panic!("the relay did not start: {:?}", join.await),
+        };
         OpsRelay { addr, metrics, config, ops, shutdown: Some(tx), join: Some(join) }
     }
 
@@ -120,4 +123,25 @@ pub fn revoke(pki: &Pki, net: &str, serials: &[&str], crl_number: u64) {
     let crl = pki.cas[net].crl(&revoked, crl_number, 30).unwrap();
     let path = pki.path(&format!("{net}-crl.pem"));
     std::fs::write(path, crl).unwrap();
+}
+
+/// A loopback UDP port free now (bound, then released).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A relay config of `net` on federation port `port` with `peer_net`'s
+/// relay (`relay-<peer_net>`) as a peer at `peer_port`.
+pub fn fed_config(pki: &Pki, net: &str, data: &Path, port: u16, peer_net: &str, peer_port: u16) -> PathBuf {
+    let extra = format!(
+        "\n[limits]\nshutdown_grace_secs = 2\n\n[[peers]]\nname = \"relay-{peer_net}\"\nnetwork = \"{peer_net}\"\naddress = \"127.0.0.1:{peer_port}\"\ndefault_route = false\n"
+    );
+    let path = pki.relay_config(net, data, &extra);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[listen]\ngrpc = \"127.0.0.1:0\"\n",
+        &format!("[listen]\ngrpc = \"127.0.0.1:0\"\nfederation = \"127.0.0.1:{port}\"\n"),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    path
 }

@@ -120,6 +120,7 @@ async fn only_the_networks_own_auditors_read_its_log() -> Result<()> {
         crls: fed.pki.crl_paths(),
         key_dir: PathBuf::from("keys"),
         store_dir: PathBuf::from("store"),
+        retention: None,
     };
     let profile_path = dir.join("profile.toml");
     std::fs::write(&profile_path, profile.to_toml())?;

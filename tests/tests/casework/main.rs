@@ -13,6 +13,7 @@ mod cli;
 mod escalation;
 mod handling;
 mod kinds;
+mod retention;
 mod threads;
 mod urgent;
 
