@@ -28,7 +28,18 @@ pub(crate) async fn reconfigure(
     f(&mut r.config);
     r.save_config()?;
     r.stop().await?;
-    r.start().await
+    // In-process, the old relay's QUIC endpoint may hold its UDP port for a
+    // moment after `stop` returns: retry the bind (a failure bound only).
+    let end = tokio::time::Instant::now() + PROMPT;
+    loop {
+        match r.start().await {
+            Ok(()) => return Ok(()),
+            Err(e) if format!("{e:#}").contains("binding") && tokio::time::Instant::now() < end => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn rule(member: &str, alternate: &str, after: &str) -> EscalationConfig {
