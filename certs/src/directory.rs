@@ -108,7 +108,7 @@ pub fn make_directory_entry(
     };
     let key = creds.signing_key()?;
     let signed = focal_proto::signed::sign_blob(TAG_DIRECTORY, body.encode_to_vec(), &key, creds.cert_der());
-    Ok(pb::DirectoryEntry { signed: Some(signed) })
+    Ok(pb::DirectoryEntry { signed: Some(signed), escalation: None })
 }
 
 /// Checks signature, signer certificate (fp role, chain, CRL), that the

@@ -28,6 +28,7 @@ fn forge(signer: &Credentials, body: &pb::DirectoryEntryBody) -> pb::DirectoryEn
             signature: sig.as_ref().to_vec(),
             signer_cert: signer.cert_der().to_vec(),
         }),
+        escalation: None,
     }
 }
 
@@ -105,7 +106,10 @@ fn tampering_is_detected() {
     swapped.signed.as_mut().unwrap().signer_cert = other.cert_der().to_vec();
     assert!(err_of(verify_directory_entry(&s, &swapped, SystemTime::now())).contains("signature"));
 
-    assert!(verify_directory_entry(&s, &pb::DirectoryEntry { signed: None }, SystemTime::now()).is_err());
+    assert!(
+        verify_directory_entry(&s, &pb::DirectoryEntry { signed: None, escalation: None }, SystemTime::now())
+            .is_err()
+    );
 }
 
 #[test]

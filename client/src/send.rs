@@ -241,13 +241,80 @@ fn seal_to_file(
     Ok((hash.finish().as_ref().try_into().expect("32 bytes"), len))
 }
 
+/// `context` with `escalations` added (canonical: prost re-encoding).
+fn with_escalations(context: Vec<u8>, mut escalations: Vec<pb::Escalation>) -> Result<Vec<u8>> {
+    use prost::Message;
+    if escalations.is_empty() {
+        return Ok(context);
+    }
+    let mut ctx = pb::Context::decode(context.as_slice())
+        .map_err(|e| ClientError::invalid("context", format!("cannot decode what was just built: {e}")))?;
+    escalations.sort_by(|a, b| (&a.primary, &a.alternate).cmp(&(&b.primary, &b.alternate)));
+    ctx.escalations = escalations;
+    Ok(ctx.encode_to_vec())
+}
+
 impl Client {
+    /// Escalation (urgent messages): for each recipient whose network names
+    /// an alternate focal point (`DirectoryEntry.escalation`, attached by
+    /// that network's relay), the alternate becomes a recipient too and the
+    /// pair goes into the signed context; that relay holds the alternate's
+    /// copy until the primary acknowledges or the network's time passes.
+    /// A recipient who is already a direct recipient is not added again; an
+    /// alternate that cannot be looked up is skipped with a warning (the
+    /// primary still gets the message).
+    async fn escalation_copies(
+        &self,
+        to: &mut Vec<Address>,
+        keys: &mut Vec<RecipientPublicKey>,
+    ) -> Result<Vec<pb::Escalation>> {
+        let mut out = Vec::new();
+        for primary in to.clone() {
+            let entry =
+                match self.directory().lookup(pb::LookupRequest { address: primary.to_string() }).await {
+                    Ok(e) => e.into_inner(),
+                    Err(s) => return Err(ClientError::rpc(format!("directory lookup of {primary}"), s)),
+                };
+            let Some(route) = entry.escalation else { continue };
+            let alternate = match Address::parse_member(&route.alternate) {
+                Ok(a) if a.network() == primary.network() && a != primary => a,
+                _ => {
+                    tracing::warn!(%primary, alternate = route.alternate, "ignoring a malformed escalation alternate");
+                    continue;
+                }
+            };
+            if to.contains(&alternate) {
+                continue;
+            }
+            match self.lookup(&alternate).await {
+                Ok(v) => {
+                    to.push(alternate.clone());
+                    keys.push(RecipientPublicKey(v.x25519_public));
+                    out.push(pb::Escalation {
+                        primary: primary.to_string(),
+                        alternate: alternate.to_string(),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(%primary, %alternate, error = %e, "escalation alternate not reachable; not added")
+                }
+            }
+        }
+        to.sort();
+        Ok(out)
+    }
+
     /// Seals and signs `draft` into a temporary file; see the module docs.
     pub async fn seal(&self, draft: &Draft, progress: Arc<dyn Progress>) -> Result<SealedMessage> {
         if draft.to.is_empty() {
             return Err(ClientError::invalid("recipients", "at least one --to is needed"));
         }
-        let (to, keys, broadcast_network) = self.resolve_recipients(&draft.to).await?;
+        let (mut to, mut keys, broadcast_network) = self.resolve_recipients(&draft.to).await?;
+        let escalations = if draft.priority == pb::Priority::Urgent && broadcast_network.is_none() {
+            self.escalation_copies(&mut to, &mut keys).await?
+        } else {
+            Vec::new()
+        };
         let paths = draft.attachments.clone();
         let attachments = tokio::task::spawn_blocking(move || {
             paths.iter().map(|p| describe_attachment(p).map(|a| (p.clone(), a))).collect::<Result<Vec<_>>>()
@@ -272,6 +339,7 @@ impl Client {
             forward_of: draft.forward_of.clone(),
             broadcast_network,
         })?;
+        let context = with_escalations(context, escalations)?;
         let content = pb::Content {
             version: 1,
             subject: draft.subject.clone(),

@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::RelayError;
 
+mod casework;
+pub use casework::{BroadcastConfig, EscalationConfig, parse_duration_ms};
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayConfig {
@@ -35,6 +38,13 @@ pub struct RelayConfig {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    // ---- case work: escalation and broadcast (see `config/casework.rs`)
+    /// `[[escalation]]`: alternates for unacknowledged urgent requests.
+    #[serde(default)]
+    pub escalation: Vec<EscalationConfig>,
+    /// `[broadcast]`: who may broadcast out of and into this network.
+    #[serde(default)]
+    pub broadcast: BroadcastConfig,
     /// `[retention]` (see [`retention`]).
     #[serde(default)]
     pub retention: retention::RetentionConfig,
@@ -265,6 +275,7 @@ impl RelayConfig {
         if self.audit.checkpoint_interval_secs == 0 {
             return err("audit.checkpoint_interval_secs", "must be > 0".into());
         }
+        casework::validate(&self.network, &self.escalation, &self.broadcast)?;
         self.retention.validate()?;
         Ok(())
     }

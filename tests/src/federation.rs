@@ -276,6 +276,8 @@ impl FederationBuilder {
                 peers: my_peers,
                 policy: spec.policy.clone(),
                 audit: AuditConfig::default(),
+                escalation: Vec::new(),
+                broadcast: Default::default(),
                 retention: spec.retention.clone(),
             };
             let handle = RelayHandle::new(config, dir.join("relay.toml"), self.mode.clone())?;

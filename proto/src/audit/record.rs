@@ -93,5 +93,6 @@ pub fn kind_name(kind: i32) -> &'static str {
         Ok(K::Escalated) => "escalated",
         Ok(K::Purged) => "purged",
         Ok(K::RetentionPurged) => "retention-purged",
+        Ok(K::EscalationCancelled) => "escalation-cancelled",
     }
 }

@@ -122,6 +122,7 @@ pub fn build_context(params: &ContextParams) -> Result<Vec<u8>> {
         priority: params.priority as i32,
         forward_of: params.forward_of.clone(),
         broadcast_network: params.broadcast_network.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+        escalations: Vec::new(),
     };
     check(&ctx)?;
     Ok(ctx.encode_to_vec())

@@ -13,6 +13,9 @@
 //! - [`policy`]: per-network policy and limits; pure checks returning a
 //!   [`Refusal`]. Rate limits use [`ratelimit`] token buckets.
 //! - [`dedup`]: the (sender, msg id) seen-set with its persistable entries.
+//! - [`escalation`]: escalation copies of urgent requests held for an
+//!   alternate focal point, with their timers; [`broadcast`]: who may
+//!   broadcast out of and into the network.
 //! - [`outbox`]: one peer's outbox state (ordering, urgency, in-flight window,
 //!   acks, retries with [`backoff`], expiry).
 //! - [`relay`]: [`RelayCore`], which composes all of the above into the one
@@ -44,7 +47,9 @@
 #![warn(missing_docs, dead_code, unreachable_pub)]
 
 pub mod backoff;
+pub mod broadcast;
 pub mod dedup;
+pub mod escalation;
 pub mod outbox;
 pub mod policy;
 pub mod ratelimit;
@@ -133,7 +138,9 @@ mod tests {
     const SOURCES: &[(&str, &str)] = &[
         ("mod.rs", include_str!("mod.rs")),
         ("backoff.rs", include_str!("backoff.rs")),
+        ("broadcast.rs", include_str!("broadcast.rs")),
         ("dedup.rs", include_str!("dedup.rs")),
+        ("escalation.rs", include_str!("escalation.rs")),
         ("outbox.rs", include_str!("outbox.rs")),
         ("outbox_tests.rs", include_str!("outbox_tests.rs")),
         ("policy.rs", include_str!("policy.rs")),

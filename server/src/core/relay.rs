@@ -61,7 +61,9 @@ use std::collections::BTreeMap;
 use focal_proto::{Address, NetworkId, pb};
 
 use super::backoff::derive_seed;
+use super::broadcast::BroadcastPolicy;
 use super::dedup::{SeenEntry, SeenKey, SeenSet};
+use super::escalation::{EscalationPolicy, Escalations};
 use super::outbox::{ItemId, Outbox, OutboxConfig, OutboxItem, Removed};
 use super::policy::Policy;
 use super::routing::{RouteInput, RoutingTable, route};
@@ -238,6 +240,8 @@ pub struct RelayCore {
     outboxes: BTreeMap<String, Outbox>,
     receipt_ttl_ms: i64,
     latched: BTreeMap<String, Refusal>,
+    escalations: Escalations,
+    broadcast: BroadcastPolicy,
 }
 
 impl RelayCore {
@@ -249,7 +253,10 @@ impl RelayCore {
                 (p.name.clone(), Outbox::new(&p.name, settings.outbox, derive_seed(seed, &p.name), now_ms))
             })
             .collect();
+        let network = table.network().clone();
         RelayCore {
+            escalations: Escalations::new(EscalationPolicy::none(network.clone())),
+            broadcast: BroadcastPolicy::open(network),
             table,
             policy,
             seen: SeenSet::new(settings.seen_capacity),
@@ -266,7 +273,26 @@ impl RelayCore {
         let policy = Policy::new(config.network.clone(), &config.policy, &config.limits)?;
         let ttl = i64::try_from(config.limits.max_lifetime_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let settings = CoreSettings { receipt_ttl_ms: ttl, ..CoreSettings::default() };
-        Ok(RelayCore::new(table, policy, settings, seed, now_ms))
+        let mut core = RelayCore::new(table, policy, settings, seed, now_ms);
+        core.escalations =
+            Escalations::new(EscalationPolicy::from_config(&config.network, &config.escalation)?);
+        core.broadcast = BroadcastPolicy::from_config(&config.network, &config.broadcast)?;
+        Ok(core)
+    }
+
+    /// Held escalation copies and their timers (see [`super::escalation`]).
+    pub fn escalations(&self) -> &Escalations {
+        &self.escalations
+    }
+
+    /// Held escalation copies, to hold, cancel, release and restore.
+    pub fn escalations_mut(&mut self) -> &mut Escalations {
+        &mut self.escalations
+    }
+
+    /// Who may broadcast (see [`super::broadcast`]).
+    pub fn broadcast(&self) -> &BroadcastPolicy {
+        &self.broadcast
     }
 
     /// The routing table.

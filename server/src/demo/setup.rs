@@ -201,6 +201,8 @@ pub async fn start(dir: &Path, networks: &[DemoNetwork]) -> Result<DemoFederatio
             peers,
             policy: PolicyConfig::default(),
             audit: AuditConfig::default(),
+            escalation: Vec::new(),
+            broadcast: Default::default(),
             retention: Default::default(),
         };
         let text = toml::to_string(&config).map_err(|e| DemoError::new(&step, e))?;

@@ -291,7 +291,11 @@ impl Inbound {
         let entries = if address.is_broadcast() {
             store.directory(100_000)
         } else {
-            store.directory_entry(&address).map(|e| e.into_iter().collect())
+            store.directory_entry(&address).map(|e| {
+                e.into_iter()
+                    .map(|e| crate::core::escalation::annotate(&self.r.config, &address, e))
+                    .collect()
+            })
         };
         match entries {
             Ok(v) if v.is_empty() => answer(v, "not found".into()),

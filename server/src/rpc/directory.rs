@@ -61,6 +61,7 @@ pub(super) async fn lookup(
     shared
         .store
         .directory_entry(&address)?
+        .map(|e| crate::core::escalation::annotate(&shared.config, &address, e))
         .ok_or_else(|| Status::not_found(format!("no directory entry for {address}")))
 }
 

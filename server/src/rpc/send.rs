@@ -10,6 +10,8 @@
 //! 5. the signature (INVALID_ARGUMENT "bad signature"); then the H2 rule for
 //!    forwards leaving this network (PERMISSION_DENIED "HANDLING: ...",
 //!    reason HANDLING; see `docs/HANDLING.md`);
+//!    Then escalation pairs (INVALID_ARGUMENT) and, for a broadcast to
+//!    another network, `broadcast.allow_send` (PERMISSION_DENIED naming it);
 //! 6. expiry and clock skew (FAILED_PRECONDITION), lifetime (INVALID_ARGUMENT);
 //! 7. size, store space, send rate (RESOURCE_EXHAUSTED);
 //! 8. duplicate (sender, msg id) (ALREADY_EXISTS);
@@ -160,6 +162,21 @@ async fn checked(
         now,
     )
     .map_err(|r| refuse(Status::permission_denied(r.detail), r.reason))?;
+    // Case work: escalation pairs well formed; broadcast allowed for this sender.
+    crate::core::escalation::escalations_of(&ctx.ctx)
+        .map_err(|r| refuse(Status::invalid_argument(format!("escalations: {}", r.detail)), r.reason))?;
+    if !ctx.ctx.broadcast_network.is_empty() {
+        let target = NetworkId::new(&ctx.ctx.broadcast_network).map_err(|e| {
+            refuse(Status::invalid_argument(format!("broadcast_network: {e}")), R::Unspecified)
+        })?;
+        crate::core::broadcast::BroadcastPolicy::from_config(
+            &shared.config.network,
+            &shared.config.broadcast,
+        )
+        .map(|p| p.check_send(&ctx.sender, &target))
+        .map_err(|e| unaudited(Status::internal(e.to_string())))?
+        .map_err(|r| refuse(Status::permission_denied(r.detail), r.reason))?;
+    }
     // Handling code H0: only law-enforcement members of this network may receive it.
     let local: Vec<_> =
         ctx.recipients.iter().filter(|a| a.network() == &shared.config.network).cloned().collect();

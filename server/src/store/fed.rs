@@ -324,7 +324,20 @@ pub(super) fn route(
     // Mailbox room: a full mailbox refuses that recipient (receipt), not the copy.
     let mut refused = d.refused.clone();
     let mut local = Vec::new();
-    for a in &d.local {
+    // Case work: broadcast policy of this network, escalation copies held.
+    let mut screened = d.local.clone();
+    let (sender_addr, id, now) = (&req.input.sender, req.input.msg_id, req.now_ms);
+    let held = super::casework::screen_local(
+        st,
+        core,
+        &req.header,
+        sender_addr,
+        id,
+        now,
+        &mut screened,
+        &mut refused,
+    )?;
+    for a in &screened {
         // Handling code H0: law-enforcement members only (their directory entry says so).
         if req.input.handling == pb::HandlingCode::H0 {
             let dkey = keys::directory(&a.to_string());
@@ -358,7 +371,7 @@ pub(super) fn route(
         Some(v) => Some(decode(&ekey, &v)?),
         None => None,
     };
-    let stores_something = !local.is_empty() || !d.forwards.is_empty();
+    let stores_something = !local.is_empty() || !d.forwards.is_empty() || !held.is_empty();
     let mut env = match existing {
         Some(e) => e,
         None => {
@@ -409,6 +422,10 @@ pub(super) fn route(
         env.recipients.extend(names.iter().cloned());
         env.pending.extend(names.iter().cloned());
         put_in_mailboxes(st, &mk, &header, &names, req.now_ms, after)?;
+    }
+    for a in &held {
+        env.recipients.push(a.to_string());
+        env.pending.push(a.to_string());
     }
     for f in &d.forwards {
         let mut copy = header.clone();

@@ -16,6 +16,7 @@
 //! | `D/` | address | `pb::DirectoryEntry` |
 //! | `o/` | peer name 0x00 seq (u64 BE) | [`OutboxRecord`](super::fed::OutboxRecord): a copy queued for a peer |
 //! | `n/` | [`SeenKey::to_bytes`](crate::core::dedup::SeenKey::to_bytes) | the federation seen-set entry (JSON `SeenEntry`) |
+//! | `h/` | alternate 0x00 msgkey | a held escalation copy (JSON `Held`, see `casework`) |
 //! | `a/` | … | the audit log (`crate::audit`) |
 //! | `z/audit-shim/` | leaf index (u64 BE) | temporary audit shim (see `audit_seam`) |
 //!

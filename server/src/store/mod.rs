@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod admin_outbox;
 pub(crate) mod audit_seam;
+mod casework;
 pub mod fed;
 pub mod fsync;
 pub mod keys;
@@ -161,13 +162,22 @@ impl Store {
                     tracing::error!(peer, error = %e, "outbox of a peer no longer configured is kept on disk, not sent");
                 }
             }
-            tracing::info!(seen = n_seen, outbox_items = n_items, "relay core restored from the store");
+            let held = casework::load(&tree)?;
+            let n_held = held.len();
+            c.escalations_mut().restore(held);
+            tracing::info!(
+                seen = n_seen,
+                outbox_items = n_items,
+                held = n_held,
+                "relay core restored from the store"
+            );
         }
         let (fatal_tx, fatal_rx) = tokio::sync::watch::channel(None);
         let outbox_wake = Arc::new(tokio::sync::watch::Sender::new(0u64));
         let sled_size = Arc::new(AtomicU64::new(db.size_on_disk().unwrap_or(0)));
         let capacity = opts.write_queue_depth.max(1);
         let (tx, rx) = mpsc::channel(capacity);
+        let ticker_core = core.clone();
         let writer = Writer {
             tree: tree.clone(),
             db,
@@ -185,6 +195,9 @@ impl Store {
             outbox_wake: outbox_wake.clone(),
         };
         let handle = tokio::spawn(writer.run(rx));
+        if let Some(core) = ticker_core {
+            casework::spawn_ticker(tx.downgrade(), core);
+        }
         Ok(Store {
             inner: Arc::new(Inner {
                 tree,

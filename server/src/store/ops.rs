@@ -71,6 +71,7 @@ pub(super) fn apply(
             fed::outbox_expired(st, audit, ctx, core, expired, now_ms, after)
         }
         Op::ForgetSeen(keys) => fed::forget_seen(st, keys),
+        Op::EscalateDue { now_ms } => super::casework::release_due(st, audit, ctx, core, now_ms, after),
         Op::Purge(req) => super::admin::purge(st, audit, *req, after), // OPS: Admin.Purge
         Op::Retention(req) => super::retention::apply(st, audit, ctx, core, *req, after),
         Op::PurgeOutbox(req) => super::admin_outbox::purge_outbox(st, audit, core, *req, after),
@@ -302,7 +303,7 @@ fn ack(
     st: &mut Staged<'_>,
     audit: &mut AuditSeam,
     ctx: &Ctx,
-    core: Option<&mut RelayCore>,
+    mut core: Option<&mut RelayCore>,
     req: AckRequest,
     after: &mut After,
 ) -> OpResult {
@@ -344,8 +345,11 @@ fn ack(
     };
     check!(AuditSeam::validate(&record));
     // Nothing is staged before these reads and checks succeed.
-    let env = check!(take_from_mailbox(st, &recipient, &mk));
+    let mut env = check!(take_from_mailbox(st, &recipient, &mk));
     st.audit(audit, &record)?;
+    // Escalation: the primary's ack drops the copies held for its alternate.
+    let (r, s, id, now) = (&req.recipient, &req.sender, &req.msg_id, req.now_ms);
+    super::casework::on_ack(st, audit, core.as_deref_mut(), r, s, id, env.as_mut(), now)?;
     if let Some(env) = env {
         settle_envelope(st, &mk, env, after);
     }

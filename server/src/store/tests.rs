@@ -240,6 +240,7 @@ async fn reopen_after_drop_finds_everything() {
                 .encode_to_vec(),
                 ..Default::default()
             }),
+            escalation: None,
         };
         store.publish(addr("a@carin"), entry, 4).await.unwrap();
         store.close().await;

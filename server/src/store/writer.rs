@@ -97,17 +97,36 @@ pub struct ExpiryReport {
 pub(crate) enum Op {
     Accept(Box<AcceptRequest>),
     Ack(Box<AckRequest>),
-    Publish { address: Address, entry: pb::DirectoryEntry, key_serial: u32 },
-    ExpireDue { now_ms: i64, limit: usize },
+    Publish {
+        address: Address,
+        entry: pb::DirectoryEntry,
+        key_serial: u32,
+    },
+    ExpireDue {
+        now_ms: i64,
+        limit: usize,
+    },
     Audit(Box<pb::AuditRecord>),
     Purge(Box<super::admin::PurgeRequest>),
     Retention(Box<super::retention::RetentionRequest>),
     PurgeOutbox(Box<super::admin_outbox::OutboxPurgeRequest>),
     Route(Box<super::fed::RouteRequest>),
     Receipt(Box<super::fed::ReceiptRequest>),
-    OutboxDone { peer: String, removed: Removed, status: pb::TransferStatus, now_ms: i64 },
-    OutboxExpired { expired: Expired, now_ms: i64 },
+    OutboxDone {
+        peer: String,
+        removed: Removed,
+        status: pb::TransferStatus,
+        now_ms: i64,
+    },
+    OutboxExpired {
+        expired: Expired,
+        now_ms: i64,
+    },
     ForgetSeen(Vec<SeenKey>),
+    /// Release the held escalation copies due (see `casework`).
+    EscalateDue {
+        now_ms: i64,
+    },
 }
 
 #[derive(Debug)]

@@ -2,16 +2,20 @@
 //! request fields, case threads across three networks and overdue requests,
 //! handling code H2 enforced by the forwarder's relay (with and without the
 //! originator's release, refusal audited), and a broadcast to every member
-//! of a network. Real relays on loopback through the `focal_tests` harness.
+//! of a network; urgent messages overtaking a backlog at the hub, escalation
+//! to an alternate focal point and per-network broadcast policy. Real relays on loopback through the `focal_tests` harness.
 //!
 //! Run: `cargo test -p focal-tests --test casework`.
 
 mod broadcast;
+mod broadcast_policy;
 mod cli;
+mod escalation;
 mod handling;
 mod kinds;
 mod retention;
 mod threads;
+mod urgent;
 
 use std::sync::Arc;
 use std::time::Duration;

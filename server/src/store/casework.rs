@@ -1,0 +1,253 @@
+//! Store side of case work (issue 6): escalation copies held out of an
+//! alternate's inbox, and the broadcast policy of the recipient network.
+//! The decisions are the relay core's ([`crate::core::escalation`],
+//! [`crate::core::broadcast`]); this file stages them in the writer's batch
+//! with their audit records, like every other change.
+//!
+//! Keys: `h/<alternate>\0<msgkey>` holds a held copy ([`Held`], JSON). The
+//! alternate is listed in the stored envelope's `pending` (so the envelope
+//! and payload stay) but has no mailbox slot until the copy is released.
+//!
+//! - Holding ([`screen_local`], from `fed::route`): a local recipient that
+//!   the signed context marks as the escalation alternate of a primary is
+//!   held (the pair must match this relay's rule, else REFUSED receipt).
+//! - Cancelling ([`on_ack`], from the Ack operation): the primary's ack
+//!   drops the held copies, audited ESCALATION_CANCELLED.
+//! - Releasing ([`release_due`], `Op::EscalateDue`, driven by a ticker that
+//!   asks the core's timer): into the alternate's inbox, audited ESCALATED,
+//!   and a relay-signed ESCALATED receipt to the sender. A copy whose
+//!   message expired or was purged meanwhile is just forgotten.
+//! - At start, [`load`] gives the core every held copy (timers survive a
+//!   restart; one due while the relay was down is released at once).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use focal_proto::{Address, NetworkId, pb};
+use prost::Message;
+use tokio::sync::mpsc;
+
+use super::audit_seam::AuditSeam;
+use super::keys;
+use super::ops::{Ctx, Fatal, OpResult, put_in_mailboxes, store_receipt};
+use super::records::{StoredEnvelope, decode};
+use super::writer::{After, Msg, Op, Reply, Staged};
+use crate::RelayError;
+use crate::core::escalation::{Held, escalations_of};
+use crate::core::{Refusal, RelayCore};
+
+/// Held escalation copies: `h/<alternate>\0<msgkey>`.
+pub(crate) const HELD: &[u8] = b"h/";
+
+/// Most held copies released in one operation (the rest in the next).
+const RELEASE_BATCH: usize = 256;
+
+/// How often the ticker asks the core whether a held copy is due.
+const TICK: Duration = Duration::from_millis(200);
+
+fn held_key(alternate: &Address, sender: &Address, msg_id: &[u8; 16]) -> Vec<u8> {
+    let mk = keys::msg_key(&sender.to_string(), msg_id);
+    let mut k = HELD.to_vec();
+    k.extend_from_slice(alternate.to_string().as_bytes());
+    k.push(0);
+    k.extend_from_slice(&mk);
+    k
+}
+
+/// Every persisted held copy (restored into the core at start).
+pub(crate) fn load(tree: &sled::Tree) -> Result<Vec<Held>, RelayError> {
+    let mut out = Vec::new();
+    for kv in tree.scan_prefix(HELD) {
+        let (k, v) = kv.map_err(RelayError::sled("scanning held escalation copies"))?;
+        let h: Held = serde_json::from_slice(&v)
+            .map_err(|e| RelayError::Corrupt { key: keys::show(&k), detail: e.to_string() })?;
+        out.push(h);
+    }
+    Ok(out)
+}
+
+/// Decides, for the local recipients of an envelope copy, what broadcast
+/// policy refuses (moved to `refused`) and which are escalation copies to
+/// hold (removed from `local`, persisted, returned).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn screen_local(
+    st: &mut Staged<'_>,
+    core: &mut RelayCore,
+    header: &pb::EnvelopeHeader,
+    sender: &Address,
+    msg_id: [u8; 16],
+    now_ms: i64,
+    local: &mut Vec<Address>,
+    refused: &mut Vec<(Address, Refusal)>,
+) -> Result<Vec<Address>, Fatal> {
+    // The context was verified by whoever built the request.
+    let Ok(ctx) = pb::Context::decode(header.context.as_slice()) else { return Ok(Vec::new()) };
+    if !ctx.broadcast_network.is_empty()
+        && let Ok(target) = NetworkId::new(&ctx.broadcast_network)
+        && let Err(r) = core.broadcast().check_receive(sender, &target)
+    {
+        refused.extend(local.drain(..).map(|a| (a, r.clone())));
+        return Ok(Vec::new());
+    }
+    // Malformed pairs were refused by the sender's relay; a relay on the
+    // way that let one through gets no hold for it.
+    let pairs = escalations_of(&ctx).unwrap_or_else(|r| {
+        tracing::warn!(refusal = %r, "ignoring malformed escalation pairs");
+        Vec::new()
+    });
+    let mut held = Vec::new();
+    for (primary, alternate) in pairs {
+        let Some(i) = local.iter().position(|a| *a == alternate) else { continue };
+        local.remove(i);
+        match core.escalations_mut().hold(now_ms, sender, msg_id, &primary, &alternate) {
+            Ok(h) => {
+                let v = serde_json::to_vec(&h).expect("held copies serialise");
+                st.insert(held_key(&alternate, sender, &msg_id), v);
+                held.push(alternate);
+            }
+            Err(r) => refused.push((alternate, r)),
+        }
+    }
+    Ok(held)
+}
+
+fn record(
+    env: &StoredEnvelope,
+    kind: pb::AuditKind,
+    now_ms: i64,
+    h: &Held,
+    detail: String,
+) -> pb::AuditRecord {
+    pb::AuditRecord {
+        version: 1,
+        kind: kind as i32,
+        time_ms: now_ms,
+        msg_id: h.msg_id.to_vec(),
+        sender: h.sender.to_string(),
+        recipients: vec![h.alternate.to_string()],
+        peer: h.primary.to_string(),
+        payload_sha256: env.header.as_ref().map(|x| x.payload_sha256.clone()).unwrap_or_default(),
+        size: env.payload_size,
+        handling: env.handling,
+        priority: env.priority,
+        detail,
+        ..Default::default()
+    }
+}
+
+fn stage_audit(st: &mut Staged<'_>, audit: &mut AuditSeam, r: &pb::AuditRecord) -> Result<(), Fatal> {
+    match AuditSeam::validate(r) {
+        Ok(()) => {
+            st.audit(audit, r)?;
+        }
+        Err(e) => tracing::error!(error = %e, "escalation audit record invalid; not logged"),
+    }
+    Ok(())
+}
+
+/// `primary` acknowledged (sender, msg id): the copies held for it are
+/// dropped (audited ESCALATION_CANCELLED) and leave `env.pending`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn on_ack(
+    st: &mut Staged<'_>,
+    audit: &mut AuditSeam,
+    core: Option<&mut RelayCore>,
+    primary: &Address,
+    sender: &Address,
+    msg_id: &[u8; 16],
+    env: Option<&mut StoredEnvelope>,
+    now_ms: i64,
+) -> Result<(), Fatal> {
+    let Some(core) = core else { return Ok(()) };
+    let cancelled = core.escalations_mut().handle_ack(sender, msg_id, primary);
+    let Some(env) = env else {
+        for h in &cancelled {
+            st.remove(held_key(&h.alternate, sender, msg_id));
+        }
+        return Ok(());
+    };
+    for h in cancelled {
+        st.remove(held_key(&h.alternate, sender, msg_id));
+        let alt = h.alternate.to_string();
+        env.pending.retain(|p| *p != alt);
+        let d = format!(
+            "{primary} acknowledged {} ms after the copy arrived, within the escalation time; the copy held for {alt} is dropped",
+            now_ms.saturating_sub(h.held_at_ms)
+        );
+        stage_audit(st, audit, &record(env, pb::AuditKind::EscalationCancelled, now_ms, &h, d))?;
+    }
+    Ok(())
+}
+
+/// Releases the held copies due at `now_ms`.
+pub(super) fn release_due(
+    st: &mut Staged<'_>,
+    audit: &mut AuditSeam,
+    ctx: &Ctx,
+    core: Option<&mut RelayCore>,
+    now_ms: i64,
+    after: &mut After,
+) -> OpResult {
+    let Some(core) = core else { return Ok(Ok(Reply::Done)) };
+    for _ in 0..RELEASE_BATCH {
+        let Some(h) = core.escalations_mut().poll_due(now_ms) else { break };
+        st.remove(held_key(&h.alternate, &h.sender, &h.msg_id));
+        let mk = keys::msg_key(&h.sender.to_string(), &h.msg_id);
+        let ekey = keys::envelope(&mk);
+        let env: Option<StoredEnvelope> = match st.get(&ekey)? {
+            Some(v) => Some(decode(&ekey, &v)?),
+            None => None,
+        };
+        let alt = h.alternate.to_string();
+        let Some(env) = env.filter(|e| e.pending.contains(&alt)) else {
+            tracing::info!(alternate = %alt, msg_id = %hex::encode(h.msg_id), "held escalation copy no longer needed (message gone)");
+            continue;
+        };
+        let Some(header) = env.header.clone() else { continue };
+        put_in_mailboxes(st, &mk, &header, std::slice::from_ref(&alt), now_ms, after)?;
+        let secs = (h.release_at_ms - h.held_at_ms) / 1000;
+        let d = format!("{} did not acknowledge within {secs} s; escalated to {alt}", h.primary);
+        stage_audit(st, audit, &record(&env, pb::AuditKind::Escalated, now_ms, &h, d.clone()))?;
+        let digest = header.payload_sha256.clone();
+        let receipt = super::fed::relay_receipt(
+            ctx,
+            pb::ReceiptKind::Escalated,
+            &h.msg_id,
+            &h.sender.to_string(),
+            &h.primary.to_string(),
+            &Refusal::new(pb::RefusalReason::Unspecified, d),
+            &digest,
+            now_ms,
+        );
+        store_receipt(st, ctx, Some(&mut *core), &h.sender.to_string(), &receipt, now_ms, after)?;
+    }
+    Ok(Ok(Reply::Done))
+}
+
+/// Asks the core every [`TICK`] whether a held copy is due and, if so,
+/// queues `Op::EscalateDue`. Ends when the store is gone or closed.
+pub(super) fn spawn_ticker(tx: mpsc::WeakSender<Msg>, core: Arc<Mutex<RelayCore>>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now_ms = crate::rpc::now_ms();
+            let due = {
+                let c = core.lock().unwrap_or_else(|e| e.into_inner());
+                c.escalations().poll_timeout().is_some_and(|t| t <= now_ms)
+            };
+            if !due {
+                if tx.strong_count() == 0 {
+                    return;
+                }
+                continue;
+            }
+            let Some(tx) = tx.upgrade() else { return };
+            match tx.try_send(Msg::Job(Op::EscalateDue { now_ms }, None)) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    });
+}

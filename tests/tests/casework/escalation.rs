@@ -1,0 +1,164 @@
+//! Escalation through real relays: ARINSA's relay config names `alt@arinsa`
+//! as the alternate of its members; a CARIN sender's urgent request is
+//! sealed also to the alternate (learned from the directory), ARINSA's relay
+//! holds the alternate's copy and either releases it after the configured
+//! time (ESCALATED audit record + relay-signed ESCALATED receipt, surviving
+//! a relay restart) or drops it when the primary acknowledges in time
+//! (ESCALATION_CANCELLED audit record, nothing for the alternate).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use focal_client::Client;
+use focal_proto::{Role, pb};
+use focal_relay::config::{EscalationConfig, RelayConfig};
+use focal_tests::Federation;
+
+use crate::urgent::until;
+use crate::{PROMPT, audit_records, draft, quiet, wait_and_read, wait_reachable};
+
+/// Changes a relay's config and restarts it (the harness offers no
+/// builder hook for these keys).
+pub(crate) async fn reconfigure(
+    fed: &mut Federation,
+    network: &str,
+    f: impl FnOnce(&mut RelayConfig),
+) -> Result<()> {
+    let r = fed.relay_mut(network);
+    f(&mut r.config);
+    r.save_config()?;
+    r.stop().await?;
+    // In-process, the old relay's QUIC endpoint may hold its UDP port for a
+    // moment after `stop` returns: retry the bind (a failure bound only).
+    let end = tokio::time::Instant::now() + PROMPT;
+    loop {
+        match r.start().await {
+            Ok(()) => return Ok(()),
+            Err(e) if format!("{e:#}").contains("binding") && tokio::time::Instant::now() < end => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn rule(member: &str, alternate: &str, after: &str) -> EscalationConfig {
+    EscalationConfig { member: member.into(), alternate: alternate.into(), after: after.into() }
+}
+
+/// A CARIN sender, ARINSA's primary and alternate, ARINSA's auditor, with
+/// `rules` in ARINSA's relay config.
+async fn federation(rules: Vec<EscalationConfig>) -> Result<(Federation, Client)> {
+    let mut fed = Federation::builder()
+        .hub("gfp")
+        .focal_point("nl-fiod@carin")
+        .focal_point("za-npa@arinsa")
+        .focal_point("alt@arinsa")
+        .start()
+        .await?;
+    fed.add_member("audit@arinsa", Role::Auditor)?;
+    reconfigure(&mut fed, "arinsa", |c| c.escalation = rules).await?;
+    let sender = fed.client("nl-fiod@carin").await?;
+    wait_reachable(&sender, &["za-npa@arinsa", "alt@arinsa"]).await?;
+    Ok((fed, sender))
+}
+
+async fn send_urgent(sender: &Client) -> Result<[u8; 16]> {
+    let mut d = draft(&["za-npa@arinsa"], "Freezing request", "Account 123 is being emptied.");
+    d.priority = pb::Priority::Urgent;
+    d.kind = pb::MessageKind::FreezingRequest;
+    let sent = sender.send(&d, quiet()).await?;
+    let rec = sender.store().sent(&hex::encode(sent.msg_id))?.context("sent record")?;
+    assert_eq!(rec.to, ["alt@arinsa", "za-npa@arinsa"], "sealed also to the alternate");
+    Ok(sent.msg_id)
+}
+
+/// Waits for a receipt of `kind` about `msg_id` in `client`'s receipts.
+pub(crate) async fn wait_receipt(
+    client: &Client,
+    msg_id: [u8; 16],
+    kind: &str,
+) -> Result<focal_client::ReceiptInfo> {
+    let end = tokio::time::Instant::now() + PROMPT;
+    loop {
+        let all = client.receipts(0).await?;
+        if let Some(r) = all.into_iter().find(|r| r.body.msg_id == msg_id && r.kind() == kind) {
+            return Ok(r);
+        }
+        ensure!(tokio::time::Instant::now() < end, "no {kind} receipt for {}", hex::encode(msg_id));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn records_of(fed: &Federation, msg_id: [u8; 16], kind: pb::AuditKind) -> Result<Vec<pb::AuditRecord>> {
+    let auditor = fed.member("audit@arinsa").client().await?;
+    let all = audit_records(&auditor).await?;
+    Ok(all.into_iter().filter(|r| r.msg_id == msg_id && r.kind == kind as i32).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_urgent_request_escalates_after_the_timeout_across_a_restart() -> Result<()> {
+    let (mut fed, sender) = federation(vec![rule("*", "alt@arinsa", "3s")]).await?;
+    // The directory publishes the rule with the member's entry.
+    let entry =
+        sender.directory().lookup(pb::LookupRequest { address: "za-npa@arinsa".into() }).await?.into_inner();
+    assert_eq!(
+        entry.escalation,
+        Some(pb::EscalationRoute { alternate: "alt@arinsa".into(), after_ms: 3_000 })
+    );
+
+    let msg_id = send_urgent(&sender).await?;
+    let primary = fed.client("za-npa@arinsa").await?;
+    wait_and_read(&primary, msg_id, "nl-fiod@carin").await?;
+    // The held copy is on disk: a restart keeps it and its timer.
+    reconfigure(&mut fed, "arinsa", |_| {}).await?;
+
+    let receipt = wait_receipt(&sender, msg_id, "ESCALATED").await?;
+    assert_eq!(receipt.problem, None, "signed by the relay and verified");
+    assert_eq!(receipt.body.subject, "za-npa@arinsa");
+    assert!(receipt.body.detail.contains("alt@arinsa"), "{}", receipt.body.detail);
+    assert!(receipt.body.signer.contains("relay"), "{}", receipt.body.signer);
+
+    let alternate = fed.client("alt@arinsa").await?;
+    let got = wait_and_read(&alternate, msg_id, "nl-fiod@carin").await?;
+    assert_eq!(got.content.kind, pb::MessageKind::FreezingRequest as i32);
+    let escalated = records_of(&fed, msg_id, pb::AuditKind::Escalated).await?;
+    assert_eq!(escalated.len(), 1, "{escalated:?}");
+    assert_eq!(escalated[0].recipients, ["alt@arinsa"]);
+    assert_eq!(escalated[0].peer, "za-npa@arinsa");
+    // The primary still has its own copy, once.
+    let waiting = primary.list_inbox().await?;
+    assert_eq!(waiting.iter().filter(|m| m.msg_id == msg_id).count(), 1);
+    fed.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_escalation_when_the_primary_acknowledges_in_time() -> Result<()> {
+    // Ten minutes: the acknowledgement always comes first.
+    let (fed, sender) = federation(vec![rule("za-npa@arinsa", "alt@arinsa", "10m")]).await?;
+    let msg_id = send_urgent(&sender).await?;
+    let primary = fed.client("za-npa@arinsa").await?;
+    let got = wait_and_read(&primary, msg_id, "nl-fiod@carin").await?;
+    primary.ack(&got.info.reference(), &got.info.payload_sha256).await?;
+
+    until("the held copy is dropped (audited)", PROMPT, || async {
+        Ok(!records_of(&fed, msg_id, pb::AuditKind::EscalationCancelled).await?.is_empty())
+    })
+    .await?;
+    let cancelled = records_of(&fed, msg_id, pb::AuditKind::EscalationCancelled).await?;
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].recipients, ["alt@arinsa"]);
+    assert!(records_of(&fed, msg_id, pb::AuditKind::Escalated).await?.is_empty());
+
+    let alternate = fed.client("alt@arinsa").await?;
+    assert!(alternate.list_inbox().await?.iter().all(|m| m.msg_id != msg_id), "nothing for the alternate");
+    wait_receipt(&sender, msg_id, "DELIVERED").await?;
+    assert!(
+        sender.receipts(0).await?.iter().all(|r| !(r.body.msg_id == msg_id && r.kind() == "ESCALATED")),
+        "no ESCALATED receipt"
+    );
+    // The alternate cannot fetch the dropped copy either.
+    let e = alternate.read(&got.info.reference(), &Default::default(), quiet()).await;
+    assert!(e.is_err(), "the alternate read a dropped copy");
+    fed.shutdown().await
+}
