@@ -13,6 +13,11 @@ use focal_proto::{Address, pb};
 
 use super::Relaying;
 use crate::core::routing::NextHop;
+use crate::federation::FederationError;
+
+/// How long a lookup waits for the next hop's link to (re)connect before it
+/// reports the peer unreachable.
+const LINK_WAIT: Duration = Duration::from_secs(10);
 
 /// Bounded cache of verified remote directory answers.
 #[derive(Debug)]
@@ -75,11 +80,24 @@ impl DirectoryCache {
             return Err(format!("no federation route to {} (it would go back)", address.network()));
         }
         let link = r.link(&peer).ok_or_else(|| format!("federation link to {peer} is not running"))?;
-        let query_id = u64::from_be_bytes(rand8());
-        let answer = link
-            .query_directory(pb::DirectoryQuery { query_id, address: key.clone() })
-            .await
-            .map_err(|e| format!("directory query via {peer}: {e}"))?;
+        // A link that is coming up, or swapping a duplicate connection for
+        // the surviving one, is waited for briefly, and a query cut by such
+        // a swap is asked once more, so a lookup does not fail for a
+        // reconnect that takes milliseconds.
+        let mut asked = 0;
+        let answer = loop {
+            let _ = tokio::time::timeout(LINK_WAIT, link.wait_connected()).await;
+            let query_id = u64::from_be_bytes(rand8());
+            match link.query_directory(pb::DirectoryQuery { query_id, address: key.clone() }).await {
+                Ok(a) => break a,
+                Err(FederationError::NotConnected { .. } | FederationError::LinkLost { .. })
+                    if asked == 0 =>
+                {
+                    asked += 1
+                }
+                Err(e) => return Err(format!("directory query via {peer}: {e}")),
+            }
+        };
         if !answer.error.is_empty() && answer.entries.is_empty() {
             return Err(answer.error);
         }
