@@ -5,7 +5,12 @@
 # RUSTC_BOOTSTRAP=1. Corpora live in fuzz/corpus/<target> (seeded from the
 # golden fixtures), crashes in fuzz/artifacts/<target>.
 #
-#   fuzz/run-all.sh 15      # CI: a short fixed time per target
+# Not run in CI (the sanitizer build takes 10+ minutes there): CI runs the
+# same properties (fuzz/props, crate focal-fuzz-props) on these seeds and
+# seeded mutations of them in `cargo test --workspace`
+# (fuzz/props/tests/smoke.rs, which mirrors the seeding below).
+#
+#   fuzz/run-all.sh 15      # short: a fixed time per target
 #   fuzz/run-all.sh 3600    # long run: an hour per target
 #
 # Exit status is non-zero if any target finds a crash.

@@ -1,15 +1,6 @@
-//! Envelope header as a relay receives it: prost-decode arbitrary bytes as
-//! `pb::EnvelopeHeader`, then the relay-side checks (context parse and the
-//! sender signature over context and payload digest).
+//! cargo-fuzz target `envelope_header`: the property is `focal_fuzz_props::envelope_header`
+//! (fuzz/props/src/lib.rs, documented there), which CI also runs on seeded
+//! mutations without libFuzzer (fuzz/props/tests/smoke.rs).
 #![no_main]
 
-use focal_proto::{envelope, pb};
-use libfuzzer_sys::fuzz_target;
-use prost::Message;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(header) = pb::EnvelopeHeader::decode(data) {
-        let _ = envelope::parse_context(&header.context);
-        let _ = envelope::verify_signature(&header);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| focal_fuzz_props::envelope_header(data));

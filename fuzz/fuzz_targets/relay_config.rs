@@ -1,17 +1,6 @@
-//! Relay configuration: arbitrary text parsed as TOML into `RelayConfig`
-//! (the same `toml::from_str` `RelayConfig::load` uses), paths resolved
-//! against a directory that does not exist, then `validate`.
+//! cargo-fuzz target `relay_config`: the property is `focal_fuzz_props::relay_config`
+//! (fuzz/props/src/lib.rs, documented there), which CI also runs on seeded
+//! mutations without libFuzzer (fuzz/props/tests/smoke.rs).
 #![no_main]
 
-use std::path::Path;
-
-use focal_relay::config::RelayConfig;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(mut config) = toml::from_str::<RelayConfig>(text) {
-        config.resolve_paths(Path::new("/nonexistent/focal-fuzz"));
-        let _ = config.validate();
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| focal_fuzz_props::relay_config(data));
