@@ -144,7 +144,14 @@ pub(crate) async fn dial(sh: Arc<Shared>, slot: Arc<PeerSlot>) -> Result<Arc<Con
         Ok(Ok(h)) => h,
         Ok(Err(reason)) => {
             // Closed by the peer with a reason (unconfigured, hello refused…)?
-            if let Some(quinn::ConnectionError::ApplicationClosed(c)) = conn.close_reason() {
+            // Its reason wins over how our side noticed (a write or a read
+            // failing, whichever came first).
+            let closed = conn.close_reason();
+            let reason = match &closed {
+                Some(e @ quinn::ConnectionError::ApplicationClosed(_)) => describe_close(e),
+                _ => reason,
+            };
+            if let Some(quinn::ConnectionError::ApplicationClosed(c)) = closed {
                 // Duplicate resolution or shutdown crossing our hello is no refusal.
                 let code = c.error_code.into_inner();
                 let benign = [close_code::DUPLICATE, close_code::STALE, close_code::SHUTDOWN];
