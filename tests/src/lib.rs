@@ -23,6 +23,7 @@
 //! (their `RUST_LOG`, default `info`), `FOCAL_TEST_KEEP=1` (keep the
 //! temporary directory).
 
+pub mod cli;
 pub mod fault;
 pub mod federation;
 pub mod fedraw;

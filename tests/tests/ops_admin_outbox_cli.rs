@@ -6,34 +6,10 @@
 //!
 //! Run: `cargo test -p focal-tests --test ops_admin_outbox_cli`.
 
-use std::process::Output;
-
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use focal_proto::Role;
-use focal_tests::{Bins, Federation, FocalPoint};
-use serde_json::Value;
-
-async fn run(fp: &FocalPoint, bins: &Bins, args: &[&str]) -> Result<Output> {
-    let mut cmd = fp.cli(bins);
-    cmd.args(args);
-    Ok(tokio::task::spawn_blocking(move || cmd.output()).await??)
-}
-
-async fn ok(fp: &FocalPoint, bins: &Bins, args: &[&str]) -> Result<String> {
-    let out = run(fp, bins, args).await?;
-    ensure!(out.status.success(), "focal {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-async fn refused(fp: &FocalPoint, bins: &Bins, args: &[&str]) -> Result<String> {
-    let out = run(fp, bins, args).await?;
-    ensure!(!out.status.success(), "focal {args:?} succeeded");
-    Ok(String::from_utf8(out.stderr)?)
-}
-
-fn json_lines(s: &str) -> Result<Vec<Value>> {
-    s.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
-}
+use focal_tests::Federation;
+use focal_tests::cli::{json_lines, ok, refused};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secretariat_lists_and_purges_a_peer_outbox_item() -> Result<()> {

@@ -18,7 +18,6 @@ mod tamper;
 mod witness;
 
 use std::path::Path;
-use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use anyhow::{Context, Result, ensure};
 use focal_client::Draft;
 use focal_client::progress::{NoProgress, Progress};
 use focal_proto::Address;
+pub use focal_tests::cli::{json_lines, ok, run};
 use focal_tests::{Bins, FocalPoint};
 use serde_json::Value;
 
@@ -46,25 +46,6 @@ pub fn addr(s: &str) -> Address {
 /// A plain text message.
 pub fn draft(to: &[&str], subject: &str, body: &str) -> Draft {
     Draft::new(to.iter().map(|a| addr(a)).collect(), subject, body)
-}
-
-/// `focal --profile <fp's profile> args…` as a child process.
-pub async fn run(fp: &FocalPoint, bins: &Bins, args: &[&str]) -> Result<Output> {
-    let mut cmd = fp.cli(bins);
-    cmd.args(args);
-    Ok(tokio::task::spawn_blocking(move || cmd.output()).await??)
-}
-
-/// Like [`run`], requiring exit 0; returns stdout.
-pub async fn ok(fp: &FocalPoint, bins: &Bins, args: &[&str]) -> Result<String> {
-    let out = run(fp, bins, args).await?;
-    ensure!(out.status.success(), "focal {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-/// Parses JSON lines.
-pub fn json_lines(s: &str) -> Result<Vec<Value>> {
-    s.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
 }
 
 /// The log's verifier key, as the secretariat would hand it to auditors

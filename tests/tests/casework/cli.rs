@@ -2,27 +2,9 @@
 //! request with its fields, `focal read --json` showing them, `focal case`,
 //! `focal overdue`, and `focal release` + `focal forward --release` for H2.
 
-use std::process::Output;
-
-use anyhow::{Result, ensure};
-use focal_tests::{Bins, Federation, FocalPoint};
-use serde_json::Value;
-
-async fn run(fp: &FocalPoint, bins: &Bins, args: &[&str]) -> Result<Output> {
-    let mut cmd = fp.cli(bins);
-    cmd.args(args);
-    Ok(tokio::task::spawn_blocking(move || cmd.output()).await??)
-}
-
-async fn ok(fp: &FocalPoint, bins: &Bins, args: &[&str]) -> Result<String> {
-    let out = run(fp, bins, args).await?;
-    ensure!(out.status.success(), "focal {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-fn json_lines(s: &str) -> Result<Vec<Value>> {
-    s.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
-}
+use anyhow::Result;
+use focal_tests::Federation;
+use focal_tests::cli::{json_lines, ok, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn freezing_request_case_overdue_release_and_forward_through_the_cli() -> Result<()> {

@@ -7,24 +7,9 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use focal_tests::{Bins, Federation, FocalPoint};
+use focal_tests::Federation;
+use focal_tests::cli::{json_lines, ok, run};
 use serde_json::Value;
-
-async fn run(fp: &FocalPoint, bins: &Bins, args: &[&str]) -> Result<Output> {
-    let mut cmd = fp.cli(bins);
-    cmd.args(args);
-    Ok(tokio::task::spawn_blocking(move || cmd.output()).await??)
-}
-
-async fn ok(fp: &FocalPoint, bins: &Bins, args: &[&str]) -> Result<String> {
-    let out = run(fp, bins, args).await?;
-    ensure!(out.status.success(), "focal {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8(out.stdout)?)
-}
-
-fn json_lines(s: &str) -> Result<Vec<Value>> {
-    s.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_profiles_exchange_a_message_with_attachment_and_receipt() -> Result<()> {
