@@ -15,9 +15,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Fp, Pki, init, now_ms};
+use common::{Fp, Pki, audit_records, init, now_ms};
 use focal_proto::envelope::{self, ContextParams, RecipientSecretKey};
-use focal_proto::pb::audit_client::AuditClient;
 use focal_proto::pb::directory_client::DirectoryClient;
 use focal_proto::{Address, NetworkId, Role, pb};
 use focal_relay::config::RelayConfig;
@@ -163,18 +162,7 @@ async fn receipts(fp: &Fp) -> Vec<pb::ReceiptBody> {
 /// Every record of `net`'s audit log, read by an auditor of that network.
 async fn audit_log(fed: &Federated, net: &str) -> Vec<pb::AuditRecord> {
     let auditor = Fp::connect_role(&fed.pki, net, Role::Auditor, "auditor", fed.nodes[net].grpc).await;
-    let mut audit = AuditClient::new(auditor.channel.clone());
-    let info = audit.get_log_info(pb::GetCheckpointRequest { fresh: true }).await.unwrap().into_inner();
-    let mut s = audit
-        .get_entries(pb::EntriesRequest { start: 0, end: info.checkpoint.unwrap().size })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(e) = s.message().await.unwrap() {
-        out.push(focal_proto::audit::decode_record(&e.leaf).unwrap());
-    }
-    out
+    audit_records(&auditor.channel).await
 }
 
 fn hops(h: &pb::EnvelopeHeader) -> Vec<String> {

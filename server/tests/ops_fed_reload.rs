@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use focal_certs::{Credentials, IssueRequest};
 use focal_proto::pb::admin_client::AdminClient;
-use focal_proto::pb::audit_client::AuditClient;
 use focal_proto::{NetworkId, Role, pb};
 use ops_support::*;
 use tonic::transport::Channel;
@@ -96,15 +95,7 @@ async fn deliver(pki: &Pki, carin: SocketAddr, arinsa: SocketAddr, seed: u8) {
 
 async fn audit_log(pki: &Pki, net: &str, addr: SocketAddr) -> Vec<pb::AuditRecord> {
     let auditor = Fp::connect_role(pki, net, Role::Auditor, "auditor", addr).await;
-    let mut audit = AuditClient::new(auditor.channel.clone());
-    let info = audit.get_log_info(pb::GetCheckpointRequest { fresh: true }).await.unwrap().into_inner();
-    let end = info.checkpoint.unwrap().size;
-    let mut s = audit.get_entries(pb::EntriesRequest { start: 0, end }).await.unwrap().into_inner();
-    let mut out = Vec::new();
-    while let Some(e) = s.message().await.unwrap() {
-        out.push(focal_proto::audit::decode_record(&e.leaf).unwrap());
-    }
-    out
+    audit_records(&auditor.channel).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

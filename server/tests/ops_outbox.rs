@@ -11,7 +11,6 @@ mod common;
 mod ops_support;
 
 use common::*;
-use focal_proto::pb::audit_client::AuditClient;
 use focal_proto::{Role, pb};
 use ops_support::*;
 
@@ -52,15 +51,7 @@ async fn peer_items(
 /// Every record of the relay's audit log, read by an auditor.
 async fn audit_log(pki: &Pki, addr: std::net::SocketAddr) -> Vec<pb::AuditRecord> {
     let auditor = Fp::connect_role(pki, "carin", Role::Auditor, "auditor", addr).await;
-    let mut audit = AuditClient::new(auditor.channel.clone());
-    let info = audit.get_log_info(pb::GetCheckpointRequest { fresh: true }).await.unwrap().into_inner();
-    let end = info.checkpoint.unwrap().size;
-    let mut s = audit.get_entries(pb::EntriesRequest { start: 0, end }).await.unwrap().into_inner();
-    let mut out = Vec::new();
-    while let Some(e) = s.message().await.unwrap() {
-        out.push(focal_proto::audit::decode_record(&e.leaf).unwrap());
-    }
-    out
+    audit_records(&auditor.channel).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

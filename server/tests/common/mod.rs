@@ -376,3 +376,20 @@ pub fn random_bytes(n: usize, seed: u8) -> Vec<u8> {
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(seed as u32 % 31) as u8 ^ seed)
         .collect()
 }
+
+/// Every record of the relay's audit log, read through `auditor`'s channel
+/// (an auditor's connection).
+pub async fn audit_records(auditor: &Channel) -> Vec<pb::AuditRecord> {
+    let mut audit = pb::audit_client::AuditClient::new(auditor.clone());
+    let info = audit.get_log_info(pb::GetCheckpointRequest { fresh: true }).await.unwrap().into_inner();
+    let size = info.checkpoint.unwrap().size;
+    if size == 0 {
+        return Vec::new();
+    }
+    let mut s = audit.get_entries(pb::EntriesRequest { start: 0, end: size }).await.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(e) = s.message().await.unwrap() {
+        out.push(focal_proto::audit::decode_record(&e.leaf).unwrap());
+    }
+    out
+}

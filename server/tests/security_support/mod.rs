@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use focal_certs::NetworkCa;
 use focal_proto::envelope::{self, ContextParams};
-use focal_proto::pb::{self, audit_client::AuditClient};
+use focal_proto::pb::{self};
 use focal_proto::{Address, NetworkId};
 use rcgen::{
     CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -227,21 +227,7 @@ pub async fn try_send(
 
 // ------------------------------------------------------------ the audit log
 
-/// Every record of the relay's log, read through `auditor`'s channel.
-pub async fn audit_records(auditor: &Channel) -> Vec<pb::AuditRecord> {
-    let mut audit = AuditClient::new(auditor.clone());
-    let info = audit.get_log_info(pb::GetCheckpointRequest { fresh: true }).await.unwrap().into_inner();
-    let size = info.checkpoint.unwrap().size;
-    if size == 0 {
-        return Vec::new();
-    }
-    let mut s = audit.get_entries(pb::EntriesRequest { start: 0, end: size }).await.unwrap().into_inner();
-    let mut out = Vec::new();
-    while let Some(e) = s.message().await.unwrap() {
-        out.push(focal_proto::audit::decode_record(&e.leaf).unwrap());
-    }
-    out
-}
+pub use crate::common::audit_records;
 
 /// Waits until the log holds a CERTIFICATE_REFUSED record matching `pred`;
 /// returns the whole log at that moment.
