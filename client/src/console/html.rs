@@ -187,6 +187,7 @@ form.inline button { padding:2px 8px; font-size:.9rem; }
 .row { display:flex; flex-wrap:wrap; gap:12px; align-items:end; }
 .row > div { flex:1 1 180px; }
 svg { max-width:100%; height:auto; }
+ul.plain { list-style:none; margin:0; padding:0; }
 code, .mono { font-family: ui-monospace, monospace; font-size:.9rem; overflow-wrap:anywhere; }
 @media (max-width: 900px) { main { padding:12px; } dl.fields { grid-template-columns:1fr; } }
 "#;

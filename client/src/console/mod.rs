@@ -28,9 +28,11 @@ mod compose;
 mod html;
 mod inbox;
 mod message;
+mod preview;
 mod security;
 pub mod strings;
 mod svg;
+mod witness;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -67,6 +69,11 @@ pub struct ConsoleOptions {
     pub audit_key: Option<String>,
     /// The auditor's local log directory (default `<store_dir>/audit-log`).
     pub audit_dir: Option<PathBuf>,
+    /// Witness verifier keys (`name+id+base64`) whose cosignatures the
+    /// auditor view verifies (`focal console --witness`, as `focal audit verify`).
+    pub witnesses: Vec<String>,
+    /// Valid cosignatures of those witnesses required on the latest checkpoint.
+    pub required_witnesses: usize,
 }
 
 /// Shared state of the handlers.
@@ -79,10 +86,16 @@ pub(crate) struct State {
     pub(crate) port: u16,
     pub(crate) audit_key: Option<String>,
     pub(crate) audit_dir: PathBuf,
+    /// Trusted witness keys (auditors).
+    pub(crate) witnesses: Vec<witness::Trusted>,
+    /// Valid witness cosignatures required on the latest checkpoint.
+    pub(crate) required_witnesses: usize,
     /// Decrypted attachments and uploads; removed when the console stops.
     pub(crate) work: tempfile::TempDir,
     /// Attachments saved by the last opening of each message.
     pub(crate) opened: Mutex<HashMap<(String, String), Vec<SavedAttachment>>>,
+    /// What the inbox learnt of messages not opened yet ([`preview`]).
+    pub(crate) previews: preview::Previews,
     /// Outcome of the last audit verification (Ok: report; Err: why not).
     pub(crate) last_verify: Mutex<Option<std::result::Result<crate::audit::VerifyReport, String>>>,
 }
@@ -112,6 +125,17 @@ impl Console {
             .prefix("console-")
             .tempdir_in(&work_parent)
             .map_err(|e| ClientError::io("cannot create a directory in", &work_parent, e))?;
+        let witnesses = opts
+            .witnesses
+            .iter()
+            .map(|w| witness::Trusted::parse(w).map_err(|e| ClientError::invalid("--witness", e)))
+            .collect::<Result<Vec<_>>>()?;
+        if opts.required_witnesses > witnesses.len() {
+            return Err(ClientError::invalid(
+                "--require-witnesses",
+                format!("{} required but {} witness keys given", opts.required_witnesses, witnesses.len()),
+            ));
+        }
         let audit_dir = opts.audit_dir.clone().unwrap_or_else(|| client.store().dir().join("audit-log"));
         let state = Arc::new(State {
             client,
@@ -122,9 +146,12 @@ impl Console {
             port: local.port(),
             audit_key: opts.audit_key,
             audit_dir,
+            witnesses,
+            required_witnesses: opts.required_witnesses,
             work,
             opened: Mutex::new(HashMap::new()),
             last_verify: Mutex::new(None),
+            previews: preview::Previews::default(),
         });
         Ok(Console { state, listener })
     }

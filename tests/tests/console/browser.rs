@@ -5,7 +5,8 @@
 //! acknowledges; the sender's console shows the delivery receipt and the
 //! reply in the case thread; the secretariat's console shows the link
 //! states (and pauses/resumes a link); the auditor's console verifies the
-//! log and draws the message's route. One screenshot per view is saved.
+//! log, requiring ARINSA's witness cosignature (shown as verified against
+//! the key given with `--witness`), and draws the message's route. One screenshot per view is saved.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,16 @@ async fn shot(s: &Session, dir: &Path, name: &str) -> Result<()> {
     s.screenshot(&path).await?;
     eprintln!("screenshot: {}", path.display());
     Ok(())
+}
+
+/// The witness name and verifier key of `network`'s relay (its witness key
+/// file, as the secretariat would hand it to auditors).
+fn witness_key(fed: &Federation, network: &str) -> Result<(String, String)> {
+    let relay = fed.relay(network);
+    let name = focal_relay::audit::witness::witness_name(&relay.config.audit_origin());
+    let der = std::fs::read(relay.data_dir().join("witness.key")).context("the relay's witness key")?;
+    let key = focal_proto::audit::WitnessSigner::from_pkcs8(&name, &der)?.verifier_key();
+    Ok((name, key))
 }
 
 /// Follows the link whose href is exactly `href`.
@@ -64,7 +75,15 @@ async fn request_reply_receipt_links_and_audit_in_the_browser() -> Result<()> {
     let carin = ConsoleProc::start(fed.fp("nl-fiod@carin"), &bins, &[]).await?;
     let arinsa = ConsoleProc::start(fed.fp("za-npa@arinsa"), &bins, &[]).await?;
     let sec = ConsoleProc::start(&admin, &bins, &[]).await?;
-    let aud = ConsoleProc::start(&auditor, &bins, &["--audit-key", &log_key]).await?;
+    // The auditor trusts ARINSA's relay as a witness of CARIN's log and
+    // requires its cosignature (GFP's cosignature is shown, not verified).
+    let (arinsa_witness, arinsa_wkey) = witness_key(&fed, "arinsa")?;
+    let aud = ConsoleProc::start(
+        &auditor,
+        &bins,
+        &["--audit-key", &log_key, "--witness", &arinsa_wkey, "--require-witnesses", "1"],
+    )
+    .await?;
 
     let shots = shots_dir()?;
     eprintln!("console screenshots go to {}", shots.display());
@@ -169,12 +188,30 @@ async fn request_reply_receipt_links_and_audit_in_the_browser() -> Result<()> {
     s.click(&s.find("button[aria-label=\"Resume relay.gfp\"]").await?).await?;
     s.wait_source("role=\"status\">resume:", PROMPT).await?;
 
-    // The auditor: fetch and verify, then the route of the request.
+    // The auditor: fetch and verify, then the route of the request. The
+    // relay's peers cosign its checkpoints a few seconds after they grow:
+    // fetch again until ARINSA's cosignature on the latest checkpoint is there.
     s.goto(&aud.login).await?;
-    s.click(&s.find("#fetch").await?).await?;
-    s.wait_url("/audit?cosigned=", PROMPT).await?;
+    let want = format!("cosigned by {arinsa_witness} (verified)");
+    let start = std::time::Instant::now();
+    loop {
+        s.goto(&format!("{}/audit", aud.base)).await?;
+        s.click(&s.find("#fetch").await?).await?;
+        s.wait_url("/audit?cosigned=", PROMPT).await?;
+        let witnesses = match s.find("#witnesses").await {
+            Ok(e) => s.text(&e).await?,
+            Err(_) => String::new(),
+        };
+        if witnesses.contains(&want) {
+            break;
+        }
+        ensure!(start.elapsed() < PROMPT, "no verified cosignature by {arinsa_witness}: {witnesses:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
     let status = s.text(&s.find("#verify-status").await?).await?;
-    ensure!(status == "verified", "audit verification: {status}");
+    ensure!(status == "verified", "audit verification (1 witness required): {status}");
+    let page = s.source().await?;
+    ensure!(page.contains("Log signature") && page.contains(">OK<"), "checkpoint checks: {page}");
     shot(&s, &shots, "11-auditor-log").await?;
     s.goto(&format!("{}/audit?msg_id={msg_id}", aud.base)).await?;
     follow(&s, &format!("/audit/trace?msg_id={msg_id}")).await?;
