@@ -129,6 +129,29 @@ async fn request_reply_receipt_links_and_audit_in_the_browser() -> Result<()> {
     s.wait_for(&format!("{}/inbox", arinsa.base), &href, PROMPT).await?;
     let inbox = s.source().await?;
     ensure!(inbox.contains("class=\"urgent\">urgent<") && inbox.contains("nl-fiod@carin"), "{inbox}");
+    // Before it is opened, the row already shows the sealed kind and case
+    // (decrypted locally by the console)...
+    let row = s
+        .execute(&format!("return document.querySelector('a[href=\"{href}\"]').closest('tr').innerText"))
+        .await?;
+    let row = row.as_str().unwrap_or_default();
+    for want in ["asset-tracing", CASE, "not opened yet", "attachments: 1"] {
+        ensure!(row.contains(want), "unopened inbox row lacks {want:?}: {row}");
+    }
+    // ...without marking it read (no record in ARINSA's local store) and
+    // without any READ receipt reaching the sender.
+    let record = fed
+        .fp("za-npa@arinsa")
+        .profile()?
+        .store_dir
+        .join("received")
+        .join(format!("{msg_id}-nl-fiod@carin.json"));
+    ensure!(!record.exists(), "listing recorded the message as read: {}", record.display());
+    let receipts = fed.client("nl-fiod@carin").await?.receipts(0).await?;
+    ensure!(
+        !receipts.iter().any(|r| r.kind() == "READ" && hex::encode(&r.body.msg_id) == msg_id),
+        "a READ receipt came back from listing: {receipts:?}"
+    );
     shot(&s, &shots, "04-arinsa-inbox").await?;
     follow(&s, &href).await?;
     let page = s.wait_source("id=\"reply-body\"", PROMPT).await?;
