@@ -18,6 +18,10 @@ use super::strings::strings;
 use super::{Page, Shared};
 use crate::util::{handling_name, msg_id_hex, now_ms, priority_name};
 
+/// Reload period of the inbox and sent pages in a browser without
+/// JavaScript (with it, they update on each change the relay reports).
+const LIVE_FALLBACK_SECS: u32 = 30;
+
 /// Link to a message view.
 pub(crate) fn message_link(sender: &str, id: &str, text: &str) -> String {
     format!("<a href=\"/message/{}/{}\">{}</a>", url(sender), url(id), esc(text))
@@ -140,7 +144,7 @@ pub(crate) async fn inbox(State(st): State<Shared>) -> Page {
         .collect();
     let head = [s.created, s.from, s.subject, s.kind, s.case_ref, s.deadline, s.handling, s.state];
     body.push_str(&table(s.read_messages, &head, &rows));
-    Ok(html::frame(Some(&st), s.inbox, &body, None).into_response())
+    Ok(html::frame(Some(&st), s.inbox, &body, Some(LIVE_FALLBACK_SECS)).into_response())
 }
 
 /// `GET /sent`: sent messages, newest first, each with its receipts.
@@ -183,7 +187,7 @@ pub(crate) async fn sent(State(st): State<Shared>, Query(q): Query<HashMap<Strin
     }
     let head = [s.created, s.to, s.subject, s.kind, s.case_ref, s.handling, s.receipts];
     body.push_str(&table(s.sent, &head, &rows));
-    Ok(html::frame(Some(&st), s.sent, &body, None).into_response())
+    Ok(html::frame(Some(&st), s.sent, &body, Some(LIVE_FALLBACK_SECS)).into_response())
 }
 
 /// `GET /overdue`.

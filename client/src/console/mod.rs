@@ -15,18 +15,25 @@
 //! kept in an `HttpOnly; SameSite=Strict` cookie (named after the port); a CSRF token in the action
 //! of every form, checked with the `Origin` header on every POST; a strict
 //! Content-Security-Policy (`default-src 'self'`), `X-Frame-Options: DENY`,
-//! no external resource and no JavaScript at all. A non-loopback address is
-//! refused unless the user passes `--dangerous-listen`.
+//! no external resource, no inline script. The one script, `/static/live.js`
+//! from the binary ([`live`]), only refreshes the inbox, sent and
+//! secretariat pages when the relay reports a change over `/events`
+//! (server-sent events, same session cookie); every page works without it.
+//! A non-loopback address is refused unless the user passes
+//! `--dangerous-listen`.
 //!
 //! Layout: [`strings`] (all texts), `html` (escaping, page frame, CSS),
 //! `svg` (the pictures), `security`, `inbox`, `message`, `compose` (focal
-//! point), `admin` (secretariat), `auditor`.
+//! point), `preview` (inbox rows of unopened messages), `admin`
+//! (secretariat), `auditor` and `witness` (cosignature checks), `live`
+//! (events and the refresh script).
 
 mod admin;
 mod auditor;
 mod compose;
 mod html;
 mod inbox;
+mod live;
 mod message;
 mod preview;
 mod security;
@@ -94,6 +101,8 @@ pub(crate) struct State {
     pub(crate) work: tempfile::TempDir,
     /// Attachments saved by the last opening of each message.
     pub(crate) opened: Mutex<HashMap<(String, String), Vec<SavedAttachment>>>,
+    /// Live page updates ([`live`]).
+    pub(crate) live: live::Live,
     /// What the inbox learnt of messages not opened yet ([`preview`]).
     pub(crate) previews: preview::Previews,
     /// Outcome of the last audit verification (Ok: report; Err: why not).
@@ -152,6 +161,7 @@ impl Console {
             opened: Mutex::new(HashMap::new()),
             last_verify: Mutex::new(None),
             previews: preview::Previews::default(),
+            live: live::Live::new(),
         });
         Ok(Console { state, listener })
     }
@@ -171,12 +181,23 @@ impl Console {
     }
 
     /// Serves until `shutdown` completes, then finishes open requests.
+    /// Event streams of live pages end first, so open tabs do not hold the
+    /// shutdown.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let app = router(self.state.clone());
-        axum::serve(self.listener, app)
+        let watcher = tokio::spawn(live::watch(self.state.clone()));
+        let st = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            st.live.stop();
+        };
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(|e| ClientError::io("console server failed", "listener", e))
+            .map_err(|e| ClientError::io("console server failed", "listener", e));
+        self.state.live.stop();
+        let _ = watcher.await;
+        served
     }
 }
 
@@ -184,6 +205,8 @@ fn router(state: Shared) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/static/console.css", get(html::css))
+        .route("/static/live.js", get(live::script))
+        .route("/events", get(live::events))
         .route("/inbox", get(inbox::inbox))
         .route("/sent", get(inbox::sent))
         .route("/overdue", get(inbox::overdue))

@@ -1,16 +1,20 @@
 //! The end-to-end scenario in headless Chromium: a CARIN focal
 //! point composes an urgent asset-tracing request with an attachment to an
 //! ARINSA focal point (across the carin–arinsa link); ARINSA's console shows
-//! it, opens it, downloads the attachment with the right hash, replies and
-//! acknowledges; the sender's console shows the delivery receipt and the
+//! it (kind and case already shown before it is opened, without marking it
+//! read), opens it, downloads the attachment with the right hash, replies and
+//! acknowledges; the sender's open inbox shows a follow-up pushed live (no
+//! navigation, no reload); the sender's console shows the delivery receipt and the
 //! reply in the case thread; the secretariat's console shows the link
 //! states (and pauses/resumes a link); the auditor's console verifies the
 //! log, requiring ARINSA's witness cosignature (shown as verified against
 //! the key given with `--witness`), and draws the message's route. One screenshot per view is saved.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
+use focal_client::progress::NoProgress;
 use focal_proto::Role;
 use focal_tests::Federation;
 
@@ -19,6 +23,7 @@ use crate::{ConsoleProc, PROMPT, browser_or_skip, http, sha256_hex};
 
 const CASE: &str = "CARIN-2026-0042";
 const SUBJECT: &str = "Asset tracing: Meridian Holdings accounts";
+const FOLLOW_UP: &str = "Follow-up: Meridian Holdings 2024 statements";
 
 fn shots_dir() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
@@ -43,10 +48,24 @@ fn witness_key(fed: &Federation, network: &str) -> Result<(String, String)> {
     Ok((name, key))
 }
 
-/// Follows the link whose href is exactly `href`.
+/// Follows the link whose href is exactly `href`. Live pages may swap
+/// their content between finding and clicking the link (when the relay
+/// reports a change): a stale element is looked up again.
 async fn follow(s: &Session, href: &str) -> Result<()> {
-    let link = s.find(&format!("a[href=\"{href}\"]")).await?;
-    s.click(&link).await
+    press(s, &format!("a[href=\"{href}\"]")).await
+}
+
+/// Clicks the element matching `css`, looking it up again if a live page
+/// swapped its content in between.
+async fn press(s: &Session, css: &str) -> Result<()> {
+    let mut attempts = 0;
+    loop {
+        let e = s.find(css).await?;
+        match s.click(&e).await {
+            Err(e) if attempts < 5 && format!("{e:#}").contains("stale element") => attempts += 1,
+            done => return done,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,21 +195,37 @@ async fn request_reply_receipt_links_and_audit_in_the_browser() -> Result<()> {
     ensure!(sha256_hex(&file.body) == want_sha, "downloaded attachment has another SHA-256");
     s.type_into(&s.find("#reply-body").await?, "Accounts identified; statements follow.").await?;
     s.click(&s.find("#reply-send").await?).await?;
-    s.wait_url("/sent?accepted=", PROMPT).await?;
+    let url = s.wait_url("/sent?accepted=", PROMPT).await?;
+    let reply_id = url.split("accepted=").nth(1).context("reply id")?.to_owned();
     shot(&s, &shots, "06-arinsa-replied").await?;
     s.goto(&format!("{}{href}", arinsa.base)).await?;
     s.click(&s.find("#ack").await?).await?;
     s.wait_url("/inbox", PROMPT).await?;
     s.wait_source("Acknowledged", PROMPT).await?;
 
-    // CARIN: the delivery receipt, then the reply in the case thread.
+    // Live push: with CARIN's inbox open and its script connected to
+    // /events, ARINSA sends a follow-up; it appears in the open page, put
+    // there by the script (the page is not reloaded, the test does not navigate).
     s.goto(&carin.login).await?;
+    ensure!(s.url().await?.ends_with("/inbox"), "login did not land on the inbox: {}", s.url().await?);
+    s.wait_source("data-live=\"connected\"", PROMPT).await?;
+    s.execute("window.focalSamePage = true; return true;").await?;
+    let to = vec![focal_proto::Address::parse_member("nl-fiod@carin")?];
+    let follow_up = focal_client::Draft::new(to, FOLLOW_UP, "Statements for 2024 follow separately.");
+    fed.client("za-npa@arinsa").await?.send(&follow_up, Arc::new(NoProgress)).await?;
+    s.wait_source(FOLLOW_UP, PROMPT).await?;
+    let same = s.execute("return window.focalSamePage === true;").await?;
+    ensure!(same == serde_json::Value::Bool(true), "the inbox was reloaded, not updated in place");
+    let updates = s.execute("return document.documentElement.getAttribute('data-live-updates');").await?;
+    ensure!(updates.as_str().is_some_and(|n| n != "0"), "no live update counted: {updates}");
+    shot(&s, &shots, "07-carin-inbox-live").await?;
+
+    // CARIN: the delivery receipt, then the reply in the case thread.
     s.wait_for(&format!("{}/sent", carin.base), "DELIVERED</span> za-npa@arinsa", PROMPT).await?;
     shot(&s, &shots, "07-carin-receipts").await?;
-    let reply_href = "/message/za-npa%40arinsa/";
-    s.wait_for(&format!("{}/inbox", carin.base), reply_href, PROMPT).await?;
-    let reply_link = s.find(&format!("a[href^=\"{reply_href}\"]")).await?;
-    s.click(&reply_link).await?;
+    let reply_href = format!("/message/za-npa%40arinsa/{reply_id}");
+    s.wait_for(&format!("{}/inbox", carin.base), &reply_href, PROMPT).await?;
+    follow(&s, &reply_href).await?;
     s.wait_source("Accounts identified", PROMPT).await?;
     s.goto(&format!("{}/case?ref={CASE}", carin.base)).await?;
     let thread = s.source().await?;
@@ -204,11 +239,11 @@ async fn request_reply_receipt_links_and_audit_in_the_browser() -> Result<()> {
     ensure!(page.contains("relay.arinsa") && page.contains("relay.gfp") && page.contains("<svg"), "{page}");
     ensure!(page.contains("connected"), "no connected link: {page}");
     shot(&s, &shots, "09-secretariat-federation").await?;
-    s.click(&s.find("button[aria-label=\"Pause relay.gfp\"]").await?).await?;
+    press(&s, "button[aria-label=\"Pause relay.gfp\"]").await?;
     s.wait_source("role=\"status\">pause:", PROMPT).await?;
     s.wait_for(&format!("{}/admin", sec.base), "state-paused", PROMPT).await?;
     shot(&s, &shots, "10-secretariat-paused").await?;
-    s.click(&s.find("button[aria-label=\"Resume relay.gfp\"]").await?).await?;
+    press(&s, "button[aria-label=\"Resume relay.gfp\"]").await?;
     s.wait_source("role=\"status\">resume:", PROMPT).await?;
 
     // The auditor: fetch and verify, then the route of the request. The

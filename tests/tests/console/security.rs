@@ -15,7 +15,16 @@ async fn requests_without_the_session_token_are_refused() -> Result<()> {
     let c = ConsoleProc::start(fed.fp("nl-fiod@carin"), &bins, &[]).await?;
     ensure!(c.login.starts_with("http://127.0.0.1:"), "{}", c.login);
 
-    for path in ["/", "/inbox", "/compose", "/static/console.css", "/message/a@carin/00/attachment/0"] {
+    let paths = [
+        "/",
+        "/inbox",
+        "/compose",
+        "/static/console.css",
+        "/static/live.js",
+        "/events",
+        "/message/a@carin/00/attachment/0",
+    ];
+    for path in paths {
         let r = get(&format!("{}{path}", c.base), &[]).await?;
         ensure!(r.status == 403, "{path} without a session: {} {}", r.status, r.text());
         ensure!(r.header("content-security-policy").contains("default-src 'self'"), "{:?}", r.headers);
@@ -44,7 +53,13 @@ async fn requests_without_the_session_token_are_refused() -> Result<()> {
     );
     ensure!(r.header("x-frame-options") == "DENY", "{:?}", r.headers);
     let page = r.text();
-    ensure!(!page.contains("<script") && !page.contains("http://") && !page.contains("https://"), "{page}");
+    // No inline script: the only script is the console's own live-update file.
+    let own = "<script src=\"/static/live.js\" defer></script>";
+    ensure!(page.matches("<script").count() == page.matches(own).count(), "{page}");
+    ensure!(!page.contains("http://") && !page.contains("https://"), "{page}");
+    let r = get(&format!("{}/static/live.js", c.base), &[("cookie", &cookie)]).await?;
+    ensure!(r.status == 200 && r.header("content-type").starts_with("text/javascript"), "{:?}", r.headers);
+    ensure!(r.text().contains("new EventSource('/events')"), "{}", r.text());
     // Keys and certificates never reach the browser.
     ensure!(!page.contains("PRIVATE KEY") && !page.contains("CERTIFICATE"), "{page}");
 
