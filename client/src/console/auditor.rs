@@ -157,7 +157,7 @@ pub(crate) async fn view(State(st): State<Shared>, Query(q): Query<HashMap<Strin
                 (s.root, format!("<code>{}</code>", esc(&r.root))),
                 (s.checkpoints, format!("{} {}", r.checkpoints, s.signatures_checked)),
                 (s.consistency, esc(&previous)),
-                (s.cosignatures, esc(&cos)),
+                (s.cosignatures_supplied, esc(&cos)),
             ]));
             Some(r.size)
         }

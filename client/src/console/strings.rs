@@ -168,6 +168,8 @@ pub struct Strings {
     pub not_verified: &'static str,
     /// Label.
     pub cosignatures: &'static str,
+    /// Label of the count of cosignature lines the relay supplied (unverified).
+    pub cosignatures_supplied: &'static str,
     /// Witness status: before the witness name.
     pub cosigned_by: &'static str,
     /// Witness status: after the name of a witness whose cosignature verifies.
@@ -356,6 +358,7 @@ pub static EN: Strings = Strings {
     verified: "verified",
     not_verified: "not verified",
     cosignatures: "Witness cosignatures",
+    cosignatures_supplied: "Cosignatures supplied by the relay",
     cosigned_by: "cosigned by",
     cosig_verified: "(verified)",
     cosig_not_verified: "cosignature NOT verified",
