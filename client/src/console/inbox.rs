@@ -60,6 +60,7 @@ pub(crate) async fn inbox(State(st): State<Shared>) -> Page {
     let waiting = st.client.list_inbox().await?;
     let store = st.client.store();
     let mut rows = Vec::new();
+    let mut budget = preview::PAGE_BUDGET_BYTES;
     for m in &waiting {
         let id = msg_id_hex(&m.msg_id);
         let from = m.sender.to_string();
@@ -72,7 +73,7 @@ pub(crate) async fn inbox(State(st): State<Shared>) -> Page {
                 case_link(&r.case_ref),
                 esc(&time(r.response_deadline_ms)),
             ),
-            None => match preview::preview(&st, m).await {
+            None => match preview::preview(&st, m, &mut budget).await {
                 Preview::Opened(p) => {
                     let mut subject =
                         message_link(&from, &id, if p.subject.is_empty() { &id } else { &p.subject });
@@ -89,6 +90,9 @@ pub(crate) async fn inbox(State(st): State<Shared>) -> Page {
                     }
                     subject.push_str("</span>");
                     (subject, esc(&p.kind), case_link(&p.case_ref), esc(&time(p.deadline_ms)))
+                }
+                Preview::Deferred => {
+                    (message_link(&from, &id, s.open), sealed(s.sealed), sealed(s.sealed), sealed(s.sealed))
                 }
                 Preview::TooLarge => (
                     message_link(&from, &id, s.open),

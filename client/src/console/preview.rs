@@ -10,7 +10,8 @@
 //! by sender, message id and ciphertext digest, so a refreshed inbox does
 //! not download a payload again. Payloads above [`PREVIEW_MAX_BYTES`] are
 //! not downloaded: their row shows the size only, until the user opens the
-//! message. Verification failures are kept and shown as `cannot open:
+//! message; one page downloads at most [`PAGE_BUDGET_BYTES`] for previews
+//! (the rest follow on the next refresh). Verification failures are kept and shown as `cannot open:
 //! <reason>`; transient failures (relay unreachable) are retried next time.
 
 use std::collections::HashMap;
@@ -25,6 +26,10 @@ use super::State;
 /// Largest payload (ciphertext, attachments included) the inbox opens
 /// without being asked.
 pub(crate) const PREVIEW_MAX_BYTES: u64 = 8 << 20;
+
+/// Most payload bytes one inbox page downloads for previews; messages
+/// beyond it stay sealed on that page and are previewed on a later one.
+pub(crate) const PAGE_BUDGET_BYTES: u64 = 32 << 20;
 
 /// Most previews kept (the oldest half is dropped beyond it).
 const CACHE_MAX: usize = 2048;
@@ -51,6 +56,8 @@ pub(crate) enum Preview {
     Opened(Summary),
     /// Larger than [`PREVIEW_MAX_BYTES`]: not downloaded.
     TooLarge,
+    /// Not downloaded for this page ([`PAGE_BUDGET_BYTES`] spent): later.
+    Deferred,
     /// It cannot be opened (why).
     Failed(String),
 }
@@ -92,8 +99,9 @@ fn lasting(e: &ClientError) -> bool {
     matches!(e, ClientError::Verify { .. } | ClientError::Proto(_) | ClientError::Protocol { .. })
 }
 
-/// The preview of waiting message `m`, from the cache or by opening it.
-pub(crate) async fn preview(st: &State, m: &MessageInfo) -> Preview {
+/// The preview of waiting message `m`, from the cache or by opening it;
+/// a download is taken from `budget` (bytes this page may still fetch).
+pub(crate) async fn preview(st: &State, m: &MessageInfo, budget: &mut u64) -> Preview {
     if m.payload_size > PREVIEW_MAX_BYTES {
         return Preview::TooLarge;
     }
@@ -101,6 +109,10 @@ pub(crate) async fn preview(st: &State, m: &MessageInfo) -> Preview {
     if let Some(p) = st.previews.get(&key) {
         return p;
     }
+    if m.payload_size > *budget {
+        return Preview::Deferred;
+    }
+    *budget -= m.payload_size;
     match st.client.peek(&m.reference()).await {
         Ok(o) => {
             let c = &o.content;
