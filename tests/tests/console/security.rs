@@ -1,12 +1,14 @@
 //! The console's protections, spoken to with a plain HTTP client (no
 //! browser): session token, CSRF token and Origin check, Host check,
-//! security headers, and the loopback-only bind.
+//! security headers, the loopback-only bind, and that an open live-update
+//! event stream does not hold the console up at shutdown.
 
 use anyhow::{Context, Result, ensure};
 use focal_tests::Federation;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::ConsoleProc;
 use crate::http::{get, request};
+use crate::{ConsoleProc, PROMPT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_without_the_session_token_are_refused() -> Result<()> {
@@ -66,6 +68,30 @@ async fn requests_without_the_session_token_are_refused() -> Result<()> {
     // DNS rebinding: the right cookie under another host name is refused.
     let r = get(&format!("{}/inbox", c.base), &[("cookie", &cookie), ("host", "evil.example:80")]).await?;
     ensure!(r.status == 403, "foreign Host: {}", r.status);
+
+    // A live page's event stream (an open tab) does not hold the console
+    // up at shutdown: SIGTERM ends the stream and the process.
+    let host = c.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&host).await?;
+    let req = format!(
+        "GET /events HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(PROMPT, tcp.read(&mut b)).await.context("event stream headers")??;
+        ensure!(n == 1, "the event stream closed before its headers: {}", String::from_utf8_lossy(&head));
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    ensure!(head.starts_with("http/1.1 200") && head.contains("text/event-stream"), "{head}");
+    let status = c.terminate().await?;
+    ensure!(status.success(), "focal console after SIGTERM: {status}");
+    let mut rest = Vec::new();
+    tokio::time::timeout(PROMPT, tcp.read_to_end(&mut rest))
+        .await
+        .context("the event stream stayed open")??;
     fed.shutdown().await
 }
 
