@@ -1,9 +1,13 @@
 //! The console's protections, spoken to with a plain HTTP client (no
 //! browser): session token, CSRF token and Origin check, Host check,
-//! security headers, the loopback-only bind, and that an open live-update
+//! security headers, the loopback-only bind, an unopenable message shown as
+//! `cannot open: <reason>` in the inbox, and that an open live-update
 //! event stream does not hold the console up at shutdown.
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result, ensure};
+use focal_client::progress::NoProgress;
 use focal_tests::Federation;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -68,6 +72,24 @@ async fn requests_without_the_session_token_are_refused() -> Result<()> {
     // DNS rebinding: the right cookie under another host name is refused.
     let r = get(&format!("{}/inbox", c.base), &[("cookie", &cookie), ("host", "evil.example:80")]).await?;
     ensure!(r.status == 403, "foreign Host: {}", r.status);
+
+    // A waiting message the console cannot open (sealed to an encryption
+    // key this focal point no longer holds) gets a "cannot open: <reason>"
+    // row in the inbox, not a broken page.
+    let me = vec![focal_proto::Address::parse_member("nl-fiod@carin")?];
+    let draft = focal_client::Draft::new(me, "sealed to a retired key", "unreadable now");
+    let sent = fed.client("nl-fiod@carin").await?.send(&draft, Arc::new(NoProgress)).await?;
+    let key_dir = fed.fp("nl-fiod@carin").profile()?.key_dir;
+    std::fs::rename(&key_dir, key_dir.with_extension("retired"))?;
+    focal_client::keys::KeyStore::new(&key_dir).generate(false, focal_client::util::now_ms())?;
+    let r = get(&format!("{}/inbox", c.base), &[("cookie", &cookie)]).await?;
+    let page = r.text();
+    ensure!(r.status == 200, "inbox with an unreadable message: {} {page}", r.status);
+    ensure!(
+        page.contains("cannot open: verification failed") && page.contains("no recipient stanza"),
+        "{page}"
+    );
+    ensure!(page.contains(&hex::encode(sent.msg_id)), "the unreadable message is listed: {page}");
 
     // A live page's event stream (an open tab) does not hold the console
     // up at shutdown: SIGTERM ends the stream and the process.
