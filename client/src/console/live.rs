@@ -15,7 +15,8 @@
 //! - focal point: the relay's live inbox stream ([`Client::inbox`] with
 //!   `follow`): a new message or a receipt, and each reconnection;
 //! - secretariat: the relay's status polled every [`ADMIN_POLL`] while a
-//!   page listens; an event when a link's state or queue depth changes.
+//!   page listens; an event when a link's state or queue depth changes, and
+//!   on the first poll after pages started listening.
 //!
 //! The broadcast channel is bounded; a listener that lags just gets one
 //! more `change`. Every stream ends when the console shuts down, so the
@@ -164,7 +165,9 @@ async fn watch_links(st: &Shared) {
         let mut admin = AdminClient::new(st.client.channel());
         let Ok(status) = admin.status(pb::StatusRequest {}).await else { continue };
         let now = link_fingerprint(status.get_ref());
-        if last.as_ref().is_some_and(|l| *l != now) {
+        // The first look after a page started listening counts as a change
+        // too: the page may have been rendered before what we see now.
+        if last.as_ref() != Some(&now) {
             st.live.notify("links");
         }
         last = Some(now);

@@ -6,7 +6,7 @@
 //! acknowledges; the sender's open inbox shows a follow-up pushed live (no
 //! navigation, no reload); the sender's console shows the delivery receipt and the
 //! reply in the case thread; the secretariat's console shows the link
-//! states (and pauses/resumes a link); the auditor's console verifies the
+//! states, shows a link paused elsewhere without navigating, and resumes it; the auditor's console verifies the
 //! log, requiring ARINSA's witness cosignature (shown as verified against
 //! the key given with `--witness`), and draws the message's route. One screenshot per view is saved.
 
@@ -16,6 +16,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, ensure};
 use focal_client::progress::NoProgress;
 use focal_proto::Role;
+use focal_proto::pb::{self, admin_client::AdminClient};
 use focal_tests::Federation;
 
 use crate::webdriver::{Driver, Session};
@@ -239,9 +240,15 @@ async fn request_reply_receipt_links_and_audit_in_the_browser() -> Result<()> {
     ensure!(page.contains("relay.arinsa") && page.contains("relay.gfp") && page.contains("<svg"), "{page}");
     ensure!(page.contains("connected"), "no connected link: {page}");
     shot(&s, &shots, "09-secretariat-federation").await?;
-    press(&s, "button[aria-label=\"Pause relay.gfp\"]").await?;
-    s.wait_source("role=\"status\">pause:", PROMPT).await?;
-    s.wait_for(&format!("{}/admin", sec.base), "state-paused", PROMPT).await?;
+    // Live: another secretariat session pauses the GFP link (as `focal
+    // admin pause-peer` does); the open page shows it without navigating.
+    s.wait_source("data-live=\"connected\"", PROMPT).await?;
+    s.execute("window.focalSamePage = true; return true;").await?;
+    let admin_client = focal_client::Client::connect(admin.profile()?).await?;
+    AdminClient::new(admin_client.channel()).pause_peer(pb::PeerRequest { peer: "relay.gfp".into() }).await?;
+    s.wait_source("state-paused", PROMPT).await?;
+    let same = s.execute("return window.focalSamePage === true;").await?;
+    ensure!(same == serde_json::Value::Bool(true), "the secretariat page was reloaded, not updated");
     shot(&s, &shots, "10-secretariat-paused").await?;
     press(&s, "button[aria-label=\"Resume relay.gfp\"]").await?;
     s.wait_source("role=\"status\">resume:", PROMPT).await?;
