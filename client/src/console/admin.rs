@@ -2,8 +2,9 @@
 //! `focal.v1.Admin` service, the same RPCs as `focal admin status` and
 //! `focal admin retry-peer|pause-peer|resume-peer`. The federation is drawn
 //! as seen from this relay (its links, their states, queue depths and
-//! oldest ages), beside the same facts in a table; the page refreshes
-//! itself every 10 seconds with a meta refresh (no script). Members come
+//! oldest ages), beside the same facts in a table; the page updates itself
+//! when a link's state or queue depth changes ([`super::live`]), or every
+//! 10 seconds with a meta refresh in a browser without script. Members come
 //! from the network's directory, each entry verified, with its expiry.
 
 use std::collections::HashMap;
