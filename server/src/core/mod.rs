@@ -50,6 +50,7 @@ pub mod backoff;
 pub mod broadcast;
 pub mod dedup;
 pub mod escalation;
+pub mod fedview;
 pub mod outbox;
 pub mod policy;
 pub mod ratelimit;

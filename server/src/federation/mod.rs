@@ -96,6 +96,7 @@ mod link;
 mod outbound;
 pub mod policy;
 mod reload;
+mod reports;
 mod tuning;
 mod wire;
 
@@ -114,6 +115,7 @@ pub use inbound::{BoxFuture, InboundHandler, InboundPayload};
 pub use link::LinkStatus;
 pub use outbound::LinkHandle;
 pub use reload::FederationControl;
+pub use reports::{LinkReports, MIN_GAP, REPORT_EVERY, SEND_TIMEOUT};
 pub use tuning::{MAX_CHUNK, Tuning, client_config, server_config};
 pub use wire::{close_code, stream_code};
 
@@ -202,6 +204,7 @@ pub(crate) struct Shared {
     pub(crate) inflight: InFlight,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) trust: SharedTrust,
+    pub(crate) reports: LinkReports,
 }
 
 /// Entry point; see the module docs.
@@ -282,6 +285,7 @@ impl Federation {
             Arc::new(quinn::TokioRuntime),
         )?;
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let reports = reports::new_view(slots.keys().map(|(network, _)| network.clone()));
         let shared = Arc::new(Shared {
             me: me.clone(),
             hello,
@@ -293,9 +297,13 @@ impl Federation {
             inflight: InFlight::default(),
             shutdown,
             trust,
+            reports: reports.clone(),
         });
         let relay_span = tracing::info_span!("federation", relay = %me.name, network = %me.network);
         let mut tasks = vec![tokio::spawn(run_acceptor(shared.clone()).instrument(relay_span.clone()))];
+        tasks.push(tokio::spawn(
+            reports::run_reporter(shared.clone(), reports).instrument(relay_span.clone()),
+        ));
         for (slot, rx) in receivers {
             let span = tracing::info_span!(parent: &relay_span, "link", peer = %slot.config.name);
             tasks.push(tokio::spawn(link::run_link(shared.clone(), slot, rx).instrument(span)));
@@ -386,6 +394,12 @@ impl FederationHandle {
     /// Handles of all configured peers.
     pub fn links(&self) -> Vec<LinkHandle> {
         self.shared.peers.values().map(|slot| LinkHandle { slot: slot.clone() }).collect()
+    }
+
+    /// The link reports received from peers (federation view), and the
+    /// seam through which this relay's own link states reach its reports.
+    pub fn link_reports(&self) -> LinkReports {
+        self.shared.reports.clone()
     }
 
     /// A new subscriber to link events (bounded: `Tuning::event_capacity`).
