@@ -301,7 +301,8 @@ mod tests {
         let limits = ViewLimits { max_links: 2, ..ViewLimits::default() };
         let mut v = FederationView::new([net("gfp")], limits);
         let gfp = relay("gfp");
-        let three = vec![link("carin", "connected", 0), link("arinsa", "connected", 0), link("rrag", "backoff", 0)];
+        let three =
+            vec![link("carin", "connected", 0), link("arinsa", "connected", 0), link("rrag", "backoff", 0)];
         assert_eq!(v.handle_report(&gfp, report("gfp", 1, three), 2), Err(ReportRefused::TooManyLinks(3)));
         let cases = [
             (link("Not A Net", "connected", 0), "peer_network"),

@@ -81,7 +81,8 @@ impl LinkReports {
     /// logged (a forged one as a warning).
     pub(crate) fn receive(&self, ctx: &ConnCtx, report: pb::LinkReport, now_ms: i64) {
         let from = &ctx.peer.identity;
-        let res = self.inner.view.lock().unwrap_or_else(|e| e.into_inner()).handle_report(from, report, now_ms);
+        let res =
+            self.inner.view.lock().unwrap_or_else(|e| e.into_inner()).handle_report(from, report, now_ms);
         match res {
             Ok(()) => tracing::trace!(peer = %from, "link report kept"),
             Err(ReportRefused::Outdated) => tracing::debug!(peer = %from, "older link report ignored"),
