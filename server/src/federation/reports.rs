@@ -24,9 +24,10 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::conn::ConnCtx;
 use super::events::LinkEvent;
+use super::outbound::LinkHandle;
 use super::wire::{ReadFail, frame, kind_name, write_frame};
 use super::{Shared, shutdown_signalled};
-use crate::admin::PeerStatusSource;
+use crate::admin::{LinkStatuses, PeerStatusSource};
 use crate::core::fedview::{FederationView, ReportRefused, ViewLimits};
 
 /// Period of link reports.
@@ -124,38 +125,25 @@ fn read_failed(ctx: &ConnCtx, fail: ReadFail) {
 
 /// This relay's own links, as a report.
 fn own_report(sh: &Shared, reports: &LinkReports, now_ms: i64) -> pb::LinkReport {
-    let statuses: HashMap<String, pb::PeerStatus> = match reports.source() {
-        Some(s) => s.peers().into_iter().map(|p| (p.name.clone(), p)).collect(),
-        None => HashMap::new(),
-    };
+    // Without the driver's outbox numbers: the transport's link states.
+    let source = reports.source().unwrap_or_else(|| {
+        let handles = sh.peers.values().map(|slot| LinkHandle { slot: slot.clone() }).collect();
+        Arc::new(LinkStatuses(handles))
+    });
+    let statuses: HashMap<String, pb::PeerStatus> =
+        source.peers().into_iter().map(|p| (p.name.clone(), p)).collect();
     let mut links: Vec<pb::LinkState> = sh
         .peers
         .values()
-        .map(|slot| {
-            let name = &slot.config.name;
-            let (state, queue_depth, oldest_age_ms) = match statuses.get(name) {
-                Some(p) => (p.state.clone(), p.queue_depth, p.oldest_age_ms.max(0)),
-                None => {
-                    let s = slot.status.borrow();
-                    let state = if s.closed {
-                        "closed"
-                    } else if s.remote.is_some() {
-                        "connected"
-                    } else if s.last_error.is_some() {
-                        "backoff"
-                    } else {
-                        "connecting"
-                    };
-                    (state.to_owned(), 0, 0)
-                }
-            };
-            pb::LinkState {
+        .filter_map(|slot| {
+            let p = statuses.get(&slot.config.name)?;
+            Some(pb::LinkState {
                 peer_network: slot.identity.network.to_string(),
-                peer_relay: name.clone(),
-                state,
-                queue_depth,
-                oldest_age_ms,
-            }
+                peer_relay: slot.config.name.clone(),
+                state: p.state.clone(),
+                queue_depth: p.queue_depth,
+                oldest_age_ms: p.oldest_age_ms.max(0),
+            })
         })
         .collect();
     links.sort_by(|a, b| (&a.peer_network, &a.peer_relay).cmp(&(&b.peer_network, &b.peer_relay)));
