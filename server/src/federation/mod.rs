@@ -16,6 +16,8 @@
 //! let ack: pb::ReceiptAck = link.send_receipt(receipt_transfer).await?;
 //! let answer = link.query_directory(query).await?;
 //! let cosig = link.request_cosign(request).await?;
+//! fed.link_reports().set_source(driver);       // own link states for link reports
+//! let remote = fed.link_reports().snapshot(now_ms); // peers' reports (federation view)
 //! fed.close().await;                           // finish inbound streams, close, wait_idle
 //! ```
 //!
@@ -30,6 +32,11 @@
 //!   handler persists first and acks after. It also gets every
 //!   [`LinkEvent`] synchronously (`event`), for peer-refused and
 //!   violation audit records.
+//! * Link reports (`reports.rs`): every `REPORT_EVERY` and shortly after a
+//!   link change, each connected peer gets this relay's own links in a
+//!   `LinkReport` alone on a unidirectional stream (requests use
+//!   bidirectional streams only); what peers report is checked against
+//!   their certificate and kept per network in [`LinkReports`].
 //! * [`LinkEvent`]s: `Connected` (a new current connection: reset outbox
 //!   backoff and resume), `Disconnected` (with reason), `Refused` (inbound
 //!   or outbound, with the certificate identity when known), `Violation`.

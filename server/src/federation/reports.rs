@@ -193,7 +193,7 @@ pub(crate) async fn run_reporter(sh: Arc<Shared>, reports: LinkReports) {
     let mut events = sh.reporter.events.subscribe();
     let mut busy = HashMap::new();
     let mut next_periodic = Instant::now() + REPORT_EVERY;
-    let mut last_sent = Instant::now() - MIN_GAP;
+    let mut last_sent = Instant::now().checked_sub(MIN_GAP).unwrap_or_else(Instant::now);
     let mut early: Option<Instant> = None;
     loop {
         let wake = early.map_or(next_periodic, |e| e.min(next_periodic));
