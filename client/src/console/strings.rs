@@ -274,6 +274,14 @@ pub struct Strings {
     pub extends_size: &'static str,
     /// Label.
     pub signatures_checked: &'static str,
+    /// Caption of the table of links other relays reported.
+    pub reported_links: &'static str,
+    /// Column: where a link's facts come from.
+    pub source: &'static str,
+    /// Before the reporting network's name ("as reported by GFP, 3 s ago").
+    pub reported_by: &'static str,
+    /// After the report's age.
+    pub ago: &'static str,
 }
 
 /// English.
@@ -411,6 +419,10 @@ pub static EN: Strings = Strings {
     first_verification: "first verification of this directory",
     extends_size: "consistent with the checkpoint accepted before, of size",
     signatures_checked: "checkpoint signatures checked",
+    reported_links: "Links between other networks, as their relays report them",
+    source: "Source",
+    reported_by: "as reported by",
+    ago: "ago",
 };
 
 /// The strings of the console's language (English only, for now).

@@ -14,6 +14,7 @@
 //! Run: `cargo test -p focal-tests --test console`.
 
 mod browser;
+mod fedview;
 mod http;
 mod security;
 mod webdriver;
