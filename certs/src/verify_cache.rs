@@ -71,3 +71,38 @@ impl VerifyCache {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use focal_proto::Identity;
+
+    fn memo(from: i64, until: i64) -> Memo {
+        Memo {
+            peer: VerifiedPeer {
+                identity: Identity::from_uri("focal://carin/fp/nl").unwrap(),
+                ed25519_public: [7; 32],
+                not_after: std::time::UNIX_EPOCH,
+            },
+            valid_from: from,
+            valid_until: until,
+        }
+    }
+
+    #[test]
+    fn a_memo_answers_only_inside_its_window_and_the_memo_stays_bounded() {
+        let c = VerifyCache::default();
+        let k = VerifyCache::key(b"cert", Usage::Client);
+        c.put(k, memo(10, 20));
+        assert!(c.get(&k, 9).is_none());
+        assert!(c.get(&k, 10).is_some() && c.get(&k, 20).is_some());
+        assert!(c.get(&k, 21).is_none());
+        assert!(c.get(&VerifyCache::key(b"cert", Usage::Server), 15).is_none(), "usage is part of the key");
+        c.put(VerifyCache::key(b"empty", Usage::Client), memo(30, 20));
+        assert_eq!(c.len(), 1, "an empty window is not stored");
+        for i in 0..(MAX_ENTRIES as u32 + 10) {
+            c.put(VerifyCache::key(&i.to_be_bytes(), Usage::Client), memo(0, 100));
+        }
+        assert!(c.len() <= MAX_ENTRIES);
+    }
+}
