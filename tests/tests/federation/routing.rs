@@ -87,10 +87,14 @@ async fn a_message_to_three_networks_arrives_once_at_each() -> Result<()> {
         assert_eq!(copies, 1, "{r} holds {copies} copies");
         c.ack(&m.reference(), &m.payload_sha256).await?;
     }
-    for r in to {
-        let rc = wait_receipt(&mut a_in, sent.msg_id, Some(r)).await?;
+    // The receipts travel independently (three networks, lanes in parallel
+    // at every hop): they may arrive in any order.
+    let mut waiting: std::collections::BTreeSet<&str> = to.into_iter().collect();
+    while !waiting.is_empty() {
+        let rc = wait_receipt(&mut a_in, sent.msg_id, None).await?;
         assert_eq!(rc.body.kind, pb::ReceiptKind::Delivered as i32);
-        assert_eq!(rc.body.signer, r);
+        assert_eq!(rc.body.signer, rc.body.subject);
+        assert!(waiting.remove(rc.body.subject.as_str()), "unexpected or second receipt from {}", rc.body.subject);
     }
     // Nothing arrived twice meanwhile.
     for (r, c, _) in &inboxes {
