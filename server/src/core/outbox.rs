@@ -16,7 +16,10 @@
 //!    item whose lanes are not busy in flight pulls the items ahead of it in
 //!    its (sender, recipient) lanes forward (priority inheritance), so those
 //!    go next;
-//! 3. otherwise FIFO: the earliest ready pending item.
+//! 3. otherwise FIFO: the earliest ready pending item;
+//! 4. while an urgent item is in flight, nothing else starts: with several
+//!    transfers in flight at once, a normal item sent beside the urgent one
+//!    could otherwise reach the peer's store first.
 //!
 //! So an urgent message overtakes every normal message of other senders, and
 //! of the same sender to other recipients, but never the same sender's
@@ -409,6 +412,10 @@ impl Outbox {
         self.earliest_blocker(seq) == seq && !self.lane_busy(seq)
     }
 
+    fn is_urgent(&self, seq: u64) -> bool {
+        self.items.get(&seq).is_some_and(|e| e.item.urgent)
+    }
+
     fn select(&self) -> Option<u64> {
         if let Some(u) = self.urgent.iter().copied().find(|&u| self.ready(u)) {
             return Some(u);
@@ -475,6 +482,10 @@ impl Outbox {
             return None;
         }
         let seq = self.select()?;
+        if !self.is_urgent(seq) && self.in_flight.iter().any(|&f| self.is_urgent(f)) {
+            // Rule 4: nothing normal starts while an urgent item is in flight.
+            return None;
+        }
         self.remove_pending(seq);
         self.add_in_flight(seq);
         let e = self.items.get_mut(&seq)?;

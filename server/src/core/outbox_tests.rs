@@ -150,7 +150,27 @@ fn urgent_waits_for_its_lane_in_flight_and_others_go_meanwhile() {
     o.handle_ack(&env("x@carin", 2, &[], false).id, 0).unwrap();
     o.push(env("x@carin", 5, &["r@arinsa"], false)).unwrap();
     o.handle_ack(&env("a@carin", 1, &[], false).id, 0).unwrap();
-    assert_eq!(burst(&mut o, 0), [3, 5], "urgent first once its lane is free");
+    assert_eq!(burst(&mut o, 0), [3], "urgent first once its lane is free, and alone");
+    o.handle_ack(&env("a@carin", 3, &[], false).id, 0).unwrap();
+    assert_eq!(burst(&mut o, 0), [5], "then the rest");
+}
+
+#[test]
+fn nothing_normal_starts_beside_an_urgent_item_in_flight() {
+    // Rule 4: with a window, a normal item sent beside the urgent one could
+    // reach the peer's store first; it waits for the urgent item's ack.
+    let mut o = up(8);
+    for n in 1..=3 {
+        o.push(env("bulk@carin", n, &["r@arinsa"], false)).unwrap();
+    }
+    o.push(env("boss@carin", 9, &["r@arinsa"], true)).unwrap();
+    o.push(env("bulk@carin", 4, &["q@arinsa"], false)).unwrap();
+    // (burst yields sequence numbers: the urgent item is seq 4.)
+    assert_eq!(burst(&mut o, 0), [4], "the urgent item goes alone");
+    assert!(o.handle_retry(&env("boss@carin", 9, &[], false).id, 0));
+    assert_eq!(burst(&mut o, 10_000), [4], "after a RETRY it is again first, and alone");
+    o.handle_ack(&env("boss@carin", 9, &[], false).id, 10_000).unwrap();
+    assert_eq!(burst(&mut o, 10_000), [1, 5], "then the normal lanes, concurrently");
 }
 
 #[test]

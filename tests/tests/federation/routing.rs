@@ -94,7 +94,11 @@ async fn a_message_to_three_networks_arrives_once_at_each() -> Result<()> {
         let rc = wait_receipt(&mut a_in, sent.msg_id, None).await?;
         assert_eq!(rc.body.kind, pb::ReceiptKind::Delivered as i32);
         assert_eq!(rc.body.signer, rc.body.subject);
-        assert!(waiting.remove(rc.body.subject.as_str()), "unexpected or second receipt from {}", rc.body.subject);
+        assert!(
+            waiting.remove(rc.body.subject.as_str()),
+            "unexpected or second receipt from {}",
+            rc.body.subject
+        );
     }
     // Nothing arrived twice meanwhile.
     for (r, c, _) in &inboxes {
