@@ -33,6 +33,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor};
 use x509_parser::num_bigint::BigUint;
 
+use crate::verify_cache::VerifyCache;
 use crate::error::{CertsError, Result};
 use crate::verify::{ed25519_key, network_of_ca_name, parse};
 
@@ -196,12 +197,19 @@ pub(crate) struct CaAnchor {
     not_after: i64,
     pub(crate) crl: Option<webpki::CertRevocationList<'static>>,
     crl_number: Option<BigUint>,
+    /// The loaded CRL's nextUpdate (Unix seconds), if it has one.
+    pub(crate) crl_next_update: Option<i64>,
 }
 
 impl CaAnchor {
     pub(crate) fn valid_at(&self, now_secs: u64) -> bool {
         let now = i64::try_from(now_secs).unwrap_or(i64::MAX);
         self.not_before <= now && now <= self.not_after
+    }
+
+    /// notBefore and notAfter (Unix seconds).
+    pub(crate) fn validity(&self) -> (i64, i64) {
+        (self.not_before, self.not_after)
     }
 }
 
@@ -215,6 +223,8 @@ pub struct TrustStore {
     bundle: TrustBundle,
     networks: BTreeMap<NetworkId, NetworkTrust>,
     hints: Vec<DistinguishedName>,
+    /// Successful verifications against this snapshot (see `verify_cache`).
+    verified: VerifyCache,
 }
 
 impl fmt::Debug for TrustStore {
@@ -281,11 +291,12 @@ impl TrustStore {
                     not_after: facts.not_after,
                     crl: None,
                     crl_number: None,
+                    crl_next_update: None,
                 });
             }
             networks.insert(net.clone(), NetworkTrust { cas: anchors });
         }
-        let mut store = TrustStore { bundle, networks, hints };
+        let mut store = TrustStore { bundle, networks, hints, verified: VerifyCache::default() };
         for (what, der) in crls {
             store.attach_crl(&what, &der)?;
         }
@@ -310,6 +321,7 @@ impl TrustStore {
                 .map_err(|e| err(format!("not usable for revocation checks: {e}")))?;
             ca.crl = Some(owned.into());
             ca.crl_number = number;
+            ca.crl_next_update = crl.next_update().map(|t| t.timestamp());
             return Ok(());
         }
         Err(err(format!(
@@ -326,6 +338,10 @@ impl TrustStore {
     /// Whether a CRL is loaded for some CA of `network`.
     pub fn has_crl(&self, network: &NetworkId) -> bool {
         self.networks.get(network).is_some_and(|n| n.cas.iter().any(|c| c.crl.is_some()))
+    }
+
+    pub(crate) fn verify_cache(&self) -> &VerifyCache {
+        &self.verified
     }
 
     pub(crate) fn network(&self, network: &NetworkId) -> Option<&NetworkTrust> {

@@ -23,6 +23,7 @@ pub mod error;
 mod files;
 pub mod tls;
 pub mod verify;
+mod verify_cache;
 
 pub use bundle::{CertRefusal, SharedTrust, TrustBundle, TrustStore};
 pub use ca::{IssueRequest, IssuedCert, NetworkCa, Revoked};

@@ -25,6 +25,7 @@ use x509_parser::extensions::GeneralName;
 
 use crate::bundle::TrustStore;
 use crate::error::{CertsError, Result};
+use crate::verify_cache::{Memo, VerifyCache};
 
 /// DER content of the id-kp-serverAuth OID (1.3.6.1.5.5.7.3.1).
 const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
@@ -35,7 +36,7 @@ const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02]
 static CHAIN_ALGS: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm] = &[webpki::ring::ED25519];
 
 /// What a certificate is being verified for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Usage {
     /// TLS client authentication (every Focal leaf certificate): also the
     /// usage for certificates that sign envelopes, receipts and directory entries.
@@ -102,6 +103,15 @@ pub(crate) fn verify_at(
     now: UnixTime,
     usage: Usage,
 ) -> Result<VerifiedPeer> {
+    // A chain with intermediates is rare (Focal CAs issue leaves directly):
+    // only the direct case is remembered.
+    let memo_key = intermediates.is_empty().then(|| VerifyCache::key(end_entity.as_ref(), usage));
+    let now_i64 = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    if let Some(key) = &memo_key
+        && let Some(peer) = store.verify_cache().get(key, now_i64)
+    {
+        return Ok(peer);
+    }
     let info = CertInfo::parse(end_entity)?;
     let claimed = info.identity.clone();
     let Some(net) = store.network(&claimed.network) else {
@@ -133,7 +143,19 @@ pub(crate) fn verify_at(
             None,
         ) {
             Ok(_) => {
-                return Ok(VerifiedPeer { identity: claimed, ed25519_public, not_after: info.not_after });
+                let peer = VerifiedPeer { identity: claimed, ed25519_public, not_after: info.not_after };
+                if let Some(key) = memo_key {
+                    let (ca_from, ca_until) = ca.validity();
+                    // A loaded CRL refuses everything from its nextUpdate on.
+                    let crl_until = ca.crl_next_update.map_or(i64::MAX, |t| t.saturating_sub(1));
+                    let memo = Memo {
+                        peer: peer.clone(),
+                        valid_from: unix_secs(info.not_before).max(ca_from),
+                        valid_until: unix_secs(info.not_after).min(ca_until).min(crl_until),
+                    };
+                    store.verify_cache().put(key, memo);
+                }
+                return Ok(peer);
             }
             Err(e) => last_err = Some(e),
         }
@@ -310,4 +332,12 @@ pub(crate) fn secs(t: SystemTime) -> u64 {
 /// The network whose CA's common name is `Focal <net> CA`, if any.
 pub(crate) fn network_of_ca_name(cn: &str) -> Option<NetworkId> {
     cn.strip_prefix("Focal ")?.strip_suffix(" CA").and_then(|n| NetworkId::new(n).ok())
+}
+
+/// Seconds since the Unix epoch of `t` (negative before it).
+fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
 }

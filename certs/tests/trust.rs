@@ -226,3 +226,34 @@ fn credentials_refuse_a_key_of_another_certificate() {
     assert_eq!(ok.identity.uri(), "focal://carin/fp/a");
     assert_eq!(a.identity, ok.identity);
 }
+
+/// Each snapshot remembers its successful verifications (every relay hop
+/// checks the same signers' certificates); a remembered success must never
+/// outlive the window in which the full check would pass.
+#[test]
+fn a_remembered_verification_never_outlives_the_certificate_the_ca_or_the_crl() {
+    let carin = ca("carin"); // 30-day CA
+    let mut req = IssueRequest::new(Role::Fp, "nl");
+    req.not_after = SystemTime::now() + 5 * DAY;
+    let issued = carin.issue(&req).unwrap();
+    let fp = Credentials::from_pem(&issued.cert_pem, &issued.key_pem).unwrap();
+    // CRL valid for 2 days: remembered now, refused after its nextUpdate.
+    let s = store(&[&carin], vec![crl_der(&carin.crl(&[], 1, 2).unwrap())]);
+    for _ in 0..3 {
+        verify_peer(&s, fp.cert_der(), &[], SystemTime::now()).unwrap();
+    }
+    let err = verify_peer(&s, fp.cert_der(), &[], SystemTime::now() + 3 * DAY).unwrap_err();
+    assert!(matches!(err, CertsError::RevocationUnknown { .. }), "{err}");
+    // Without a CRL: remembered now, refused once the leaf expired.
+    let s = store(&[&carin], vec![]);
+    verify_peer(&s, fp.cert_der(), &[], SystemTime::now()).unwrap();
+    let err = verify_peer(&s, fp.cert_der(), &[], SystemTime::now() + 6 * DAY).unwrap_err();
+    assert!(matches!(err, CertsError::Expired { .. }), "{err}");
+    // The usage is part of what is remembered.
+    let err = verify_peer_for(&s, fp.cert_der(), &[], SystemTime::now(), Usage::Server).unwrap_err();
+    assert!(matches!(err, CertsError::WrongUsage { .. }), "{err}");
+    // A revocation reaches a new snapshot at once (a reload builds a new store).
+    let s = store(&[&carin], vec![crl_der(&carin.crl(&[r(&issued.serial_hex)], 2, 2).unwrap())]);
+    let err = verify_peer(&s, fp.cert_der(), &[], SystemTime::now()).unwrap_err();
+    assert!(matches!(err, CertsError::Revoked { .. }), "{err}");
+}

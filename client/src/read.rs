@@ -179,8 +179,48 @@ impl FileSink {
 }
 
 impl Client {
-    /// Fetches, verifies and opens a message; see the module docs.
+    /// Fetches, verifies and opens a message (see the module docs), and
+    /// records it as read in the local store.
     pub async fn read(
+        &self,
+        msg: &MessageRef,
+        opts: &ReadOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<OpenedMessage> {
+        let opened = self.open_verified(msg, opts, progress).await?;
+        let (info, content) = (&opened.info, &opened.content);
+        self.store.put_received(&ReceivedRecord {
+            msg_id: msg_id_hex(&info.msg_id),
+            from: info.sender.to_string(),
+            to: info.recipients.iter().map(ToString::to_string).collect(),
+            subject: content.subject.clone(),
+            case_ref: content.case_ref.clone(),
+            reply_to_msg_id: hex::encode(&content.reply_to_msg_id),
+            reply_to_sender: content.reply_to_sender.clone(),
+            handling: handling_name(info.handling).into(),
+            created_at_ms: info.created_at_ms,
+            read_at_ms: now_ms(),
+            payload_sha256: hex::encode(&info.payload_sha256),
+            attachments: opened.attachments.iter().map(|a| a.name.clone()).collect(),
+            acked: false,
+            kind: crate::case::kind_name(content.kind()).into(),
+            response_deadline_ms: content.response_deadline_ms,
+        })?;
+        Ok(opened)
+    }
+
+    /// Fetches, verifies and opens a message exactly as [`Client::read`]
+    /// does (every signature and digest checked, attachments hashed and
+    /// discarded) but leaves no trace: nothing is written to the local
+    /// store, so the message stays unread, and no receipt is sent. The
+    /// console builds its inbox rows with it. The caller bounds the size:
+    /// the whole payload is downloaded.
+    pub async fn peek(&self, msg: &MessageRef) -> Result<OpenedMessage> {
+        self.open_verified(msg, &ReadOptions::default(), Arc::new(crate::progress::NoProgress)).await
+    }
+
+    /// The fetch, verify and open of [`Client::read`], without recording.
+    async fn open_verified(
         &self,
         msg: &MessageRef,
         opts: &ReadOptions,
@@ -336,23 +376,6 @@ impl Client {
                 path,
             })
             .collect();
-        self.store.put_received(&ReceivedRecord {
-            msg_id: msg_id_hex(&info.msg_id),
-            from: info.sender.to_string(),
-            to: info.recipients.iter().map(ToString::to_string).collect(),
-            subject: content.subject.clone(),
-            case_ref: content.case_ref.clone(),
-            reply_to_msg_id: hex::encode(&content.reply_to_msg_id),
-            reply_to_sender: content.reply_to_sender.clone(),
-            handling: handling_name(info.handling).into(),
-            created_at_ms: info.created_at_ms,
-            read_at_ms: now_ms(),
-            payload_sha256: hex::encode(&info.payload_sha256),
-            attachments: attachments.iter().map(|a| a.name.clone()).collect(),
-            acked: false,
-            kind: crate::case::kind_name(content.kind()).into(),
-            response_deadline_ms: content.response_deadline_ms,
-        })?;
         Ok(OpenedMessage { info, content, attachments, resumed })
     }
 }

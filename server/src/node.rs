@@ -176,6 +176,9 @@ pub(crate) async fn run(
                 Tuning::default(),
             )?;
             driver_tasks = relaying.start(fed.links(), stop_rx.clone());
+            // Federation view: own link states go out in link reports; peers' reports show in Admin.Status.
+            fed.link_reports().set_source(relaying.clone());
+            ops.state.set_link_reports(fed.link_reports());
             ops.state.set_peer_control(relaying.clone()); // OPS: Admin peer control
             ops.state.reloader.set_federation(fed.control()); // OPS: reload QUIC cert, close revoked peers
             federation = Some(fed);

@@ -97,6 +97,13 @@ async fn replayed_and_old_messages_from_a_peer_are_not_delivered_again() {
     .unwrap();
     let link = evil.link("relay-gfp").unwrap();
     tokio::time::timeout(DEADLINE, link.wait_connected()).await.unwrap().unwrap();
+    // Both sides dial; "relay-carin" < "relay-gfp", so the connection this
+    // side dialled is the one both keep. Wait for it, or a transfer may be
+    // cut by the duplicate-connection swap (LinkLost "duplicate connection").
+    federation_support::eventually("the link settles on carin's own dial", || {
+        link.remote().is_some_and(|r| r.dialled_by_us) && evil.open_connections() == 1
+    })
+    .await;
 
     let g = Fp::connect(&pki, "gfp", "g", grpc).await;
     let alice = pki.creds("carin", Role::Fp, "alice");

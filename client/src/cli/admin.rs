@@ -16,7 +16,8 @@ use crate::util::fmt_time_ms;
 /// `focal admin …`
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// Version, uptime, peers with queue depths, store size, certificates.
+    /// Version, uptime, peers with queue depths, store size, certificates,
+    /// and the links between other relays as linked peers report them.
     Status,
     /// Queued messages by clear header only (never content).
     Queue {
@@ -157,12 +158,29 @@ async fn status(admin: &mut AdminClient<Channel>, json_out: bool) -> Result<()> 
             .collect();
         let certs: Vec<_> =
             s.certificates.iter().map(|c| json!({"what": c.what, "not_after_ms": c.not_after_ms})).collect();
+        let remote: Vec<_> = s
+            .remote_reports
+            .iter()
+            .map(|r| {
+                let links: Vec<_> = r
+                    .links
+                    .iter()
+                    .map(|l| {
+                        json!({"peer_network": l.peer_network, "peer_relay": l.peer_relay, "state": l.state,
+                               "queue_depth": l.queue_depth, "oldest_age_ms": l.oldest_age_ms})
+                    })
+                    .collect();
+                json!({"network": r.network, "relay": r.relay, "reported_at_ms": r.reported_at_ms,
+                       "age_ms": r.age_ms, "stale": r.stale, "links": links})
+            })
+            .collect();
         println!(
             "{}",
             json!({"type": "status", "version": s.version, "relay": s.relay, "network": s.network,
                    "uptime_ms": s.uptime_ms, "networks_served": s.networks_served, "peers": peers,
                    "store_bytes": s.store_bytes, "mailbox_messages": s.mailbox_messages,
-                   "audit_log_size": s.audit_log_size, "certificates": certs})
+                   "audit_log_size": s.audit_log_size, "certificates": certs,
+                   "remote_reports": remote})
         );
         return Ok(());
     }
@@ -193,6 +211,21 @@ async fn status(admin: &mut AdminClient<Channel>, json_out: bool) -> Result<()> 
     }
     for c in &s.certificates {
         println!("valid      {} until {}", c.what, fmt_time_ms(c.not_after_ms));
+    }
+    for r in &s.remote_reports {
+        let fresh = if r.stale { ", STALE: link states not current" } else { "" };
+        println!("reported   by {} ({}), {} s ago{fresh}", r.network, r.relay, r.age_ms / 1000);
+        for l in &r.links {
+            println!(
+                "link       {} <-> {} ({}): {}, {} queued, oldest {} s",
+                r.network,
+                l.peer_network,
+                l.peer_relay,
+                if r.stale { "unknown (stale)" } else { l.state.as_str() },
+                l.queue_depth,
+                l.oldest_age_ms / 1000
+            );
+        }
     }
     Ok(())
 }

@@ -31,6 +31,13 @@ pub struct ConsoleArgs {
     /// Auditors: local log directory (default: <store_dir>/audit-log).
     #[arg(long, value_name = "DIR")]
     pub audit_dir: Option<PathBuf>,
+    /// Auditors: a witness verifier key whose cosignatures are verified (repeatable), as for
+    /// `focal audit verify --witness`.
+    #[arg(long = "witness", value_name = "VKEY")]
+    pub witnesses: Vec<String>,
+    /// Auditors: valid witness cosignatures required on the latest checkpoint.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub require_witnesses: usize,
 }
 
 /// Serves the console until Ctrl-C or SIGTERM.
@@ -46,6 +53,8 @@ pub(super) async fn run(a: &ConsoleArgs, profile: Profile, json: bool) -> Result
         dangerous_listen,
         audit_key: a.audit_key.clone(),
         audit_dir: a.audit_dir.clone(),
+        witnesses: a.witnesses.clone(),
+        required_witnesses: a.require_witnesses,
     };
     let console = Console::bind(client, opts).await?;
     let url = console.url();

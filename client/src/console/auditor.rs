@@ -3,7 +3,11 @@
 //! auditor's local log directory. "Fetch and verify" downloads new entries
 //! (verified on the way) and then verifies the whole directory offline with
 //! the log key given at start (`--audit-key`); the checkpoint history shows
-//! each stored checkpoint with the outcome of that verification; entries can
+//! each stored checkpoint with the outcome of that verification (log
+//! signature, consistency) and, per witness, its cosignature verified
+//! against the keys given with `--witness` ([`super::witness`]), not
+//! verified, or missing; `--require-witnesses N` makes the verification
+//! itself fail below N valid cosignatures; entries can
 //! be filtered by time, kind, sender, peer and message id; a message's
 //! trace is drawn as a route; per-day counts as bars; exports as JSONL/CSV.
 
@@ -18,8 +22,10 @@ use serde_json::Value;
 use super::html::{self, action, esc, fields, table, time, url};
 use super::strings::strings;
 use super::svg::{self, Stop};
+use super::witness::{self, Cosig};
 use super::{Failure, Page, Shared};
 use crate::audit::{self, ExportFormat};
+use focal_proto::audit::LogKey;
 
 /// Rows shown at most in the entries table (newest first).
 const MAX_ROWS: usize = 500;
@@ -34,7 +40,11 @@ pub(crate) async fn refresh(State(st): State<Shared>) -> Page {
     let mut client = st.client.audit();
     let fetched = audit::fetch(&mut client, &st.audit_dir, &key).await;
     let outcome = match &fetched {
-        Ok(_) => audit::verify(&st.audit_dir, &key, &[], 0).map_err(|e| e.to_string()),
+        Ok(_) => {
+            let named: Vec<(String, String)> =
+                st.witnesses.iter().map(|t| (t.name().to_owned(), t.vkey.clone())).collect();
+            audit::verify(&st.audit_dir, &key, &named, st.required_witnesses).map_err(|e| e.to_string())
+        }
         Err(e) => Err(e.to_string()),
     };
     *st.last_verify.lock().expect("verify state") = Some(outcome);
@@ -42,20 +52,67 @@ pub(crate) async fn refresh(State(st): State<Shared>) -> Page {
     Ok(Redirect::to(&format!("/audit?cosigned={cos}")).into_response())
 }
 
-/// The stored checkpoints: (size, root, signature lines).
-fn checkpoint_files(st: &Shared) -> Vec<(u64, String, usize)> {
+/// A stored checkpoint: size (from the file name), root line, whole note.
+struct StoredCheckpoint {
+    size: u64,
+    root: String,
+    note: String,
+}
+
+/// The stored checkpoints, smallest first.
+fn checkpoint_files(st: &Shared) -> Vec<StoredCheckpoint> {
     let Ok(rd) = std::fs::read_dir(st.audit_dir.join("checkpoints")) else { return Vec::new() };
-    let mut out: Vec<(u64, String, usize)> = rd
+    let mut out: Vec<StoredCheckpoint> = rd
         .filter_map(|e| e.ok())
         .filter(|e| e.path().extension().is_some_and(|x| x == "note"))
         .filter_map(|e| {
             let size = e.path().file_stem()?.to_str()?.parse().ok()?;
             let note = std::fs::read_to_string(e.path()).ok()?;
             let root = note.lines().nth(2).unwrap_or("").to_owned();
-            Some((size, root, note.lines().filter(|l| l.starts_with("\u{2014} ")).count()))
+            Some(StoredCheckpoint { size, root, note })
         })
         .collect();
-    out.sort();
+    out.sort_by_key(|c| c.size);
+    out
+}
+
+/// The log signature of a stored checkpoint as a cell.
+fn signature_cell(note: &str, key: Option<&LogKey>) -> String {
+    let s = strings();
+    match key.map(|k| witness::log_signature(note, k)) {
+        Some(Ok(())) => format!("<span class=\"ok\">{}</span>", esc(s.ok)),
+        Some(Err(e)) => format!("<span class=\"bad\">{}: {}</span>", esc(s.not_verified), esc(&e)),
+        None => esc(s.not_verified),
+    }
+}
+
+/// The witnesses' cosignatures on a checkpoint as a list.
+fn witness_list(st: &Shared, note: &str, id: Option<&str>) -> String {
+    let s = strings();
+    let origin = note.lines().next().unwrap_or("");
+    let rows = witness::cosignatures(note, origin, &st.witnesses);
+    if rows.is_empty() {
+        return esc(s.none);
+    }
+    let id = id.map(|i| format!(" id=\"{i}\"")).unwrap_or_default();
+    let mut out = format!("<ul class=\"plain\"{id}>");
+    for r in rows {
+        let w = esc(&r.witness);
+        let _ = match r.status {
+            Cosig::Verified(at) => write!(
+                out,
+                "<li class=\"ok\">{} {w} {}<span class=\"hint\"> {}</span></li>",
+                esc(s.cosigned_by),
+                esc(s.cosig_verified),
+                esc(&time(at.saturating_mul(1000).min(i64::MAX as u64) as i64))
+            ),
+            Cosig::NotVerified(why) => {
+                write!(out, "<li class=\"bad\">{w}: {} ({})</li>", esc(s.cosig_not_verified), esc(&why))
+            }
+            Cosig::Missing => write!(out, "<li class=\"bad\">{w}: {}</li>", esc(s.cosig_missing)),
+        };
+    }
+    out.push_str("</ul>");
     out
 }
 
@@ -100,7 +157,7 @@ pub(crate) async fn view(State(st): State<Shared>, Query(q): Query<HashMap<Strin
                 (s.root, format!("<code>{}</code>", esc(&r.root))),
                 (s.checkpoints, format!("{} {}", r.checkpoints, s.signatures_checked)),
                 (s.consistency, esc(&previous)),
-                (s.cosignatures, esc(&cos)),
+                (s.cosignatures_supplied, esc(&cos)),
             ]));
             Some(r.size)
         }
@@ -122,19 +179,43 @@ pub(crate) async fn view(State(st): State<Shared>, Query(q): Query<HashMap<Strin
         body.push_str(&html::notice(s.no_log));
         return Ok(html::frame(Some(&st), s.audit, &body, None).into_response());
     }
+    let log_key = st.audit_key.as_deref().and_then(|k| LogKey::parse(k).ok());
+    // Consistency: the last verification recomputed the root at every stored
+    // checkpoint up to the size it verified, so each of those is a prefix of
+    // the verified log (and of the one accepted before).
+    let consistency = |size: u64| match verified_size {
+        Some(v) if size <= v => format!("<span class=\"ok\">{}</span>", esc(s.ok)),
+        _ => esc(s.not_verified),
+    };
+    if let Some(latest) = cps.last() {
+        let _ = write!(body, "<h2>{}</h2>", esc(s.latest_checkpoint));
+        if st.witnesses.is_empty() {
+            body.push_str(&html::notice(s.no_witness_keys));
+        }
+        body.push_str(&fields(&[
+            (s.size, latest.size.to_string()),
+            (s.log_signature, signature_cell(&latest.note, log_key.as_ref())),
+            (s.consistency, consistency(latest.size)),
+            (s.cosignatures, witness_list(&st, &latest.note, Some("witnesses"))),
+            (s.required_witnesses, st.required_witnesses.to_string()),
+        ]));
+    }
     let rows: Vec<Vec<String>> = cps
         .iter()
         .rev()
-        .map(|(size, root, sigs)| {
-            let status = match verified_size {
-                Some(v) if *size <= v => format!("<span class=\"ok\">{}</span>", esc(s.verified)),
-                _ => esc(s.not_verified),
-            };
-            vec![size.to_string(), format!("<code>{}</code>", esc(root)), sigs.to_string(), status]
+        .map(|c| {
+            vec![
+                c.size.to_string(),
+                format!("<code>{}</code>", esc(&c.root)),
+                signature_cell(&c.note, log_key.as_ref()),
+                consistency(c.size),
+                witness_list(&st, &c.note, None),
+            ]
         })
         .collect();
     let _ = write!(body, "<h2>{}</h2>", esc(s.checkpoints));
-    body.push_str(&table(s.checkpoints, &[s.size, s.root, s.signatures, s.verification], &rows));
+    let head = [s.size, s.root, s.log_signature, s.consistency, s.cosignatures];
+    body.push_str(&table(s.checkpoints, &head, &rows));
 
     let stats = audit::stats(&st.audit_dir)?;
     let days: Vec<(String, u64)> = stats.per_day.iter().map(|(d, n)| (d.clone(), n.records)).collect();

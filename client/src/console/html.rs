@@ -4,7 +4,8 @@
 //!
 //! Pages are plain strings; every value that comes from outside (message
 //! fields, addresses, errors) goes through [`esc`]. No inline `style`
-//! attributes (the CSP forbids them), no scripts.
+//! attributes or scripts (the CSP forbids them); live pages load the one
+//! script of the binary, `/static/live.js`.
 
 use std::fmt::Write;
 
@@ -103,6 +104,8 @@ pub(crate) fn fields(items: &[(&str, String)]) -> String {
 }
 
 /// The whole page around `body`; `st` gives the navigation of the role.
+/// With `refresh_secs` the page is live ([`super::live`]): updated by the
+/// script on each change, or reloaded every `refresh_secs` without script.
 pub(crate) fn frame(st: Option<&State>, title: &str, body: &str, refresh_secs: Option<u32>) -> Html<String> {
     let s = strings();
     let mut nav = String::new();
@@ -128,8 +131,16 @@ pub(crate) fn frame(st: Option<&State>, title: &str, body: &str, refresh_secs: O
             esc(st.role.as_str())
         );
     }
-    let refresh =
-        refresh_secs.map(|n| format!("<meta http-equiv=\"refresh\" content=\"{n}\">")).unwrap_or_default();
+    // A page with a refresh period is live: the script swaps its content
+    // when the relay reports a change; without script, the meta refresh.
+    let refresh = refresh_secs
+        .map(|n| {
+            format!(
+                "<noscript><meta http-equiv=\"refresh\" content=\"{n}\"></noscript>\
+                 <script src=\"/static/live.js\" defer></script>"
+            )
+        })
+        .unwrap_or_default();
     Html(format!(
         "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{refresh}\
@@ -187,6 +198,7 @@ form.inline button { padding:2px 8px; font-size:.9rem; }
 .row { display:flex; flex-wrap:wrap; gap:12px; align-items:end; }
 .row > div { flex:1 1 180px; }
 svg { max-width:100%; height:auto; }
+ul.plain { list-style:none; margin:0; padding:0; }
 code, .mono { font-family: ui-monospace, monospace; font-size:.9rem; overflow-wrap:anywhere; }
 @media (max-width: 900px) { main { padding:12px; } dl.fields { grid-template-columns:1fr; } }
 "#;

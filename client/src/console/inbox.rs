@@ -1,19 +1,26 @@
 //! Focal point lists: the inbox (the relay's waiting messages, with the
-//! sealed fields of those already opened here), sent messages with their
+//! sealed fields of those already opened here, or else read locally by
+//! [`super::preview`] without marking them read), sent messages with their
 //! receipts, overdue requests and a case thread. The data comes from
 //! [`Client::list_inbox`](crate::Client::list_inbox),
 //! [`Client::receipts`](crate::Client::receipts), [`crate::case::thread`] and
 //! [`crate::case::overdue`], exactly as for the CLI.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 
 use super::html::{self, esc, table, time, url};
+use super::preview::{self, Preview};
 use super::strings::strings;
 use super::{Page, Shared};
 use crate::util::{handling_name, msg_id_hex, now_ms, priority_name};
+
+/// Reload period of the inbox and sent pages in a browser without
+/// JavaScript (with it, they update on each change the relay reports).
+const LIVE_FALLBACK_SECS: u32 = 30;
 
 /// Link to a message view.
 pub(crate) fn message_link(sender: &str, id: &str, text: &str) -> String {
@@ -37,25 +44,74 @@ fn priority_cell(p: i32) -> String {
     }
 }
 
+/// A byte count as `812 B`, `3.4 MB`.
+fn bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
+
 /// `GET /inbox`.
 pub(crate) async fn inbox(State(st): State<Shared>) -> Page {
     let s = strings();
     let waiting = st.client.list_inbox().await?;
     let store = st.client.store();
     let mut rows = Vec::new();
+    let mut budget = preview::PAGE_BUDGET_BYTES;
     for m in &waiting {
         let id = msg_id_hex(&m.msg_id);
         let from = m.sender.to_string();
         let rec = store.received(&id, &from)?;
-        let sealed = || format!("<em>{}</em>", esc(s.sealed));
+        let sealed = |why: &str| format!("<em>{}</em>", esc(why));
         let (subject, kind, case, deadline) = match &rec {
             Some(r) => (
                 message_link(&from, &id, if r.subject.is_empty() { &id } else { &r.subject }),
                 esc(&r.kind),
                 case_link(&r.case_ref),
-                time(r.response_deadline_ms),
+                esc(&time(r.response_deadline_ms)),
             ),
-            None => (message_link(&from, &id, s.open), sealed(), sealed(), sealed()),
+            None => match preview::preview(&st, m, &mut budget).await {
+                Preview::Opened(p) => {
+                    let mut subject =
+                        message_link(&from, &id, if p.subject.is_empty() { &id } else { &p.subject });
+                    let _ = write!(subject, "<br><span class=\"hint\">{}", esc(s.not_opened));
+                    if !p.attachments.is_empty() {
+                        let total: u64 = p.attachments.iter().map(|a| a.1).sum();
+                        let _ = write!(
+                            subject,
+                            "; {}: {} ({})",
+                            esc(s.attachments_label),
+                            p.attachments.len(),
+                            esc(&bytes(total))
+                        );
+                    }
+                    subject.push_str("</span>");
+                    (subject, esc(&p.kind), case_link(&p.case_ref), esc(&time(p.deadline_ms)))
+                }
+                Preview::Deferred => {
+                    (message_link(&from, &id, s.open), sealed(s.sealed), sealed(s.sealed), sealed(s.sealed))
+                }
+                Preview::TooLarge => (
+                    message_link(&from, &id, s.open),
+                    sealed(s.too_large_to_preview),
+                    sealed(s.sealed),
+                    sealed(s.sealed),
+                ),
+                Preview::Failed(why) => (
+                    format!(
+                        "{}<br><span class=\"bad\">{}: {}</span>",
+                        message_link(&from, &id, s.open),
+                        esc(s.cannot_open),
+                        esc(&why)
+                    ),
+                    sealed(s.sealed),
+                    sealed(s.sealed),
+                    sealed(s.sealed),
+                ),
+            },
         };
         rows.push(vec![
             esc(&time(m.received_at_ms)),
@@ -64,7 +120,7 @@ pub(crate) async fn inbox(State(st): State<Shared>) -> Page {
             kind,
             case,
             priority_cell(m.priority),
-            esc(&deadline),
+            deadline,
             esc(handling_name(m.handling)),
             m.payload_size.to_string(),
         ]);
@@ -92,7 +148,7 @@ pub(crate) async fn inbox(State(st): State<Shared>) -> Page {
         .collect();
     let head = [s.created, s.from, s.subject, s.kind, s.case_ref, s.deadline, s.handling, s.state];
     body.push_str(&table(s.read_messages, &head, &rows));
-    Ok(html::frame(Some(&st), s.inbox, &body, None).into_response())
+    Ok(html::frame(Some(&st), s.inbox, &body, Some(LIVE_FALLBACK_SECS)).into_response())
 }
 
 /// `GET /sent`: sent messages, newest first, each with its receipts.
@@ -135,7 +191,7 @@ pub(crate) async fn sent(State(st): State<Shared>, Query(q): Query<HashMap<Strin
     }
     let head = [s.created, s.to, s.subject, s.kind, s.case_ref, s.handling, s.receipts];
     body.push_str(&table(s.sent, &head, &rows));
-    Ok(html::frame(Some(&st), s.sent, &body, None).into_response())
+    Ok(html::frame(Some(&st), s.sent, &body, Some(LIVE_FALLBACK_SECS)).into_response())
 }
 
 /// `GET /overdue`.

@@ -15,22 +15,31 @@
 //! kept in an `HttpOnly; SameSite=Strict` cookie (named after the port); a CSRF token in the action
 //! of every form, checked with the `Origin` header on every POST; a strict
 //! Content-Security-Policy (`default-src 'self'`), `X-Frame-Options: DENY`,
-//! no external resource and no JavaScript at all. A non-loopback address is
-//! refused unless the user passes `--dangerous-listen`.
+//! no external resource, no inline script. The one script, `/static/live.js`
+//! from the binary ([`live`]), only refreshes the inbox, sent and
+//! secretariat pages when the relay reports a change over `/events`
+//! (server-sent events, same session cookie); every page works without it.
+//! A non-loopback address is refused unless the user passes
+//! `--dangerous-listen`.
 //!
 //! Layout: [`strings`] (all texts), `html` (escaping, page frame, CSS),
 //! `svg` (the pictures), `security`, `inbox`, `message`, `compose` (focal
-//! point), `admin` (secretariat), `auditor`.
+//! point), `preview` (inbox rows of unopened messages), `admin`
+//! (secretariat), `auditor` and `witness` (cosignature checks), `live`
+//! (events and the refresh script).
 
 mod admin;
 mod auditor;
 mod compose;
 mod html;
 mod inbox;
+mod live;
 mod message;
+mod preview;
 mod security;
 pub mod strings;
 mod svg;
+mod witness;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -67,6 +76,11 @@ pub struct ConsoleOptions {
     pub audit_key: Option<String>,
     /// The auditor's local log directory (default `<store_dir>/audit-log`).
     pub audit_dir: Option<PathBuf>,
+    /// Witness verifier keys (`name+id+base64`) whose cosignatures the
+    /// auditor view verifies (`focal console --witness`, as `focal audit verify`).
+    pub witnesses: Vec<String>,
+    /// Valid cosignatures of those witnesses required on the latest checkpoint.
+    pub required_witnesses: usize,
 }
 
 /// Shared state of the handlers.
@@ -79,10 +93,18 @@ pub(crate) struct State {
     pub(crate) port: u16,
     pub(crate) audit_key: Option<String>,
     pub(crate) audit_dir: PathBuf,
+    /// Trusted witness keys (auditors).
+    pub(crate) witnesses: Vec<witness::Trusted>,
+    /// Valid witness cosignatures required on the latest checkpoint.
+    pub(crate) required_witnesses: usize,
     /// Decrypted attachments and uploads; removed when the console stops.
     pub(crate) work: tempfile::TempDir,
     /// Attachments saved by the last opening of each message.
     pub(crate) opened: Mutex<HashMap<(String, String), Vec<SavedAttachment>>>,
+    /// Live page updates ([`live`]).
+    pub(crate) live: live::Live,
+    /// What the inbox learnt of messages not opened yet ([`preview`]).
+    pub(crate) previews: preview::Previews,
     /// Outcome of the last audit verification (Ok: report; Err: why not).
     pub(crate) last_verify: Mutex<Option<std::result::Result<crate::audit::VerifyReport, String>>>,
 }
@@ -112,6 +134,17 @@ impl Console {
             .prefix("console-")
             .tempdir_in(&work_parent)
             .map_err(|e| ClientError::io("cannot create a directory in", &work_parent, e))?;
+        let witnesses = opts
+            .witnesses
+            .iter()
+            .map(|w| witness::Trusted::parse(w).map_err(|e| ClientError::invalid("--witness", e)))
+            .collect::<Result<Vec<_>>>()?;
+        if opts.required_witnesses > witnesses.len() {
+            return Err(ClientError::invalid(
+                "--require-witnesses",
+                format!("{} required but {} witness keys given", opts.required_witnesses, witnesses.len()),
+            ));
+        }
         let audit_dir = opts.audit_dir.clone().unwrap_or_else(|| client.store().dir().join("audit-log"));
         let state = Arc::new(State {
             client,
@@ -122,9 +155,13 @@ impl Console {
             port: local.port(),
             audit_key: opts.audit_key,
             audit_dir,
+            witnesses,
+            required_witnesses: opts.required_witnesses,
             work,
             opened: Mutex::new(HashMap::new()),
             last_verify: Mutex::new(None),
+            previews: preview::Previews::default(),
+            live: live::Live::new(),
         });
         Ok(Console { state, listener })
     }
@@ -144,12 +181,23 @@ impl Console {
     }
 
     /// Serves until `shutdown` completes, then finishes open requests.
+    /// Event streams of live pages end first, so open tabs do not hold the
+    /// shutdown.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let app = router(self.state.clone());
-        axum::serve(self.listener, app)
+        let watcher = tokio::spawn(live::watch(self.state.clone()));
+        let st = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            st.live.stop();
+        };
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(|e| ClientError::io("console server failed", "listener", e))
+            .map_err(|e| ClientError::io("console server failed", "listener", e));
+        self.state.live.stop();
+        let _ = watcher.await;
+        served
     }
 }
 
@@ -157,6 +205,8 @@ fn router(state: Shared) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/static/console.css", get(html::css))
+        .route("/static/live.js", get(live::script))
+        .route("/events", get(live::events))
         .route("/inbox", get(inbox::inbox))
         .route("/sent", get(inbox::sent))
         .route("/overdue", get(inbox::overdue))

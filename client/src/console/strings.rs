@@ -168,6 +168,34 @@ pub struct Strings {
     pub not_verified: &'static str,
     /// Label.
     pub cosignatures: &'static str,
+    /// Label of the count of cosignature lines the relay supplied (unverified).
+    pub cosignatures_supplied: &'static str,
+    /// Witness status: before the witness name.
+    pub cosigned_by: &'static str,
+    /// Witness status: after the name of a witness whose cosignature verifies.
+    pub cosig_verified: &'static str,
+    /// Witness status: after the name of a witness whose cosignature does not verify.
+    pub cosig_not_verified: &'static str,
+    /// Witness status: after the name of a configured witness that did not cosign.
+    pub cosig_missing: &'static str,
+    /// Shown when no witness key was given.
+    pub no_witness_keys: &'static str,
+    /// Heading.
+    pub latest_checkpoint: &'static str,
+    /// Label.
+    pub log_signature: &'static str,
+    /// Status.
+    pub ok: &'static str,
+    /// Label.
+    pub required_witnesses: &'static str,
+    /// Inbox: marks a message whose sealed fields were read locally but that is not opened yet.
+    pub not_opened: &'static str,
+    /// Inbox: a waiting message that cannot be opened; the reason follows.
+    pub cannot_open: &'static str,
+    /// Inbox: a message too large to preview; its size follows.
+    pub too_large_to_preview: &'static str,
+    /// Inbox: label of the attachments of a previewed message.
+    pub attachments_label: &'static str,
     /// Heading.
     pub entries: &'static str,
     /// Button.
@@ -246,6 +274,14 @@ pub struct Strings {
     pub extends_size: &'static str,
     /// Label.
     pub signatures_checked: &'static str,
+    /// Caption of the table of links other relays reported.
+    pub reported_links: &'static str,
+    /// Column: where a link's facts come from.
+    pub source: &'static str,
+    /// Before the reporting network's name ("as reported by GFP, 3 s ago").
+    pub reported_by: &'static str,
+    /// After the report's age.
+    pub ago: &'static str,
 }
 
 /// English.
@@ -323,13 +359,27 @@ pub static EN: Strings = Strings {
     valid_until: "Valid until",
     certificates: "Certificates and CRLs of the relay",
     mailboxes: "Messages in mailboxes",
-    refreshes: "This page refreshes every 10 seconds.",
+    refreshes: "This page updates itself when something changes (every 10 seconds without JavaScript).",
     fetch_verify: "Fetch new entries and verify",
     checkpoints: "Checkpoint history",
     verification: "Verification",
     verified: "verified",
     not_verified: "not verified",
     cosignatures: "Witness cosignatures",
+    cosignatures_supplied: "Cosignatures supplied by the relay",
+    cosigned_by: "cosigned by",
+    cosig_verified: "(verified)",
+    cosig_not_verified: "cosignature NOT verified",
+    cosig_missing: "cosignature missing",
+    no_witness_keys: "No witness keys: cosignatures are shown but not verified. Start the console with --witness VKEY (repeatable) and --require-witnesses N.",
+    latest_checkpoint: "Latest checkpoint",
+    log_signature: "Log signature",
+    ok: "OK",
+    required_witnesses: "Required witness cosignatures",
+    not_opened: "not opened yet",
+    cannot_open: "cannot open",
+    too_large_to_preview: "sealed: too large to preview, open to see",
+    attachments_label: "attachments",
     entries: "Entries",
     filter: "Filter",
     since: "From (YYYY-MM-DD)",
@@ -369,6 +419,10 @@ pub static EN: Strings = Strings {
     first_verification: "first verification of this directory",
     extends_size: "consistent with the checkpoint accepted before, of size",
     signatures_checked: "checkpoint signatures checked",
+    reported_links: "Links between other networks, as their relays report them",
+    source: "Source",
+    reported_by: "as reported by",
+    ago: "ago",
 };
 
 /// The strings of the console's language (English only, for now).

@@ -1,5 +1,5 @@
 //! The console's pictures as inline SVG (no chart library, no script): the
-//! federation seen from one relay, per-day counts as bars, and a message's
+//! federation (every known network and link, own and reported by peers), per-day counts as bars, and a message's
 //! route. Each has a `<title>` and `role="img"` for screen readers, and the
 //! same facts are always in a table beside it.
 
@@ -7,80 +7,99 @@ use std::fmt::Write;
 
 use super::html::esc;
 
-/// One link of the relay, as drawn.
-pub(crate) struct Link<'a> {
-    /// Peer name.
-    pub name: &'a str,
-    /// Networks it serves.
-    pub networks: String,
-    /// `connected`, `connecting`, `backoff`, `paused`, …
-    pub state: &'a str,
-    /// Messages queued for it.
+/// One link between two networks, as drawn.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Edge {
+    /// The network whose relay reported the link (or this relay's network).
+    pub from: String,
+    /// The network at the other end.
+    pub to: String,
+    /// `connected`, `connecting`, `backoff`, `paused`, … or `unknown`.
+    pub state: String,
+    /// Messages queued on it (by `from`'s relay).
     pub depth: u64,
     /// Age of the oldest, text.
     pub oldest: String,
+    /// Where the facts come from: empty for this relay's own links, else
+    /// e.g. "as reported by GFP, 3 s ago".
+    pub source: String,
 }
 
 fn state_colour(state: &str) -> &'static str {
     match state {
         "connected" => "#116329",
-        "paused" => "#57606a",
+        "paused" | "unknown" => "#57606a",
         "connecting" => "#9a6700",
         _ => "#b00020",
     }
 }
 
-/// The relay in the middle, its peers around it; each line is coloured by
-/// the link state and labelled with its queue depth and oldest age.
-pub(crate) fn federation(title: &str, centre: &str, links: &[Link<'_>]) -> String {
-    let (w, h) = (900.0f64, 460.0f64);
-    let (cx, cy, r) = (w / 2.0, h / 2.0, 170.0);
+/// Every known network on an ellipse (`own` first, at the top, filled),
+/// one line per known link, coloured by its state (dashed unless
+/// connected; grey and dashed when unknown) and labelled with state, queue
+/// depth, oldest age and, for links other relays reported, by whom and
+/// how long ago. A network no report mentions stands alone.
+pub(crate) fn federation(title: &str, own: &str, networks: &[String], edges: &[Edge]) -> String {
+    let (w, h) = (1000.0f64, 560.0f64);
+    let (cx, cy, rx, ry) = (w / 2.0, h / 2.0, 390.0, 220.0);
     let mut s = format!(
         "<svg role=\"img\" aria-labelledby=\"fedt\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" \
-         xmlns=\"http://www.w3.org/2000/svg\" font-family=\"sans-serif\" font-size=\"13\">\
+         xmlns=\"http://www.w3.org/2000/svg\" font-family=\"sans-serif\" font-size=\"12\">\
          <title id=\"fedt\">{}</title>",
         esc(title)
     );
-    let n = links.len().max(1) as f64;
-    let mut nodes = String::new();
-    for (i, l) in links.iter().enumerate() {
-        let a = std::f64::consts::TAU * i as f64 / n - std::f64::consts::FRAC_PI_2;
-        let (x, y) = (cx + r * 1.9 * a.cos(), cy + r * a.sin());
-        let col = state_colour(l.state);
-        let dash = if l.state == "connected" { "" } else { " stroke-dasharray=\"8 5\"" };
+    let n = networks.len().max(1) as f64;
+    let pos = |net: &str| {
+        let i = networks.iter().position(|x| x == net).unwrap_or(0) as f64;
+        let a = std::f64::consts::TAU * i / n - std::f64::consts::FRAC_PI_2;
+        (cx + rx * a.cos(), cy + ry * a.sin())
+    };
+    for e in edges {
+        let ((x1, y1), (x2, y2)) = (pos(&e.from), pos(&e.to));
+        let col = state_colour(&e.state);
+        let dash = if e.state == "connected" { "" } else { " stroke-dasharray=\"8 5\"" };
+        let (mx, my) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
         let _ = write!(
             s,
-            "<line x1=\"{cx:.0}\" y1=\"{cy:.0}\" x2=\"{x:.0}\" y2=\"{y:.0}\" stroke=\"{col}\" stroke-width=\"4\"{dash}/>\
-             <text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" fill=\"{col}\">{} · {} queued · {}</text>",
-            (cx + x) / 2.0,
-            (cy + y) / 2.0 - 6.0,
-            esc(l.state),
-            l.depth,
-            esc(&l.oldest)
+            "<g class=\"link\" data-from=\"{}\" data-to=\"{}\" data-state=\"{}\">\
+             <line x1=\"{x1:.0}\" y1=\"{y1:.0}\" x2=\"{x2:.0}\" y2=\"{y2:.0}\" stroke=\"{col}\" stroke-width=\"4\"{dash}/>\
+             <text x=\"{mx:.0}\" y=\"{:.0}\" text-anchor=\"middle\" fill=\"{col}\" stroke=\"#fff\" stroke-width=\"3\" \
+             paint-order=\"stroke\">{} · {} queued · {}</text>",
+            esc(&e.from),
+            esc(&e.to),
+            esc(&e.state),
+            my - 4.0,
+            esc(&e.state),
+            e.depth,
+            esc(&e.oldest)
         );
+        if !e.source.is_empty() {
+            let _ = write!(
+                s,
+                "<text x=\"{mx:.0}\" y=\"{:.0}\" text-anchor=\"middle\" fill=\"#57606a\" stroke=\"#fff\" \
+                 stroke-width=\"3\" paint-order=\"stroke\" font-size=\"11\">{}</text>",
+                my + 10.0,
+                esc(&e.source)
+            );
+        }
+        s.push_str("</g>");
+    }
+    for net in networks {
+        let (x, y) = pos(net);
+        let (fill, text) = if net == own { ("#0d2740", "#fff") } else { ("#fff", "#0d2740") };
         let _ = write!(
-            nodes,
-            "<rect x=\"{:.0}\" y=\"{:.0}\" width=\"170\" height=\"44\" rx=\"6\" fill=\"#fff\" stroke=\"{col}\" stroke-width=\"2\"/>\
-             <text x=\"{x:.0}\" y=\"{:.0}\" text-anchor=\"middle\" font-weight=\"bold\">{}</text>\
-             <text x=\"{x:.0}\" y=\"{:.0}\" text-anchor=\"middle\">{}</text>",
-            x - 85.0,
-            y - 22.0,
-            y - 4.0,
-            esc(l.name),
-            y + 14.0,
-            esc(&l.networks)
+            s,
+            "<g class=\"network\" data-network=\"{0}\"><rect x=\"{1:.0}\" y=\"{2:.0}\" width=\"120\" height=\"36\" rx=\"6\" \
+             fill=\"{fill}\" stroke=\"#0d2740\" stroke-width=\"2\"/><text x=\"{x:.0}\" y=\"{3:.0}\" text-anchor=\"middle\" \
+             font-weight=\"bold\" fill=\"{text}\">{4}</text></g>",
+            esc(net),
+            x - 60.0,
+            y - 18.0,
+            y + 5.0,
+            esc(&net.to_uppercase())
         );
     }
-    s.push_str(&nodes);
-    let _ = write!(
-        s,
-        "<rect x=\"{:.0}\" y=\"{:.0}\" width=\"200\" height=\"48\" rx=\"8\" fill=\"#0d2740\"/>\
-         <text x=\"{cx:.0}\" y=\"{:.0}\" text-anchor=\"middle\" fill=\"#fff\" font-weight=\"bold\">{}</text></svg>",
-        cx - 100.0,
-        cy - 24.0,
-        cy + 5.0,
-        esc(centre)
-    );
+    s.push_str("</svg>");
     s
 }
 

@@ -6,7 +6,9 @@
 //! as the status source always and as peer control once the QUIC endpoint
 //! runs; without it peer control answers UNAVAILABLE "federation not
 //! running". [`LinkStatuses`] reports raw link state for a transport used
-//! without the driver.
+//! without the driver. The federation's [`LinkReports`] (the links between
+//! other relays, as peers report them) are set once the QUIC endpoint runs
+//! and appear in `Admin.Status` as `remote_reports`.
 
 mod relaying;
 mod service;
@@ -20,7 +22,7 @@ use tonic::Status;
 pub use service::AdminService;
 
 use crate::config::RelayConfig;
-use crate::federation::LinkHandle;
+use crate::federation::{LinkHandle, LinkReports};
 use crate::metrics::{Gauges, Metrics, TOP_MAILBOXES};
 use crate::reload::Reloader;
 use crate::store::Store;
@@ -100,6 +102,7 @@ pub struct OpsState {
     pub started: Instant,
     peers: RwLock<Option<Arc<dyn PeerStatusSource>>>,
     control: RwLock<Option<Arc<dyn PeerControl>>>,
+    remote: RwLock<Option<LinkReports>>,
 }
 
 impl OpsState {
@@ -113,6 +116,7 @@ impl OpsState {
             started: Instant::now(),
             peers: RwLock::new(None),
             control: RwLock::new(None),
+            remote: RwLock::new(None),
         })
     }
 
@@ -124,6 +128,19 @@ impl OpsState {
     /// Who acts on peer links from now on.
     pub fn set_peer_control(&self, control: Arc<dyn PeerControl>) {
         *self.control.write().unwrap_or_else(|e| e.into_inner()) = Some(control);
+    }
+
+    /// Where the links between other relays come from (the federation's
+    /// link reports).
+    pub fn set_link_reports(&self, reports: LinkReports) {
+        *self.remote.write().unwrap_or_else(|e| e.into_inner()) = Some(reports);
+    }
+
+    /// The latest link report of each directly linked network (empty while
+    /// federation does not run).
+    pub fn remote_reports(&self, now_ms: i64) -> Vec<pb::RemoteLinkReport> {
+        let reports = self.remote.read().unwrap_or_else(|e| e.into_inner()).clone();
+        reports.map(|r| r.snapshot(now_ms)).unwrap_or_default()
     }
 
     /// The peer status source, if any.

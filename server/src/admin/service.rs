@@ -122,6 +122,7 @@ impl Admin for AdminService {
                     not_after_ms: c.not_after_unix.saturating_mul(1000),
                 })
                 .collect(),
+            remote_reports: self.ops.remote_reports(now_ms()),
         }))
     }
 

@@ -18,6 +18,9 @@
 //!   broadcast out of and into the network.
 //! - [`outbox`]: one peer's outbox state (ordering, urgency, in-flight window,
 //!   acks, retries with [`backoff`], expiry).
+//! - [`fedview`]: the federation view, the latest link report of each
+//!   directly linked network (checked against the reporter's identity,
+//!   bounded, with staleness), for the secretariat's picture.
 //! - [`relay`]: [`RelayCore`], which composes all of the above into the one
 //!   object the tokio driver owns.
 //! - `sim` and `sim_tests` (test builds only): a deterministic multi-relay
@@ -50,6 +53,7 @@ pub mod backoff;
 pub mod broadcast;
 pub mod dedup;
 pub mod escalation;
+pub mod fedview;
 pub mod outbox;
 pub mod policy;
 pub mod ratelimit;
@@ -141,6 +145,7 @@ mod tests {
         ("broadcast.rs", include_str!("broadcast.rs")),
         ("dedup.rs", include_str!("dedup.rs")),
         ("escalation.rs", include_str!("escalation.rs")),
+        ("fedview.rs", include_str!("fedview.rs")),
         ("outbox.rs", include_str!("outbox.rs")),
         ("outbox_tests.rs", include_str!("outbox_tests.rs")),
         ("policy.rs", include_str!("policy.rs")),

@@ -6,13 +6,17 @@
 //! # Order (the exact rule)
 //! Items are numbered in arrival order. What leaves first:
 //! 1. order is kept per (sender, recipient): an item is *ready* only when no
-//!    earlier pending item has the same sender and shares a recipient with
-//!    it (`deliver_to` of the copy);
+//!    earlier pending item and no IN-FLIGHT item has the same sender and
+//!    shares a recipient with it (`deliver_to` of the copy). So the items in
+//!    flight at any moment never share a (sender, recipient) lane, and an
+//!    item is sent only after every earlier item of its lanes was acked
+//!    (stored by the peer), expired or purged;
 //! 2. urgent items overtake normal ones: the earliest ready urgent item goes
 //!    first. If every urgent item is held back by rule 1, the earliest urgent
-//!    item pulls the items ahead of it in its (sender, recipient) lanes
-//!    forward (priority inheritance), so those go next;
-//! 3. otherwise FIFO: the earliest pending item (always ready).
+//!    item whose lanes are not busy in flight pulls the items ahead of it in
+//!    its (sender, recipient) lanes forward (priority inheritance), so those
+//!    go next;
+//! 3. otherwise FIFO: the earliest ready pending item.
 //!
 //! So an urgent message overtakes every normal message of other senders, and
 //! of the same sender to other recipients, but never the same sender's
@@ -21,20 +25,22 @@
 //! Receipts have no order constraint.
 //!
 //! # In flight, acks, retries
-//! At most `window` items are in flight (transmitted, not yet acked). The
-//! driver MUST send them to the peer in the order [`Outbox::poll_transmit`]
-//! yields them over one ordered channel (one QUIC stream used sequentially),
-//! and the receiver persists them in that order; then pipelining keeps the
-//! order above even across a lost connection. On [`Outbox::handle_ack`]
-//! (STORED, DUPLICATE or REFUSED) the item is removed; the driver deletes it
-//! from the store. On [`Outbox::handle_retry`] (RETRY) that item and every
-//! item sent after it go back to the queue, sending holds for a backoff step,
-//! and later items carry a new [`Transmit::stream`] number: the driver
-//! finishes the old stream and opens a new one. The receiving core answers
-//! RETRY to the rest of a stream once it answered RETRY on it (see
-//! [`super::RelayCore::handle_peer_stream`]), so nothing sent behind a
-//! refused item can overtake it. On [`Outbox::handle_disconnected`]
-//! everything in flight goes back to the head of the queue, in order.
+//! At most `window` items are in flight (transmitted, not yet acked). Since
+//! items in flight never share a lane (rule 1), the order above does not
+//! depend on the order in which they reach the peer: the driver may send
+//! them concurrently, each on its own QUIC stream, and the receiver may
+//! persist them in any order (its store writer commits them together). A
+//! driver may also pipeline them on one stream in the order
+//! [`Outbox::poll_transmit`] yields them; [`Transmit::stream`] changes after
+//! a RETRY or a lost connection for such a driver to open a new stream.
+//! On [`Outbox::handle_ack`] (STORED, DUPLICATE or REFUSED) the item is
+//! removed; the driver deletes it from the store. On
+//! [`Outbox::handle_retry`] (RETRY, or an outcome the driver does not know)
+//! that item goes back to the head of its lanes and sending holds for a
+//! backoff step (one step per hold: the other RETRYs of the same burst do
+//! not lengthen it). On [`Outbox::handle_disconnected`] everything in
+//! flight goes back to the queue. An item sent again may reach the peer
+//! twice; the peer de-duplicates on (sender, msg id).
 //!
 //! # Link and backoff
 //! The outbox also says when to dial ([`Outbox::poll_dial`]): at start, and
@@ -189,9 +195,13 @@ pub struct Outbox {
     pending: BTreeSet<u64>,
     urgent: BTreeSet<u64>,
     lanes: BTreeMap<(Address, Address), BTreeSet<u64>>,
+    /// Pending items without lanes (receipts).
+    free: BTreeSet<u64>,
     by_expiry: BTreeSet<(i64, u64)>,
     expired: VecDeque<u64>,
     in_flight: Vec<u64>,
+    /// Lanes of the items in flight (each lane at most once, by rule 1).
+    busy: BTreeSet<(Address, Address)>,
     link: LinkState,
     hold_until: Option<i64>,
     paused: bool,
@@ -214,9 +224,11 @@ impl Outbox {
             pending: BTreeSet::new(),
             urgent: BTreeSet::new(),
             lanes: BTreeMap::new(),
+            free: BTreeSet::new(),
             by_expiry: BTreeSet::new(),
             expired: VecDeque::new(),
             in_flight: Vec::new(),
+            busy: BTreeSet::new(),
             link: LinkState::Down { next_attempt_at_ms: now_ms },
             hold_until: None,
             paused: false,
@@ -245,6 +257,11 @@ impl Outbox {
     /// Items in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Most items in flight at once (the configured window).
+    pub fn window(&self) -> usize {
+        self.config.window
     }
 
     /// The link state.
@@ -312,8 +329,13 @@ impl Outbox {
             self.urgent.insert(seq);
         }
         self.by_expiry.insert((e.item.expires_at_ms, seq));
+        let mut laned = false;
         for k in Self::lane_keys(&e.item) {
             self.lanes.entry(k).or_default().insert(seq);
+            laned = true;
+        }
+        if !laned {
+            self.free.insert(seq);
         }
     }
 
@@ -321,6 +343,7 @@ impl Outbox {
         let Some(e) = self.items.get(&seq) else { return };
         self.pending.remove(&seq);
         self.urgent.remove(&seq);
+        self.free.remove(&seq);
         self.by_expiry.remove(&(e.item.expires_at_ms, seq));
         for k in Self::lane_keys(&e.item) {
             if let Some(lane) = self.lanes.get_mut(&k) {
@@ -332,9 +355,29 @@ impl Outbox {
         }
     }
 
+    fn add_in_flight(&mut self, seq: u64) {
+        let Some(e) = self.items.get(&seq) else { return };
+        let keys: Vec<_> = Self::lane_keys(&e.item).collect();
+        debug_assert!(keys.iter().all(|k| !self.busy.contains(k)), "two items in flight on one lane");
+        self.busy.extend(keys);
+        self.in_flight.push(seq);
+    }
+
+    /// Removes `seq` from the in-flight list; true if it was there.
+    fn remove_in_flight(&mut self, seq: u64) -> bool {
+        let Some(pos) = self.in_flight.iter().position(|s| *s == seq) else { return false };
+        self.in_flight.remove(pos);
+        if let Some(e) = self.items.get(&seq) {
+            for k in Self::lane_keys(&e.item) {
+                self.busy.remove(&k);
+            }
+        }
+        true
+    }
+
     fn forget(&mut self, seq: u64) -> Option<Removed> {
         self.remove_pending(seq);
-        self.in_flight.retain(|s| *s != seq);
+        self.remove_in_flight(seq);
         self.expired.retain(|s| *s != seq);
         let e = self.items.remove(&seq)?;
         if let Some(set) = self.by_id.get_mut(&e.item.id) {
@@ -355,22 +398,50 @@ impl Outbox {
             .fold(seq, u64::min)
     }
 
+    /// True if one of the item's lanes has an item in flight.
+    fn lane_busy(&self, seq: u64) -> bool {
+        let Some(e) = self.items.get(&seq) else { return false };
+        !self.busy.is_empty() && Self::lane_keys(&e.item).any(|k| self.busy.contains(&k))
+    }
+
+    /// Rule 1: first pending in each of its lanes, and no lane in flight.
+    fn ready(&self, seq: u64) -> bool {
+        self.earliest_blocker(seq) == seq && !self.lane_busy(seq)
+    }
+
     fn select(&self) -> Option<u64> {
-        if let Some(u) = self.urgent.iter().copied().find(|&u| self.earliest_blocker(u) == u) {
+        if let Some(u) = self.urgent.iter().copied().find(|&u| self.ready(u)) {
             return Some(u);
         }
-        if let Some(&first) = self.urgent.first() {
-            // Priority inheritance: walk to a ready item ahead of it.
-            let mut cur = first;
+        for &u in &self.urgent {
+            // Priority inheritance: walk to the pending lane head ahead of it.
+            let mut cur = u;
             loop {
                 let b = self.earliest_blocker(cur);
                 if b == cur {
-                    return Some(cur);
+                    break;
                 }
                 cur = b;
             }
+            if !self.lane_busy(cur) {
+                return Some(cur);
+            }
         }
-        self.pending.first().copied()
+        // FIFO. The earliest pending item heads all its lanes; it is ready
+        // unless a lane is in flight. Else the earliest ready lane head (an
+        // item without lanes, i.e. a receipt, is always ready).
+        let first = *self.pending.first()?;
+        if !self.lane_busy(first) {
+            return Some(first);
+        }
+        let free = self.free.first().copied();
+        self.lanes
+            .iter()
+            .filter(|(k, _)| !self.busy.contains(*k))
+            .filter_map(|(_, lane)| lane.first().copied())
+            .filter(|&s| self.ready(s))
+            .chain(free)
+            .min()
     }
 
     fn collect_expired(&mut self, now_ms: i64) {
@@ -383,8 +454,9 @@ impl Outbox {
         }
     }
 
-    fn return_in_flight_from(&mut self, index: usize) {
-        for seq in self.in_flight.split_off(index) {
+    fn return_all_in_flight(&mut self) {
+        for seq in self.in_flight.clone() {
+            self.remove_in_flight(seq);
             self.add_pending(seq);
         }
     }
@@ -404,7 +476,7 @@ impl Outbox {
         }
         let seq = self.select()?;
         self.remove_pending(seq);
-        self.in_flight.push(seq);
+        self.add_in_flight(seq);
         let e = self.items.get_mut(&seq)?;
         e.attempts += 1;
         Some(Transmit { stream: self.stream, seq, id: e.item.id.clone(), attempt: e.attempts })
@@ -468,10 +540,10 @@ impl Outbox {
         }
     }
 
-    /// The connection is gone: in-flight items return to the head of the
-    /// queue in order, and redialing waits one backoff step.
+    /// The connection is gone: in-flight items return to the queue (each at
+    /// the head of its lanes), and redialing waits one backoff step.
     pub fn handle_disconnected(&mut self, now_ms: i64) {
-        self.return_in_flight_from(0);
+        self.return_all_in_flight();
         self.stream += 1;
         self.hold_until = None;
         if matches!(self.link, LinkState::Up | LinkState::Dialing) {
@@ -502,17 +574,30 @@ impl Outbox {
         self.forget(seq)
     }
 
-    /// The peer answered RETRY for `id`: it and everything sent after it go
-    /// back to the queue, and sending holds for one backoff step. Returns
-    /// false if `id` was not in flight.
+    /// The peer answered RETRY for `id` (or the outcome is unknown): that
+    /// item goes back to the queue, at the head of its lanes, and sending
+    /// holds for one backoff step unless a hold is already running. The
+    /// other items in flight are independent (no shared lane) and wait for
+    /// their own answers. Returns false if `id` was not in flight.
     pub fn handle_retry(&mut self, id: &ItemId, now_ms: i64) -> bool {
         self.handle_peer_activity(now_ms);
         let Some(seqs) = self.by_id.get(id) else { return false };
-        let Some(pos) = self.in_flight.iter().position(|s| seqs.contains(s)) else { return false };
-        self.return_in_flight_from(pos);
+        let Some(seq) = self.in_flight.iter().copied().find(|s| seqs.contains(s)) else { return false };
+        self.remove_in_flight(seq);
+        self.add_pending(seq);
         self.stream += 1;
-        self.hold_until = Some(now_ms + self.retry_backoff.next_delay_ms());
+        if self.hold_until.is_none_or(|h| now_ms >= h) {
+            self.hold_until = Some(now_ms + self.retry_backoff.next_delay_ms());
+        }
         true
+    }
+
+    /// True if item `seq` is in flight on its `attempt`-th transmission: a
+    /// driver with concurrent transfers checks this before reporting an
+    /// unknown outcome, so a stale failure (from a connection already
+    /// reported lost) does not return a newer transmission to the queue.
+    pub fn is_in_flight(&self, seq: u64, attempt: u32) -> bool {
+        self.in_flight.contains(&seq) && self.items.get(&seq).is_some_and(|e| e.attempts == attempt)
     }
 
     /// Admin: stop or resume sending (the link stays up).

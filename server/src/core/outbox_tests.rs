@@ -72,16 +72,31 @@ fn urgent_keeps_order_per_sender_and_recipient_and_pulls_its_lane() {
     assert_eq!(drain(&mut o), [2, 3, 5, 1, 4]);
 }
 
+fn receipt(n: u8) -> OutboxItem {
+    OutboxItem {
+        id: ItemId::Receipt { id: [n; 32] },
+        recipients: Vec::new(),
+        urgent: false,
+        expires_at_ms: 1_000_000,
+        queued_at_ms: 0,
+    }
+}
+
+/// Everything `poll_transmit` yields now, as sequence numbers.
+fn burst(o: &mut Outbox, now: i64) -> Vec<u64> {
+    std::iter::from_fn(|| o.poll_transmit(now)).map(|t| t.seq).collect()
+}
+
 #[test]
 fn window_limits_in_flight_and_disconnect_returns_in_order() {
     let mut o = up(3);
     for n in 1..=5 {
-        o.push(env("s@carin", n, &["r@arinsa"], false)).unwrap();
+        // Five senders: five independent lanes.
+        o.push(env(&format!("s{n}@carin"), n, &["r@arinsa"], false)).unwrap();
     }
-    let sent: Vec<u64> = std::iter::from_fn(|| o.poll_transmit(0)).map(|t| t.seq).collect();
-    assert_eq!(sent, [1, 2, 3], "window of 3");
+    assert_eq!(burst(&mut o, 0), [1, 2, 3], "window of 3");
     assert_eq!(o.in_flight(), 3);
-    let acked = o.handle_ack(&env("s@carin", 1, &[], false).id, 0).unwrap();
+    let acked = o.handle_ack(&env("s1@carin", 1, &[], false).id, 0).unwrap();
     assert_eq!(acked.seq, 1);
     assert_eq!(o.poll_transmit(0).unwrap().seq, 4);
     o.handle_disconnected(0);
@@ -93,22 +108,69 @@ fn window_limits_in_flight_and_disconnect_returns_in_order() {
     assert_eq!(again, [(2, 2), (3, 2), (4, 2)], "back at the head, in order, second attempt");
     assert!(o.handle_ack(&ItemId::Receipt { id: [0; 32] }, 10).is_none(), "unknown ack ignored");
     // A late ack for a queued (not in-flight) item still removes it.
-    assert_eq!(o.handle_ack(&env("s@carin", 5, &[], false).id, 10).unwrap().seq, 5);
+    assert_eq!(o.handle_ack(&env("s5@carin", 5, &[], false).id, 10).unwrap().seq, 5);
 }
 
 #[test]
-fn retry_returns_the_rest_of_the_stream_and_holds() {
+fn at_most_one_item_in_flight_per_sender_and_recipient() {
+    let mut o = up(8);
+    o.push(env("a@carin", 1, &["r@arinsa"], false)).unwrap();
+    o.push(env("a@carin", 2, &["r@arinsa"], false)).unwrap(); // behind 1
+    o.push(env("b@carin", 3, &["r@arinsa"], false)).unwrap(); // other sender
+    o.push(env("a@carin", 4, &["q@arinsa"], false)).unwrap(); // other recipient
+    o.push(env("a@carin", 5, &["r@arinsa", "q@arinsa"], false)).unwrap(); // behind 2 and 4
+    o.push(receipt(6)).unwrap(); // receipts: no constraint
+    o.push(env("b@carin", 7, &["r@arinsa"], false)).unwrap(); // behind 3
+    assert_eq!(burst(&mut o, 0), [1, 3, 4, 6], "one per lane, concurrently");
+    assert_eq!(o.in_flight(), 4);
+    o.handle_ack(&env("b@carin", 3, &[], false).id, 0).unwrap();
+    assert_eq!(burst(&mut o, 0), [7], "the lane's next item once its head is acked");
+    o.handle_ack(&env("a@carin", 1, &[], false).id, 0).unwrap();
+    assert_eq!(burst(&mut o, 0), [2]);
+    o.handle_ack(&env("a@carin", 4, &[], false).id, 0).unwrap();
+    assert!(burst(&mut o, 0).is_empty(), "5 waits for 2 (a -> r) still in flight");
+    o.handle_ack(&env("a@carin", 2, &[], false).id, 0).unwrap();
+    assert_eq!(burst(&mut o, 0), [5]);
+    o.handle_ack(&ItemId::Receipt { id: [6; 32] }, 0).unwrap();
+    o.handle_ack(&env("b@carin", 7, &[], false).id, 0).unwrap();
+    o.handle_ack(&env("a@carin", 5, &[], false).id, 0).unwrap();
+    assert!(o.is_empty());
+    assert!(o.busy.is_empty() && o.free.is_empty() && o.lanes.is_empty());
+}
+
+#[test]
+fn urgent_waits_for_its_lane_in_flight_and_others_go_meanwhile() {
+    let mut o = up(8);
+    o.push(env("a@carin", 1, &["r@arinsa"], false)).unwrap();
+    assert_eq!(burst(&mut o, 0), [1]);
+    o.push(env("x@carin", 2, &["r@arinsa"], false)).unwrap();
+    o.push(env("a@carin", 3, &["r@arinsa"], true)).unwrap(); // urgent, lane busy with 1
+    o.push(env("x@carin", 4, &["q@arinsa"], false)).unwrap();
+    assert_eq!(burst(&mut o, 0), [2, 4], "the urgent item cannot pass 1; independent lanes go");
+    o.handle_ack(&env("x@carin", 2, &[], false).id, 0).unwrap();
+    o.push(env("x@carin", 5, &["r@arinsa"], false)).unwrap();
+    o.handle_ack(&env("a@carin", 1, &[], false).id, 0).unwrap();
+    assert_eq!(burst(&mut o, 0), [3, 5], "urgent first once its lane is free");
+}
+
+#[test]
+fn retry_returns_only_that_item_and_holds_once() {
     let mut o = up(4);
-    for n in 1..=3 {
-        o.push(env("s@carin", n, &["r@arinsa"], false)).unwrap();
-    }
-    while o.poll_transmit(0).is_some() {}
-    assert!(o.handle_retry(&env("s@carin", 2, &[], false).id, 100));
-    assert_eq!(o.in_flight(), 1, "item 1 stays in flight, 2 and 3 are queued again");
+    o.push(env("s@carin", 1, &["r@arinsa"], false)).unwrap();
+    o.push(env("t@carin", 2, &["r@arinsa"], false)).unwrap();
+    o.push(env("s@carin", 3, &["r@arinsa"], false)).unwrap();
+    assert_eq!(burst(&mut o, 0), [1, 2], "3 waits for 1");
+    assert!(o.handle_retry(&env("t@carin", 2, &[], false).id, 100));
+    assert_eq!(o.in_flight(), 1, "item 1 stays in flight, 2 is queued again");
     assert!(o.poll_transmit(500).is_none(), "held for one backoff step");
     assert_eq!(o.poll_timeout(), Some(1_100));
-    let t = o.poll_transmit(1_100).unwrap();
-    assert_eq!((t.seq, t.stream), (2, 2), "resent first, on a new stream");
+    assert!(o.is_in_flight(1, 1));
+    assert!(o.handle_retry(&env("s@carin", 1, &[], false).id, 200));
+    assert_eq!(o.poll_timeout(), Some(1_100), "a second RETRY of the burst does not lengthen the hold");
+    let again: Vec<(u64, u32)> =
+        std::iter::from_fn(|| o.poll_transmit(1_100)).map(|t| (t.seq, t.attempt)).collect();
+    assert_eq!(again, [(1, 2), (2, 2)], "3 still waits for 1");
+    assert!(o.is_in_flight(1, 2) && !o.is_in_flight(1, 1), "a stale attempt is not in flight");
     assert!(!o.handle_retry(&env("s@carin", 9, &[], false).id, 0));
 }
 

@@ -196,6 +196,12 @@ impl SimBuilder {
         self
     }
 
+    /// Sets every outbox's window (most items in flight per peer; default 32).
+    pub(crate) fn window(mut self, window: usize) -> Self {
+        self.window = window;
+        self
+    }
+
     /// Makes `via` the default route of `relay`.
     pub(crate) fn default_route(mut self, relay: &str, via: &str) -> Self {
         let (a, b) = (self.index(relay), self.index(via));

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::events::{LinkEvent, RemotePeer, Reporter};
 use super::inbound::{InboundHandler, InboundPayload};
+use super::reports::{LinkReports, serve_report_stream};
 use super::tuning::Tuning;
 use super::wire::{
     FrameReader, Limiter, ReadFail, close_code, describe_close, frame, kind_name, write_frame,
@@ -139,16 +140,29 @@ impl Drop for InFlightGuard {
 }
 
 /// Accepts the peer's streams until the connection ends. quinn admits at
-/// most `max_inbound_streams` at once; each gets its own task.
+/// most `max_inbound_streams` request (bidirectional) streams and
+/// `reports::MAX_REPORT_STREAMS` link-report (unidirectional) streams at
+/// once; each gets its own task.
 pub(crate) async fn serve_connection(
     ctx: Arc<ConnCtx>,
     handler: Arc<dyn InboundHandler>,
     inflight: InFlight,
+    reports: LinkReports,
 ) {
-    while let Ok((send, recv)) = ctx.conn.accept_bi().await {
-        let guard = inflight.enter();
-        let span = tracing::debug_span!("fed_stream", id = %recv.id());
-        tokio::spawn(serve_stream(ctx.clone(), handler.clone(), send, recv, guard).instrument(span));
+    loop {
+        tokio::select! {
+            bi = ctx.conn.accept_bi() => {
+                let Ok((send, recv)) = bi else { break };
+                let guard = inflight.enter();
+                let span = tracing::debug_span!("fed_stream", id = %recv.id());
+                tokio::spawn(serve_stream(ctx.clone(), handler.clone(), send, recv, guard).instrument(span));
+            }
+            uni = ctx.conn.accept_uni() => {
+                let Ok(recv) = uni else { break };
+                let span = tracing::debug_span!("fed_report", id = %recv.id());
+                tokio::spawn(serve_report_stream(ctx.clone(), reports.clone(), recv).instrument(span));
+            }
+        }
     }
 }
 

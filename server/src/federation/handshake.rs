@@ -206,7 +206,10 @@ fn established(
         Arc::new(ConnCtx::new(conn, peer, slot.limiter.clone(), sh.reporter.clone(), sh.tuning.clone()));
     let span =
         tracing::info_span!("fed_conn", me = %sh.me.name, peer = %ctx.peer.identity.name, id = connection_id);
-    tokio::spawn(serve_connection(ctx.clone(), sh.handler.clone(), sh.inflight.clone()).instrument(span));
+    tokio::spawn(
+        serve_connection(ctx.clone(), sh.handler.clone(), sh.inflight.clone(), sh.reports.clone())
+            .instrument(span),
+    );
     ctx
 }
 

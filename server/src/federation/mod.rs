@@ -16,6 +16,8 @@
 //! let ack: pb::ReceiptAck = link.send_receipt(receipt_transfer).await?;
 //! let answer = link.query_directory(query).await?;
 //! let cosig = link.request_cosign(request).await?;
+//! fed.link_reports().set_source(driver);       // own link states for link reports
+//! let remote = fed.link_reports().snapshot(now_ms); // peers' reports (federation view)
 //! fed.close().await;                           // finish inbound streams, close, wait_idle
 //! ```
 //!
@@ -30,6 +32,11 @@
 //!   handler persists first and acks after. It also gets every
 //!   [`LinkEvent`] synchronously (`event`), for peer-refused and
 //!   violation audit records.
+//! * Link reports (`reports.rs`): every `REPORT_EVERY` and shortly after a
+//!   link change, each connected peer gets this relay's own links in a
+//!   `LinkReport` alone on a unidirectional stream (requests use
+//!   bidirectional streams only); what peers report is checked against
+//!   their certificate and kept per network in [`LinkReports`].
 //! * [`LinkEvent`]s: `Connected` (a new current connection: reset outbox
 //!   backoff and resume), `Disconnected` (with reason), `Refused` (inbound
 //!   or outbound, with the certificate identity when known), `Violation`.
@@ -96,6 +103,7 @@ mod link;
 mod outbound;
 pub mod policy;
 mod reload;
+mod reports;
 mod tuning;
 mod wire;
 
@@ -114,6 +122,7 @@ pub use inbound::{BoxFuture, InboundHandler, InboundPayload};
 pub use link::LinkStatus;
 pub use outbound::LinkHandle;
 pub use reload::FederationControl;
+pub use reports::{LinkReports, MIN_GAP, REPORT_EVERY, SEND_TIMEOUT};
 pub use tuning::{MAX_CHUNK, Tuning, client_config, server_config};
 pub use wire::{close_code, stream_code};
 
@@ -202,6 +211,7 @@ pub(crate) struct Shared {
     pub(crate) inflight: InFlight,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) trust: SharedTrust,
+    pub(crate) reports: LinkReports,
 }
 
 /// Entry point; see the module docs.
@@ -282,6 +292,7 @@ impl Federation {
             Arc::new(quinn::TokioRuntime),
         )?;
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let reports = reports::new_view(slots.keys().map(|(network, _)| network.clone()));
         let shared = Arc::new(Shared {
             me: me.clone(),
             hello,
@@ -293,9 +304,13 @@ impl Federation {
             inflight: InFlight::default(),
             shutdown,
             trust,
+            reports: reports.clone(),
         });
         let relay_span = tracing::info_span!("federation", relay = %me.name, network = %me.network);
         let mut tasks = vec![tokio::spawn(run_acceptor(shared.clone()).instrument(relay_span.clone()))];
+        tasks.push(tokio::spawn(
+            reports::run_reporter(shared.clone(), reports).instrument(relay_span.clone()),
+        ));
         for (slot, rx) in receivers {
             let span = tracing::info_span!(parent: &relay_span, "link", peer = %slot.config.name);
             tasks.push(tokio::spawn(link::run_link(shared.clone(), slot, rx).instrument(span)));
@@ -386,6 +401,12 @@ impl FederationHandle {
     /// Handles of all configured peers.
     pub fn links(&self) -> Vec<LinkHandle> {
         self.shared.peers.values().map(|slot| LinkHandle { slot: slot.clone() }).collect()
+    }
+
+    /// The link reports received from peers (federation view), and the
+    /// seam through which this relay's own link states reach its reports.
+    pub fn link_reports(&self) -> LinkReports {
+        self.shared.reports.clone()
     }
 
     /// A new subscriber to link events (bounded: `Tuning::event_capacity`).

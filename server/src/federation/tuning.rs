@@ -143,8 +143,9 @@ impl Tuning {
     pub fn transport_config(&self) -> quinn::TransportConfig {
         let mut t = quinn::TransportConfig::default();
         t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(self.max_inbound_streams))
-            // Federation uses bidirectional streams only.
-            .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
+            // Requests use bidirectional streams; unidirectional ones
+            // carry link reports only (see reports.rs).
+            .max_concurrent_uni_streams(quinn::VarInt::from_u32(super::reports::MAX_REPORT_STREAMS))
             .stream_receive_window(quinn::VarInt::from_u32(self.stream_receive_window))
             .receive_window(quinn::VarInt::from_u32(self.receive_window))
             .send_window(self.send_window)

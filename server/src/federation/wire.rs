@@ -245,6 +245,7 @@ pub(crate) fn kind_name(frame: &pb::Frame) -> &'static str {
         Some(Kind::CosignResponse(_)) => "CosignResponse",
         Some(Kind::Ping(_)) => "Ping",
         Some(Kind::Pong(_)) => "Pong",
+        Some(Kind::LinkReport(_)) => "LinkReport",
     }
 }
 

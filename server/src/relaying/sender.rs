@@ -1,15 +1,21 @@
 //! One task per peer: drives that peer's outbox (`poll_expired`,
-//! `poll_transmit`, `poll_timeout`) and sends one item at a time on the
-//! peer's link, waiting for its ack before the next (per (sender,
-//! recipient) order at every hop). An item leaves the store only on the
-//! peer's ack (STORED, DUPLICATE or REFUSED), in the batch of its FORWARDED
-//! audit record; RETRY or any error puts it back with a backoff step, and
-//! the backoff ends at once when the peer reconnects or sends anything.
+//! `poll_transmit`, `poll_timeout`) and keeps up to the outbox's `window`
+//! transfers in flight on the peer's link at once, each on its own QUIC
+//! stream, polling for more whenever one ends or the outbox changes. The
+//! outbox never has two items of one (sender, recipient) lane in flight, so
+//! per (sender, recipient) order holds at every hop while the peer's store
+//! writer commits the concurrent transfers in one fsync. An item leaves the
+//! store only on the peer's ack (STORED, DUPLICATE or REFUSED), in the batch
+//! of its FORWARDED audit record; RETRY or any error puts it back with a
+//! backoff step, and the backoff ends at once when the peer reconnects or
+//! sends anything.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use focal_proto::pb;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::io::AsyncRead;
 use tokio::sync::watch;
 
@@ -31,12 +37,17 @@ pub(super) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut wake = r.store.outbox_changes();
+    let window = r.core().outbox(&peer).map_or(1, |o| o.window()).max(1);
+    // Transfers in flight. Shutdown does not wait for a slow peer: dropping
+    // them abandons the transfers, whose items stay in the outbox (on disk)
+    // and are sent again after restart (the peer answers DUPLICATE).
+    let mut flying = FuturesUnordered::new();
     loop {
         if *stop.borrow() {
             break;
         }
         let now = now_ms();
-        let (expired, tx, timeout) = {
+        let (expired, txs, timeout) = {
             let mut c = r.core();
             let Some(o) = c.outbox_mut(&peer) else { return };
             let mut expired = Vec::new();
@@ -45,8 +56,15 @@ pub(super) async fn run(
             }
             // The transport dials by itself; this only moves the state on.
             while o.poll_dial(now) {}
-            let tx = o.poll_transmit(now);
-            (expired, tx, o.poll_timeout())
+            // The outbox bounds its own window; `flying` may also hold stale
+            // transfers of a lost connection, so bound it by the window too.
+            let mut txs = Vec::new();
+            while flying.len() + txs.len() < window
+                && let Some(t) = o.poll_transmit(now)
+            {
+                txs.push(t);
+            }
+            (expired, txs, o.poll_timeout())
         };
         for e in expired {
             tracing::info!(seq = e.seq, "outbox item expired undelivered");
@@ -54,10 +72,8 @@ pub(super) async fn run(
                 tracing::error!(error = %e, "recording an expired outbox item failed");
             }
         }
-        if let Some(t) = tx {
+        for t in txs {
             tracing::debug!(seq = t.seq, attempt = t.attempt, item = ?t.id, "transmitting");
-            // Shutdown does not wait for a slow peer: an abandoned transfer
-            // stays in the outbox (on disk) and is sent again after restart.
             let span = match &t.id {
                 ItemId::Envelope { msg_id, .. } => crate::rpc::message_span("transfer_out", msg_id),
                 ItemId::Receipt { .. } => tracing::Span::current(),
@@ -65,17 +81,14 @@ pub(super) async fn run(
             if let ItemId::Envelope { .. } = &t.id {
                 span.in_scope(|| tracing::info!(seq = t.seq, attempt = t.attempt, "transfer to peer"));
             }
-            tokio::select! {
-                _ = tracing::Instrument::instrument(transmit(&r, &peer, &link, t), span) => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-            continue;
+            flying.push(tracing::Instrument::instrument(transmit(&r, &peer, &link, t), span));
         }
-        tracing::trace!(?timeout, "outbox idle");
+        tracing::trace!(?timeout, in_flight = flying.len(), "outbox waiting");
         let wait = timeout
             .map(|t| Duration::from_millis(t.saturating_sub(now).clamp(0, IDLE.as_millis() as i64) as u64))
             .unwrap_or(IDLE);
         tokio::select! {
+            Some(()) = flying.next(), if !flying.is_empty() => {}
             _ = wake.changed() => {}
             _ = kick.changed() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -124,7 +137,9 @@ async fn transmit(r: &Relaying, peer: &str, link: &LinkHandle, t: Transmit) {
         }
         other => {
             tracing::debug!(seq = t.seq, attempt = t.attempt, status = ?other, "transfer not acked; backing off");
-            if let Some(o) = r.core().outbox_mut(peer) {
+            if let Some(o) = r.core().outbox_mut(peer)
+                && o.is_in_flight(t.seq, t.attempt)
+            {
                 o.handle_retry(&t.id, now);
             }
         }

@@ -78,7 +78,8 @@ struct Inner {
     capacity: usize,
     sled_size: Arc<AtomicU64>,
     max_store_bytes: u64,
-    writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Resolves when the writer thread has ended (queue closed, last flush done).
+    writer: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     audit: AuditReader,
     fatal: tokio::sync::watch::Receiver<Option<String>>,
     metrics: Arc<crate::metrics::Metrics>,
@@ -105,6 +106,9 @@ impl Store {
         let db = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(128 * 1024 * 1024)
+            // Fewer segment rewrites: a relay's keys are short-lived
+            // (queued, forwarded, removed), so space comes back anyway.
+            .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(RelayError::sled("opening the sled database"))?;
         let tree = db.open_tree("focal").map_err(RelayError::sled("opening the tree"))?;
@@ -194,7 +198,19 @@ impl Store {
             core,
             outbox_wake: outbox_wake.clone(),
         };
-        let handle = tokio::spawn(writer.run(rx));
+        // A thread of its own for the writer's whole life: it blocks on its
+        // queue and on each fsync (no task hand-off per batch). Not one of
+        // tokio's blocking threads, which a runtime waits for when dropped:
+        // this one ends when the queue closes and reports it on `done`.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("focal-store-writer".into())
+            .spawn(move || {
+                writer.run(rx);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| RelayError::Other(format!("starting the store writer thread: {e}")))?;
+        let handle = done_rx;
         if let Some(core) = ticker_core {
             casework::spawn_ticker(tx.downgrade(), core);
         }

@@ -1,8 +1,10 @@
-//! The single writer: every state change of the relay goes through one task
-//! fed by a bounded channel. It takes what is waiting (up to
+//! The single writer: every state change of the relay goes through one
+//! thread fed by a bounded channel. It takes what is waiting (up to
 //! [`MAX_BATCH`] operations), applies them to one `sled::Batch` together
 //! with their audit records, fsyncs once ([`super::fsync`]), and only then answers
-//! every waiter (group commit). An operation refused by its checks stages
+//! every waiter (group commit); only operations whose loss in a crash is
+//! harmless (`Op::answered_before_fsync`: an acked outbox item's removal)
+//! are answered as soon as the batch is applied. An operation refused by its checks stages
 //! nothing (see `ops`). If sled refuses the batch or the fsync, every
 //! operation in it and every one queued after it fails, the writer stops and
 //! [`super::Store::failed`] resolves: the relay shuts down rather than
@@ -129,6 +131,18 @@ pub(crate) enum Op {
     },
 }
 
+impl Op {
+    /// Whether the caller may be answered once the batch is applied, before
+    /// its fsync: operations whose loss in a crash is harmless because the
+    /// work they record is repeated after a restart. An acked outbox item
+    /// that comes back is sent again and the peer answers DUPLICATE; a
+    /// forgotten seen entry that comes back is forgotten again. Everything
+    /// that acknowledges a message to anyone waits for the fsync.
+    fn answered_before_fsync(&self) -> bool {
+        matches!(self, Op::OutboxDone { .. } | Op::ForgetSeen(_))
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Reply {
     Accepted(Accepted),
@@ -169,8 +183,9 @@ pub(crate) struct Writer {
     pub(crate) outbox_wake: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
-/// A waiter and its operation's result.
-type Answer = (Option<ReplyTx>, Result<Reply, RelayError>);
+/// A waiter, its operation's result, and whether it may be answered before
+/// the fsync ([`Op::answered_before_fsync`]).
+type Answer = (Option<ReplyTx>, Result<Reply, RelayError>, bool);
 
 /// What staging a group of operations gave.
 enum Staging {
@@ -230,9 +245,12 @@ impl Staged<'_> {
 }
 
 impl Writer {
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+    /// The writer's loop. It runs on a thread of its own (see
+    /// `Store::open`): it blocks on the queue and on the fsync, so a batch
+    /// costs no task hand-off to tokio's blocking pool and back.
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut closing = false;
-        while let Some(first) = rx.recv().await {
+        while let Some(first) = rx.blocking_recv() {
             let mut jobs = Vec::with_capacity(16);
             let mut push = |m: Msg, jobs: &mut Vec<(Op, Option<ReplyTx>)>| match m {
                 Msg::Job(op, tx) => jobs.push((op, tx)),
@@ -252,13 +270,13 @@ impl Writer {
             if jobs.is_empty() {
                 continue;
             }
-            if let Err(broken) = self.commit(jobs).await {
+            if let Err(broken) = self.commit(jobs) {
                 // The disk refused a write or an fsync: nothing more is
                 // acknowledged. Queued operations fail; the relay stops.
                 tracing::error!(error = %broken, "store failed; refusing all further writes");
                 let _ = self.fatal.send(Some(broken.clone()));
                 rx.close();
-                while let Some(m) = rx.recv().await {
+                while let Some(m) = rx.blocking_recv() {
                     if let Msg::Job(_, Some(tx)) = m {
                         let _ = tx.send(Err(RelayError::Commit(broken.clone())));
                     }
@@ -266,7 +284,7 @@ impl Writer {
                 return;
             }
         }
-        if let Err(e) = super::fsync::fsync(&self.db).await {
+        if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "final store flush failed");
         }
         tracing::debug!("store writer stopped");
@@ -289,6 +307,7 @@ impl Writer {
         let mut results = Vec::with_capacity(jobs.len());
         let mut failed: Option<String> = None;
         for (op, tx) in jobs {
+            let early = op.answered_before_fsync();
             let r = if failed.is_some() {
                 Err(RelayError::Commit("an earlier operation of the batch failed".into()))
             } else {
@@ -300,7 +319,7 @@ impl Writer {
                     Ok(r) => r,
                 }
             };
-            results.push((tx, r));
+            results.push((tx, r, early));
         }
         let wake = st.wake;
         let staging = if let Some(e) = failed {
@@ -322,22 +341,31 @@ impl Writer {
     }
 
     /// The fsync, timed for the fsync latency histogram.
-    async fn timed_flush(&self) -> sled::Result<usize> {
+    fn timed_flush(&self) -> sled::Result<usize> {
         let started = std::time::Instant::now();
-        let flushed = super::fsync::fsync(&self.db).await;
+        // Synchronous on purpose: sled's `flush_async` can deadlock (see `fsync`).
+        let flushed = self.db.flush();
         self.metrics.observe_fsync(started.elapsed());
         flushed
     }
 
     /// Applies one group of operations. Err means the store is broken (a
     /// batch or an fsync failed) and the writer must stop.
-    async fn commit(&mut self, jobs: Vec<(Op, Option<ReplyTx>)>) -> Result<(), String> {
-        let (results, after, staging, wake) = self.stage(jobs);
+    fn commit(&mut self, jobs: Vec<(Op, Option<ReplyTx>)>) -> Result<(), String> {
+        let (mut results, after, staging, wake) = self.stage(jobs);
         let now = crate::rpc::now_ms();
+        if let Staging::Applied = staging {
+            // Applied: answer now whoever need not wait for the disk.
+            for (tx, r, early) in &mut results {
+                if *early && let Some(tx) = tx.take() {
+                    let _ = tx.send(std::mem::replace(r, Ok(Reply::Done)));
+                }
+            }
+        }
         let outcome = match staging {
             Staging::Failed(e, broken) => Err((e, broken)),
             Staging::Clean => Ok(()),
-            Staging::Applied => match self.timed_flush().await {
+            Staging::Applied => match self.timed_flush() {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     Err((format!("fsync failed (the last batch may or may not be durable): {e}"), true))
@@ -363,7 +391,7 @@ impl Writer {
                 if let Ok(n) = self.db.size_on_disk() {
                     self.size.store(n, std::sync::atomic::Ordering::Relaxed);
                 }
-                for (tx, r) in results {
+                for (tx, r, _) in results {
                     if let Some(tx) = tx {
                         let _ = tx.send(r);
                     }
@@ -373,7 +401,7 @@ impl Writer {
             Err((e, broken)) => {
                 tracing::error!(error = %e, "store commit failed");
                 // Dropping `after` removes payload files no envelope references.
-                for (tx, r) in results {
+                for (tx, r, _) in results {
                     if let Some(tx) = tx {
                         let _ = tx.send(r.and(Err(RelayError::Commit(e.clone()))));
                     }

@@ -14,6 +14,7 @@
 //! Run: `cargo test -p focal-tests --test console`.
 
 mod browser;
+mod fedview;
 mod http;
 mod security;
 mod webdriver;
@@ -36,7 +37,7 @@ pub struct ConsoleProc {
     pub base: String,
     /// The session token.
     pub token: String,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
 }
 
 impl ConsoleProc {
@@ -58,12 +59,18 @@ impl ConsoleProc {
             serde_json::from_str(&line).with_context(|| format!("not JSON: {line}"))?;
         let login = v["url"].as_str().context("url")?.to_owned();
         let (base, token) = login.split_once("/?token=").context("URL without token")?;
-        Ok(ConsoleProc {
-            base: base.to_owned(),
-            token: token.to_owned(),
-            login: login.clone(),
-            _child: child,
-        })
+        Ok(ConsoleProc { base: base.to_owned(), token: token.to_owned(), login: login.clone(), child })
+    }
+
+    /// Sends SIGTERM and waits (at most [`PROMPT`]) for the console to exit.
+    pub async fn terminate(mut self) -> Result<std::process::ExitStatus> {
+        let pid = self.child.id().context("the console exited already")?;
+        let kill = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        anyhow::ensure!(kill.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(PROMPT, self.child.wait())
+            .await
+            .context("the console did not exit after SIGTERM")?
+            .context("waiting for the console")
     }
 
     /// `Cookie` header value of the session.

@@ -1,12 +1,18 @@
 //! The console's protections, spoken to with a plain HTTP client (no
 //! browser): session token, CSRF token and Origin check, Host check,
-//! security headers, and the loopback-only bind.
+//! security headers, the loopback-only bind, an unopenable message shown as
+//! `cannot open: <reason>` in the inbox, and that an open live-update
+//! event stream does not hold the console up at shutdown.
+
+use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
+use focal_client::progress::NoProgress;
 use focal_tests::Federation;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::ConsoleProc;
 use crate::http::{get, request};
+use crate::{ConsoleProc, PROMPT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_without_the_session_token_are_refused() -> Result<()> {
@@ -15,7 +21,16 @@ async fn requests_without_the_session_token_are_refused() -> Result<()> {
     let c = ConsoleProc::start(fed.fp("nl-fiod@carin"), &bins, &[]).await?;
     ensure!(c.login.starts_with("http://127.0.0.1:"), "{}", c.login);
 
-    for path in ["/", "/inbox", "/compose", "/static/console.css", "/message/a@carin/00/attachment/0"] {
+    let paths = [
+        "/",
+        "/inbox",
+        "/compose",
+        "/static/console.css",
+        "/static/live.js",
+        "/events",
+        "/message/a@carin/00/attachment/0",
+    ];
+    for path in paths {
         let r = get(&format!("{}{path}", c.base), &[]).await?;
         ensure!(r.status == 403, "{path} without a session: {} {}", r.status, r.text());
         ensure!(r.header("content-security-policy").contains("default-src 'self'"), "{:?}", r.headers);
@@ -44,13 +59,61 @@ async fn requests_without_the_session_token_are_refused() -> Result<()> {
     );
     ensure!(r.header("x-frame-options") == "DENY", "{:?}", r.headers);
     let page = r.text();
-    ensure!(!page.contains("<script") && !page.contains("http://") && !page.contains("https://"), "{page}");
+    // No inline script: the only script is the console's own live-update file.
+    let own = "<script src=\"/static/live.js\" defer></script>";
+    ensure!(page.matches("<script").count() == page.matches(own).count(), "{page}");
+    ensure!(!page.contains("http://") && !page.contains("https://"), "{page}");
+    let r = get(&format!("{}/static/live.js", c.base), &[("cookie", &cookie)]).await?;
+    ensure!(r.status == 200 && r.header("content-type").starts_with("text/javascript"), "{:?}", r.headers);
+    ensure!(r.text().contains("new EventSource('/events')"), "{}", r.text());
     // Keys and certificates never reach the browser.
     ensure!(!page.contains("PRIVATE KEY") && !page.contains("CERTIFICATE"), "{page}");
 
     // DNS rebinding: the right cookie under another host name is refused.
     let r = get(&format!("{}/inbox", c.base), &[("cookie", &cookie), ("host", "evil.example:80")]).await?;
     ensure!(r.status == 403, "foreign Host: {}", r.status);
+
+    // A waiting message the console cannot open (sealed to an encryption
+    // key this focal point no longer holds) gets a "cannot open: <reason>"
+    // row in the inbox, not a broken page.
+    let me = vec![focal_proto::Address::parse_member("nl-fiod@carin")?];
+    let draft = focal_client::Draft::new(me, "sealed to a retired key", "unreadable now");
+    let sent = fed.client("nl-fiod@carin").await?.send(&draft, Arc::new(NoProgress)).await?;
+    let key_dir = fed.fp("nl-fiod@carin").profile()?.key_dir;
+    std::fs::rename(&key_dir, key_dir.with_extension("retired"))?;
+    focal_client::keys::KeyStore::new(&key_dir).generate(false, focal_client::util::now_ms())?;
+    let r = get(&format!("{}/inbox", c.base), &[("cookie", &cookie)]).await?;
+    let page = r.text();
+    ensure!(r.status == 200, "inbox with an unreadable message: {} {page}", r.status);
+    ensure!(
+        page.contains("cannot open: verification failed") && page.contains("no recipient stanza"),
+        "{page}"
+    );
+    ensure!(page.contains(&hex::encode(sent.msg_id)), "the unreadable message is listed: {page}");
+
+    // A live page's event stream (an open tab) does not hold the console
+    // up at shutdown: SIGTERM ends the stream and the process.
+    let host = c.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&host).await?;
+    let req = format!(
+        "GET /events HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(PROMPT, tcp.read(&mut b)).await.context("event stream headers")??;
+        ensure!(n == 1, "the event stream closed before its headers: {}", String::from_utf8_lossy(&head));
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    ensure!(head.starts_with("http/1.1 200") && head.contains("text/event-stream"), "{head}");
+    let status = c.terminate().await?;
+    ensure!(status.success(), "focal console after SIGTERM: {status}");
+    let mut rest = Vec::new();
+    tokio::time::timeout(PROMPT, tcp.read_to_end(&mut rest))
+        .await
+        .context("the event stream stayed open")??;
     fed.shutdown().await
 }
 
