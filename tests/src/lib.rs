@@ -12,6 +12,8 @@
 //! - [`federation::Federation`]: all of the above from one builder;
 //! - [`raw`]: raw gRPC bytes and hand-made envelopes for refusal tests;
 //! - [`fedraw`]: raw QUIC connections and hellos to a relay's federation listener;
+//! - [`transfer`]: a large attachment CARIN -> GFP -> ARINSA with `focal`
+//!   child processes and peak RSS per process (large test and benchmark);
 //! - [`fault`]: loopback UDP proxies that cut, delay or drop a federation
 //!   link's traffic, and a ledger that checks exactly-once, in-order delivery.
 //!
@@ -31,6 +33,7 @@ pub mod fp;
 pub mod pki;
 pub mod raw;
 pub mod relay;
+pub mod transfer;
 
 use std::path::PathBuf;
 

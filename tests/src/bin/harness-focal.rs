@@ -3,13 +3,6 @@
 //! (VmHWM, KiB) there on exit, so memory tests can bound the client.
 fn main() -> std::process::ExitCode {
     let code = focal_client::cli::main();
-    if let Some(path) = std::env::var_os("FOCAL_TEST_PEAK_RSS_FILE") {
-        let hwm = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
-            .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-            .unwrap_or_default();
-        let _ = std::fs::write(path, hwm);
-    }
+    focal_tests::transfer::write_own_peak_rss();
     code
 }

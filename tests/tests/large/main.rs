@@ -7,6 +7,10 @@
 //! attachment has passed; `focal read` resumes from the offset reached and
 //! the saved file's SHA-256 must match the original.
 //!
+//! The transfer itself (federation, `focal send`, waiting for the inbox,
+//! `focal read`, peak RSS) is `focal_tests::transfer`, shared with the
+//! `attach` section of `focal-bench`.
+//!
 //! Run: `cargo test -p focal-tests --test large` (64 MiB, in CI);
 //! the 2 GiB run is ignored by default:
 //! `cargo test -p focal-tests --test large -- --ignored --nocapture`.
@@ -14,14 +18,11 @@
 mod proxy;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use focal_client::InboxItem;
 use focal_client::profile::ProfileFile;
-use focal_tests::{Bins, Federation};
-use futures::StreamExt;
+use focal_tests::transfer;
 
 /// Every process must stay below this peak resident set.
 const BOUND_KIB: u64 = 128 << 10;
@@ -81,112 +82,33 @@ impl Figures {
 
 async fn run(size: u64, deadline: Duration) -> Result<Figures> {
     let bins = focal_tests::bins!();
-    let fed = Federation::builder()
-        .hub("gfp")
-        .network("carin")
-        .network("arinsa")
-        .focal_point("nl-fiod@carin")
-        .focal_point("za-afu@arinsa")
-        .processes(&bins)
-        .start()
-        .await?;
-    let (nl, za) = (fed.fp("nl-fiod@carin"), fed.fp("za-afu@arinsa"));
-    let big = fed.dir().join("ledger.bin");
-    write_seeded(&big, size, 2026)?;
-    let want = file_sha256(&big)?;
-    let za_client = fed.client("za-afu@arinsa").await?;
-    let mut inbox = za_client.inbox(true).await?;
-
-    // Wait until the directory of arinsa answers through the federation.
-    tokio::time::timeout(Duration::from_secs(120), async {
-        while !lookup_ok(focal(&bins, &nl.profile_path, &nl.dir, &["directory", "lookup", "za-afu@arinsa"]))
-            .await
-        {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await
-    .context("arinsa not reachable from carin")?;
-
-    let started = Instant::now();
-    let big_s = big.to_str().context("path")?;
-    let send =
-        ["send", "--to", "za-afu@arinsa", "--subject", "ledger", "--body", "see file", "--attach", big_s];
-    let (out, send_kib) = measured(&bins, &nl.profile_path, &nl.dir, "send", &send).await?;
-    let send_time = started.elapsed();
-    let accepted: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let msg_id = accepted["msg_id"].as_str().context("msg_id")?.to_owned();
-
-    let arrived = tokio::time::timeout(deadline, async {
-        while let Some(item) = inbox.next().await {
-            if let InboxItem::Message(m) = item?
-                && hex::encode(m.msg_id) == msg_id
-            {
-                return Ok::<_, anyhow::Error>(());
-            }
-        }
-        anyhow::bail!("inbox stream ended")
-    })
-    .await;
-    arrived.context("the message did not reach arinsa")??;
-    let transfer_time = started.elapsed();
+    let fed = transfer::federation(&bins).await?;
+    let sent = transfer::send_across(&fed, &bins, size, deadline).await?;
 
     // The reader talks to its relay through a proxy that cuts mid-fetch.
+    let za = fed.fp(transfer::RECIPIENT);
     let relay = fed.relay("arinsa").grpc_addr();
     let proxy = proxy::CutProxy::start(relay, size / 2).await?;
     let profile = proxied_profile(&za.profile_path, proxy.addr)?;
     let out_dir = fed.dir().join("received");
-    let read_started = Instant::now();
-    let read = ["read", msg_id.as_str(), "--out", out_dir.to_str().context("path")?];
-    let (out, read_kib) = measured(&bins, &profile, &za.dir, "read", &read).await?;
-    let read_time = read_started.elapsed();
-    let opened: serde_json::Value = serde_json::from_slice(
-        out.stdout.split(|b| *b == b'\n').find(|l| !l.is_empty()).context("read printed nothing")?,
-    )?;
+    let (opened, read_kib, read_time) =
+        transfer::read_back(&bins, &profile, &za.dir, &sent, &out_dir).await?;
     let resumed = opened["resumed"].as_u64().context("resumed")?;
-    ensure!(file_sha256(&out_dir.join("ledger.bin"))? == want, "the saved attachment differs");
 
-    let mut relays_kib = Vec::new();
-    for net in ["carin", "gfp", "arinsa"] {
-        relays_kib.push((net.to_owned(), fed.relay(net).peak_rss_kib().context("relay VmHWM")?));
-    }
+    let relays_kib = transfer::relays_peak_kib(&fed)?;
     let cuts = proxy.cuts();
     fed.shutdown().await?;
-    Ok(Figures { size, send_kib, read_kib, relays_kib, send_time, transfer_time, read_time, resumed, cuts })
-}
-
-/// `focal --profile <profile> --json <args>` as a child process.
-fn focal(bins: &Bins, profile: &Path, dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(&bins.focal);
-    cmd.arg("--profile").arg(profile).arg("--json").args(args).current_dir(dir);
-    cmd.env_remove("FOCAL_PROFILE").env("NO_COLOR", "1");
-    cmd
-}
-
-async fn lookup_ok(mut cmd: Command) -> bool {
-    tokio::task::spawn_blocking(move || cmd.output()).await.is_ok_and(|o| o.is_ok_and(|o| o.status.success()))
-}
-
-/// Runs `focal` to completion; returns its output and peak RSS (KiB).
-async fn measured(
-    bins: &Bins,
-    profile: &Path,
-    dir: &Path,
-    tag: &str,
-    args: &[&str],
-) -> Result<(Output, u64)> {
-    let peak_file = dir.join(format!("peak-{tag}"));
-    let mut cmd = focal(bins, profile, dir, args);
-    cmd.env("FOCAL_TEST_PEAK_RSS_FILE", &peak_file);
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
-    ensure!(
-        out.status.success(),
-        "focal {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let peak = std::fs::read_to_string(&peak_file)?.trim().parse().context("peak RSS file")?;
-    Ok((out, peak))
+    Ok(Figures {
+        size,
+        send_kib: sent.send_kib,
+        read_kib,
+        relays_kib,
+        send_time: sent.send_time,
+        transfer_time: sent.transfer_time,
+        read_time,
+        resumed,
+        cuts,
+    })
 }
 
 /// A copy of `profile` (same directory, so relative paths still resolve)
@@ -197,42 +119,4 @@ fn proxied_profile(profile: &Path, proxy: std::net::SocketAddr) -> Result<PathBu
     let path = profile.with_file_name("profile-proxied.toml");
     std::fs::write(&path, file.to_toml())?;
     Ok(path)
-}
-
-/// Writes `len` seeded pseudo-random bytes (xorshift64*) to `path`, 1 MiB at a time.
-fn write_seeded(path: &Path, len: u64, seed: u64) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut x = seed | 1;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        for word in buf.chunks_mut(8) {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            word.copy_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes()[..word.len()]);
-        }
-        let n = left.min(buf.len() as u64) as usize;
-        f.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    f.flush()?;
-    Ok(())
-}
-
-/// SHA-256 of a file, streamed.
-fn file_sha256(path: &Path) -> Result<[u8; 32]> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    Ok(ctx.finish().as_ref().try_into()?)
 }

@@ -8,20 +8,27 @@
 //! 3. sealing / opening cost, ChaCha20-Poly1305 on one core, relay CPU time
 //!    per forwarded message;
 //! 4. the audit log: append, checkpoint, offline verification, proofs;
-//! 5. raw quinn throughput on loopback (the transport limit).
+//! 5. raw quinn throughput on loopback (the transport limit);
+//! 6. a 1 GiB attachment through the three relays with the `focal` client
+//!    (`attach`);
+//! 7. memory of a relay holding 10,000 idle authenticated connections (`idle`).
 //!
 //! Run: `cargo run --release -p focal-tests --bin focal-bench -- [--quick]`
 //! (`tests/bench/setup.sh` installs `nats-server` first). `--only focal,nats,
-//! crypto,audit,quic` selects sections; `--rate N --secs S` change the offered
-//! load phase. See BENCHMARKS.md.
+//! crypto,audit,quic,attach,idle` selects sections; `--rate N --secs S` change
+//! the offered load phase. See BENCHMARKS.md.
 //!
-//! The same binary is also the relay child process: invoked as
+//! The same binary is also the child processes: invoked as
 //! `focal-bench run --config <file>` (what the harness runs) it is
-//! `focal-relay`.
+//! `focal-relay`; invoked as `focal-bench --profile <file> …` (what
+//! `focal_tests::transfer` runs) it is the `focal` CLI and writes its peak
+//! RSS like `harness-focal`.
 
+mod attach;
 mod audit;
 mod crypto;
 mod focal;
+mod idle;
 mod load;
 mod nats;
 mod quic;
@@ -84,6 +91,12 @@ fn main() -> ExitCode {
         // The harness spawns relays as `<bin> run --config <file>`.
         return focal_relay::cli::main();
     }
+    if args.get(1).map(String::as_str) == Some("--profile") {
+        // `focal_tests::transfer` runs the client as `<bin> --profile <file> …`.
+        let code = focal_client::cli::main();
+        focal_tests::transfer::write_own_peak_rss();
+        return code;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let only: Option<Vec<String>> = args
         .iter()
@@ -131,6 +144,18 @@ fn main() -> ExitCode {
             match quic::run(if params.quick { 256 << 20 } else { 1 << 30 }).await {
                 Ok(rows) => table.extend("transport", rows),
                 Err(e) => eprintln!("focal-bench: quic section failed: {e:#}"),
+            }
+        }
+        if wants("attach") {
+            match attach::run(if params.quick { 256 << 20 } else { 1 << 30 }).await {
+                Ok(rows) => table.extend("attachment CARIN -> GFP -> ARINSA (focal client processes)", rows),
+                Err(e) => eprintln!("focal-bench: attach section failed: {e:#}"),
+            }
+        }
+        if wants("idle") {
+            match idle::run(if params.quick { 1_000 } else { 10_000 }).await {
+                Ok(rows) => table.extend("idle scale (one relay process)", rows),
+                Err(e) => eprintln!("focal-bench: idle section failed: {e:#}"),
             }
         }
     });
