@@ -103,14 +103,13 @@ impl Store {
         let dir = &opts.data_dir;
         let payload_path = dir.join("payloads");
         std::fs::create_dir_all(&payload_path).map_err(RelayError::io(&payload_path))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(128 * 1024 * 1024)
             // Fewer segment rewrites: a relay's keys are short-lived
             // (queued, forwarded, removed), so space comes back anyway.
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(RelayError::sled("opening the sled database"))?;
+            .mode(sled::Mode::HighThroughput);
+        let db = open_sled(&config).map_err(RelayError::sled("opening the sled database"))?;
         let tree = db.open_tree("focal").map_err(RelayError::sled("opening the tree"))?;
 
         match tree.get(keys::VERSION_KEY).map_err(RelayError::sled("reading the version"))? {
@@ -568,3 +567,25 @@ impl Store {
         }
     }
 }
+
+/// Opens the database, waiting up to [`LOCK_WAIT`] for its file lock: a
+/// store closed a moment ago in this process (a restart in place) releases
+/// the lock only once sled's own I/O threads have let go of it, just after
+/// the final flush returned. Another process holding the lock still fails,
+/// with sled's "could not acquire lock" error.
+fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long [`open_sled`] waits for the database's file lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);

@@ -300,13 +300,30 @@ async fn full_queue_is_an_error_and_group_commit_serves_all() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(dir.path(), Arc::new(Hub::new(4)));
     o.write_queue_depth = 1;
-    let store = Store::open(o).unwrap();
-    // On this single-threaded runtime the writer cannot run while join_all
-    // polls: the first operation fills the queue, the rest are refused.
-    let results = futures::future::join_all((0..5).map(|i| store.expire_due(i, 1))).await;
-    assert!(results[0].is_ok());
-    for r in &results[1..] {
-        assert!(matches!(r, Err(RelayError::QueueFull { capacity: 1 })), "{r:?}");
+    // The writer (a thread of its own) locks the relay core while it stages
+    // a batch: holding the core here holds the writer, so once it has taken
+    // at most one operation, the queue (depth 1) takes one more and every
+    // later one is refused at once.
+    let core = Arc::new(std::sync::Mutex::new(test_core()));
+    let store = Store::open_with_core(o, Some(core.clone())).unwrap();
+    let held = core.lock().unwrap();
+    let mut queued = Vec::new();
+    let mut refused = 0;
+    for i in 0..5 {
+        // Poll each once: it is queued (then waits) or refused at once.
+        let mut f = Box::pin(store.expire_due(i, 1));
+        match futures::poll!(f.as_mut()) {
+            std::task::Poll::Ready(r) => {
+                assert!(matches!(r, Err(RelayError::QueueFull { capacity: 1 })), "{r:?}");
+                refused += 1;
+            }
+            std::task::Poll::Pending => queued.push(f),
+        }
+    }
+    assert!(refused >= 3, "at most two of five fit (one taken by the writer, one queued): {refused} refused");
+    drop(held);
+    for f in queued {
+        f.await.expect("a queued operation completes once the writer runs again");
     }
     store.close().await;
 
@@ -375,4 +392,15 @@ async fn bad_payloads_leave_no_file() {
     drop(sink);
     assert_eq!(files(), 0);
     store.close().await;
+}
+
+/// A relay core for a carin relay with a default route to the GFP hub.
+fn test_core() -> crate::core::RelayCore {
+    use crate::config::{Limits, PolicyConfig};
+    use crate::core::policy::Policy;
+    use crate::core::routing::RoutingTable;
+    let mut t = RoutingTable::new("relay-carin", focal_proto::NetworkId::new("carin").unwrap()).unwrap();
+    t.add_peer("relay-gfp", focal_proto::NetworkId::new("gfp").unwrap(), true).unwrap();
+    let p = Policy::new(t.network().clone(), &PolicyConfig::default(), &Limits::default()).unwrap();
+    crate::core::RelayCore::new(t, p, crate::core::relay::CoreSettings::default(), 1, 0)
 }

@@ -16,7 +16,8 @@
 //! Run: `cargo run --release -p focal-tests --bin focal-bench -- [--quick]`
 //! (`tests/bench/setup.sh` installs `nats-server` first). `--only focal,nats,
 //! crypto,audit,quic,attach,idle` selects sections; `--rate N --secs S` change
-//! the offered load phase. See BENCHMARKS.md.
+//! the offered load phase; `--senders N` the number of (sender, recipient)
+//! pairs, i.e. independent lanes (default 4, 2 with `--quick`). See BENCHMARKS.md.
 //!
 //! The same binary is also the child processes: invoked as
 //! `focal-bench run --config <file>` (what the harness runs) it is
@@ -110,6 +111,9 @@ fn main() -> ExitCode {
         |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)?.parse::<u32>().ok());
     if let Some(r) = num("--rate") {
         params.rate = r.max(1);
+    }
+    if let Some(n) = num("--senders") {
+        params.senders = (n as usize).clamp(1, 256);
     }
     if let Some(s) = num("--secs") {
         params.rate_secs = s.max(1);
