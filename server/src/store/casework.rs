@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use super::audit_seam::AuditSeam;
 use super::keys;
 use super::ops::{Ctx, Fatal, OpResult, put_in_mailboxes, store_receipt};
-use super::records::{StoredEnvelope, decode};
+use super::records::{StoredEnvelope, decode, stage_or_log};
 use super::writer::{After, Msg, Op, Reply, Staged};
 use crate::RelayError;
 use crate::core::escalation::{Held, escalations_of};
@@ -111,6 +111,8 @@ pub(super) fn screen_local(
     Ok(held)
 }
 
+/// An escalation record about `h`'s copy: the alternate as recipient, the
+/// primary as peer.
 fn record(
     env: &StoredEnvelope,
     kind: pb::AuditKind,
@@ -119,30 +121,11 @@ fn record(
     detail: String,
 ) -> pb::AuditRecord {
     pb::AuditRecord {
-        version: 1,
-        kind: kind as i32,
-        time_ms: now_ms,
-        msg_id: h.msg_id.to_vec(),
-        sender: h.sender.to_string(),
         recipients: vec![h.alternate.to_string()],
         peer: h.primary.to_string(),
-        payload_sha256: env.header.as_ref().map(|x| x.payload_sha256.clone()).unwrap_or_default(),
-        size: env.payload_size,
-        handling: env.handling,
-        priority: env.priority,
         detail,
-        ..Default::default()
+        ..env.audit_record(kind, now_ms)
     }
-}
-
-fn stage_audit(st: &mut Staged<'_>, audit: &mut AuditSeam, r: &pb::AuditRecord) -> Result<(), Fatal> {
-    match AuditSeam::validate(r) {
-        Ok(()) => {
-            st.audit(audit, r)?;
-        }
-        Err(e) => tracing::error!(error = %e, "escalation audit record invalid; not logged"),
-    }
-    Ok(())
 }
 
 /// `primary` acknowledged (sender, msg id): the copies held for it are
@@ -174,7 +157,8 @@ pub(super) fn on_ack(
             "{primary} acknowledged {} ms after the copy arrived, within the escalation time; the copy held for {alt} is dropped",
             now_ms.saturating_sub(h.held_at_ms)
         );
-        stage_audit(st, audit, &record(env, pb::AuditKind::EscalationCancelled, now_ms, &h, d))?;
+        let r = record(env, pb::AuditKind::EscalationCancelled, now_ms, &h, d);
+        stage_or_log(st, audit, &r, "escalation cancelled")?;
     }
     Ok(())
 }
@@ -207,7 +191,12 @@ pub(super) fn release_due(
         put_in_mailboxes(st, &mk, &header, std::slice::from_ref(&alt), now_ms, after)?;
         let secs = (h.release_at_ms - h.held_at_ms) / 1000;
         let d = format!("{} did not acknowledge within {secs} s; escalated to {alt}", h.primary);
-        stage_audit(st, audit, &record(&env, pb::AuditKind::Escalated, now_ms, &h, d.clone()))?;
+        stage_or_log(
+            st,
+            audit,
+            &record(&env, pb::AuditKind::Escalated, now_ms, &h, d.clone()),
+            "escalation",
+        )?;
         let digest = header.payload_sha256.clone();
         let receipt = super::fed::relay_receipt(
             ctx,

@@ -11,7 +11,7 @@ use super::audit_seam::AuditSeam;
 use super::fed::{self, ReceiptRequest};
 use super::keys;
 use super::payload::ReceivedPayload;
-use super::records::{DedupRecord, MailboxEntry, MailboxMeta, StoredEnvelope, decode};
+use super::records::{DedupRecord, MailboxEntry, MailboxMeta, StoredEnvelope, decode, stage_or_log};
 use super::writer::{
     AcceptRequest, Accepted, AckRequest, After, ExpiryReport, Op, ReceiptSigner, Reply, Staged,
 };
@@ -419,28 +419,14 @@ fn expire_due(
             let env = env.expect("set above");
             if !pending.is_empty() {
                 expired += 1;
-                let digest = env.header.as_ref().map(|h| h.payload_sha256.clone()).unwrap_or_default();
+                let digest = env.payload_digest();
                 let record = pb::AuditRecord {
-                    version: 1,
-                    kind: pb::AuditKind::Expired as i32,
-                    time_ms: now_ms,
-                    msg_id: env.msg_id.clone(),
-                    sender: env.sender.clone(),
                     recipients: pending.clone(),
-                    payload_sha256: digest.clone(),
-                    size: env.payload_size,
-                    handling: env.handling,
-                    priority: env.priority,
                     reason: pb::RefusalReason::Expired as i32,
                     detail: format!("expired undelivered at {}", ctx.relay_uri),
-                    ..Default::default()
+                    ..env.audit_record(pb::AuditKind::Expired, now_ms)
                 };
-                match AuditSeam::validate(&record) {
-                    Ok(()) => {
-                        st.audit(audit, &record)?;
-                    }
-                    Err(e) => tracing::error!(error = %e, "expiry of a message with an invalid audit record"),
-                }
+                stage_or_log(st, audit, &record, "expiry of a message")?;
                 for addr in &pending {
                     let body = pb::ReceiptBody {
                         version: 1,

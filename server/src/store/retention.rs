@@ -25,7 +25,7 @@ use super::audit_seam::AuditSeam;
 use super::fed::{OutboxRecord, item_record, release_copy};
 use super::keys;
 use super::ops::{Ctx, OpResult, settle_envelope, store_receipt, take_from_mailbox};
-use super::records::{MailboxEntry, StoredEnvelope, decode};
+use super::records::{MailboxEntry, StoredEnvelope, decode, stage_or_log};
 use super::writer::{After, Op, Reply, Staged};
 use crate::RelayError;
 use crate::config::retention::RetentionPolicy;
@@ -251,28 +251,16 @@ fn purge_mailbox_copy(
         // An entry without its envelope: nothing to tell anyone.
         return Ok(true);
     };
-    let digest = env.header.as_ref().map(|h| h.payload_sha256.clone()).unwrap_or_default();
+    let digest = env.payload_digest();
     let record = pb::AuditRecord {
-        version: 1,
-        kind: pb::AuditKind::RetentionPurged as i32,
-        time_ms: now_ms,
-        msg_id: env.msg_id.clone(),
-        sender: env.sender.clone(),
         recipients: vec![addr.to_owned()],
         peer: format!("mailbox:{addr}"),
-        payload_sha256: digest.clone(),
-        size: env.payload_size,
-        handling: env.handling,
-        priority: env.priority,
         hop: env.header.as_ref().map(|h| h.hops.len() as u32).unwrap_or(0),
         reason: pb::RefusalReason::Expired as i32,
         detail: format!("undelivered retention ({undelivered_secs}s) in the mailbox"),
+        ..env.audit_record(pb::AuditKind::RetentionPurged, now_ms)
     };
-    if AuditSeam::validate(&record).is_ok() {
-        st.audit(audit, &record)?;
-    } else {
-        tracing::error!(addr, "retention purge of a message with an invalid audit record");
-    }
+    stage_or_log(st, audit, &record, "retention purge of a mailbox copy")?;
     let body = expired_body(ctx, &env, addr, &digest, undelivered_secs, "mailbox", now_ms);
     let receipt = (ctx.signer)(&body);
     store_receipt(st, ctx, core, &env.sender, &receipt, now_ms, after)?;
