@@ -19,6 +19,13 @@
 //!   message expired or was purged meanwhile is just forgotten.
 //! - At start, [`load`] gives the core every held copy (timers survive a
 //!   restart; one due while the relay was down is released at once).
+//! - Removing ([`drop_held`]): a held copy also leaves by the message's
+//!   expiry (with it, in its EXPIRED record), by retention
+//!   (RETENTION_PURGED, see `store::retention`) and by `Admin.Purge`
+//!   (PURGED, see `store::admin`): its key goes, the core forgets its timer
+//!   and the alternate leaves the envelope's `pending`, in the same batch
+//!   as the audit record. `Admin.ListQueue` lists held copies as queue
+//!   `held:<alternate>` ([`held_copies`]) and the metrics count them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,7 +52,11 @@ const RELEASE_BATCH: usize = 256;
 /// How often the ticker asks the core whether a held copy is due.
 const TICK: Duration = Duration::from_millis(200);
 
-fn held_key(alternate: &Address, sender: &Address, msg_id: &[u8; 16]) -> Vec<u8> {
+pub(super) fn held_key(
+    alternate: &impl std::fmt::Display,
+    sender: &impl std::fmt::Display,
+    msg_id: &[u8; 16],
+) -> Vec<u8> {
     let mk = keys::msg_key(&sender.to_string(), msg_id);
     let mut k = HELD.to_vec();
     k.extend_from_slice(alternate.to_string().as_bytes());
@@ -64,6 +75,77 @@ pub(crate) fn load(tree: &sled::Tree) -> Result<Vec<Held>, RelayError> {
         out.push(h);
     }
     Ok(out)
+}
+
+/// Up to `limit` held copies (of `alternate` only, if given), in key order.
+pub(crate) fn held_copies(
+    tree: &sled::Tree,
+    alternate: Option<&Address>,
+    limit: usize,
+) -> Result<Vec<Held>, RelayError> {
+    let prefix = match alternate {
+        Some(a) => [HELD, a.to_string().as_bytes(), &[0]].concat(),
+        None => HELD.to_vec(),
+    };
+    let mut out = Vec::new();
+    for kv in tree.scan_prefix(prefix).take(limit) {
+        let (k, v) = kv.map_err(RelayError::sled("scanning held escalation copies"))?;
+        out.push(
+            serde_json::from_slice(&v)
+                .map_err(|e| RelayError::Corrupt { key: keys::show(&k), detail: e.to_string() })?,
+        );
+    }
+    Ok(out)
+}
+
+/// The held copy of message (sender, msg id) for `alternate`, as staged.
+pub(super) fn held_copy(
+    st: &Staged<'_>,
+    alternate: &str,
+    sender: &str,
+    msg_id: &[u8; 16],
+) -> Result<Option<Held>, RelayError> {
+    let k = held_key(&alternate, &sender, msg_id);
+    let Some(v) = st.get(&k)? else { return Ok(None) };
+    serde_json::from_slice(&v).map(Some).map_err(|e| RelayError::Corrupt { key: keys::show(&k), detail: e.to_string() })
+}
+
+/// The held copies of message (sender, msg id) whose primary is `primary`
+/// (the alternates are among the envelope's `pending`).
+pub(super) fn held_for_primary(
+    st: &Staged<'_>,
+    env: &StoredEnvelope,
+    primary: &str,
+) -> Result<Vec<Held>, RelayError> {
+    let Ok(msg_id) = <[u8; 16]>::try_from(env.msg_id.as_slice()) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for alt in &env.pending {
+        if let Some(h) = held_copy(st, alt, &env.sender, &msg_id)?
+            && h.primary.to_string() == primary
+        {
+            out.push(h);
+        }
+    }
+    Ok(out)
+}
+
+/// Stops holding `h`: its `h/` key goes, the core forgets its timer, and
+/// the alternate leaves `env.pending` (the caller audits, then settles the
+/// envelope with `ops::settle_envelope`).
+pub(super) fn drop_held(
+    st: &mut Staged<'_>,
+    core: Option<&mut RelayCore>,
+    h: &Held,
+    env: Option<&mut StoredEnvelope>,
+) {
+    st.remove(held_key(&h.alternate, &h.sender, &h.msg_id));
+    if let Some(core) = core {
+        core.escalations_mut().forget(&h.sender, &h.msg_id, &h.alternate);
+    }
+    if let Some(env) = env {
+        let alt = h.alternate.to_string();
+        env.pending.retain(|p| *p != alt);
+    }
 }
 
 /// Decides, for the local recipients of an envelope copy, what broadcast
@@ -111,9 +193,9 @@ pub(super) fn screen_local(
     Ok(held)
 }
 
-/// An escalation record about `h`'s copy: the alternate as recipient, the
-/// primary as peer.
-fn record(
+/// An audit record about `h`'s copy: the alternate as recipient, the
+/// primary as peer (callers may name another peer).
+pub(super) fn record(
     env: &StoredEnvelope,
     kind: pb::AuditKind,
     now_ms: i64,

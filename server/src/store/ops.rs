@@ -72,7 +72,7 @@ pub(super) fn apply(
         }
         Op::ForgetSeen(keys) => fed::forget_seen(st, keys),
         Op::EscalateDue { now_ms } => super::casework::release_due(st, audit, ctx, core, now_ms, after),
-        Op::Purge(req) => super::admin::purge(st, audit, *req, after), // OPS: Admin.Purge
+        Op::Purge(req) => super::admin::purge(st, audit, core, *req, after), // OPS: Admin.Purge
         Op::Retention(req) => super::retention::apply(st, audit, ctx, core, *req, after),
         Op::PurgeOutbox(req) => super::admin_outbox::purge_outbox(st, audit, core, *req, after),
         Op::Audit(record) => {
@@ -417,6 +417,15 @@ fn expire_due(
                 env = take_from_mailbox(st, addr, &mk)?.or(env);
             }
             let env = env.expect("set above");
+            // Escalation copies held for alternates go with the message
+            // (the alternates are among `pending`, in the EXPIRED record).
+            if let Ok(id) = <[u8; 16]>::try_from(env.msg_id.as_slice()) {
+                for addr in &pending {
+                    if let Some(h) = super::casework::held_copy(st, addr, &env.sender, &id)? {
+                        super::casework::drop_held(st, core.as_deref_mut(), &h, None);
+                    }
+                }
+            }
             if !pending.is_empty() {
                 expired += 1;
                 let digest = env.payload_digest();
