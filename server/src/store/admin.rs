@@ -82,7 +82,8 @@ impl Store {
         stats.top = all;
         for h in casework::held_copies(self.tree(), None, usize::MAX)? {
             stats.held += 1;
-            stats.held_oldest_age_ms = stats.held_oldest_age_ms.max(now_ms.saturating_sub(h.held_at_ms).max(0));
+            stats.held_oldest_age_ms =
+                stats.held_oldest_age_ms.max(now_ms.saturating_sub(h.held_at_ms).max(0));
         }
         Ok(stats)
     }
@@ -148,7 +149,11 @@ impl Store {
     /// Up to `limit` escalation copies held (for `alternate` or for every
     /// alternate), as queue `held:<alternate>`, kind `escalation`, with
     /// `release_at_ms` and a one-line `detail`; clear header only.
-    pub fn held_items(&self, alternate: Option<&Address>, limit: usize) -> Result<Vec<pb::QueueItem>, RelayError> {
+    pub fn held_items(
+        &self,
+        alternate: Option<&Address>,
+        limit: usize,
+    ) -> Result<Vec<pb::QueueItem>, RelayError> {
         let mut out = Vec::new();
         for h in casework::held_copies(self.tree(), alternate, limit)? {
             let ekey = keys::envelope(&keys::msg_key(&h.sender.to_string(), &h.msg_id));
@@ -258,10 +263,8 @@ pub(super) fn purge(
 
 /// The PURGED record of held copy `h`, purged by `req`.
 fn held_record(env: &StoredEnvelope, h: &Held, req: &PurgeRequest) -> pb::AuditRecord {
-    let detail = format!(
-        "escalation copy held for {} (primary {}) purged by {}",
-        h.alternate, h.primary, req.by
-    );
+    let detail =
+        format!("escalation copy held for {} (primary {}) purged by {}", h.alternate, h.primary, req.by);
     pb::AuditRecord {
         peer: req.by.clone(),
         reason: pb::RefusalReason::Expired as i32,
@@ -284,13 +287,19 @@ fn purge_held(
         Some(v) => Some(check!(decode(&ekey, &v))),
         None => None,
     };
-    let what = format!("message {} from {} held for escalation to {}", hex::encode(h.msg_id), h.sender, h.alternate);
+    let what =
+        format!("message {} from {} held for escalation to {}", hex::encode(h.msg_id), h.sender, h.alternate);
     if let Some(env) = &env
         && env.expires_at_ms > req.now_ms
     {
-        return Ok(Err(RelayError::NotExpired { what, expires_at_ms: env.expires_at_ms, now_ms: req.now_ms }));
+        return Ok(Err(RelayError::NotExpired {
+            what,
+            expires_at_ms: env.expires_at_ms,
+            now_ms: req.now_ms,
+        }));
     }
-    let shell = StoredEnvelope { msg_id: h.msg_id.to_vec(), sender: h.sender.to_string(), ..Default::default() };
+    let shell =
+        StoredEnvelope { msg_id: h.msg_id.to_vec(), sender: h.sender.to_string(), ..Default::default() };
     let record = held_record(env.as_ref().unwrap_or(&shell), h, req);
     check!(AuditSeam::validate(&record));
     let mut env = env;

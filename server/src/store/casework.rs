@@ -107,7 +107,9 @@ pub(super) fn held_copy(
 ) -> Result<Option<Held>, RelayError> {
     let k = held_key(&alternate, &sender, msg_id);
     let Some(v) = st.get(&k)? else { return Ok(None) };
-    serde_json::from_slice(&v).map(Some).map_err(|e| RelayError::Corrupt { key: keys::show(&k), detail: e.to_string() })
+    serde_json::from_slice(&v)
+        .map(Some)
+        .map_err(|e| RelayError::Corrupt { key: keys::show(&k), detail: e.to_string() })
 }
 
 /// The held copies of message (sender, msg id) whose primary is `primary`

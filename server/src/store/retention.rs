@@ -77,8 +77,14 @@ impl Store {
         now_ms: i64,
         limit: usize,
     ) -> Result<RetentionReport, RelayError> {
-        let mut req =
-            RetentionRequest { now_ms, policy, mailbox: vec![], outbox: vec![], held: vec![], receipts: vec![] };
+        let mut req = RetentionRequest {
+            now_ms,
+            policy,
+            mailbox: vec![],
+            outbox: vec![],
+            held: vec![],
+            receipts: vec![],
+        };
         if let Some(ms) = policy.undelivered_ms {
             let cutoff = now_ms.saturating_sub(ms);
             req.mailbox = self.old_mailbox_entries(cutoff, limit)?;
@@ -195,7 +201,17 @@ pub(super) fn apply(
             }
         }
         for h in &req.held {
-            if purge_held_copy(st, audit, ctx, core.as_deref_mut(), h, cutoff, undelivered, req.now_ms, after)? {
+            if purge_held_copy(
+                st,
+                audit,
+                ctx,
+                core.as_deref_mut(),
+                h,
+                cutoff,
+                undelivered,
+                req.now_ms,
+                after,
+            )? {
                 report.held += 1;
             }
         }
