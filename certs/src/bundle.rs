@@ -33,9 +33,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor};
 use x509_parser::num_bigint::BigUint;
 
+use crate::verify_cache::VerifyCache;
 use crate::error::{CertsError, Result};
 use crate::verify::{ed25519_key, network_of_ca_name, parse};
-use crate::verify_cache::VerifyCache;
 
 /// Network id -> CA certificates: what every relay and client trusts.
 #[derive(Clone, Debug, Default)]

@@ -49,7 +49,10 @@ impl VerifyCache {
     /// The remembered verification, if `now` is inside its window.
     pub(crate) fn get(&self, key: &Key, now: i64) -> Option<VerifiedPeer> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|m| m.valid_from <= now && now <= m.valid_until).map(|m| m.peer.clone())
+        entries
+            .get(key)
+            .filter(|m| m.valid_from <= now && now <= m.valid_until)
+            .map(|m| m.peer.clone())
     }
 
     pub(crate) fn put(&self, key: Key, memo: Memo) {
