@@ -168,6 +168,8 @@ impl OpsState {
             mailbox_messages: stats.messages,
             mailbox_oldest_age_ms: stats.oldest_age_ms,
             top_mailboxes: stats.top,
+            held_copies: stats.held,
+            held_oldest_age_ms: stats.held_oldest_age_ms,
             peers: self.peer_status().map(|p| p.peers()).unwrap_or_default(),
             certificates: self.reloader.dated().read().unwrap_or_else(|e| e.into_inner()).clone(),
             live_connections: self.reloader.live().len() as u64,

@@ -1,5 +1,6 @@
 //! `focal.v1.Admin`: status, queue listing (clear headers only, never
-//! payload) of mailboxes and peer outboxes, purge of expired items
+//! payload) of mailboxes, peer outboxes and escalation copies held for an
+//! alternate (`held:<address>`), purge of expired items
 //! (audited; a peer outbox item by (peer, seq), also before expiry with
 //! `force`), reload, and peer control.
 //! Only a caller with role `admin` of this relay's own network gets in;
@@ -78,10 +79,13 @@ impl AdminService {
     }
 }
 
-/// `mailbox:<address>` -> the address; `peer:<name>` or a bare name -> the peer.
+/// `mailbox:<address>` -> the address; `held:<address>` -> the copies held
+/// for that alternate (`held:` alone: all held copies, listing only);
+/// `peer:<name>` or a bare name -> the peer.
 enum Queue {
     All,
     Mailbox(Address),
+    Held(Option<Address>),
     Peer(String),
 }
 
@@ -91,6 +95,12 @@ fn parse_queue(field: &str, q: &str) -> Result<Queue, Status> {
     }
     if let Some(a) = q.strip_prefix("mailbox:") {
         return parse_member(field, a).map(Queue::Mailbox);
+    }
+    if let Some(a) = q.strip_prefix("held:") {
+        return match a {
+            "" => Ok(Queue::Held(None)),
+            a => parse_member(field, a).map(|a| Queue::Held(Some(a))),
+        };
     }
     Ok(Queue::Peer(q.strip_prefix("peer:").unwrap_or(q).to_owned()))
 }
@@ -156,11 +166,19 @@ impl Admin for AdminService {
         let owner = match &queue {
             Queue::Mailbox(a) => Some(a),
             Queue::All => None,
-            Queue::Peer(_) => return Ok(Response::new(pb::ListQueueResponse { items })),
+            Queue::Peer(_) | Queue::Held(_) => None,
         };
         let left = limit.saturating_sub(items.len());
-        if left > 0 {
+        if left > 0 && matches!(queue, Queue::All | Queue::Mailbox(_)) {
             items.extend(self.ops.store.mailbox_items(owner, left)?);
+        }
+        let left = limit.saturating_sub(items.len());
+        if left > 0 {
+            match &queue {
+                Queue::All => items.extend(self.ops.store.held_items(None, left)?),
+                Queue::Held(alternate) => items.extend(self.ops.store.held_items(alternate.as_ref(), left)?),
+                Queue::Mailbox(_) | Queue::Peer(_) => {}
+            }
         }
         Ok(Response::new(pb::ListQueueResponse { items }))
     }
@@ -193,8 +211,12 @@ impl Admin for AdminService {
         let by = self.require_admin(&req, "purge queue items")?;
         let r = req.into_inner();
         match parse_queue("queue", &r.queue)? {
-            Queue::All => Err(Status::invalid_argument("queue: must be mailbox:<address> or peer:<name>")),
-            Queue::Mailbox(owner) => {
+            Queue::All | Queue::Held(None) => Err(Status::invalid_argument(
+                "queue: must be mailbox:<address>, held:<address> or peer:<name>",
+            )),
+            // A held escalation copy is purged by naming its alternate as
+            // the owner (the store finds the held copy).
+            Queue::Mailbox(owner) | Queue::Held(Some(owner)) => {
                 let msg_id = parse_msg_id("msg_id", &r.msg_id)?;
                 let sender = Address::parse(&r.sender)
                     .map_err(|e| Status::invalid_argument(format!("sender: {e}")))?;

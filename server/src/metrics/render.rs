@@ -36,6 +36,10 @@ pub struct Gauges {
     pub mailbox_oldest_age_ms: i64,
     /// The deepest mailboxes.
     pub top_mailboxes: Vec<MailboxGauge>,
+    /// Escalation copies held for alternates (in no mailbox yet).
+    pub held_copies: u64,
+    /// Longest any escalation copy has been held, milliseconds (0 if none).
+    pub held_oldest_age_ms: i64,
     /// Peer links (empty while federation does not report them).
     pub peers: Vec<pb::PeerStatus>,
     /// Loaded certificates and CRLs with their end of validity.
@@ -155,6 +159,18 @@ pub fn render(c: &Counters, fsync: &HistogramSnapshot, g: &Gauges) -> String {
         o.sample("focal_mailbox_age_seconds", &[("mailbox", &m.address)], m.oldest_age_ms as f64 / 1000.0);
     }
 
+    o.one(
+        "focal_held_escalation_copies",
+        "gauge",
+        "Urgent messages' copies held for an escalation alternate (not in a mailbox yet).",
+        g.held_copies,
+    );
+    o.one(
+        "focal_held_escalation_oldest_age_seconds",
+        "gauge",
+        "How long the longest-held escalation copy has been held.",
+        g.held_oldest_age_ms as f64 / 1000.0,
+    );
     o.head("focal_peer_up", "gauge", "1 if the link to the peer is connected, by state.");
     for p in &g.peers {
         let up = u8::from(p.state == "connected");

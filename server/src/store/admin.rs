@@ -4,15 +4,26 @@
 //! by clear header for `Admin.ListQueue`, and the audited purge of an
 //! expired mailbox item for `Admin.Purge` (applied by the writer like every
 //! other change).
+//!
+//! Escalation copies held for an alternate (`store::casework`) are listed
+//! as queue `held:<alternate>` and counted in [`MailboxStats::held`]. A
+//! purge names them by the alternate as owner (`held:<alternate>` in the
+//! API): when the alternate has no mailbox slot for the message but a held
+//! copy, the held copy is purged. Purging a message from its primary's
+//! mailbox also purges the copies held for it (the primary can no longer
+//! acknowledge). Each removal has its own PURGED record.
 
 use focal_proto::{Address, pb};
 
+use super::casework::{self, drop_held, held_copy, held_for_primary};
 use super::keys;
 use super::ops::{OpResult, settle_envelope, take_from_mailbox};
 use super::records::{MailboxEntry, MailboxMeta, StoredEnvelope, decode};
 use super::writer::{After, Op, Reply, Staged};
 use super::{Store, audit_seam::AuditSeam};
 use crate::RelayError;
+use crate::core::RelayCore;
+use crate::core::escalation::Held;
 use crate::metrics::MailboxGauge;
 
 /// Mailboxes at a glance.
@@ -26,6 +37,10 @@ pub struct MailboxStats {
     pub oldest_age_ms: i64,
     /// The `top` deepest mailboxes, deepest first.
     pub top: Vec<MailboxGauge>,
+    /// Escalation copies held for alternates (not in any mailbox yet).
+    pub held: u64,
+    /// Longest any of them has been held, ms (0 if none).
+    pub held_oldest_age_ms: i64,
 }
 
 /// Remove one expired item from a mailbox (`Admin.Purge`).
@@ -65,6 +80,11 @@ impl Store {
         all.sort_by(|a, b| b.depth.cmp(&a.depth).then_with(|| a.address.cmp(&b.address)));
         all.truncate(top);
         stats.top = all;
+        for h in casework::held_copies(self.tree(), None, usize::MAX)? {
+            stats.held += 1;
+            stats.held_oldest_age_ms =
+                stats.held_oldest_age_ms.max(now_ms.saturating_sub(h.held_at_ms).max(0));
+        }
         Ok(stats)
     }
 
@@ -120,6 +140,45 @@ impl Store {
                 size: env.as_ref().map(|e| e.payload_size).unwrap_or(0),
                 expires_at_ms: env.as_ref().map(|e| e.expires_at_ms).unwrap_or(0),
                 header: env.and_then(|e| e.header),
+                ..Default::default()
+            });
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` escalation copies held (for `alternate` or for every
+    /// alternate), as queue `held:<alternate>`, kind `escalation`, with
+    /// `release_at_ms` and a one-line `detail`; clear header only.
+    pub fn held_items(
+        &self,
+        alternate: Option<&Address>,
+        limit: usize,
+    ) -> Result<Vec<pb::QueueItem>, RelayError> {
+        let mut out = Vec::new();
+        for h in casework::held_copies(self.tree(), alternate, limit)? {
+            let ekey = keys::envelope(&keys::msg_key(&h.sender.to_string(), &h.msg_id));
+            let env = match self.tree().get(&ekey).map_err(RelayError::sled("reading an envelope"))? {
+                Some(ev) => Some(decode::<StoredEnvelope>(&ekey, &ev)?),
+                None => None,
+            };
+            let urgent = env.as_ref().is_none_or(|e| e.priority == pb::Priority::Urgent as i32);
+            out.push(pb::QueueItem {
+                queue: format!("held:{}", h.alternate),
+                queued_at_ms: h.held_at_ms,
+                msg_id: h.msg_id.to_vec(),
+                sender: h.sender.to_string(),
+                recipients: vec![h.alternate.to_string()],
+                kind: "escalation".into(),
+                priority: if urgent { "urgent" } else { "normal" }.into(),
+                size: env.as_ref().map(|e| e.payload_size).unwrap_or(0),
+                expires_at_ms: env.as_ref().map(|e| e.expires_at_ms).unwrap_or(0),
+                detail: format!(
+                    "held for escalation to {} until {} (unix ms) unless {} acknowledges first",
+                    h.alternate, h.release_at_ms, h.primary
+                ),
+                release_at_ms: h.release_at_ms,
+                header: env.and_then(|e| e.header),
+                ..Default::default()
             });
         }
         Ok(out)
@@ -150,6 +209,7 @@ macro_rules! check {
 pub(super) fn purge(
     st: &mut Staged<'_>,
     audit: &mut AuditSeam,
+    mut core: Option<&mut RelayCore>,
     req: PurgeRequest,
     after: &mut After,
 ) -> OpResult {
@@ -158,6 +218,9 @@ pub(super) fn purge(
     let mk = keys::msg_key(&sender, &req.msg_id);
     let what = format!("message {} from {sender} in mailbox:{owner}", hex::encode(req.msg_id));
     if check!(st.get(&keys::mailbox_index(&owner, &mk))).is_none() {
+        if let Some(h) = check!(held_copy(st, &owner, &sender, &req.msg_id)) {
+            return purge_held(st, audit, core, &h, &req, after);
+        }
         return Ok(Err(RelayError::NotInMailbox { address: owner, sender, msg_id: hex::encode(req.msg_id) }));
     }
     let ekey = keys::envelope(&mk);
@@ -174,30 +237,75 @@ pub(super) fn purge(
             now_ms: req.now_ms,
         }));
     }
+    let shell = StoredEnvelope { msg_id: req.msg_id.to_vec(), sender: sender.clone(), ..Default::default() };
     let record = pb::AuditRecord {
-        version: 1,
-        kind: pb::AuditKind::Purged as i32,
-        time_ms: req.now_ms,
-        msg_id: req.msg_id.to_vec(),
-        sender: sender.clone(),
         recipients: vec![owner.clone()],
         peer: req.by.clone(),
-        payload_sha256: env
-            .as_ref()
-            .and_then(|e| e.header.as_ref())
-            .map(|h| h.payload_sha256.clone())
-            .unwrap_or_default(),
-        size: env.as_ref().map(|e| e.payload_size).unwrap_or(0),
-        handling: env.as_ref().map(|e| e.handling).unwrap_or(0),
-        priority: env.as_ref().map(|e| e.priority).unwrap_or(0),
         reason: pb::RefusalReason::Expired as i32,
         detail: format!("purged from mailbox:{owner} by {}", req.by),
-        ..Default::default()
+        ..env.as_ref().unwrap_or(&shell).audit_record(pb::AuditKind::Purged, req.now_ms)
     };
     check!(AuditSeam::validate(&record));
     let left = check!(take_from_mailbox(st, &owner, &mk));
     let leaf = st.audit(audit, &record)?;
-    if let Some(env) = left {
+    if let Some(mut env) = left {
+        // The primary can no longer acknowledge: its held copies go too.
+        for h in held_for_primary(st, &env, &owner)? {
+            drop_held(st, core.as_deref_mut(), &h, Some(&mut env));
+            let r = held_record(&env, &h, &req);
+            st.audit(audit, &r)?;
+        }
+        settle_envelope(st, &mk, env, after);
+    }
+    tracing::info!(%what, by = %req.by, "purged");
+    Ok(Ok(Reply::Leaf(leaf)))
+}
+
+/// The PURGED record of held copy `h`, purged by `req`.
+fn held_record(env: &StoredEnvelope, h: &Held, req: &PurgeRequest) -> pb::AuditRecord {
+    let detail =
+        format!("escalation copy held for {} (primary {}) purged by {}", h.alternate, h.primary, req.by);
+    pb::AuditRecord {
+        peer: req.by.clone(),
+        reason: pb::RefusalReason::Expired as i32,
+        ..casework::record(env, pb::AuditKind::Purged, req.now_ms, h, detail)
+    }
+}
+
+/// Purges the held copy `h` (the request named its alternate as owner).
+fn purge_held(
+    st: &mut Staged<'_>,
+    audit: &mut AuditSeam,
+    core: Option<&mut RelayCore>,
+    h: &Held,
+    req: &PurgeRequest,
+    after: &mut After,
+) -> OpResult {
+    let mk = keys::msg_key(&h.sender.to_string(), &h.msg_id);
+    let ekey = keys::envelope(&mk);
+    let env: Option<StoredEnvelope> = match check!(st.get(&ekey)) {
+        Some(v) => Some(check!(decode(&ekey, &v))),
+        None => None,
+    };
+    let what =
+        format!("message {} from {} held for escalation to {}", hex::encode(h.msg_id), h.sender, h.alternate);
+    if let Some(env) = &env
+        && env.expires_at_ms > req.now_ms
+    {
+        return Ok(Err(RelayError::NotExpired {
+            what,
+            expires_at_ms: env.expires_at_ms,
+            now_ms: req.now_ms,
+        }));
+    }
+    let shell =
+        StoredEnvelope { msg_id: h.msg_id.to_vec(), sender: h.sender.to_string(), ..Default::default() };
+    let record = held_record(env.as_ref().unwrap_or(&shell), h, req);
+    check!(AuditSeam::validate(&record));
+    let mut env = env;
+    drop_held(st, core, h, env.as_mut());
+    let leaf = st.audit(audit, &record)?;
+    if let Some(env) = env {
         settle_envelope(st, &mk, env, after);
     }
     tracing::info!(%what, by = %req.by, "purged");

@@ -95,6 +95,7 @@ impl Store {
                     kind: kind.into(),
                     priority: if item.urgent { "urgent" } else { "normal" }.into(),
                     expires_at_ms: item.expires_at_ms,
+                    ..Default::default()
                 }
             })
             .collect()

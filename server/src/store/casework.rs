@@ -19,6 +19,13 @@
 //!   message expired or was purged meanwhile is just forgotten.
 //! - At start, [`load`] gives the core every held copy (timers survive a
 //!   restart; one due while the relay was down is released at once).
+//! - Removing ([`drop_held`]): a held copy also leaves by the message's
+//!   expiry (with it, in its EXPIRED record), by retention
+//!   (RETENTION_PURGED, see `store::retention`) and by `Admin.Purge`
+//!   (PURGED, see `store::admin`): its key goes, the core forgets its timer
+//!   and the alternate leaves the envelope's `pending`, in the same batch
+//!   as the audit record. `Admin.ListQueue` lists held copies as queue
+//!   `held:<alternate>` ([`held_copies`]) and the metrics count them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,7 +37,7 @@ use tokio::sync::mpsc;
 use super::audit_seam::AuditSeam;
 use super::keys;
 use super::ops::{Ctx, Fatal, OpResult, put_in_mailboxes, store_receipt};
-use super::records::{StoredEnvelope, decode};
+use super::records::{StoredEnvelope, decode, stage_or_log};
 use super::writer::{After, Msg, Op, Reply, Staged};
 use crate::RelayError;
 use crate::core::escalation::{Held, escalations_of};
@@ -45,7 +52,11 @@ const RELEASE_BATCH: usize = 256;
 /// How often the ticker asks the core whether a held copy is due.
 const TICK: Duration = Duration::from_millis(200);
 
-fn held_key(alternate: &Address, sender: &Address, msg_id: &[u8; 16]) -> Vec<u8> {
+pub(super) fn held_key(
+    alternate: &impl std::fmt::Display,
+    sender: &impl std::fmt::Display,
+    msg_id: &[u8; 16],
+) -> Vec<u8> {
     let mk = keys::msg_key(&sender.to_string(), msg_id);
     let mut k = HELD.to_vec();
     k.extend_from_slice(alternate.to_string().as_bytes());
@@ -64,6 +75,79 @@ pub(crate) fn load(tree: &sled::Tree) -> Result<Vec<Held>, RelayError> {
         out.push(h);
     }
     Ok(out)
+}
+
+/// Up to `limit` held copies (of `alternate` only, if given), in key order.
+pub(crate) fn held_copies(
+    tree: &sled::Tree,
+    alternate: Option<&Address>,
+    limit: usize,
+) -> Result<Vec<Held>, RelayError> {
+    let prefix = match alternate {
+        Some(a) => [HELD, a.to_string().as_bytes(), &[0]].concat(),
+        None => HELD.to_vec(),
+    };
+    let mut out = Vec::new();
+    for kv in tree.scan_prefix(prefix).take(limit) {
+        let (k, v) = kv.map_err(RelayError::sled("scanning held escalation copies"))?;
+        out.push(
+            serde_json::from_slice(&v)
+                .map_err(|e| RelayError::Corrupt { key: keys::show(&k), detail: e.to_string() })?,
+        );
+    }
+    Ok(out)
+}
+
+/// The held copy of message (sender, msg id) for `alternate`, as staged.
+pub(super) fn held_copy(
+    st: &Staged<'_>,
+    alternate: &str,
+    sender: &str,
+    msg_id: &[u8; 16],
+) -> Result<Option<Held>, RelayError> {
+    let k = held_key(&alternate, &sender, msg_id);
+    let Some(v) = st.get(&k)? else { return Ok(None) };
+    serde_json::from_slice(&v)
+        .map(Some)
+        .map_err(|e| RelayError::Corrupt { key: keys::show(&k), detail: e.to_string() })
+}
+
+/// The held copies of message (sender, msg id) whose primary is `primary`
+/// (the alternates are among the envelope's `pending`).
+pub(super) fn held_for_primary(
+    st: &Staged<'_>,
+    env: &StoredEnvelope,
+    primary: &str,
+) -> Result<Vec<Held>, RelayError> {
+    let Ok(msg_id) = <[u8; 16]>::try_from(env.msg_id.as_slice()) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for alt in &env.pending {
+        if let Some(h) = held_copy(st, alt, &env.sender, &msg_id)?
+            && h.primary.to_string() == primary
+        {
+            out.push(h);
+        }
+    }
+    Ok(out)
+}
+
+/// Stops holding `h`: its `h/` key goes, the core forgets its timer, and
+/// the alternate leaves `env.pending` (the caller audits, then settles the
+/// envelope with `ops::settle_envelope`).
+pub(super) fn drop_held(
+    st: &mut Staged<'_>,
+    core: Option<&mut RelayCore>,
+    h: &Held,
+    env: Option<&mut StoredEnvelope>,
+) {
+    st.remove(held_key(&h.alternate, &h.sender, &h.msg_id));
+    if let Some(core) = core {
+        core.escalations_mut().forget(&h.sender, &h.msg_id, &h.alternate);
+    }
+    if let Some(env) = env {
+        let alt = h.alternate.to_string();
+        env.pending.retain(|p| *p != alt);
+    }
 }
 
 /// Decides, for the local recipients of an envelope copy, what broadcast
@@ -111,7 +195,9 @@ pub(super) fn screen_local(
     Ok(held)
 }
 
-fn record(
+/// An audit record about `h`'s copy: the alternate as recipient, the
+/// primary as peer (callers may name another peer).
+pub(super) fn record(
     env: &StoredEnvelope,
     kind: pb::AuditKind,
     now_ms: i64,
@@ -119,30 +205,11 @@ fn record(
     detail: String,
 ) -> pb::AuditRecord {
     pb::AuditRecord {
-        version: 1,
-        kind: kind as i32,
-        time_ms: now_ms,
-        msg_id: h.msg_id.to_vec(),
-        sender: h.sender.to_string(),
         recipients: vec![h.alternate.to_string()],
         peer: h.primary.to_string(),
-        payload_sha256: env.header.as_ref().map(|x| x.payload_sha256.clone()).unwrap_or_default(),
-        size: env.payload_size,
-        handling: env.handling,
-        priority: env.priority,
         detail,
-        ..Default::default()
+        ..env.audit_record(kind, now_ms)
     }
-}
-
-fn stage_audit(st: &mut Staged<'_>, audit: &mut AuditSeam, r: &pb::AuditRecord) -> Result<(), Fatal> {
-    match AuditSeam::validate(r) {
-        Ok(()) => {
-            st.audit(audit, r)?;
-        }
-        Err(e) => tracing::error!(error = %e, "escalation audit record invalid; not logged"),
-    }
-    Ok(())
 }
 
 /// `primary` acknowledged (sender, msg id): the copies held for it are
@@ -174,7 +241,8 @@ pub(super) fn on_ack(
             "{primary} acknowledged {} ms after the copy arrived, within the escalation time; the copy held for {alt} is dropped",
             now_ms.saturating_sub(h.held_at_ms)
         );
-        stage_audit(st, audit, &record(env, pb::AuditKind::EscalationCancelled, now_ms, &h, d))?;
+        let r = record(env, pb::AuditKind::EscalationCancelled, now_ms, &h, d);
+        stage_or_log(st, audit, &r, "escalation cancelled")?;
     }
     Ok(())
 }
@@ -207,7 +275,12 @@ pub(super) fn release_due(
         put_in_mailboxes(st, &mk, &header, std::slice::from_ref(&alt), now_ms, after)?;
         let secs = (h.release_at_ms - h.held_at_ms) / 1000;
         let d = format!("{} did not acknowledge within {secs} s; escalated to {alt}", h.primary);
-        stage_audit(st, audit, &record(&env, pb::AuditKind::Escalated, now_ms, &h, d.clone()))?;
+        stage_or_log(
+            st,
+            audit,
+            &record(&env, pb::AuditKind::Escalated, now_ms, &h, d.clone()),
+            "escalation",
+        )?;
         let digest = header.payload_sha256.clone();
         let receipt = super::fed::relay_receipt(
             ctx,

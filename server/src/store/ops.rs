@@ -11,7 +11,7 @@ use super::audit_seam::AuditSeam;
 use super::fed::{self, ReceiptRequest};
 use super::keys;
 use super::payload::ReceivedPayload;
-use super::records::{DedupRecord, MailboxEntry, MailboxMeta, StoredEnvelope, decode};
+use super::records::{DedupRecord, MailboxEntry, MailboxMeta, StoredEnvelope, decode, stage_or_log};
 use super::writer::{
     AcceptRequest, Accepted, AckRequest, After, ExpiryReport, Op, ReceiptSigner, Reply, Staged,
 };
@@ -72,7 +72,7 @@ pub(super) fn apply(
         }
         Op::ForgetSeen(keys) => fed::forget_seen(st, keys),
         Op::EscalateDue { now_ms } => super::casework::release_due(st, audit, ctx, core, now_ms, after),
-        Op::Purge(req) => super::admin::purge(st, audit, *req, after), // OPS: Admin.Purge
+        Op::Purge(req) => super::admin::purge(st, audit, core, *req, after), // OPS: Admin.Purge
         Op::Retention(req) => super::retention::apply(st, audit, ctx, core, *req, after),
         Op::PurgeOutbox(req) => super::admin_outbox::purge_outbox(st, audit, core, *req, after),
         Op::Audit(record) => {
@@ -417,30 +417,25 @@ fn expire_due(
                 env = take_from_mailbox(st, addr, &mk)?.or(env);
             }
             let env = env.expect("set above");
+            // Escalation copies held for alternates go with the message
+            // (the alternates are among `pending`, in the EXPIRED record).
+            if let Ok(id) = <[u8; 16]>::try_from(env.msg_id.as_slice()) {
+                for addr in &pending {
+                    if let Some(h) = super::casework::held_copy(st, addr, &env.sender, &id)? {
+                        super::casework::drop_held(st, core.as_deref_mut(), &h, None);
+                    }
+                }
+            }
             if !pending.is_empty() {
                 expired += 1;
-                let digest = env.header.as_ref().map(|h| h.payload_sha256.clone()).unwrap_or_default();
+                let digest = env.payload_digest();
                 let record = pb::AuditRecord {
-                    version: 1,
-                    kind: pb::AuditKind::Expired as i32,
-                    time_ms: now_ms,
-                    msg_id: env.msg_id.clone(),
-                    sender: env.sender.clone(),
                     recipients: pending.clone(),
-                    payload_sha256: digest.clone(),
-                    size: env.payload_size,
-                    handling: env.handling,
-                    priority: env.priority,
                     reason: pb::RefusalReason::Expired as i32,
                     detail: format!("expired undelivered at {}", ctx.relay_uri),
-                    ..Default::default()
+                    ..env.audit_record(pb::AuditKind::Expired, now_ms)
                 };
-                match AuditSeam::validate(&record) {
-                    Ok(()) => {
-                        st.audit(audit, &record)?;
-                    }
-                    Err(e) => tracing::error!(error = %e, "expiry of a message with an invalid audit record"),
-                }
+                stage_or_log(st, audit, &record, "expiry of a message")?;
                 for addr in &pending {
                     let body = pb::ReceiptBody {
                         version: 1,

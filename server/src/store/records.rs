@@ -1,10 +1,18 @@
 //! Values the store keeps under its own prefixes, as prost messages (so a
 //! later format can add fields without a migration). Only headers and
 //! metadata live here; payload ciphertext is under `p/` or in a file.
+//!
+//! Audit records about a stored envelope start from
+//! [`StoredEnvelope::audit_record`] (the fields every such record shares)
+//! and are staged by [`stage_or_log`], so expiry, retention and case work
+//! build them one way.
 
 use focal_proto::pb;
 use prost::Message;
 
+use super::audit_seam::AuditSeam;
+use super::ops::Fatal;
+use super::writer::Staged;
 use crate::RelayError;
 
 /// `e/<msgkey>`: one accepted envelope held for this relay's recipients.
@@ -50,6 +58,52 @@ pub struct StoredEnvelope {
     /// the envelope and payload stay until these and `pending` are empty.
     #[prost(string, repeated, tag = "13")]
     pub forwards: Vec<String>,
+}
+
+impl StoredEnvelope {
+    /// SHA-256 of the payload ciphertext, from the clear header (empty if
+    /// the header is missing).
+    pub(crate) fn payload_digest(&self) -> Vec<u8> {
+        self.header.as_ref().map(|h| h.payload_sha256.clone()).unwrap_or_default()
+    }
+
+    /// An audit record of `kind` about this envelope at `now_ms`, with the
+    /// fields every such record shares (msg id, sender, payload digest and
+    /// size, handling, priority); the caller adds recipients, peer, hop,
+    /// reason and detail.
+    pub(crate) fn audit_record(&self, kind: pb::AuditKind, now_ms: i64) -> pb::AuditRecord {
+        pb::AuditRecord {
+            version: 1,
+            kind: kind as i32,
+            time_ms: now_ms,
+            msg_id: self.msg_id.clone(),
+            sender: self.sender.clone(),
+            payload_sha256: self.payload_digest(),
+            size: self.payload_size,
+            handling: self.handling,
+            priority: self.priority,
+            ..Default::default()
+        }
+    }
+}
+
+/// Stages `record` if it is valid; an invalid one is logged (with `what`
+/// it was about) and left out, so the change it records still happens:
+/// for records built from stored state, which the relay must be able to
+/// clean up even if that state is odd.
+pub(super) fn stage_or_log(
+    st: &mut Staged<'_>,
+    audit: &mut AuditSeam,
+    record: &pb::AuditRecord,
+    what: &str,
+) -> Result<(), Fatal> {
+    match AuditSeam::validate(record) {
+        Ok(()) => {
+            st.audit(audit, record)?;
+        }
+        Err(e) => tracing::error!(error = %e, what, "audit record invalid; not logged"),
+    }
+    Ok(())
 }
 
 /// `m/<address>\0<seq>`: one waiting message in a mailbox.

@@ -7,7 +7,11 @@
 //!   or in an outbox to a peer (since it was queued) leaves it as if it had
 //!   expired: the sender gets an EXPIRED receipt signed by this relay and the
 //!   relay appends a RETENTION_PURGED audit record. Its payload goes with the
-//!   last mailbox or outbox copy. The (sender, msg id) dedup entry stays
+//!   last mailbox or outbox copy. An escalation copy held for an alternate
+//!   (`store::casework`) longer than that, counted from when the relay
+//!   started holding it, leaves the same way (its own RETENTION_PURGED
+//!   record naming `held:<alternate>`, an EXPIRED receipt for the
+//!   alternate's copy). The (sender, msg id) dedup entry stays
 //!   until the message's own `expires_at`, so a replay is still refused.
 //! - **delivered**: what remains after delivery. Acked bodies leave the
 //!   store at the ack already; receipts stored for members (`r/`) are
@@ -22,14 +26,16 @@ use focal_proto::pb;
 
 use super::Store;
 use super::audit_seam::AuditSeam;
+use super::casework;
 use super::fed::{OutboxRecord, item_record, release_copy};
 use super::keys;
 use super::ops::{Ctx, OpResult, settle_envelope, store_receipt, take_from_mailbox};
-use super::records::{MailboxEntry, StoredEnvelope, decode};
+use super::records::{MailboxEntry, StoredEnvelope, decode, stage_or_log};
 use super::writer::{After, Op, Reply, Staged};
 use crate::RelayError;
 use crate::config::retention::RetentionPolicy;
 use crate::core::RelayCore;
+use crate::core::escalation::Held;
 use crate::core::outbox::ItemId;
 
 /// What one retention pass removed.
@@ -39,6 +45,8 @@ pub struct RetentionReport {
     pub mailbox: usize,
     /// Envelope copies purged from outboxes undelivered.
     pub outbox: usize,
+    /// Escalation copies held for an alternate, purged undelivered.
+    pub held: usize,
     /// Receipts removed after `retention.delivered`.
     pub receipts: usize,
     /// True when a candidate list hit the pass limit (more may be due).
@@ -54,6 +62,8 @@ pub(crate) struct RetentionRequest {
     mailbox: Vec<(String, Vec<u8>)>,
     /// (peer, seq).
     outbox: Vec<(String, u64)>,
+    /// Held escalation copies.
+    held: Vec<Held>,
     /// `r/` keys.
     receipts: Vec<Vec<u8>>,
 }
@@ -67,17 +77,30 @@ impl Store {
         now_ms: i64,
         limit: usize,
     ) -> Result<RetentionReport, RelayError> {
-        let mut req = RetentionRequest { now_ms, policy, mailbox: vec![], outbox: vec![], receipts: vec![] };
+        let mut req = RetentionRequest {
+            now_ms,
+            policy,
+            mailbox: vec![],
+            outbox: vec![],
+            held: vec![],
+            receipts: vec![],
+        };
         if let Some(ms) = policy.undelivered_ms {
             let cutoff = now_ms.saturating_sub(ms);
             req.mailbox = self.old_mailbox_entries(cutoff, limit)?;
             req.outbox = self.old_outbox_items(cutoff, limit)?;
+            req.held = casework::held_copies(self.tree(), None, usize::MAX)?
+                .into_iter()
+                .filter(|h| h.held_at_ms <= cutoff)
+                .take(limit)
+                .collect();
         }
         if let Some(ms) = policy.delivered_ms {
             req.receipts = self.old_receipts(now_ms.saturating_sub(ms), limit)?;
         }
-        let more = [req.mailbox.len(), req.outbox.len(), req.receipts.len()].iter().any(|n| *n >= limit);
-        if req.mailbox.is_empty() && req.outbox.is_empty() && req.receipts.is_empty() {
+        let sizes = [req.mailbox.len(), req.outbox.len(), req.held.len(), req.receipts.len()];
+        let more = sizes.iter().any(|n| *n >= limit);
+        if sizes.iter().all(|n| *n == 0) {
             return Ok(RetentionReport::default());
         }
         match self.submit(Op::Retention(Box::new(req))).await? {
@@ -177,6 +200,21 @@ pub(super) fn apply(
                 report.mailbox += 1;
             }
         }
+        for h in &req.held {
+            if purge_held_copy(
+                st,
+                audit,
+                ctx,
+                core.as_deref_mut(),
+                h,
+                cutoff,
+                undelivered,
+                req.now_ms,
+                after,
+            )? {
+                report.held += 1;
+            }
+        }
         if let Some(core) = core {
             for (peer, seq) in &req.outbox {
                 if purge_outbox_copy(
@@ -251,32 +289,66 @@ fn purge_mailbox_copy(
         // An entry without its envelope: nothing to tell anyone.
         return Ok(true);
     };
-    let digest = env.header.as_ref().map(|h| h.payload_sha256.clone()).unwrap_or_default();
+    let digest = env.payload_digest();
     let record = pb::AuditRecord {
-        version: 1,
-        kind: pb::AuditKind::RetentionPurged as i32,
-        time_ms: now_ms,
-        msg_id: env.msg_id.clone(),
-        sender: env.sender.clone(),
         recipients: vec![addr.to_owned()],
         peer: format!("mailbox:{addr}"),
-        payload_sha256: digest.clone(),
-        size: env.payload_size,
-        handling: env.handling,
-        priority: env.priority,
         hop: env.header.as_ref().map(|h| h.hops.len() as u32).unwrap_or(0),
         reason: pb::RefusalReason::Expired as i32,
         detail: format!("undelivered retention ({undelivered_secs}s) in the mailbox"),
+        ..env.audit_record(pb::AuditKind::RetentionPurged, now_ms)
     };
-    if AuditSeam::validate(&record).is_ok() {
-        st.audit(audit, &record)?;
-    } else {
-        tracing::error!(addr, "retention purge of a message with an invalid audit record");
-    }
+    stage_or_log(st, audit, &record, "retention purge of a mailbox copy")?;
     let body = expired_body(ctx, &env, addr, &digest, undelivered_secs, "mailbox", now_ms);
     let receipt = (ctx.signer)(&body);
     store_receipt(st, ctx, core, &env.sender, &receipt, now_ms, after)?;
     settle_envelope(st, mk, env, after);
+    Ok(true)
+}
+
+/// Removes held escalation copy `h` if it is still held since `cutoff` or
+/// earlier: RETENTION_PURGED record, EXPIRED receipt to the sender.
+#[allow(clippy::too_many_arguments)]
+fn purge_held_copy(
+    st: &mut Staged<'_>,
+    audit: &mut AuditSeam,
+    ctx: &Ctx,
+    core: Option<&mut RelayCore>,
+    h: &Held,
+    cutoff: i64,
+    undelivered_secs: i64,
+    now_ms: i64,
+    after: &mut After,
+) -> Result<bool, super::ops::Fatal> {
+    let (alt, sender) = (h.alternate.to_string(), h.sender.to_string());
+    let Some(h) = casework::held_copy(st, &alt, &sender, &h.msg_id)? else { return Ok(false) };
+    if h.held_at_ms > cutoff {
+        return Ok(false);
+    }
+    let mk = keys::msg_key(&sender, &h.msg_id);
+    let ekey = keys::envelope(&mk);
+    let mut env: Option<StoredEnvelope> = match st.get(&ekey)? {
+        Some(v) => Some(decode(&ekey, &v)?),
+        None => None,
+    };
+    let mut core = core;
+    casework::drop_held(st, core.as_deref_mut(), &h, env.as_mut());
+    let Some(env) = env else {
+        // A held copy without its envelope: nothing to tell anyone.
+        return Ok(true);
+    };
+    let d = format!("undelivered retention ({undelivered_secs}s) while held for escalation to {alt}");
+    let record = pb::AuditRecord {
+        peer: format!("held:{alt}"),
+        reason: pb::RefusalReason::Expired as i32,
+        ..casework::record(&env, pb::AuditKind::RetentionPurged, now_ms, &h, d)
+    };
+    stage_or_log(st, audit, &record, "retention purge of a held escalation copy")?;
+    let place = format!("escalation hold for {alt}");
+    let body = expired_body(ctx, &env, &alt, &env.payload_digest(), undelivered_secs, &place, now_ms);
+    let receipt = (ctx.signer)(&body);
+    store_receipt(st, ctx, core, &sender, &receipt, now_ms, after)?;
+    settle_envelope(st, &mk, env, after);
     Ok(true)
 }
 
