@@ -578,7 +578,8 @@ fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     loop {
         match config.open() {
             Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
