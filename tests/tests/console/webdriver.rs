@@ -51,7 +51,23 @@ impl Drop for Driver {
 
 impl Driver {
     /// Starts chromedriver on a port it picks and waits until it says where.
+    /// With `--port=0` chromedriver finds a free port and then binds it, so
+    /// two starting at the same moment (parallel tests) can race for one
+    /// port; the loser exits with "port not available" and is started again.
     pub(crate) async fn start() -> Result<Driver> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Driver::start_once().await {
+                Err(e) if attempt < 5 && format!("{e:#}").contains("port not available") => {
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once() -> Result<Driver> {
         let mut child = tokio::process::Command::new("chromedriver")
             .arg("--port=0")
             .process_group(0)
