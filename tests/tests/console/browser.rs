@@ -158,6 +158,13 @@ async fn request_reply_receipt_links_and_audit_in_the_browser() -> Result<()> {
     // Sent exactly once: one record of it on the sent page.
     let sent = s.source().await?;
     ensure!(sent.matches(&format!("{SUBJECT}<br>")).count() == 1, "not sent exactly once: {sent}");
+    // A refused compose (no recipient): the script shows the console's
+    // error page in place of the form, as a plain form post would.
+    s.goto(&format!("{}/compose", carin.base)).await?;
+    s.type_into(&s.find("#body").await?, "to nobody").await?;
+    s.click(&s.find("#send").await?).await?;
+    s.wait_source("no recipient: pick one from the directory", PROMPT).await?;
+    ensure!(s.find("#compose").await.is_err(), "the form is still shown after the error");
     shot(&s, &shots, "03-carin-sent").await?;
 
     // ARINSA sees it, opens it, downloads the attachment, replies, acknowledges.
