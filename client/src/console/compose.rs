@@ -2,9 +2,11 @@
 //! ([`Client::list_members`](crate::Client::list_members) for each network
 //! of the trust bundle) or typed, kind, case reference, handling code,
 //! priority, lifetime, the request fields of request kinds, and attachments
-//! (a multipart upload streamed to the console's temporary directory; the
-//! browser shows the upload's progress). The draft is built with the CLI's
-//! own parsers and sent with [`Client::send`](crate::Client::send).
+//! (a multipart upload streamed to the console's temporary directory). The
+//! draft is built with the CLI's own parsers and sent with
+//! [`Client::send`](crate::Client::send). With script, the page shows the
+//! upload's progress, then the sealing and the send to the relay
+//! ([`super::upload`]); without, it is a plain form post.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -21,7 +23,7 @@ use super::html::{self, action, esc};
 use super::strings::strings;
 use super::{Failure, Page, Shared};
 use crate::cli::args::RequestArgs;
-use crate::progress::NoProgress;
+use crate::progress::{NoProgress, Progress};
 use crate::send::Draft;
 use crate::util::msg_id_hex;
 
@@ -75,7 +77,8 @@ pub(crate) async fn form(State(st): State<Shared>) -> Page {
         .collect();
     let handling = [("H0", "H0"), ("H1", "H1"), ("H2", "H2"), ("H3", "H3")];
     let body = format!(
-        "<h1>{title}</h1><form class=\"stack\" method=\"post\" enctype=\"multipart/form-data\" action=\"{act}\">\
+        "<h1>{title}</h1><form id=\"compose\" class=\"stack\" method=\"post\" enctype=\"multipart/form-data\" action=\"{act}\">\
+         <input type=\"hidden\" name=\"progress\" value=\"{token}\">\
          <div><label for=\"to\">{dir}</label><select id=\"to\" name=\"to\" multiple size=\"8\">{options}</select></div>\
          {other}{subject}{kind}{case}{handling}\
          <div><input type=\"checkbox\" id=\"urgent\" name=\"urgent\" value=\"1\"> <label for=\"urgent\">{urgent}</label></div>\
@@ -84,7 +87,12 @@ pub(crate) async fn form(State(st): State<Shared>) -> Page {
          <div><label for=\"deadline\">{deadline}</label><input type=\"date\" id=\"deadline\" name=\"deadline\"></div></fieldset>\
          <div><label for=\"body\">{body_l}</label><textarea id=\"body\" name=\"body\" required></textarea></div>\
          <div><label for=\"attachment\">{att}</label><input type=\"file\" id=\"attachment\" name=\"attachment\" multiple></div>\
-         <div><button type=\"submit\" id=\"send\">{send}</button></div></form>",
+         <div><button type=\"submit\" id=\"send\">{send}</button></div>\
+         <div id=\"progress-box\" hidden data-uploading=\"{uploading}\" data-sealing=\"{sealing}\" \
+         data-sending=\"{sending}\" data-failed=\"{failed}\"><label for=\"progress-bar\">{progress}</label>\
+         <progress id=\"progress-bar\" max=\"100\" value=\"0\"></progress>\
+         <p id=\"progress-text\" role=\"status\" aria-live=\"polite\"></p></div></form>\
+         <script src=\"/static/compose.js\" defer></script>",
         title = esc(s.compose),
         act = action(&st, "/compose"),
         dir = esc(s.recipients_directory),
@@ -107,6 +115,12 @@ pub(crate) async fn form(State(st): State<Shared>) -> Page {
         body_l = esc(s.body),
         att = esc(s.attachments),
         send = esc(s.send),
+        token = super::security::random_token()?,
+        uploading = esc(s.uploading_to_console),
+        sealing = esc(s.sealing),
+        sending = esc(s.sending_to_relay),
+        failed = esc(s.upload_failed),
+        progress = esc(s.progress),
     );
     Ok(html::frame(Some(&st), s.compose, &body, None).into_response())
 }
@@ -130,6 +144,7 @@ pub(crate) async fn submit(State(st): State<Shared>, mut mp: Multipart) -> Page 
     let upload = tempfile::Builder::new().prefix("upload-").tempdir_in(st.work.path()).map_err(bad)?;
     let mut fields: HashMap<String, Vec<String>> = HashMap::new();
     let mut files: Vec<PathBuf> = Vec::new();
+    let mut tracker = None;
     while let Some(mut field) = mp.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or_default().to_owned();
         match field.file_name().map(str::to_owned) {
@@ -146,6 +161,9 @@ pub(crate) async fn submit(State(st): State<Shared>, mut mp: Multipart) -> Page 
                 }
                 f.flush().await.map_err(bad)?;
                 files.push(path);
+            }
+            _ if name == "progress" => {
+                tracker = st.uploads.register(field.text().await.map_err(bad)?.trim());
             }
             _ => {
                 let value = field.text().await.map_err(bad)?;
@@ -197,7 +215,14 @@ pub(crate) async fn submit(State(st): State<Shared>, mut mp: Multipart) -> Page 
     };
     (draft.request, draft.response_deadline_ms) = crate::cli::casework::request_fields(&req);
     draft.attachments = files;
-    let result = st.client.send(&draft, Arc::new(NoProgress)).await;
+    let progress: Arc<dyn Progress> = match &tracker {
+        Some(t) => t.clone(),
+        None => Arc::new(NoProgress),
+    };
+    let result = st.client.send(&draft, progress).await;
+    if let Some(t) = &tracker {
+        t.complete(result.is_ok());
+    }
     drop(upload);
     let accepted = result?;
     Ok(Redirect::to(&format!("/sent?accepted={}", msg_id_hex(&accepted.msg_id))).into_response())

@@ -190,6 +190,7 @@ form.stack { display:grid; gap:10px; max-width:900px; }
 form.stack label { font-weight:600; display:block; }
 input[type=text], input[type=date], select, textarea { width:100%; font:inherit; padding:6px; border:1px solid #8c959f; border-radius:4px; }
 textarea { min-height:6rem; }
+progress { width:100%; height:1.2rem; }
 fieldset { border:1px solid var(--line); border-radius:4px; }
 .hint { color:var(--muted); font-size:.9rem; margin:2px 0; }
 button { font:inherit; padding:6px 14px; border-radius:4px; border:1px solid var(--accent); background:var(--accent); color:#fff; cursor:pointer; }

@@ -15,10 +15,12 @@
 //! kept in an `HttpOnly; SameSite=Strict` cookie (named after the port); a CSRF token in the action
 //! of every form, checked with the `Origin` header on every POST; a strict
 //! Content-Security-Policy (`default-src 'self'`), `X-Frame-Options: DENY`,
-//! no external resource, no inline script. The one script, `/static/live.js`
-//! from the binary ([`live`]), only refreshes the inbox, sent and
+//! no external resource, no inline script. The scripts are files of the
+//! binary: `/static/live.js` ([`live`]) only refreshes the inbox, sent and
 //! secretariat pages when the relay reports a change over `/events`
-//! (server-sent events, same session cookie); every page works without it.
+//! (server-sent events, same session cookie); `/static/compose.js`
+//! ([`upload`]) shows the compose form's upload and send progress (polling
+//! `/compose/progress`, same cookie). Every page works without them.
 //! A non-loopback address is refused unless the user passes
 //! `--dangerous-listen`.
 //!
@@ -26,7 +28,7 @@
 //! `svg` (the pictures), `security`, `inbox`, `message`, `compose` (focal
 //! point), `preview` (inbox rows of unopened messages), `admin`
 //! (secretariat), `auditor` and `witness` (cosignature checks), `live`
-//! (events and the refresh script).
+//! (events and the refresh script), `upload` (compose progress).
 
 mod admin;
 mod auditor;
@@ -39,6 +41,7 @@ mod preview;
 mod security;
 pub mod strings;
 mod svg;
+mod upload;
 mod witness;
 
 use std::collections::HashMap;
@@ -103,6 +106,8 @@ pub(crate) struct State {
     pub(crate) opened: Mutex<HashMap<(String, String), Vec<SavedAttachment>>>,
     /// Live page updates ([`live`]).
     pub(crate) live: live::Live,
+    /// Progress of recent composes' sends ([`upload`]).
+    pub(crate) uploads: upload::Uploads,
     /// What the inbox learnt of messages not opened yet ([`preview`]).
     pub(crate) previews: preview::Previews,
     /// Outcome of the last audit verification (Ok: report; Err: why not).
@@ -162,6 +167,7 @@ impl Console {
             last_verify: Mutex::new(None),
             previews: preview::Previews::default(),
             live: live::Live::new(),
+            uploads: upload::Uploads::default(),
         });
         Ok(Console { state, listener })
     }
@@ -206,6 +212,7 @@ fn router(state: Shared) -> Router {
         .route("/", get(home))
         .route("/static/console.css", get(html::css))
         .route("/static/live.js", get(live::script))
+        .route("/static/compose.js", get(upload::script))
         .route("/events", get(live::events))
         .route("/inbox", get(inbox::inbox))
         .route("/sent", get(inbox::sent))
@@ -216,6 +223,7 @@ fn router(state: Shared) -> Router {
         .route("/message/{sender}/{id}/ack", post(message::ack))
         .route("/message/{sender}/{id}/reply", post(message::reply))
         .route("/compose", get(compose::form).post(compose::submit))
+        .route("/compose/progress", get(upload::progress))
         .route("/admin", get(admin::view))
         .route("/admin/peer/{peer}/{action}", post(admin::peer_action))
         .route("/audit", get(auditor::view))

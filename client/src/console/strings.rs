@@ -282,6 +282,16 @@ pub struct Strings {
     pub reported_by: &'static str,
     /// After the report's age.
     pub ago: &'static str,
+    /// Compose progress: label of the progress bar.
+    pub progress: &'static str,
+    /// Compose progress: the browser uploads the form to the console.
+    pub uploading_to_console: &'static str,
+    /// Compose progress: the console seals the message and its attachments.
+    pub sealing: &'static str,
+    /// Compose progress: the console uploads the sealed message to the relay.
+    pub sending_to_relay: &'static str,
+    /// Compose progress: the console did not answer the upload.
+    pub upload_failed: &'static str,
 }
 
 /// English.
@@ -423,6 +433,11 @@ pub static EN: Strings = Strings {
     source: "Source",
     reported_by: "as reported by",
     ago: "ago",
+    progress: "Progress",
+    uploading_to_console: "Uploading to the console",
+    sealing: "Sealing",
+    sending_to_relay: "Sending to the relay",
+    upload_failed: "The console did not answer; nothing was sent by this page. Try again.",
 };
 
 /// The strings of the console's language (English only, for now).

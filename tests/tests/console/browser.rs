@@ -1,6 +1,7 @@
 //! The end-to-end scenario in headless Chromium: a CARIN focal
 //! point composes an urgent asset-tracing request with an attachment to an
-//! ARINSA focal point (across the carin–arinsa link); ARINSA's console shows
+//! ARINSA focal point (across the carin–arinsa link; the compose page shows
+//! the upload and the send to the relay reaching 100 %); ARINSA's console shows
 //! it (kind and case already shown before it is opened, without marking it
 //! read), opens it, downloads the attachment with the right hash, replies and
 //! acknowledges; the sender's open inbox shows a follow-up pushed live (no
@@ -137,10 +138,33 @@ async fn request_reply_receipt_links_and_audit_in_the_browser() -> Result<()> {
     s.type_into(&s.find("#body").await?, "Please trace the accounts of Meridian Holdings.").await?;
     s.type_into(&s.find("#attachment").await?, &attachment.display().to_string()).await?;
     shot(&s, &shots, "02-carin-compose").await?;
+    // The progress element is hidden until the form is sent.
+    let hidden = s.execute("return document.getElementById('progress-box').hidden;").await?;
+    ensure!(hidden == serde_json::Value::Bool(true), "progress shown before sending: {hidden}");
     s.click(&s.find("#send").await?).await?;
     let url = s.wait_url("/sent?accepted=", PROMPT).await?;
     let msg_id = url.split("accepted=").nth(1).context("accepted id")?.to_owned();
     ensure!(msg_id.len() == 32, "{url}");
+    // The compose script posted the form itself and showed the progress of
+    // the upload to the console, then of the console's send to the relay,
+    // both to their end; it keeps the last values in sessionStorage, which
+    // survives the redirect to this page.
+    let shown = s.execute("return window.sessionStorage.getItem('focal-compose-progress');").await?;
+    let shown: serde_json::Value =
+        serde_json::from_str(shown.as_str().context("no compose progress recorded")?)?;
+    ensure!(shown["upload"] == 100, "upload progress did not reach its end: {shown}");
+    ensure!(shown["phase"] == "sending" && shown["percent"] == 100, "send progress: {shown}");
+    ensure!(shown["state"] == "sent", "send progress: {shown}");
+    // Sent exactly once: one record of it on the sent page.
+    let sent = s.source().await?;
+    ensure!(sent.matches(&format!("{SUBJECT}<br>")).count() == 1, "not sent exactly once: {sent}");
+    // A refused compose (no recipient): the script shows the console's
+    // error page in place of the form, as a plain form post would.
+    s.goto(&format!("{}/compose", carin.base)).await?;
+    s.type_into(&s.find("#body").await?, "to nobody").await?;
+    s.click(&s.find("#send").await?).await?;
+    s.wait_source("no recipient: pick one from the directory", PROMPT).await?;
+    ensure!(s.find("#compose").await.is_err(), "the form is still shown after the error");
     shot(&s, &shots, "03-carin-sent").await?;
 
     // ARINSA sees it, opens it, downloads the attachment, replies, acknowledges.

@@ -1,5 +1,6 @@
 //! The console's protections, spoken to with a plain HTTP client (no
-//! browser): session token, CSRF token and Origin check, Host check,
+//! browser): session token (also on the compose progress endpoint), CSRF
+//! token and Origin check, Host check,
 //! security headers, the loopback-only bind, an unopenable message shown as
 //! `cannot open: <reason>` in the inbox, and that an open live-update
 //! event stream does not hold the console up at shutdown.
@@ -27,7 +28,9 @@ async fn requests_without_the_session_token_are_refused() -> Result<()> {
         "/compose",
         "/static/console.css",
         "/static/live.js",
+        "/static/compose.js",
         "/events",
+        "/compose/progress?token=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         "/message/a@carin/00/attachment/0",
     ];
     for path in paths {
@@ -68,6 +71,28 @@ async fn requests_without_the_session_token_are_refused() -> Result<()> {
     ensure!(r.text().contains("new EventSource('/events')"), "{}", r.text());
     // Keys and certificates never reach the browser.
     ensure!(!page.contains("PRIVATE KEY") && !page.contains("CERTIFICATE"), "{page}");
+
+    // Compose: its only script is the console's own compose file, and the
+    // progress endpoint answers only with the session (unknown token: 404).
+    let page = get(&format!("{}/compose", c.base), &[("cookie", &cookie)]).await?.text();
+    let own = "<script src=\"/static/compose.js\" defer></script>";
+    ensure!(page.matches("<script").count() == 1 && page.contains(own), "{page}");
+    let token = page
+        .split("name=\"progress\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .context("compose form has no progress token")?
+        .to_owned();
+    ensure!(token.len() == 64 && token != c.token, "{token}");
+    let progress = format!("{}/compose/progress?token={token}", c.base);
+    let r = get(&progress, &[]).await?;
+    ensure!(r.status == 403, "progress without a session: {} {}", r.status, r.text());
+    let r = get(&progress, &[("cookie", &wrong_cookie)]).await?;
+    ensure!(r.status == 403, "progress with a wrong cookie: {}", r.status);
+    let r = get(&progress, &[("cookie", &cookie)]).await?;
+    ensure!(r.status == 404, "progress of a compose not sent yet: {} {}", r.status, r.text());
+    let r = get(&format!("{}/compose/progress?token=x", c.base), &[("cookie", &cookie)]).await?;
+    ensure!(r.status == 400, "malformed progress token: {}", r.status);
 
     // DNS rebinding: the right cookie under another host name is refused.
     let r = get(&format!("{}/inbox", c.base), &[("cookie", &cookie), ("host", "evil.example:80")]).await?;
@@ -132,10 +157,14 @@ async fn cross_site_form_posts_are_refused() -> Result<()> {
         .to_owned();
     ensure!(csrf.len() == 64 && csrf != c.token, "{csrf}");
     let origin = c.base.clone();
+    // The compose page's progress token (any 64 hex digits).
+    const PROGRESS: &str = "5eed0000000000000000000000000000000000000000000000000000000000aa";
+    let progress = format!("{}/compose/progress?token={PROGRESS}", c.base);
     let form = |to: &str| {
         let b = "XyZboundary";
         format!(
-            "--{b}\r\nContent-Disposition: form-data; name=\"to_other\"\r\n\r\n{to}\r\n\
+            "--{b}\r\nContent-Disposition: form-data; name=\"progress\"\r\n\r\n{PROGRESS}\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"to_other\"\r\n\r\n{to}\r\n\
              --{b}\r\nContent-Disposition: form-data; name=\"subject\"\r\n\r\nforged\r\n\
              --{b}\r\nContent-Disposition: form-data; name=\"body\"\r\n\r\nforged\r\n--{b}--\r\n"
         )
@@ -188,6 +217,8 @@ async fn cross_site_form_posts_are_refused() -> Result<()> {
     // Nothing was sent by any of these.
     let sent = get(&format!("{}/sent", c.base), &[("cookie", &cookie)]).await?.text();
     ensure!(!sent.contains("forged"), "a refused post was sent: {sent}");
+    let r = get(&progress, &[("cookie", &cookie)]).await?;
+    ensure!(r.status == 404, "a refused post reached the compose handler: {} {}", r.status, r.text());
 
     // The same post from the console's own page goes through.
     let r = request(
@@ -201,6 +232,16 @@ async fn cross_site_form_posts_are_refused() -> Result<()> {
     ensure!(r.header("location").starts_with("/sent?accepted="), "{:?}", r.headers);
     let sent = get(&format!("{}/sent", c.base), &[("cookie", &cookie)]).await?.text();
     ensure!(sent.contains("forged") && sent.contains("be-ocsc@carin"), "{sent}");
+    // Its progress: the console's send to the relay went to its end.
+    let r = get(&progress, &[("cookie", &cookie)]).await?;
+    ensure!(
+        r.status == 200 && r.header("content-type") == "application/json",
+        "{} {:?}",
+        r.status,
+        r.headers
+    );
+    let p: serde_json::Value = serde_json::from_slice(&r.body)?;
+    ensure!(p["phase"] == "sending" && p["state"] == "sent" && p["done"] == p["total"], "{p}");
     fed.shutdown().await
 }
 
