@@ -35,11 +35,12 @@ pub(crate) async fn run(
         if retention.is_active() && tokio::time::Instant::now() >= next_retention {
             match store.apply_retention(retention, crate::rpc::now_ms(), PASS).await {
                 Ok(r) => {
-                    if r.mailbox + r.outbox + r.receipts > 0 {
+                    if r.mailbox + r.outbox + r.receipts + r.held > 0 {
                         tracing::info!(
                             mailbox = r.mailbox,
                             outbox = r.outbox,
                             receipts = r.receipts,
+                            held = r.held,
                             "retention purged"
                         );
                     }

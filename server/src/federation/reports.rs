@@ -49,7 +49,14 @@ pub struct LinkReports {
 struct Inner {
     view: Mutex<FederationView>,
     source: RwLock<Option<Arc<dyn PeerStatusSource>>>,
+    /// Per peer: when a refusal was last logged as a warning, and how many
+    /// were refused since without a line (a peer with a valid certificate
+    /// must not be able to flood the log).
+    warned: Mutex<HashMap<String, (i64, u64)>>,
 }
+
+/// Least time between two "link report refused" warnings for one peer.
+const WARN_EVERY_MS: i64 = 60_000;
 
 impl std::fmt::Debug for LinkReports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,7 +66,13 @@ impl std::fmt::Debug for LinkReports {
 
 impl LinkReports {
     pub(crate) fn new(view: FederationView) -> Self {
-        LinkReports { inner: Arc::new(Inner { view: Mutex::new(view), source: RwLock::new(None) }) }
+        LinkReports {
+            inner: Arc::new(Inner {
+                view: Mutex::new(view),
+                source: RwLock::new(None),
+                warned: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
     /// The latest report of each directly linked network, at `now_ms`.
@@ -87,7 +100,18 @@ impl LinkReports {
         match res {
             Ok(()) => tracing::trace!(peer = %from, "link report kept"),
             Err(ReportRefused::Outdated) => tracing::debug!(peer = %from, "older link report ignored"),
-            Err(e) => tracing::warn!(peer = %from, reason = %e, "link report refused"),
+            Err(e) => {
+                let mut warned = self.inner.warned.lock().unwrap_or_else(|e| e.into_inner());
+                let entry = warned.entry(from.uri()).or_insert((i64::MIN, 0));
+                if now_ms.saturating_sub(entry.0) >= WARN_EVERY_MS {
+                    let suppressed = std::mem::take(&mut entry.1);
+                    entry.0 = now_ms;
+                    tracing::warn!(peer = %from, reason = %e, suppressed, "link report refused");
+                } else {
+                    entry.1 += 1;
+                    tracing::debug!(peer = %from, reason = %e, "link report refused");
+                }
+            }
         }
     }
 }
