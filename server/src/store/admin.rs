@@ -205,6 +205,31 @@ macro_rules! check {
     };
 }
 
+/// The stored envelope of `mk` (None if it is gone); refused while it has
+/// not expired at `now_ms`: a live message is not purged.
+fn expired_envelope(
+    st: &Staged<'_>,
+    mk: &[u8],
+    what: &str,
+    now_ms: i64,
+) -> Result<Option<StoredEnvelope>, RelayError> {
+    let ekey = keys::envelope(mk);
+    let env: Option<StoredEnvelope> = match st.get(&ekey)? {
+        Some(v) => Some(decode(&ekey, &v)?),
+        None => None,
+    };
+    if let Some(env) = &env
+        && env.expires_at_ms > now_ms
+    {
+        return Err(RelayError::NotExpired {
+            what: what.to_owned(),
+            expires_at_ms: env.expires_at_ms,
+            now_ms,
+        });
+    }
+    Ok(env)
+}
+
 /// The writer's side of [`Store::purge`].
 pub(super) fn purge(
     st: &mut Staged<'_>,
@@ -223,20 +248,7 @@ pub(super) fn purge(
         }
         return Ok(Err(RelayError::NotInMailbox { address: owner, sender, msg_id: hex::encode(req.msg_id) }));
     }
-    let ekey = keys::envelope(&mk);
-    let env: Option<StoredEnvelope> = match check!(st.get(&ekey)) {
-        Some(v) => Some(check!(decode(&ekey, &v))),
-        None => None,
-    };
-    if let Some(env) = &env
-        && env.expires_at_ms > req.now_ms
-    {
-        return Ok(Err(RelayError::NotExpired {
-            what,
-            expires_at_ms: env.expires_at_ms,
-            now_ms: req.now_ms,
-        }));
-    }
+    let env = check!(expired_envelope(st, &mk, &what, req.now_ms));
     let shell = StoredEnvelope { msg_id: req.msg_id.to_vec(), sender: sender.clone(), ..Default::default() };
     let record = pb::AuditRecord {
         recipients: vec![owner.clone()],
@@ -282,22 +294,9 @@ fn purge_held(
     after: &mut After,
 ) -> OpResult {
     let mk = keys::msg_key(&h.sender.to_string(), &h.msg_id);
-    let ekey = keys::envelope(&mk);
-    let env: Option<StoredEnvelope> = match check!(st.get(&ekey)) {
-        Some(v) => Some(check!(decode(&ekey, &v))),
-        None => None,
-    };
     let what =
         format!("message {} from {} held for escalation to {}", hex::encode(h.msg_id), h.sender, h.alternate);
-    if let Some(env) = &env
-        && env.expires_at_ms > req.now_ms
-    {
-        return Ok(Err(RelayError::NotExpired {
-            what,
-            expires_at_ms: env.expires_at_ms,
-            now_ms: req.now_ms,
-        }));
-    }
+    let env = check!(expired_envelope(st, &mk, &what, req.now_ms));
     let shell =
         StoredEnvelope { msg_id: h.msg_id.to_vec(), sender: h.sender.to_string(), ..Default::default() };
     let record = held_record(env.as_ref().unwrap_or(&shell), h, req);
