@@ -15,10 +15,11 @@ use anyhow::{Context, Result, bail, ensure};
 use focal_client::progress::Progress;
 use focal_client::{ReadOptions, RetryPolicy, SealedMessage};
 use focal_tests::Federation;
+use focal_tests::transfer::{file_sha256, write_seeded};
 use rand::Rng;
 use tonic::Code;
 
-use crate::{PROMPT, addr, draft, file_sha256, quiet, write_pattern_file};
+use crate::{PROMPT, addr, draft, quiet};
 
 /// Kill/restart cycles (at least 20; `FOCAL_DURABILITY_CYCLES` for more).
 fn cycles() -> usize {
@@ -198,7 +199,7 @@ async fn fetch_resumes_after_a_relay_crash() -> Result<()> {
         .await?;
     let a = fed.client("nl-fiod@carin").await?;
     let file = fed.dir().join("evidence.bin");
-    write_pattern_file(&file, 24 << 20, 42)?;
+    write_seeded(&file, 24 << 20, 42)?;
     let mut d = draft(&["be-ocsc@carin"], "big evidence", "see attachment");
     d.attachments = vec![file.clone()];
     let sent = a.send(&d, quiet()).await?;

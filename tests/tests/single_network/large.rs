@@ -10,27 +10,15 @@
 use std::process::Output;
 
 use anyhow::{Context, Result, ensure};
+use focal_tests::transfer::{self, file_sha256, write_seeded};
 use focal_tests::{Bins, Federation, FocalPoint};
-
-use crate::{file_sha256, write_pattern_file};
 
 const SIZE: u64 = 200 << 20;
 const BOUND_KIB: u64 = 64 << 10;
 
 /// Runs `focal <args>` for `fp` and returns its output and peak RSS (KiB).
 async fn focal(fp: &FocalPoint, bins: &Bins, args: &[&str]) -> Result<(Output, u64)> {
-    let peak_file = fp.dir.join(format!("peak-{}", args[0]));
-    let mut cmd = fp.cli(bins);
-    cmd.arg("--json").args(args).env("FOCAL_TEST_PEAK_RSS_FILE", &peak_file);
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
-    ensure!(
-        out.status.success(),
-        "focal {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let peak: u64 = std::fs::read_to_string(&peak_file)?.trim().parse().context("peak RSS file")?;
-    Ok((out, peak))
+    transfer::measured(bins, &fp.profile_path, &fp.dir, args[0], args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,7 +32,7 @@ async fn two_hundred_mib_message_streams_with_flat_memory() -> Result<()> {
         .await?;
     let (a, b) = (fed.fp("nl-fiod@carin"), fed.fp("be-ocsc@carin"));
     let big = fed.dir().join("bank-records.bin");
-    write_pattern_file(&big, SIZE, 7)?;
+    write_seeded(&big, SIZE, 7)?;
 
     // Baselines: a client run that moves no payload; the relay after start-up.
     let (_, client_base) = focal(a, &bins, &["inbox"]).await?;
