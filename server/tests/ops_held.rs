@@ -66,18 +66,35 @@ fn kinds(records: &[pb::AuditRecord], kind: pb::AuditKind) -> Vec<&pb::AuditReco
     records.iter().filter(|r| r.kind == kind as i32).collect()
 }
 
+/// A carin relay with the escalation rule, and alice's urgent message to
+/// bob (alternate alt@carin) accepted, so its held copy waits at the relay.
+struct Bench {
+    pki: Pki,
+    _data: tempfile::TempDir,
+    config: std::path::PathBuf,
+    relay: OpsRelay,
+    alice: Fp,
+    header: pb::EnvelopeHeader,
+}
+
+impl Bench {
+    async fn start(payload_len: usize, seed: u8) -> Bench {
+        init();
+        let pki = Pki::new(&["carin"]);
+        let data = tempfile::tempdir().unwrap();
+        let config = pki.relay_config("carin", data.path(), ESCALATION);
+        let relay = OpsRelay::start(&config).await;
+        let alice = Fp::connect(&pki, "carin", "alice", relay.addr).await;
+        let payload = random_bytes(payload_len, seed);
+        let header = urgent_with_alternate(&alice, &payload);
+        alice.send_header(header.clone(), &payload).await.unwrap();
+        Bench { pki, _data: data, config, relay, alice, header }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_copy_is_listed_counted_and_purged_for_good() {
-    init();
-    let pki = Pki::new(&["carin"]);
-    let data = tempfile::tempdir().unwrap();
-    let config = pki.relay_config("carin", data.path(), ESCALATION);
-    let mut relay = OpsRelay::start(&config).await;
-
-    let alice = Fp::connect(&pki, "carin", "alice", relay.addr).await;
-    let payload = random_bytes(700, 7);
-    let header = urgent_with_alternate(&alice, &payload);
-    alice.send_header(header.clone(), &payload).await.unwrap();
+    let Bench { pki, _data, config, mut relay, alice, header } = Bench::start(700, 7).await;
     let id: [u8; 16] = msg_id(&header).try_into().unwrap();
     let expires_at_ms = envelope::parse_context(&header.context).unwrap().ctx.expires_at_ms;
 
@@ -158,16 +175,7 @@ async fn held_copy_is_listed_counted_and_purged_for_good() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_removes_a_held_copy_for_good() {
-    init();
-    let pki = Pki::new(&["carin"]);
-    let data = tempfile::tempdir().unwrap();
-    let config = pki.relay_config("carin", data.path(), ESCALATION);
-    let mut relay = OpsRelay::start(&config).await;
-
-    let alice = Fp::connect(&pki, "carin", "alice", relay.addr).await;
-    let payload = random_bytes(300, 3);
-    let header = urgent_with_alternate(&alice, &payload);
-    alice.send_header(header.clone(), &payload).await.unwrap();
+    let Bench { pki, _data, config, mut relay, alice: _, header } = Bench::start(300, 3).await;
     let id = msg_id(&header);
     let mut admin = admin_client(&pki, "carin", Role::Admin, "ops", "carin", relay.addr).await.unwrap();
     assert_eq!(queue(&mut admin, "held:alt@carin").await.len(), 1);
