@@ -103,13 +103,7 @@ async fn federation(
             }
         }
         let dir = tempfile::tempdir().unwrap();
-        let path = pki.relay_config(net, dir.path(), &extra);
-        // `listen.federation` belongs in [listen]: rewrite that section.
-        let text = std::fs::read_to_string(&path).unwrap().replace(
-            "[listen]\ngrpc = \"127.0.0.1:0\"\n",
-            &format!("[listen]\ngrpc = \"127.0.0.1:0\"\nfederation = \"127.0.0.1:{}\"\n", ports[net]),
-        );
-        std::fs::write(&path, text).unwrap();
+        let path = pki.federated_relay_config(net, dir.path(), &extra, ports[net]);
         data.push(dir);
         let mut node = Node {
             config_path: path,

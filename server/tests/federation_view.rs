@@ -55,13 +55,7 @@ async fn start(
              default_route = {default_route}\n"
         ));
     }
-    let path = pki.relay_config(net, dir, &extra);
-    let port = udp.local_addr().unwrap().port();
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "[listen]\ngrpc = \"127.0.0.1:0\"\n",
-        &format!("[listen]\ngrpc = \"127.0.0.1:0\"\nfederation = \"127.0.0.1:{port}\"\n"),
-    );
-    std::fs::write(&path, text).unwrap();
+    let path = pki.federated_relay_config(net, dir, &extra, udp.local_addr().unwrap().port());
     let config = RelayConfig::load(&path).unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = grpc.local_addr().unwrap();

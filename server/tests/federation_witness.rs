@@ -39,12 +39,7 @@ async fn peers_cosign_each_others_checkpoints() {
              address = \"127.0.0.1:{pport}\"\ndefault_route = true\n"
         );
         let dir = tempfile::tempdir().unwrap();
-        let path = pki.relay_config(net, dir.path(), &extra);
-        let text = std::fs::read_to_string(&path).unwrap().replace(
-            "[listen]\ngrpc = \"127.0.0.1:0\"\n",
-            &format!("[listen]\ngrpc = \"127.0.0.1:0\"\nfederation = \"127.0.0.1:{port}\"\n"),
-        );
-        std::fs::write(&path, text).unwrap();
+        let path = pki.federated_relay_config(net, dir.path(), &extra, *port);
         let config = RelayConfig::load(&path).unwrap();
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = grpc.local_addr().unwrap();

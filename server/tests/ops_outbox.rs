@@ -26,14 +26,7 @@ fn config_with_dead_peer(
     let extra = format!(
         "\n[[peers]]\nname = \"relay-{peer_net}\"\nnetwork = \"{peer_net}\"\naddress = \"127.0.0.1:{peer_port}\"\ndefault_route = false\n"
     );
-    let path = pki.relay_config(net, data, &extra);
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "[listen]\ngrpc = \"127.0.0.1:0\"\n",
-        "[listen]\ngrpc = \"127.0.0.1:0\"\nfederation = \"127.0.0.1:0\"\n",
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    pki.federated_relay_config(net, data, &extra, 0)
 }
 
 /// A UDP port nobody listens on (bound, then released).

@@ -61,13 +61,7 @@ async fn replayed_and_old_messages_from_a_peer_are_not_delivered_again() {
     let evil_addr = evil_socket.local_addr().unwrap();
     let data = tempfile::tempdir().unwrap();
     let peer = format!("[[peers]]\nname = \"relay-carin\"\nnetwork = \"carin\"\naddress = \"{evil_addr}\"\n");
-    let path = pki.relay_config("gfp", data.path(), &peer);
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "grpc = \"127.0.0.1:0\"\n",
-        "grpc = \"127.0.0.1:0\"\nfederation = \"127.0.0.1:0\"\n",
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
+    let path = pki.federated_relay_config("gfp", data.path(), &peer, 0);
     let config = focal_relay::config::RelayConfig::load(&path).unwrap();
     let listeners = focal_relay::Listeners::bind(&config).await.unwrap();
     let grpc = listeners.grpc.local_addr().unwrap();

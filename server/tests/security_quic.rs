@@ -231,14 +231,7 @@ async fn quic_refusals_reach_a_running_relays_audit_log() {
         "[[peers]]\nname = \"relay-carin\"\nnetwork = \"carin\"\naddress = \"{}\"\n",
         idle.local_addr().unwrap()
     );
-    let path = pki.relay_config("gfp", data.path(), &peer);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let text = text.replacen(
-        "grpc = \"127.0.0.1:0\"\n",
-        "grpc = \"127.0.0.1:0\"\nfederation = \"127.0.0.1:0\"\n",
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
+    let path = pki.federated_relay_config("gfp", data.path(), &peer, 0);
     let config = focal_relay::config::RelayConfig::load(&path).unwrap();
     let listeners = focal_relay::Listeners::bind(&config).await.unwrap();
     let grpc = listeners.grpc.local_addr().unwrap();

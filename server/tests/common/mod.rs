@@ -103,11 +103,27 @@ impl Pki {
 
     /// Writes a relay config for `net` (relay `relay-<net>`) with `extra` TOML appended.
     pub fn relay_config(&self, net: &str, data: &Path, extra: &str) -> PathBuf {
+        self.write_relay_config(net, data, "", extra)
+    }
+
+    /// As [`Pki::relay_config`], with a QUIC federation listener on
+    /// 127.0.0.1:`federation_port` (0: the OS picks).
+    pub fn federated_relay_config(
+        &self,
+        net: &str,
+        data: &Path,
+        extra: &str,
+        federation_port: u16,
+    ) -> PathBuf {
+        self.write_relay_config(net, data, &format!("federation = \"127.0.0.1:{federation_port}\"\n"), extra)
+    }
+
+    fn write_relay_config(&self, net: &str, data: &Path, listen_extra: &str, extra: &str) -> PathBuf {
         let name = format!("relay-{net}");
         let (cert, key) = self.issue(net, Role::Relay, &name);
         let crls: Vec<String> = self.crls.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
         let text = format!(
-            "network = \"{net}\"\nname = \"{name}\"\ndata_dir = {:?}\n\n[listen]\ngrpc = \"127.0.0.1:0\"\n\n\
+            "network = \"{net}\"\nname = \"{name}\"\ndata_dir = {:?}\n\n[listen]\ngrpc = \"127.0.0.1:0\"\n{listen_extra}\n\
              [tls]\ncert = {:?}\nkey = {:?}\ntrust_bundle = {:?}\ncrls = [{}]\n{extra}\n",
             data.display().to_string(),
             cert.display().to_string(),

@@ -136,12 +136,5 @@ pub fn fed_config(pki: &Pki, net: &str, data: &Path, port: u16, peer_net: &str, 
     let extra = format!(
         "\n[limits]\nshutdown_grace_secs = 2\n\n[[peers]]\nname = \"relay-{peer_net}\"\nnetwork = \"{peer_net}\"\naddress = \"127.0.0.1:{peer_port}\"\ndefault_route = false\n"
     );
-    let path = pki.relay_config(net, data, &extra);
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "[listen]\ngrpc = \"127.0.0.1:0\"\n",
-        &format!("[listen]\ngrpc = \"127.0.0.1:0\"\nfederation = \"127.0.0.1:{port}\"\n"),
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    pki.federated_relay_config(net, data, &extra, port)
 }
