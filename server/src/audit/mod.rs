@@ -88,7 +88,7 @@ fn create_key_file(path: &Path) -> Result<Vec<u8>, RelayError> {
 }
 
 /// The log over the relay's single sled tree. One writer at a time (the
-/// store's writer task owns it).
+/// store's writer thread owns it).
 pub struct AuditLog {
     shared: Arc<Shared>,
     /// Leaves staged in the current batch.

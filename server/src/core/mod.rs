@@ -28,7 +28,7 @@
 //!   federation scenarios run on it.
 //!
 //! # What the driver (tokio task + QUIC links + sled store) must do
-//! The driver owns one [`RelayCore`] in one task (the store's writer task)
+//! The driver owns one [`RelayCore`] in one place (the store's writer thread)
 //! and only moves bytes and persists. The exact order of calls is documented
 //! on [`relay`]; in short:
 //! 1. At start: [`RelayCore::from_config`], then restore what the store holds

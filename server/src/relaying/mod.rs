@@ -5,7 +5,7 @@
 //! One [`RelayCore`] per relay, behind a `std::sync::Mutex` in [`Relaying`],
 //! never held across an await. Decisions that must be persisted (routing an
 //! envelope or receipt, expiring or acking an outbox item) are taken by the
-//! store's single writer task while it stages the batch that records them,
+//! store's single writer thread while it stages the batch that records them,
 //! holding the lock until the batch is applied to the tree (see
 //! `store::fed`): a decision and its keys appear together, in one batch with
 //! their audit records, and the answer (ACCEPTED, `TransferAck`) goes out

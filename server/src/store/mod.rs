@@ -5,7 +5,7 @@
 //! tree under key prefixes (see [`keys`]), beside the audit log (`a/`).
 //!
 //! Reads go straight to the tree. Every change goes through the single
-//! writer task ([`writer`]): bounded queue, one batch and one fsync
+//! writer thread ([`writer`]): bounded queue, one batch and one fsync
 //! per group of waiting operations, answers only after the flush. A full
 //! queue is an error the caller sees ([`RelayError::QueueFull`]).
 
@@ -88,7 +88,7 @@ struct Inner {
 
 impl Store {
     /// Opens (or creates) the store, removes orphan payload files and starts
-    /// the writer task. Must be called inside a tokio runtime.
+    /// the writer thread. Must be called inside a tokio runtime.
     pub fn open(opts: StoreOptions) -> Result<Store, RelayError> {
         Store::open_with_core(opts, None)
     }
