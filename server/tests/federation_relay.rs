@@ -20,7 +20,9 @@ use focal_proto::envelope::{self, ContextParams, RecipientSecretKey};
 use focal_proto::pb::directory_client::DirectoryClient;
 use focal_proto::{Address, NetworkId, Role, pb};
 use focal_relay::config::RelayConfig;
-use focal_relay::federation::{BoxFuture, Federation, InboundHandler, InboundPayload, RemotePeer, Tuning};
+use focal_relay::federation::{
+    BoxFuture, EnvelopeAnswer, Federation, InboundHandler, InboundPayload, RemotePeer, Tuning,
+};
 use prost::Message;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -418,14 +420,14 @@ async fn hub_delivery_directory_receipts_direct_peering_and_refusals() {
 struct Nothing;
 
 impl InboundHandler for Nothing {
-    fn envelope(
-        &self,
+    fn envelope<'a>(
+        &'a self,
         _: Arc<RemotePeer>,
         _: pb::EnvelopeHeader,
-        _: InboundPayload,
-    ) -> BoxFuture<'_, pb::TransferAck> {
+        _: &'a mut InboundPayload,
+    ) -> BoxFuture<'a, EnvelopeAnswer> {
         Box::pin(async {
-            pb::TransferAck { status: pb::TransferStatus::Refused as i32, ..Default::default() }
+            pb::TransferAck { status: pb::TransferStatus::Refused as i32, ..Default::default() }.into()
         })
     }
     fn receipt(&self, _: Arc<RemotePeer>, r: pb::ReceiptTransfer) -> BoxFuture<'_, pb::ReceiptAck> {

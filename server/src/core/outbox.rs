@@ -4,22 +4,29 @@
 //! this type decides what to send next, when to dial, and what expired.
 //!
 //! # Order (the exact rule)
-//! Items are numbered in arrival order. What leaves first:
+//! Items are numbered in arrival order. Small envelopes are PIPELINED (they
+//! go on the peer's one transfer stream, whose number is
+//! [`Transmit::stream`], and the receiver handles that stream in order);
+//! large ones and receipts are SOLO (a stream each, see
+//! [`OutboxConfig::pipeline_max_bytes`]). What leaves first:
 //! 1. order is kept per (sender, recipient): an item is *ready* only when no
-//!    earlier pending item and no IN-FLIGHT item has the same sender and
-//!    shares a recipient with it (`deliver_to` of the copy). So the items in
-//!    flight at any moment never share a (sender, recipient) lane, and an
-//!    item is sent only after every earlier item of its lanes was acked
-//!    (stored by the peer), expired or purged;
+//!    earlier pending item has the same sender and shares a recipient with
+//!    it (`deliver_to` of the copy), and no item in flight on one of its
+//!    lanes could be overtaken by it: a solo item in flight blocks its
+//!    lanes, a solo item waits until its lanes are idle, and a pipelined item
+//!    may follow in-flight items of its lanes only on the same (current)
+//!    stream. So an item is handled by the peer only after every earlier
+//!    item of its lanes was: stored ahead of it on the same stream, or acked,
+//!    expired or purged;
 //! 2. urgent items overtake normal ones: the earliest ready urgent item goes
 //!    first. If every urgent item is held back by rule 1, the earliest urgent
 //!    item whose lanes are not busy in flight pulls the items ahead of it in
 //!    its (sender, recipient) lanes forward (priority inheritance), so those
 //!    go next;
 //! 3. otherwise FIFO: the earliest ready pending item;
-//! 4. while an urgent item is in flight, nothing else starts: with several
-//!    transfers in flight at once, a normal item sent beside the urgent one
-//!    could otherwise reach the peer's store first.
+//! 4. while an urgent item is in flight, nothing normal starts, except behind
+//!    it on the same pipelined stream: on any other stream a normal item
+//!    could reach the peer's store first.
 //!
 //! So an urgent message overtakes every normal message of other senders, and
 //! of the same sender to other recipients, but never the same sender's
@@ -28,14 +35,16 @@
 //! Receipts have no order constraint.
 //!
 //! # In flight, acks, retries
-//! At most `window` items are in flight (transmitted, not yet acked). Since
-//! items in flight never share a lane (rule 1), the order above does not
-//! depend on the order in which they reach the peer: the driver may send
-//! them concurrently, each on its own QUIC stream, and the receiver may
-//! persist them in any order (its store writer commits them together). A
-//! driver may also pipeline them on one stream in the order
-//! [`Outbox::poll_transmit`] yields them; [`Transmit::stream`] changes after
-//! a RETRY or a lost connection for such a driver to open a new stream.
+//! At most `window` items are in flight (transmitted, not yet acked). The
+//! driver sends pipelined items on one QUIC stream in the order
+//! [`Outbox::poll_transmit`] yields them, and solo items each on a stream of
+//! its own, concurrently. The receiver persists a stream's items in order
+//! (its store writer commits what is waiting together, in one fsync) and,
+//! after answering RETRY on a stream, answers RETRY to everything after it
+//! on that stream, so nothing overtakes the refused item. [`Transmit::stream`]
+//! changes after a RETRY or a lost connection: the driver then finishes that
+//! stream and opens a new one, and a lane with items still in flight on the
+//! old stream waits for their answers.
 //! On [`Outbox::handle_ack`] (STORED, DUPLICATE or REFUSED) the item is
 //! removed; the driver deletes it from the store. On
 //! [`Outbox::handle_retry`] (RETRY, or an outcome the driver does not know)
@@ -99,6 +108,10 @@ pub struct OutboxItem {
     pub expires_at_ms: i64,
     /// When it was queued (unix ms), for status and the admin queue listing.
     pub queued_at_ms: i64,
+    /// Payload bytes (0 for receipts): items up to
+    /// [`OutboxConfig::pipeline_max_bytes`] share the pipelined stream.
+    #[serde(default)]
+    pub size: u64,
 }
 
 /// Outbox parameters.
@@ -112,11 +125,22 @@ pub struct OutboxConfig {
     pub capacity: usize,
     /// Redial and RETRY backoff.
     pub backoff: BackoffConfig,
+    /// Envelopes of at most this many payload bytes are PIPELINED: they go
+    /// on the peer's one transfer stream in the order yielded, and several
+    /// of one (sender, recipient) lane may be in flight on it at once.
+    /// Larger envelopes and receipts are SOLO (a stream each, never beside
+    /// another item of their lanes). 0 makes every item solo.
+    pub pipeline_max_bytes: u64,
 }
 
 impl Default for OutboxConfig {
     fn default() -> Self {
-        OutboxConfig { window: 32, capacity: 100_000, backoff: BackoffConfig::default() }
+        OutboxConfig {
+            window: 32,
+            capacity: 100_000,
+            backoff: BackoffConfig::default(),
+            pipeline_max_bytes: 256 * 1024,
+        }
     }
 }
 
@@ -133,6 +157,9 @@ pub struct Transmit {
     pub id: ItemId,
     /// 1 on the first transmission, then 2, 3...
     pub attempt: u32,
+    /// True: send it on stream `stream` after the items yielded before it
+    /// with that number. False: a solo transfer on a stream of its own.
+    pub pipelined: bool,
 }
 
 /// An item removed from the outbox (acked, expired or purged).
@@ -187,6 +214,13 @@ struct Entry {
     attempts: u32,
 }
 
+/// One lane's items in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Busy {
+    count: u32,
+    stream: Option<u64>,
+}
+
 /// One peer's outbox state. See the module docs for the contract.
 #[derive(Clone, Debug)]
 pub struct Outbox {
@@ -202,9 +236,11 @@ pub struct Outbox {
     free: BTreeSet<u64>,
     by_expiry: BTreeSet<(i64, u64)>,
     expired: VecDeque<u64>,
-    in_flight: Vec<u64>,
-    /// Lanes of the items in flight (each lane at most once, by rule 1).
-    busy: BTreeSet<(Address, Address)>,
+    /// Items in flight, each with its pipelined stream (None: solo).
+    in_flight: Vec<(u64, Option<u64>)>,
+    /// Lanes of the items in flight: how many, and the pipelined stream they
+    /// are all on (None: one solo item). See rule 1.
+    busy: BTreeMap<(Address, Address), Busy>,
     link: LinkState,
     hold_until: Option<i64>,
     paused: bool,
@@ -231,7 +267,7 @@ impl Outbox {
             by_expiry: BTreeSet::new(),
             expired: VecDeque::new(),
             in_flight: Vec::new(),
-            busy: BTreeSet::new(),
+            busy: BTreeMap::new(),
             link: LinkState::Down { next_attempt_at_ms: now_ms },
             hold_until: None,
             paused: false,
@@ -358,21 +394,37 @@ impl Outbox {
         }
     }
 
-    fn add_in_flight(&mut self, seq: u64) {
-        let Some(e) = self.items.get(&seq) else { return };
-        let keys: Vec<_> = Self::lane_keys(&e.item).collect();
-        debug_assert!(keys.iter().all(|k| !self.busy.contains(k)), "two items in flight on one lane");
-        self.busy.extend(keys);
-        self.in_flight.push(seq);
+    /// Whether an item goes on the pipelined stream (else solo).
+    fn pipelined(&self, seq: u64) -> bool {
+        self.items.get(&seq).is_some_and(|e| {
+            matches!(e.item.id, ItemId::Envelope { .. }) && e.item.size <= self.config.pipeline_max_bytes
+        }) && self.config.pipeline_max_bytes > 0
+    }
+
+    fn add_in_flight(&mut self, seq: u64) -> Option<u64> {
+        let stream = self.pipelined(seq).then_some(self.stream);
+        let Some(e) = self.items.get(&seq) else { return stream };
+        for k in Self::lane_keys(&e.item) {
+            let b = self.busy.entry(k).or_insert(Busy { count: 0, stream });
+            debug_assert!(b.stream == stream && stream.is_some() || b.count == 0, "rule 1 broken");
+            b.count += 1;
+        }
+        self.in_flight.push((seq, stream));
+        stream
     }
 
     /// Removes `seq` from the in-flight list; true if it was there.
     fn remove_in_flight(&mut self, seq: u64) -> bool {
-        let Some(pos) = self.in_flight.iter().position(|s| *s == seq) else { return false };
+        let Some(pos) = self.in_flight.iter().position(|(s, _)| *s == seq) else { return false };
         self.in_flight.remove(pos);
         if let Some(e) = self.items.get(&seq) {
             for k in Self::lane_keys(&e.item) {
-                self.busy.remove(&k);
+                if let Some(b) = self.busy.get_mut(&k) {
+                    b.count -= 1;
+                    if b.count == 0 {
+                        self.busy.remove(&k);
+                    }
+                }
             }
         }
         true
@@ -401,10 +453,17 @@ impl Outbox {
             .fold(seq, u64::min)
     }
 
-    /// True if one of the item's lanes has an item in flight.
+    /// True if one of the item's lanes has an item in flight that it may
+    /// not follow: a solo one, one on an older stream, or any when it is
+    /// solo itself. (Pipelined items of the current stream may be followed
+    /// by more of their lanes: the receiver handles the stream in order.)
     fn lane_busy(&self, seq: u64) -> bool {
         let Some(e) = self.items.get(&seq) else { return false };
-        !self.busy.is_empty() && Self::lane_keys(&e.item).any(|k| self.busy.contains(&k))
+        if self.busy.is_empty() {
+            return false;
+        }
+        let follows = self.pipelined(seq).then_some(self.stream);
+        Self::lane_keys(&e.item).any(|k| self.busy.get(&k).is_some_and(|b| follows.is_none() || b.stream != follows))
     }
 
     /// Rule 1: first pending in each of its lanes, and no lane in flight.
@@ -443,9 +502,8 @@ impl Outbox {
         }
         let free = self.free.first().copied();
         self.lanes
-            .iter()
-            .filter(|(k, _)| !self.busy.contains(*k))
-            .filter_map(|(_, lane)| lane.first().copied())
+            .values()
+            .filter_map(|lane| lane.first().copied())
             .filter(|&s| self.ready(s))
             .chain(free)
             .min()
@@ -462,7 +520,7 @@ impl Outbox {
     }
 
     fn return_all_in_flight(&mut self) {
-        for seq in self.in_flight.clone() {
+        for (seq, _) in self.in_flight.clone() {
             self.remove_in_flight(seq);
             self.add_pending(seq);
         }
@@ -482,15 +540,26 @@ impl Outbox {
             return None;
         }
         let seq = self.select()?;
-        if !self.is_urgent(seq) && self.in_flight.iter().any(|&f| self.is_urgent(f)) {
-            // Rule 4: nothing normal starts while an urgent item is in flight.
-            return None;
+        if !self.is_urgent(seq) {
+            // Rule 4: nothing normal starts while an urgent item is in flight,
+            // unless both are on the current pipelined stream (the urgent
+            // one is ahead of it there).
+            let follows = self.pipelined(seq).then_some(self.stream);
+            if self.in_flight.iter().any(|&(f, st)| self.is_urgent(f) && (follows.is_none() || st != follows)) {
+                return None;
+            }
         }
         self.remove_pending(seq);
-        self.add_in_flight(seq);
+        let stream = self.add_in_flight(seq);
         let e = self.items.get_mut(&seq)?;
         e.attempts += 1;
-        Some(Transmit { stream: self.stream, seq, id: e.item.id.clone(), attempt: e.attempts })
+        Some(Transmit {
+            stream: self.stream,
+            seq,
+            id: e.item.id.clone(),
+            attempt: e.attempts,
+            pipelined: stream.is_some(),
+        })
     }
 
     /// The next queued item that expired undelivered; the caller deletes it,
@@ -580,8 +649,12 @@ impl Outbox {
         self.handle_peer_activity(now_ms);
         self.retry_backoff.reset();
         let seqs = self.by_id.get(id)?;
-        let seq =
-            self.in_flight.iter().copied().find(|s| seqs.contains(s)).or_else(|| seqs.first().copied())?;
+        let seq = self
+            .in_flight
+            .iter()
+            .map(|(s, _)| *s)
+            .find(|s| seqs.contains(s))
+            .or_else(|| seqs.first().copied())?;
         self.forget(seq)
     }
 
@@ -593,7 +666,7 @@ impl Outbox {
     pub fn handle_retry(&mut self, id: &ItemId, now_ms: i64) -> bool {
         self.handle_peer_activity(now_ms);
         let Some(seqs) = self.by_id.get(id) else { return false };
-        let Some(seq) = self.in_flight.iter().copied().find(|s| seqs.contains(s)) else { return false };
+        let Some(seq) = self.in_flight.iter().map(|(s, _)| *s).find(|s| seqs.contains(s)) else { return false };
         self.remove_in_flight(seq);
         self.add_pending(seq);
         self.stream += 1;
@@ -608,7 +681,7 @@ impl Outbox {
     /// unknown outcome, so a stale failure (from a connection already
     /// reported lost) does not return a newer transmission to the queue.
     pub fn is_in_flight(&self, seq: u64, attempt: u32) -> bool {
-        self.in_flight.contains(&seq) && self.items.get(&seq).is_some_and(|e| e.attempts == attempt)
+        self.in_flight.iter().any(|(s, _)| *s == seq) && self.items.get(&seq).is_some_and(|e| e.attempts == attempt)
     }
 
     /// Admin: stop or resume sending (the link stays up).

@@ -14,14 +14,22 @@ fn env(sender: &str, n: u8, rcpts: &[&str], urgent: bool) -> OutboxItem {
         urgent,
         expires_at_ms: 1_000_000,
         queued_at_ms: 0,
+        size: 1_000,
     }
 }
 
+/// An outbox with the link up where every item is solo (rule 1 without
+/// pipelining: items in flight never share a lane).
 fn up(window: usize) -> Outbox {
+    up_with(window, 0)
+}
+
+fn up_with(window: usize, pipeline_max_bytes: u64) -> Outbox {
     let cfg = OutboxConfig {
         window,
         capacity: 10_000,
         backoff: BackoffConfig { jitter_permille: 0, ..Default::default() },
+        pipeline_max_bytes,
     };
     let mut o = Outbox::new("relay-arinsa", cfg, 1, 0);
     o.handle_connected(0);
@@ -79,6 +87,7 @@ fn receipt(n: u8) -> OutboxItem {
         urgent: false,
         expires_at_ms: 1_000_000,
         queued_at_ms: 0,
+        size: 1_000,
     }
 }
 
@@ -268,4 +277,69 @@ fn capacity_restore_pause_and_purge() {
     assert_eq!(r.purge(1).unwrap().seq, 1);
     assert_eq!(r.in_flight(), 0);
     assert_eq!(drain(&mut r), [2, 4]);
+}
+
+/// Pipelined items (the default: small envelopes) of one lane may be in
+/// flight together on the current stream, in order; a RETRY moves to a new
+/// stream, and the lane then waits for its items still on the old one.
+#[test]
+fn pipelined_items_of_one_lane_share_the_stream_in_order() {
+    let mut o = up_with(8, 64 * 1024);
+    for n in 1..=4 {
+        o.push(env("s@carin", n, &["r@arinsa"], false)).unwrap();
+    }
+    let sent: Vec<Transmit> = std::iter::from_fn(|| o.poll_transmit(0)).collect();
+    assert_eq!(sent.iter().map(|t| t.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert!(sent.iter().all(|t| t.pipelined && t.stream == sent[0].stream));
+    // 1 stored; 2 answered RETRY: the stream changes and 3, 4 (still in
+    // flight on the old stream, answered RETRY by the peer's latch) hold
+    // their lane, so 5 may not start on the new stream before them.
+    o.handle_ack(&sent[0].id, 0).unwrap();
+    assert!(o.handle_retry(&sent[1].id, 0));
+    o.push(env("s@carin", 5, &["r@arinsa"], false)).unwrap();
+    o.push(env("t@carin", 6, &["r@arinsa"], false)).unwrap();
+    assert!(o.poll_transmit(10_000).is_some_and(|t| t.seq == 6 && t.stream > sent[0].stream));
+    assert!(o.poll_transmit(10_000).is_none(), "lane s->r waits for 3 and 4");
+    assert!(o.handle_retry(&sent[2].id, 10_000));
+    assert!(o.handle_retry(&sent[3].id, 10_000));
+    let again: Vec<u64> = std::iter::from_fn(|| o.poll_transmit(100_000)).map(|t| t.seq).collect();
+    assert_eq!(again, [2, 3, 4, 5]);
+}
+
+/// A large envelope is solo: it waits until its lanes are idle and, in
+/// flight, holds them; pipelined items of other lanes go beside it.
+#[test]
+fn solo_items_never_share_a_lane() {
+    let mut o = up_with(8, 64 * 1024);
+    o.push(env("s@carin", 1, &["r@arinsa"], false)).unwrap();
+    let mut big = env("s@carin", 2, &["r@arinsa"], false);
+    big.size = 1 << 30;
+    o.push(big).unwrap();
+    o.push(env("s@carin", 3, &["r@arinsa"], false)).unwrap();
+    o.push(env("t@carin", 4, &["r@arinsa"], false)).unwrap();
+    let first = o.poll_transmit(0).unwrap();
+    assert_eq!((first.seq, first.pipelined), (1, true));
+    assert_eq!(o.poll_transmit(0).unwrap().seq, 4, "2 is solo: it waits for 1");
+    assert!(o.poll_transmit(0).is_none());
+    o.handle_ack(&first.id, 0).unwrap();
+    let solo = o.poll_transmit(0).unwrap();
+    assert_eq!((solo.seq, solo.pipelined), (2, false));
+    assert!(o.poll_transmit(0).is_none(), "3 may not overtake the solo 2");
+    o.handle_ack(&solo.id, 0).unwrap();
+    assert_eq!(o.poll_transmit(0).unwrap().seq, 3);
+}
+
+/// Rule 4 with pipelining: normal items may follow an urgent one on the
+/// same stream, never start on another.
+#[test]
+fn normal_items_follow_an_urgent_one_only_on_its_stream() {
+    let mut o = up_with(8, 64 * 1024);
+    o.push(env("s@carin", 1, &["r@arinsa"], true)).unwrap();
+    o.push(env("t@carin", 2, &["q@arinsa"], false)).unwrap();
+    let mut big = env("u@carin", 3, &["p@arinsa"], false);
+    big.size = 1 << 30;
+    o.push(big).unwrap();
+    assert_eq!(o.poll_transmit(0).unwrap().seq, 1);
+    assert_eq!(o.poll_transmit(0).unwrap().seq, 2, "behind the urgent one, same stream");
+    assert!(o.poll_transmit(0).is_none(), "the solo 3 would race the urgent 1");
 }

@@ -28,8 +28,9 @@
 //!    - `Refused(r)`: a client gets an error status naming `r`; a peer gets
 //!      REFUSED and, for each recipient of the copy, a REFUSED receipt.
 //!    - `Retry(r)`: store nothing; a peer gets RETRY, a client
-//!      RESOURCE_EXHAUSTED. After a RETRY to a peer, every later transfer of
-//!      that peer gets RETRY too until `handle_peer_stream(peer)`.
+//!      RESOURCE_EXHAUSTED. After a RETRY to a peer, every later envelope
+//!      of that peer on the same transfer stream gets RETRY too
+//!      (`handle_envelope_on`), until `handle_peer_stream(peer)`.
 //!
 //!    Answers go out only after the flush of the batch that holds the
 //!    decision (a later flush covers earlier ones). A failed flush is fatal:
@@ -239,7 +240,8 @@ pub struct RelayCore {
     seen: SeenSet,
     outboxes: BTreeMap<String, Outbox>,
     receipt_ttl_ms: i64,
-    latched: BTreeMap<String, Refusal>,
+    /// Per peer: the transfer stream answered RETRY last, and why.
+    latched: BTreeMap<String, (u64, Refusal)>,
     escalations: Escalations,
     broadcast: BroadcastPolicy,
 }
@@ -365,39 +367,51 @@ impl RelayCore {
         Ok(())
     }
 
-    fn latched(&self, origin: &Origin) -> Option<Refusal> {
+    fn latched(&self, origin: &Origin, stream: u64) -> Option<Refusal> {
         let Origin::Peer(p) = origin else { return None };
-        let r = self.latched.get(p)?;
+        let (s, r) = self.latched.get(p)?;
+        if *s != stream {
+            return None;
+        }
         Some(Refusal::new(
             r.reason,
             format!("{} (an earlier transfer on this stream was answered RETRY)", r.detail),
         ))
     }
 
-    fn latch(&mut self, origin: &Origin, r: &Refusal) {
+    fn latch(&mut self, origin: &Origin, stream: u64, r: &Refusal) {
         if let Origin::Peer(p) = origin {
-            self.latched.insert(p.clone(), r.clone());
+            self.latched.insert(p.clone(), (stream, r.clone()));
         }
     }
 
     /// A new transfer stream from `peer` began, or its connection was lost:
     /// after a RETRY, this relay answers RETRY to everything else on the
-    /// same stream (so nothing overtakes the refused item), until this call.
+    /// same stream (so nothing overtakes the refused item), until this call
+    /// or a RETRY on another stream of that peer.
     pub fn handle_peer_stream(&mut self, peer: &str) {
         self.latched.remove(peer);
     }
 
     /// Decides what happens to an envelope copy. See the module docs.
     pub fn handle_envelope(&mut self, now_ms: i64, input: &RouteInput, origin: &Origin) -> Verdict {
+        self.handle_envelope_on(now_ms, input, origin, 0)
+    }
+
+    /// [`Self::handle_envelope`] for a copy that arrived on transfer stream
+    /// `stream` of its peer (a number unique among that connection's
+    /// streams): the RETRY latch holds per stream, so a transfer on another
+    /// stream neither ends it nor is caught by it.
+    pub fn handle_envelope_on(&mut self, now_ms: i64, input: &RouteInput, origin: &Origin, stream: u64) -> Verdict {
         if let Err(r) = self.peer_activity(origin, now_ms) {
             return Verdict::Refused(r);
         }
-        if let Some(r) = self.latched(origin) {
+        if let Some(r) = self.latched(origin, stream) {
             return Verdict::Retry(r);
         }
         let v = self.envelope_verdict(now_ms, input, origin);
         if let Verdict::Retry(r) = &v {
-            self.latch(origin, r);
+            self.latch(origin, stream, r);
         }
         v
     }
@@ -476,6 +490,7 @@ impl RelayCore {
                 urgent: input.is_urgent(),
                 expires_at_ms: input.expires_at_ms,
                 queued_at_ms: now_ms,
+                size: input.payload_size,
             };
             // Room was checked above, and there is one push per peer.
             if let Some(Ok(seq)) = self.outboxes.get_mut(&peer).map(|o| o.push(item)) {
@@ -485,19 +500,14 @@ impl RelayCore {
         Verdict::Handled(Disposition { local, forwards, refused, duplicates, seen })
     }
 
-    /// Decides where a receipt goes. See the module docs.
+    /// Decides where a receipt goes. See the module docs. Receipts have no
+    /// order among themselves, so the RETRY latch neither holds them nor is
+    /// set by them.
     pub fn handle_receipt(&mut self, now_ms: i64, input: &ReceiptInput, origin: &Origin) -> ReceiptVerdict {
         if let Err(r) = self.peer_activity(origin, now_ms) {
             return ReceiptVerdict::Refused(r);
         }
-        if let Some(r) = self.latched(origin) {
-            return ReceiptVerdict::Retry(r);
-        }
-        let v = self.receipt_verdict(now_ms, input, origin);
-        if let ReceiptVerdict::Retry(r) = &v {
-            self.latch(origin, r);
-        }
-        v
+        self.receipt_verdict(now_ms, input, origin)
     }
 
     fn receipt_verdict(&mut self, now_ms: i64, input: &ReceiptInput, origin: &Origin) -> ReceiptVerdict {
@@ -531,6 +541,7 @@ impl RelayCore {
                 urgent: input.urgent,
                 expires_at_ms,
                 queued_at_ms: now_ms,
+                size: 0,
             };
             if let Some(Ok(seq)) = self.outboxes.get_mut(&peer).map(|o| o.push(item)) {
                 return ReceiptVerdict::Forward { peer, seq, seen };

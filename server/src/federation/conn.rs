@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use super::events::{LinkEvent, RemotePeer, Reporter};
-use super::inbound::{InboundHandler, InboundPayload};
+use super::inbound::InboundHandler;
 use super::reports::{LinkReports, serve_report_stream};
 use super::tuning::Tuning;
 use super::wire::{
@@ -188,6 +188,7 @@ async fn serve_stream(
     recv: quinn::RecvStream,
     _guard: InFlightGuard,
 ) {
+    let stream_id = recv.id();
     let mut reader = ctx.reader(recv);
     let first = match reader.next().await {
         Ok(Some(f)) => f,
@@ -200,8 +201,8 @@ async fn serve_stream(
             let Some(header) = start.header else {
                 return ctx.violation("TransferStart without a header".into());
             };
-            let payload = InboundPayload::new(reader, ctx.clone(), header.payload_size);
-            Kind::TransferAck(handler.envelope(from, header, payload).await)
+            let id = stream_id.index();
+            return super::pipeline::serve_transfers(ctx, handler, send, reader, header, id).await;
         }
         Some(Kind::ReceiptTransfer(r)) => {
             if !expect_end(&ctx, &mut reader, "ReceiptTransfer").await {

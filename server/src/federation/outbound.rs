@@ -13,6 +13,7 @@ use super::FederationError;
 use super::conn::ConnCtx;
 use super::events::RemotePeer;
 use super::link::{LinkStatus, PeerSlot};
+use super::pipeline::TransferStream;
 use super::wire::{FrameReader, ReadFail, WriteFail, frame, kind_name, stream_code, write_frame};
 use crate::config::PeerConfig;
 
@@ -87,54 +88,16 @@ impl LinkHandle {
         R: AsyncRead + Unpin,
     {
         let ctx = self.current()?;
-        let t = ctx.tuning.clone();
-        let declared = header.payload_size;
         let (mut send, recv) = ctx.conn.open_bi().await.map_err(|e| lost(&ctx, e.to_string()))?;
-        let start = frame(Kind::TransferStart(pb::TransferStart { header: Some(header) }));
-        let mut buf = vec![0u8; t.chunk_size];
-        let sent = async {
-            write_frame(&mut send, &start, t.max_frame).await.map_err(Step::Write)?;
-            let mut total = 0u64;
-            loop {
-                let n = fill(&mut payload, &mut buf).await.map_err(Step::Source)?;
-                if n == 0 {
-                    break;
-                }
-                total += n as u64;
-                if total > declared {
-                    return Err(Step::Size(total));
-                }
-                let chunk = frame(Kind::PayloadChunk(pb::PayloadChunk { data: buf[..n].to_vec() }));
-                write_frame(&mut send, &chunk, t.max_frame).await.map_err(Step::Write)?;
+        let mut buf = vec![0u8; ctx.tuning.chunk_size];
+        match write_transfer(&ctx, &mut send, &mut buf, header, &mut payload).await {
+            Ok(()) => {
+                let _ = send.finish();
             }
-            if total != declared {
-                return Err(Step::Size(total));
-            }
-            write_frame(&mut send, &frame(Kind::TransferEnd(pb::TransferEnd {})), t.max_frame)
-                .await
-                .map_err(Step::Write)?;
-            let _ = send.finish();
-            Ok(())
-        }
-        .await;
-        match sent {
-            Ok(()) => {}
             // The peer answered before reading everything (duplicate,
             // refused): its ack is on the receive side.
             Err(Step::Write(WriteFail::Stream(quinn::WriteError::Stopped(_)))) => {}
-            Err(Step::Write(WriteFail::Encode(e))) => {
-                let _ = send.reset(quinn::VarInt::from_u32(stream_code::ABORTED));
-                return Err(FederationError::Encode(e));
-            }
-            Err(Step::Write(WriteFail::Stream(e))) => return Err(lost(&ctx, e.to_string())),
-            Err(Step::Source(e)) => {
-                let _ = send.reset(quinn::VarInt::from_u32(stream_code::ABORTED));
-                return Err(FederationError::PayloadSource(e));
-            }
-            Err(Step::Size(actual)) => {
-                let _ = send.reset(quinn::VarInt::from_u32(stream_code::ABORTED));
-                return Err(FederationError::PayloadSize { declared, actual });
-            }
+            Err(e) => return Err(e.into_error(&ctx)),
         }
         read_answer(&ctx, recv, "TransferAck", |k| match k {
             Kind::TransferAck(a) => Some(a),
@@ -212,12 +175,78 @@ impl LinkHandle {
         let _ = send.finish();
         read_answer(&ctx, recv, what, pick).await
     }
+
+    /// Opens a transfer stream on the current connection: several envelopes
+    /// one after the other, answered in order (see [`super::pipeline`]).
+    pub async fn open_transfer_stream(&self) -> Result<TransferStream, FederationError> {
+        TransferStream::open(self.current()?).await
+    }
 }
 
-enum Step {
+/// Why writing one envelope on a transfer stream failed.
+pub(crate) enum Step {
     Write(WriteFail),
     Source(std::io::Error),
-    Size(u64),
+    Size { declared: u64, actual: u64 },
+}
+
+impl Step {
+    /// The caller's error (the stream has been reset where that is needed).
+    pub(crate) fn into_error(self, ctx: &ConnCtx) -> FederationError {
+        match self {
+            Step::Write(WriteFail::Encode(e)) => FederationError::Encode(e),
+            Step::Write(WriteFail::Stream(e)) => lost(ctx, e.to_string()),
+            Step::Source(e) => FederationError::PayloadSource(e),
+            Step::Size { declared, actual } => FederationError::PayloadSize { declared, actual },
+        }
+    }
+}
+
+/// Writes one envelope: `TransferStart{header}`, the payload read from
+/// `payload` in chunks of `buf.len()` bytes, `TransferEnd`. A payload that
+/// fits in one chunk goes out in a single write with its frames. The source
+/// must yield exactly `header.payload_size` bytes, else the stream is reset.
+pub(crate) async fn write_transfer<R: AsyncRead + Unpin>(
+    ctx: &ConnCtx,
+    send: &mut quinn::SendStream,
+    buf: &mut [u8],
+    header: pb::EnvelopeHeader,
+    mut payload: R,
+) -> Result<(), Step> {
+    let max = ctx.tuning.max_frame;
+    let declared = header.payload_size;
+    let encode = |f: &pb::Frame| {
+        focal_proto::frame::encode(f, max).map_err(|e| Step::Write(WriteFail::Encode(e.to_string())))
+    };
+    let result = async {
+        let mut out = encode(&frame(Kind::TransferStart(pb::TransferStart { header: Some(header) })))?;
+        let mut total = 0u64;
+        loop {
+            let n = fill(&mut payload, buf).await.map_err(Step::Source)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > declared {
+                return Err(Step::Size { declared, actual: total });
+            }
+            out.extend(encode(&frame(Kind::PayloadChunk(pb::PayloadChunk { data: buf[..n].to_vec() })))?);
+            if total < declared {
+                send.write_all(&out).await.map_err(|e| Step::Write(WriteFail::Stream(e)))?;
+                out.clear();
+            }
+        }
+        if total != declared {
+            return Err(Step::Size { declared, actual: total });
+        }
+        out.extend(encode(&frame(Kind::TransferEnd(pb::TransferEnd {})))?);
+        send.write_all(&out).await.map_err(|e| Step::Write(WriteFail::Stream(e)))
+    }
+    .await;
+    if let Err(Step::Source(_) | Step::Size { .. } | Step::Write(WriteFail::Encode(_))) = &result {
+        let _ = send.reset(quinn::VarInt::from_u32(stream_code::ABORTED));
+    }
+    result
 }
 
 /// Reads until `buf` is full or the source ends; returns the bytes read.
@@ -233,7 +262,7 @@ async fn fill<R: AsyncRead + Unpin>(src: &mut R, buf: &mut [u8]) -> std::io::Res
     Ok(n)
 }
 
-fn lost(ctx: &ConnCtx, detail: String) -> FederationError {
+pub(crate) fn lost(ctx: &ConnCtx, detail: String) -> FederationError {
     let detail = match ctx.conn.close_reason() {
         Some(e) => ctx.end_reason(&e),
         None => detail,

@@ -11,7 +11,10 @@
 //! duplicate's payload is not read), the payload is streamed into the store
 //! while its SHA-256 is checked, and the routing decision is persisted in
 //! one batch (mailboxes, onward outboxes, REFUSED receipts, audit) and
-//! fsynced; only then the ack goes back.
+//! fsynced; only then the ack goes back. On a pipelined transfer stream the
+//! envelope is queued for the store and the next one is read while the
+//! store commits (see `federation::pipeline`); the core's RETRY latch per
+//! stream keeps a later envelope from being stored after a refused one.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -24,7 +27,7 @@ use rustls_pki_types::CertificateDer;
 use super::Relaying;
 use crate::core::relay::Origin;
 use crate::core::routing::RouteInput;
-use crate::federation::{BoxFuture, InboundHandler, InboundPayload, LinkEvent, RemotePeer};
+use crate::federation::{BoxFuture, EnvelopeAnswer, InboundHandler, InboundPayload, LinkEvent, RemotePeer};
 use crate::rpc::now_ms;
 use crate::store::fed::{ReceiptRequest, RouteOutcome, RouteRequest, receipt_id};
 
@@ -87,25 +90,25 @@ impl Inbound {
         &self,
         from: Arc<RemotePeer>,
         header: pb::EnvelopeHeader,
-        mut payload: InboundPayload,
-    ) -> pb::TransferAck {
+        payload: &mut InboundPayload,
+    ) -> EnvelopeAnswer {
         use pb::RefusalReason as R;
         let ctx = match envelope::parse_context(&header.context) {
             Ok(c) => c,
-            Err(e) => return self.refuse(&from, &header, R::Unspecified, format!("context: {e}")),
+            Err(e) => return EnvelopeAnswer::Now(self.refuse(&from, &header, R::Unspecified, format!("context: {e}"))),
         };
         let cert = CertificateDer::from(header.sender_cert.as_slice());
         let verified = match focal_certs::verify_peer(&self.r.trust.current(), &cert, &[], SystemTime::now())
         {
             Ok(v) => v,
-            Err(e) => return self.refuse(&from, &header, R::BadSignature, format!("sender_cert: {e}")),
+            Err(e) => return EnvelopeAnswer::Now(self.refuse(&from, &header, R::BadSignature, format!("sender_cert: {e}"))),
         };
         if verified.identity.role != Role::Fp || verified.identity.address() != ctx.sender {
             let d = format!("sender_cert is of {}, not of the sender {}", verified.identity, ctx.sender);
-            return self.refuse(&from, &header, R::BadSignature, d);
+            return EnvelopeAnswer::Now(self.refuse(&from, &header, R::BadSignature, d));
         }
         if envelope::verify_signature(&header).is_err() {
-            return self.refuse(&from, &header, R::BadSignature, "bad signature".into());
+            return EnvelopeAnswer::Now(self.refuse(&from, &header, R::BadSignature, "bad signature".into()));
         }
         match header.hops.last() {
             Some(h) if h.relay == from.name() && h.network == from.network().as_str() => {}
@@ -116,21 +119,20 @@ impl Inbound {
                     from.name(),
                     from.network()
                 );
-                return self.refuse(&from, &header, R::Policy, d);
+                return EnvelopeAnswer::Now(self.refuse(&from, &header, R::Policy, d));
             }
         }
         let input = match RouteInput::from_pb(&ctx.ctx, &header) {
             Ok(i) => i,
-            Err(e) => return self.refuse(&from, &header, R::Unspecified, e.to_string()),
+            Err(e) => return EnvelopeAnswer::Now(self.refuse(&from, &header, R::Unspecified, e.to_string())),
         };
         {
             let mut c = self.r.core();
-            c.handle_peer_stream(from.name());
             if c.seen().unhandled(&input.key(), input.copy_recipients()).is_empty() {
                 if let Some(o) = c.outbox_mut(from.name()) {
                     o.handle_peer_activity(now_ms());
                 }
-                return ack(&header, pb::TransferStatus::Duplicate, "");
+                return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Duplicate, ""));
             }
         }
         // Too large: the core refuses it (with REFUSED receipts) before a
@@ -146,8 +148,9 @@ impl Inbound {
                 from: from.identity.uri(),
                 payload: crate::store::payload::ReceivedPayload::Inline(Vec::new()),
                 now_ms: now_ms(),
+                stream: payload.stream_id(),
             };
-            return match self.r.store.route(req).await {
+            return EnvelopeAnswer::Now(match self.r.store.route(req).await {
                 Ok(RouteOutcome::Refused(r)) => ack(&header, pb::TransferStatus::Refused, r.to_string()),
                 Ok(RouteOutcome::Retry(r)) => ack(&header, pb::TransferStatus::Retry, r.to_string()),
                 Ok(RouteOutcome::Duplicate) => ack(&header, pb::TransferStatus::Duplicate, ""),
@@ -157,32 +160,35 @@ impl Inbound {
                     ack(&header, pb::TransferStatus::Refused, "too large")
                 }
                 Err(e) => ack(&header, pb::TransferStatus::Retry, e.to_string()),
-            };
+            });
         }
         if let Err(e) = self.r.store.check_space(header.payload_size) {
-            return ack(&header, pb::TransferStatus::Retry, e.to_string());
+            return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, e.to_string()));
         }
         let mut sink = match self.r.store.payload_sink(header.payload_size).await {
             Ok(s) => s,
-            Err(e) => return ack(&header, pb::TransferStatus::Retry, e.to_string()),
+            Err(e) => return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, e.to_string())),
         };
         loop {
             match payload.next_chunk().await {
                 Ok(Some(chunk)) => {
                     if let Err(e) = sink.write(&chunk).await {
-                        return ack(&header, pb::TransferStatus::Retry, e.to_string());
+                        return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, e.to_string()));
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return ack(&header, pb::TransferStatus::Retry, format!("payload stream: {e}")),
+                Err(e) => {
+                    let detail = format!("payload stream: {e}");
+                    return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, detail));
+                }
             }
         }
         let received = match sink.finish(&header.payload_sha256).await {
             Ok(p) => p,
             Err(crate::store::payload::PayloadError::Store(e)) => {
-                return ack(&header, pb::TransferStatus::Retry, e.to_string());
+                return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, e.to_string()));
             }
-            Err(e) => return self.refuse(&from, &header, R::BadSignature, e.to_string()),
+            Err(e) => return EnvelopeAnswer::Now(self.refuse(&from, &header, R::BadSignature, e.to_string())),
         };
         let req = RouteRequest {
             header: header.clone(),
@@ -192,22 +198,35 @@ impl Inbound {
             from: from.identity.uri(),
             payload: received,
             now_ms: now_ms(),
+            stream: payload.stream_id(),
         };
-        match self.r.store.route(req).await {
-            Ok(RouteOutcome::Handled { status, refused, .. }) => {
-                let detail = if refused.is_empty() {
-                    String::new()
-                } else {
-                    format!("{} recipient(s) refused; receipts follow", refused.len())
-                };
-                tracing::info!(msg_id = %hex::encode(ctx.msg_id), peer = from.name(), ?status, "envelope received");
-                ack(&header, status, detail)
-            }
-            Ok(RouteOutcome::Duplicate) => ack(&header, pb::TransferStatus::Duplicate, ""),
-            Ok(RouteOutcome::Refused(r)) => ack(&header, pb::TransferStatus::Refused, r.to_string()),
-            Ok(RouteOutcome::Retry(r)) => ack(&header, pb::TransferStatus::Retry, r.to_string()),
-            Err(e) => ack(&header, pb::TransferStatus::Retry, e.to_string()),
-        }
+        // Queued now, in stream order; answered after its batch's fsync.
+        let routed = match self.r.store.route_queued(req) {
+            Ok(f) => f,
+            Err(e) => return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, e.to_string())),
+        };
+        let peer = from.name().to_owned();
+        let span = tracing::Span::current();
+        EnvelopeAnswer::Queued(Box::pin(tracing::Instrument::instrument(
+            async move {
+                match routed.await {
+                    Ok(RouteOutcome::Handled { status, refused, .. }) => {
+                        let detail = if refused.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{} recipient(s) refused; receipts follow", refused.len())
+                        };
+                        tracing::info!(msg_id = %hex::encode(ctx.msg_id), peer, ?status, "envelope received");
+                        ack(&header, status, detail)
+                    }
+                    Ok(RouteOutcome::Duplicate) => ack(&header, pb::TransferStatus::Duplicate, ""),
+                    Ok(RouteOutcome::Refused(r)) => ack(&header, pb::TransferStatus::Refused, r.to_string()),
+                    Ok(RouteOutcome::Retry(r)) => ack(&header, pb::TransferStatus::Retry, r.to_string()),
+                    Err(e) => ack(&header, pb::TransferStatus::Retry, e.to_string()),
+                }
+            },
+            span,
+        )))
     }
 
     async fn receipt_inner(&self, from: Arc<RemotePeer>, t: pb::ReceiptTransfer) -> pb::ReceiptAck {
@@ -363,12 +382,12 @@ impl Inbound {
 }
 
 impl InboundHandler for Inbound {
-    fn envelope(
-        &self,
+    fn envelope<'a>(
+        &'a self,
         from: Arc<RemotePeer>,
         header: pb::EnvelopeHeader,
-        payload: InboundPayload,
-    ) -> BoxFuture<'_, pb::TransferAck> {
+        payload: &'a mut InboundPayload,
+    ) -> BoxFuture<'a, EnvelopeAnswer> {
         let msg_id = envelope::parse_context(&header.context).map(|c| c.msg_id).unwrap_or_default();
         let span = crate::rpc::message_span("transfer_in", &msg_id);
         Box::pin(tracing::Instrument::instrument(self.envelope_inner(from, header, payload), span))

@@ -14,10 +14,12 @@
 //! event callback.
 //!
 //! # Tasks
-//! - one sender task per configured peer ([`sender`]): drains its outbox
-//!   one item at a time (so per (sender, recipient) order holds), deletes an
-//!   item only on the peer's ack, backs off on RETRY or errors, expires
-//!   items. A dead peer holds only its own task.
+//! - one sender task per configured peer ([`sender`]): drains its outbox,
+//!   small envelopes in order on one pipelined transfer stream ([`pipe`]),
+//!   large ones and receipts on streams of their own (so per (sender,
+//!   recipient) order holds), deletes an item only on the peer's ack, backs
+//!   off on RETRY or errors, expires items. A dead peer holds only its own
+//!   task.
 //! - inbound requests are served by [`inbound::Inbound`], the transport's
 //!   `InboundHandler`; it also turns link events into core calls and audit
 //!   records (PEER_CONNECTED, PEER_REFUSED).
@@ -35,6 +37,7 @@
 pub mod cosign;
 pub mod directory;
 pub mod inbound;
+mod pipe;
 mod sender;
 
 use std::collections::HashMap;

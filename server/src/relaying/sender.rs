@@ -1,14 +1,16 @@
 //! One task per peer: drives that peer's outbox (`poll_expired`,
 //! `poll_transmit`, `poll_timeout`) and keeps up to the outbox's `window`
-//! transfers in flight on the peer's link at once, each on its own QUIC
-//! stream, polling for more whenever one ends or the outbox changes. The
-//! outbox never has two items of one (sender, recipient) lane in flight, so
-//! per (sender, recipient) order holds at every hop while the peer's store
-//! writer commits the concurrent transfers in one fsync. An item leaves the
+//! items in flight on the peer's link at once, polling for more whenever one
+//! is answered or the outbox changes. Pipelined items (small envelopes) go
+//! on one transfer stream per outbox stream number, in the order the outbox
+//! yields them ([`Pipe`]); the peer handles them in that order and commits
+//! what arrived together in one fsync, so several items of one (sender,
+//! recipient) lane may be in flight at once. Solo items (large envelopes,
+//! receipts) each get a stream of their own, concurrently. An item leaves the
 //! store only on the peer's ack (STORED, DUPLICATE or REFUSED), in the batch
-//! of its FORWARDED audit record; RETRY or any error puts it back with a
-//! backoff step, and the backoff ends at once when the peer reconnects or
-//! sends anything.
+//! of its FORWARDED audit record; RETRY, no answer, or any error puts it back
+//! with a backoff step, and the backoff ends at once when the peer
+//! reconnects or sends anything.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use focal_proto::pb;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::io::AsyncRead;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::Relaying;
 use crate::core::outbox::{ItemId, Transmit};
@@ -28,6 +30,13 @@ use crate::store::payload::PayloadSource;
 
 /// Longest sleep without a timer (a change of the store or link wakes earlier).
 const IDLE: Duration = Duration::from_secs(30);
+
+/// The open pipelined stream: its outbox stream number and the queue of
+/// items its task ([`super::pipe::run`]) writes on it.
+struct Pipe {
+    stream: u64,
+    items: mpsc::UnboundedSender<Transmit>,
+}
 
 pub(super) async fn run(
     r: Arc<Relaying>,
@@ -42,6 +51,8 @@ pub(super) async fn run(
     // them abandons the transfers, whose items stay in the outbox (on disk)
     // and are sent again after restart (the peer answers DUPLICATE).
     let mut flying = FuturesUnordered::new();
+    let mut pipes = FuturesUnordered::new();
+    let mut pipe: Option<Pipe> = None;
     loop {
         if *stop.borrow() {
             break;
@@ -59,9 +70,11 @@ pub(super) async fn run(
             // The outbox bounds its own window; `flying` may also hold stale
             // transfers of a lost connection, so bound it by the window too.
             let mut txs = Vec::new();
-            while flying.len() + txs.len() < window
+            let mut solo = 0;
+            while flying.len() + solo < window
                 && let Some(t) = o.poll_transmit(now)
             {
+                solo += usize::from(!t.pipelined);
                 txs.push(t);
             }
             (expired, txs, o.poll_timeout())
@@ -81,7 +94,26 @@ pub(super) async fn run(
             if let ItemId::Envelope { .. } = &t.id {
                 span.in_scope(|| tracing::info!(seq = t.seq, attempt = t.attempt, "transfer to peer"));
             }
-            flying.push(tracing::Instrument::instrument(transmit(&r, &peer, &link, t), span));
+            if !t.pipelined {
+                flying.push(tracing::Instrument::instrument(transmit(&r, &peer, &link, t), span));
+                continue;
+            }
+            // The pipelined stream of this number, opened if needed (a new
+            // number after a RETRY or a lost link finishes the old one).
+            let mut t = t;
+            loop {
+                match pipe.as_ref().filter(|p| p.stream == t.stream) {
+                    Some(p) => match p.items.send(t) {
+                        Ok(()) => break,
+                        // Its task finished (idle or failed): open another.
+                        Err(mpsc::error::SendError(back)) => t = back,
+                    },
+                    None => {}
+                }
+                let (tx, rx) = mpsc::unbounded_channel();
+                pipe = Some(Pipe { stream: t.stream, items: tx });
+                pipes.push(super::pipe::run(&r, &peer, &link, rx));
+            }
         }
         tracing::trace!(?timeout, in_flight = flying.len(), "outbox waiting");
         let wait = timeout
@@ -89,6 +121,7 @@ pub(super) async fn run(
             .unwrap_or(IDLE);
         tokio::select! {
             Some(()) = flying.next(), if !flying.is_empty() => {}
+            Some(()) = pipes.next(), if !pipes.is_empty() => {}
             _ = wake.changed() => {}
             _ = kick.changed() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -97,7 +130,7 @@ pub(super) async fn run(
     }
 }
 
-fn reader(src: PayloadSource) -> Box<dyn AsyncRead + Unpin + Send> {
+pub(super) fn reader(src: PayloadSource) -> Box<dyn AsyncRead + Unpin + Send> {
     match src {
         PayloadSource::Inline { bytes, pos } => {
             let mut c = std::io::Cursor::new(bytes);
@@ -110,17 +143,23 @@ fn reader(src: PayloadSource) -> Box<dyn AsyncRead + Unpin + Send> {
 
 /// Sends one item and records the outcome.
 async fn transmit(r: &Relaying, peer: &str, link: &LinkHandle, t: Transmit) {
-    let status = match send(r, peer, link, &t).await {
-        Ok(s) => s,
-        Err(Gone(why)) => {
-            // Its bytes are gone (should not happen): drop it from the core.
-            tracing::error!(seq = t.seq, why, "outbox item without stored bytes; dropped");
-            if let Some(o) = r.core().outbox_mut(peer) {
-                o.purge(t.seq);
-            }
-            return;
-        }
-    };
+    match send(r, peer, link, &t).await {
+        Ok(s) => answered(r, peer, &t, s).await,
+        Err(Gone(why)) => gone(r, peer, &t, why),
+    }
+}
+
+/// Its bytes are gone (should not happen): drop it from the core.
+pub(super) fn gone(r: &Relaying, peer: &str, t: &Transmit, why: String) {
+    tracing::error!(seq = t.seq, why, "outbox item without stored bytes; dropped");
+    if let Some(o) = r.core().outbox_mut(peer) {
+        o.purge(t.seq);
+    }
+    r.kick();
+}
+
+/// Records the peer's answer to `t` (`None`: unknown, send it again).
+pub(super) async fn answered(r: &Relaying, peer: &str, t: &Transmit, status: Option<pb::TransferStatus>) {
     let now = now_ms();
     match status {
         Some(
@@ -142,26 +181,31 @@ async fn transmit(r: &Relaying, peer: &str, link: &LinkHandle, t: Transmit) {
             {
                 o.handle_retry(&t.id, now);
             }
+            r.kick();
         }
     }
 }
 
-struct Gone(String);
+pub(super) struct Gone(pub(super) String);
 
-/// `Ok(Some(status))` with the peer's answer, `Ok(None)` when the outcome is
-/// unknown (retry).
-async fn send(
-    r: &Relaying,
-    peer: &str,
-    link: &LinkHandle,
-    t: &Transmit,
-) -> Result<Option<pb::TransferStatus>, Gone> {
+/// What an item's transfer needs from the store.
+pub(super) enum Load {
+    /// An envelope: its stored header and payload.
+    Envelope(pb::EnvelopeHeader, PayloadSource),
+    /// A receipt.
+    Receipt(pb::ReceiptTransfer),
+    /// The store could not be read now (logged): try again later.
+    Later,
+}
+
+/// Reads an item's bytes from the store. `Err(Gone)`: they are not there.
+pub(super) async fn load(r: &Relaying, peer: &str, t: &Transmit) -> Result<Load, Gone> {
     let rec = match r.store.outbox_record(peer, t.seq) {
         Ok(Some(rec)) => rec,
         Ok(None) => return Err(Gone("no outbox record".into())),
         Err(e) => {
             tracing::error!(error = %e, "reading an outbox record");
-            return Ok(None);
+            return Ok(Load::Later);
         }
     };
     match (&t.id, rec.header, rec.receipt) {
@@ -171,26 +215,41 @@ async fn send(
                 Ok(None) => return Err(Gone(format!("no stored envelope for {sender}"))),
                 Err(e) => {
                     tracing::error!(error = %e, "reading a stored envelope");
-                    return Ok(None);
+                    return Ok(Load::Later);
                 }
             };
-            let src = match r.store.payload(&env, 0).await {
-                Ok(s) => s,
-                Err(e) => return Err(Gone(format!("payload: {e}"))),
-            };
-            match link.send_envelope(header, reader(src)).await {
-                Ok(ack) => {
-                    let s = ack.status();
-                    tracing::debug!(msg_id = %hex::encode(msg_id), status = ?s, detail = ack.detail, "transfer acked");
-                    Ok(Some(s))
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "transfer failed");
-                    Ok(None)
-                }
+            match r.store.payload(&env, 0).await {
+                Ok(src) => Ok(Load::Envelope(header, src)),
+                Err(e) => Err(Gone(format!("payload: {e}"))),
             }
         }
-        (ItemId::Receipt { .. }, _, Some(receipt)) => match link.send_receipt(receipt).await {
+        (ItemId::Receipt { .. }, _, Some(receipt)) => Ok(Load::Receipt(receipt)),
+        _ => Err(Gone("record does not match its item".into())),
+    }
+}
+
+/// `Ok(Some(status))` with the peer's answer, `Ok(None)` when the outcome is
+/// unknown (retry).
+async fn send(
+    r: &Relaying,
+    peer: &str,
+    link: &LinkHandle,
+    t: &Transmit,
+) -> Result<Option<pb::TransferStatus>, Gone> {
+    match load(r, peer, t).await? {
+        Load::Later => Ok(None),
+        Load::Envelope(header, src) => match link.send_envelope(header, reader(src)).await {
+            Ok(ack) => {
+                let s = ack.status();
+                tracing::debug!(status = ?s, detail = ack.detail, "transfer acked");
+                Ok(Some(s))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "transfer failed");
+                Ok(None)
+            }
+        },
+        Load::Receipt(receipt) => match link.send_receipt(receipt).await {
             Ok(ack) => {
                 tracing::debug!(status = ?ack.status(), "receipt acked");
                 Ok(Some(ack.status()))
@@ -200,6 +259,5 @@ async fn send(
                 Ok(None)
             }
         },
-        _ => Err(Gone("record does not match its item".into())),
     }
 }

@@ -287,6 +287,7 @@ async fn checked(
             from: caller.uri(),
             payload,
             now_ms: now,
+            stream: 0,
         })
         .await
         .map_err(|e| unaudited(e.into()))?;

@@ -71,6 +71,9 @@ pub struct RouteRequest {
     pub payload: ReceivedPayload,
     /// Relay clock.
     pub now_ms: i64,
+    /// The peer's transfer stream it came on (0 for a client), for the
+    /// core's per-stream RETRY latch.
+    pub stream: u64,
 }
 
 /// What happened to a routed envelope copy.
@@ -293,7 +296,7 @@ pub(super) fn route(
 ) -> OpResult {
     let Some(core) = core else { return Ok(Err(RelayError::Other("the relay core is not running".into()))) };
     let payload = std::mem::replace(&mut req.payload, ReceivedPayload::Inline(Vec::new()));
-    let verdict = core.handle_envelope(req.now_ms, &req.input, &req.origin);
+    let verdict = core.handle_envelope_on(req.now_ms, &req.input, &req.origin, req.stream);
     let status = verdict.transfer_status();
     let d = match verdict {
         Verdict::Handled(d) => d,

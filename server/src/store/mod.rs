@@ -241,12 +241,18 @@ impl Store {
     }
 
     async fn submit(&self, op: Op) -> Result<Reply, RelayError> {
+        self.enqueue(op)?.await.map_err(|_| RelayError::StoreClosed)?
+    }
+
+    /// Queues `op` for the writer now (operations are staged in the order
+    /// they were queued); the receiver gets its answer.
+    fn enqueue(&self, op: Op) -> Result<oneshot::Receiver<Result<Reply, RelayError>>, RelayError> {
         let (tx, rx) = oneshot::channel();
         self.inner.tx.try_send(Msg::Job(op, Some(tx))).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => RelayError::QueueFull { capacity: self.inner.capacity },
             mpsc::error::TrySendError::Closed(_) => RelayError::StoreClosed,
         })?;
-        rx.await.map_err(|_| RelayError::StoreClosed)?
+        Ok(rx)
     }
 
     /// Stores an envelope; returns after the batch holding it is fsynced.
@@ -267,6 +273,25 @@ impl Store {
         }
     }
 
+    /// [`Self::route`] in two steps: the request is queued for the writer
+    /// before this returns (so requests queued one after the other are
+    /// staged in that order), and the returned future resolves after its
+    /// batch's fsync. A pipelined transfer stream queues its envelopes this
+    /// way while it reads the next one.
+    pub fn route_queued(
+        &self,
+        req: fed::RouteRequest,
+    ) -> Result<impl std::future::Future<Output = Result<fed::RouteOutcome, RelayError>> + Send + 'static, RelayError>
+    {
+        let rx = self.enqueue(Op::Route(Box::new(req)))?;
+        Ok(async move {
+            match rx.await.map_err(|_| RelayError::StoreClosed)?? {
+                Reply::Routed(o) => Ok(o),
+                other => Err(RelayError::Other(format!("writer answered {other:?} to route"))),
+            }
+        })
+    }
+
     /// Routes a verified receipt (local receipt box or a peer's outbox).
     pub async fn route_receipt(&self, req: fed::ReceiptRequest) -> Result<pb::TransferStatus, RelayError> {
         match self.submit(Op::Receipt(Box::new(req))).await? {
@@ -284,6 +309,19 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), RelayError> {
         self.submit(Op::OutboxDone { peer: peer.to_owned(), removed, status, now_ms }).await.map(drop)
+    }
+
+    /// [`Self::outbox_done`] queued now; the future resolves once the
+    /// deletion is applied (it need not wait for the fsync).
+    pub fn outbox_done_queued(
+        &self,
+        peer: &str,
+        removed: crate::core::outbox::Removed,
+        status: pb::TransferStatus,
+        now_ms: i64,
+    ) -> Result<impl std::future::Future<Output = Result<(), RelayError>> + Send + 'static, RelayError> {
+        let rx = self.enqueue(Op::OutboxDone { peer: peer.to_owned(), removed, status, now_ms })?;
+        Ok(async move { rx.await.map_err(|_| RelayError::StoreClosed)?.map(drop) })
     }
 
     /// Deletes an expired outbox item, audits it and queues EXPIRED receipts.

@@ -18,7 +18,7 @@ use focal_certs::{
 use focal_proto::{NetworkId, Role, pb};
 use focal_relay::config::PeerConfig;
 use focal_relay::federation::{
-    BoxFuture, Federation, FederationHandle, InboundHandler, InboundPayload, LinkEvent, RemotePeer, Tuning,
+    BoxFuture, EnvelopeAnswer, Federation, FederationHandle, InboundHandler, InboundPayload, LinkEvent, RemotePeer, Tuning,
 };
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{broadcast, oneshot};
@@ -154,24 +154,24 @@ impl Recorder {
 }
 
 impl InboundHandler for Recorder {
-    fn envelope(
-        &self,
+    fn envelope<'a>(
+        &'a self,
         from: Arc<RemotePeer>,
         header: pb::EnvelopeHeader,
-        mut payload: InboundPayload,
-    ) -> BoxFuture<'_, pb::TransferAck> {
+        payload: &'a mut InboundPayload,
+    ) -> BoxFuture<'a, EnvelopeAnswer> {
         Box::pin(async move {
             // "dup-…": answer at once without reading the payload, as a
             // store does for an envelope it already has.
             if header.context.starts_with(b"dup") {
                 self.requests.lock().unwrap().push(format!("duplicate of {} bytes", payload.declared_size()));
-                drop(payload);
                 return pb::TransferAck {
                     msg_id: header.context,
                     sender: from.name().to_owned(),
                     status: pb::TransferStatus::Duplicate as i32,
                     detail: "already stored".into(),
-                };
+                }
+                .into();
             }
             let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
             let mut chunks = 0;
@@ -209,6 +209,7 @@ impl InboundHandler for Recorder {
                     Err(e) => e.to_string(),
                 },
             }
+            .into()
         })
     }
 

@@ -1,0 +1,165 @@
+//! One pipelined transfer stream to a peer: the items the sender task
+//! hands over are written on it in that order, and the peer's answers,
+//! which come back in the same order, are recorded as they arrive (the
+//! outbox's ack or retry, the store's deletion with its FORWARDED record).
+//!
+//! The stream ends when the sender task drops its queue (the outbox moved
+//! to a new stream number, after a RETRY or a lost link) or after
+//! [`PIPE_IDLE`] without a new item, once every item written is answered.
+//! An item that cannot be written, or gets no answer (the stream or the
+//! link failed), goes back to the outbox as unknown; so does every item
+//! queued after it on this stream, since none may overtake it.
+
+use std::time::Duration;
+
+use focal_proto::pb;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+
+use super::Relaying;
+use super::sender::{Load, answered, gone, load, reader};
+use crate::core::outbox::{ItemId, Transmit};
+use crate::federation::{LinkHandle, TransferAcks};
+use crate::rpc::now_ms;
+
+/// A pipelined stream with nothing new to send for this long is finished
+/// (well before the peer's `stream_idle_timeout`); the next item opens a
+/// new one.
+pub(super) const PIPE_IDLE: Duration = Duration::from_secs(5);
+
+/// Runs one pipelined stream until it ends (see the module docs).
+pub(super) async fn run(r: &Relaying, peer: &str, link: &LinkHandle, mut items: mpsc::UnboundedReceiver<Transmit>) {
+    let Some(first) = items.recv().await else { return };
+    let (mut writer, acks) = match link.open_transfer_stream().await {
+        Ok(s) => s.split(),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot open a transfer stream");
+            items.close();
+            answered(r, peer, &first, None).await;
+            while let Some(t) = items.recv().await {
+                answered(r, peer, &t, None).await;
+            }
+            return;
+        }
+    };
+    let (sent, written) = mpsc::unbounded_channel::<Transmit>();
+    let writing = async move {
+        let mut next = Some(first);
+        let mut broken = false;
+        loop {
+            let t = match next.take() {
+                Some(t) => t,
+                None => match tokio::time::timeout(PIPE_IDLE, items.recv()).await {
+                    Ok(Some(t)) => t,
+                    Ok(None) => break,
+                    Err(_idle) => {
+                        // Refuse new items; those already queued still go.
+                        items.close();
+                        continue;
+                    }
+                },
+            };
+            if broken {
+                answered(r, peer, &t, None).await;
+                continue;
+            }
+            match load(r, peer, &t).await {
+                Err(why) => gone(r, peer, &t, why.0),
+                Ok(Load::Envelope(header, src)) => match writer.send_envelope(header, reader(src)).await {
+                    Ok(()) => {
+                        let _ = sent.send(t);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "pipelined transfer failed");
+                        broken = true;
+                        items.close();
+                        answered(r, peer, &t, None).await;
+                    }
+                },
+                // Not readable now, or not an envelope (never pipelined):
+                // later items must not overtake it.
+                Ok(Load::Later | Load::Receipt(_)) => {
+                    broken = true;
+                    items.close();
+                    answered(r, peer, &t, None).await;
+                }
+            }
+        }
+        writer.finish();
+    };
+    tokio::join!(writing, record_answers(r, peer, acks, written));
+}
+
+/// Reads the answer to each item written, in order, and records it.
+async fn record_answers(
+    r: &Relaying,
+    peer: &str,
+    mut acks: TransferAcks,
+    mut written: mpsc::UnboundedReceiver<Transmit>,
+) {
+    let mut deleting = FuturesUnordered::new();
+    let mut failed = false;
+    loop {
+        let t = tokio::select! {
+            biased;
+            Some(()) = deleting.next(), if !deleting.is_empty() => continue,
+            t = written.recv() => match t {
+                Some(t) => t,
+                None => break,
+            },
+        };
+        let status = if failed {
+            None
+        } else {
+            match acks.next_ack().await {
+                Ok(ack) if answers(&ack, &t) => {
+                    tracing::debug!(seq = t.seq, status = ?ack.status(), detail = ack.detail, "transfer acked");
+                    Some(ack.status())
+                }
+                Ok(ack) => {
+                    tracing::warn!(seq = t.seq, ?ack, "a pipelined answer names another envelope; stream dropped");
+                    failed = true;
+                    None
+                }
+                Err(e) => {
+                    tracing::debug!(seq = t.seq, error = %e, "no answer on the pipelined stream");
+                    failed = true;
+                    None
+                }
+            }
+        };
+        match status {
+            Some(
+                s @ (pb::TransferStatus::Stored | pb::TransferStatus::Duplicate | pb::TransferStatus::Refused),
+            ) => {
+                let now = now_ms();
+                let removed = r.core().outbox_mut(peer).and_then(|o| o.handle_ack(&t.id, now));
+                // The deletion is queued now; its answer is awaited beside
+                // the next answers, not before them.
+                match removed.map(|rm| r.store.outbox_done_queued(peer, rm, s, now)) {
+                    Some(Ok(done)) => deleting.push(async move {
+                        if let Err(e) = done.await {
+                            tracing::error!(error = %e, "deleting an acked outbox item failed");
+                        }
+                    }),
+                    Some(Err(e)) => tracing::error!(error = %e, "deleting an acked outbox item failed"),
+                    None => {}
+                }
+            }
+            other => answered(r, peer, &t, other).await,
+        }
+        // A window slot is free (or the item is back in the queue): the
+        // sender task looks again.
+        r.kick();
+    }
+    while deleting.next().await.is_some() {}
+}
+
+/// Whether `ack` is the answer to item `t`.
+fn answers(ack: &pb::TransferAck, t: &Transmit) -> bool {
+    match &t.id {
+        ItemId::Envelope { sender, msg_id } => ack.msg_id == msg_id.as_slice() && ack.sender == sender.to_string(),
+        ItemId::Receipt { .. } => false,
+    }
+}
