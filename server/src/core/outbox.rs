@@ -463,7 +463,8 @@ impl Outbox {
             return false;
         }
         let follows = self.pipelined(seq).then_some(self.stream);
-        Self::lane_keys(&e.item).any(|k| self.busy.get(&k).is_some_and(|b| follows.is_none() || b.stream != follows))
+        Self::lane_keys(&e.item)
+            .any(|k| self.busy.get(&k).is_some_and(|b| follows.is_none() || b.stream != follows))
     }
 
     /// Rule 1: first pending in each of its lanes, and no lane in flight.
@@ -545,7 +546,8 @@ impl Outbox {
             // unless both are on the current pipelined stream (the urgent
             // one is ahead of it there).
             let follows = self.pipelined(seq).then_some(self.stream);
-            if self.in_flight.iter().any(|&(f, st)| self.is_urgent(f) && (follows.is_none() || st != follows)) {
+            if self.in_flight.iter().any(|&(f, st)| self.is_urgent(f) && (follows.is_none() || st != follows))
+            {
                 return None;
             }
         }
@@ -666,7 +668,9 @@ impl Outbox {
     pub fn handle_retry(&mut self, id: &ItemId, now_ms: i64) -> bool {
         self.handle_peer_activity(now_ms);
         let Some(seqs) = self.by_id.get(id) else { return false };
-        let Some(seq) = self.in_flight.iter().map(|(s, _)| *s).find(|s| seqs.contains(s)) else { return false };
+        let Some(seq) = self.in_flight.iter().map(|(s, _)| *s).find(|s| seqs.contains(s)) else {
+            return false;
+        };
         self.remove_in_flight(seq);
         self.add_pending(seq);
         self.stream += 1;
@@ -681,7 +685,8 @@ impl Outbox {
     /// unknown outcome, so a stale failure (from a connection already
     /// reported lost) does not return a newer transmission to the queue.
     pub fn is_in_flight(&self, seq: u64, attempt: u32) -> bool {
-        self.in_flight.iter().any(|(s, _)| *s == seq) && self.items.get(&seq).is_some_and(|e| e.attempts == attempt)
+        self.in_flight.iter().any(|(s, _)| *s == seq)
+            && self.items.get(&seq).is_some_and(|e| e.attempts == attempt)
     }
 
     /// Admin: stop or resume sending (the link stays up).

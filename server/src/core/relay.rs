@@ -402,7 +402,13 @@ impl RelayCore {
     /// `stream` of its peer (a number unique among that connection's
     /// streams): the RETRY latch holds per stream, so a transfer on another
     /// stream neither ends it nor is caught by it.
-    pub fn handle_envelope_on(&mut self, now_ms: i64, input: &RouteInput, origin: &Origin, stream: u64) -> Verdict {
+    pub fn handle_envelope_on(
+        &mut self,
+        now_ms: i64,
+        input: &RouteInput,
+        origin: &Origin,
+        stream: u64,
+    ) -> Verdict {
         if let Err(r) = self.peer_activity(origin, now_ms) {
             return Verdict::Refused(r);
         }
@@ -655,6 +661,41 @@ mod tests {
         assert_eq!(r.reason, pb::RefusalReason::StoreFull);
         assert!(!c.seen().contains(&second.key()), "nothing recorded on RETRY");
         assert_eq!(c.outbox("relay-gfp").unwrap().len(), 1);
+    }
+
+    /// After a RETRY on a peer's transfer stream, everything after it on
+    /// that stream is RETRY too (nothing overtakes the refused item); other
+    /// streams of the peer are not held, and a lost connection ends it.
+    #[test]
+    fn retry_latch_holds_per_stream() {
+        let settings =
+            CoreSettings { outbox: OutboxConfig { capacity: 1, ..Default::default() }, ..Default::default() };
+        let mut t = RoutingTable::new("relay-carin", NetworkId::new("carin").unwrap()).unwrap();
+        t.add_peer("relay-gfp", NetworkId::new("gfp").unwrap(), true).unwrap();
+        t.add_peer("relay-arinsa", NetworkId::new("arinsa").unwrap(), false).unwrap();
+        let p = Policy::new(t.network().clone(), &PolicyConfig::default(), &Limits::default()).unwrap();
+        let mut c = RelayCore::new(t, p, settings, 1, 0);
+        let gfp = Origin::Peer("relay-gfp".into());
+        let from_gfp = |n: u8, rcpt: &str| {
+            let mut i = input(&[rcpt]);
+            i.msg_id = [n; 16];
+            i.sender = a("s@gfp");
+            i.hops = vec![pb::Hop { relay: "relay-gfp".into(), network: "gfp".into(), ..Default::default() }];
+            i
+        };
+        // The outbox to arinsa takes one item.
+        assert!(matches!(c.handle_envelope_on(0, &from_gfp(1, "x@arinsa"), &gfp, 5), Verdict::Handled(_)));
+        let Verdict::Retry(r) = c.handle_envelope_on(0, &from_gfp(2, "y@arinsa"), &gfp, 5) else { panic!() };
+        assert_eq!(r.reason, pb::RefusalReason::StoreFull);
+        // A local recipient would be fine, but it is behind the RETRY on stream 5.
+        let local = from_gfp(3, "l@carin");
+        let Verdict::Retry(r) = c.handle_envelope_on(0, &local, &gfp, 5) else { panic!() };
+        assert!(r.detail.contains("earlier transfer on this stream"), "{}", r.detail);
+        assert!(matches!(c.handle_envelope_on(0, &local, &gfp, 6), Verdict::Handled(_)), "stream 6 is free");
+        let other = from_gfp(4, "m@carin");
+        assert!(matches!(c.handle_envelope_on(0, &other, &gfp, 5), Verdict::Retry(_)));
+        c.handle_peer_stream("relay-gfp");
+        assert!(matches!(c.handle_envelope_on(0, &other, &gfp, 5), Verdict::Handled(_)), "latch ended");
     }
 
     #[test]

@@ -45,8 +45,12 @@
 //!
 //! * Each call on a [`LinkHandle`] is one stream; calls in flight at the same
 //!   time are independent (no order between them, one slow transfer does not
-//!   hold up another). For per-(sender, recipient) order the driver sends
-//!   one envelope per peer at a time and waits for its ack (the outbox does).
+//!   hold up another). A [`TransferStream`]
+//!   (`LinkHandle::open_transfer_stream`, see `pipeline.rs`) carries several
+//!   envelopes that the peer handles in order and answers in order: the
+//!   driver pipelines small envelopes on one, so several of one (sender,
+//!   recipient) lane may be in flight at once; anything else waits for its
+//!   lane's ack (the outbox decides).
 //! * `send_envelope` returns `Ok(ack)` only with the peer's `TransferAck`.
 //!   Any `Err` means the outcome is unknown: keep the envelope and retry
 //!   (the receiver de-duplicates on (sender, msg id)). The receiver never

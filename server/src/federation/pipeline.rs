@@ -78,7 +78,8 @@ pub(crate) async fn serve_transfers(
     let writing = async {
         while let Some(answer) = pending.recv().await {
             let ack = answer.await;
-            if let Err(e) = write_frame(&mut send, &frame(Kind::TransferAck(ack)), ctx.tuning.max_frame).await {
+            if let Err(e) = write_frame(&mut send, &frame(Kind::TransferAck(ack)), ctx.tuning.max_frame).await
+            {
                 tracing::debug!(peer = ctx.peer.name(), "cannot answer a transfer: {e}");
                 return;
             }
@@ -131,7 +132,11 @@ impl TransferWriter {
     /// Writes one envelope (its header, then `payload`, which must yield
     /// exactly `header.payload_size` bytes). An error means the stream is
     /// unusable: nothing more can be written on it.
-    pub async fn send_envelope<R>(&mut self, header: pb::EnvelopeHeader, payload: R) -> Result<(), FederationError>
+    pub async fn send_envelope<R>(
+        &mut self,
+        header: pb::EnvelopeHeader,
+        payload: R,
+    ) -> Result<(), FederationError>
     where
         R: AsyncRead + Unpin,
     {

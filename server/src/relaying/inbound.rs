@@ -95,13 +95,27 @@ impl Inbound {
         use pb::RefusalReason as R;
         let ctx = match envelope::parse_context(&header.context) {
             Ok(c) => c,
-            Err(e) => return EnvelopeAnswer::Now(self.refuse(&from, &header, R::Unspecified, format!("context: {e}"))),
+            Err(e) => {
+                return EnvelopeAnswer::Now(self.refuse(
+                    &from,
+                    &header,
+                    R::Unspecified,
+                    format!("context: {e}"),
+                ));
+            }
         };
         let cert = CertificateDer::from(header.sender_cert.as_slice());
         let verified = match focal_certs::verify_peer(&self.r.trust.current(), &cert, &[], SystemTime::now())
         {
             Ok(v) => v,
-            Err(e) => return EnvelopeAnswer::Now(self.refuse(&from, &header, R::BadSignature, format!("sender_cert: {e}"))),
+            Err(e) => {
+                return EnvelopeAnswer::Now(self.refuse(
+                    &from,
+                    &header,
+                    R::BadSignature,
+                    format!("sender_cert: {e}"),
+                ));
+            }
         };
         if verified.identity.role != Role::Fp || verified.identity.address() != ctx.sender {
             let d = format!("sender_cert is of {}, not of the sender {}", verified.identity, ctx.sender);
@@ -188,7 +202,9 @@ impl Inbound {
             Err(crate::store::payload::PayloadError::Store(e)) => {
                 return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, e.to_string()));
             }
-            Err(e) => return EnvelopeAnswer::Now(self.refuse(&from, &header, R::BadSignature, e.to_string())),
+            Err(e) => {
+                return EnvelopeAnswer::Now(self.refuse(&from, &header, R::BadSignature, e.to_string()));
+            }
         };
         let req = RouteRequest {
             header: header.clone(),

@@ -29,7 +29,12 @@ use crate::rpc::now_ms;
 pub(super) const PIPE_IDLE: Duration = Duration::from_secs(5);
 
 /// Runs one pipelined stream until it ends (see the module docs).
-pub(super) async fn run(r: &Relaying, peer: &str, link: &LinkHandle, mut items: mpsc::UnboundedReceiver<Transmit>) {
+pub(super) async fn run(
+    r: &Relaying,
+    peer: &str,
+    link: &LinkHandle,
+    mut items: mpsc::UnboundedReceiver<Transmit>,
+) {
     let Some(first) = items.recv().await else { return };
     let (mut writer, acks) = match link.open_transfer_stream().await {
         Ok(s) => s.split(),
@@ -118,7 +123,11 @@ async fn record_answers(
                     Some(ack.status())
                 }
                 Ok(ack) => {
-                    tracing::warn!(seq = t.seq, ?ack, "a pipelined answer names another envelope; stream dropped");
+                    tracing::warn!(
+                        seq = t.seq,
+                        ?ack,
+                        "a pipelined answer names another envelope; stream dropped"
+                    );
                     failed = true;
                     None
                 }
@@ -131,7 +140,8 @@ async fn record_answers(
         };
         match status {
             Some(
-                s @ (pb::TransferStatus::Stored | pb::TransferStatus::Duplicate | pb::TransferStatus::Refused),
+                s
+                @ (pb::TransferStatus::Stored | pb::TransferStatus::Duplicate | pb::TransferStatus::Refused),
             ) => {
                 let now = now_ms();
                 let removed = r.core().outbox_mut(peer).and_then(|o| o.handle_ack(&t.id, now));
@@ -159,7 +169,9 @@ async fn record_answers(
 /// Whether `ack` is the answer to item `t`.
 fn answers(ack: &pb::TransferAck, t: &Transmit) -> bool {
     match &t.id {
-        ItemId::Envelope { sender, msg_id } => ack.msg_id == msg_id.as_slice() && ack.sender == sender.to_string(),
+        ItemId::Envelope { sender, msg_id } => {
+            ack.msg_id == msg_id.as_slice() && ack.sender == sender.to_string()
+        }
         ItemId::Receipt { .. } => false,
     }
 }

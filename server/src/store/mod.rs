@@ -281,8 +281,10 @@ impl Store {
     pub fn route_queued(
         &self,
         req: fed::RouteRequest,
-    ) -> Result<impl std::future::Future<Output = Result<fed::RouteOutcome, RelayError>> + Send + 'static, RelayError>
-    {
+    ) -> Result<
+        impl std::future::Future<Output = Result<fed::RouteOutcome, RelayError>> + Send + 'static,
+        RelayError,
+    > {
         let rx = self.enqueue(Op::Route(Box::new(req)))?;
         Ok(async move {
             match rx.await.map_err(|_| RelayError::StoreClosed)?? {

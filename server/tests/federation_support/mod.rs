@@ -18,7 +18,8 @@ use focal_certs::{
 use focal_proto::{NetworkId, Role, pb};
 use focal_relay::config::PeerConfig;
 use focal_relay::federation::{
-    BoxFuture, EnvelopeAnswer, Federation, FederationHandle, InboundHandler, InboundPayload, LinkEvent, RemotePeer, Tuning,
+    BoxFuture, EnvelopeAnswer, Federation, FederationHandle, InboundHandler, InboundPayload, LinkEvent,
+    RemotePeer, Tuning,
 };
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{broadcast, oneshot};
@@ -161,6 +162,17 @@ impl InboundHandler for Recorder {
         payload: &'a mut InboundPayload,
     ) -> BoxFuture<'a, EnvelopeAnswer> {
         Box::pin(async move {
+            // "retry-…": answer RETRY at once, as a full store does.
+            if header.context.starts_with(b"retry") {
+                self.requests.lock().unwrap().push(format!("retry of {} bytes", payload.declared_size()));
+                return pb::TransferAck {
+                    msg_id: header.context,
+                    sender: from.name().to_owned(),
+                    status: pb::TransferStatus::Retry as i32,
+                    detail: "store full".into(),
+                }
+                .into();
+            }
             // "dup-…": answer at once without reading the payload, as a
             // store does for an envelope it already has.
             if header.context.starts_with(b"dup") {
