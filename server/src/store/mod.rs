@@ -196,6 +196,7 @@ impl Store {
             metrics: metrics.clone(),
             core,
             outbox_wake: outbox_wake.clone(),
+            size_read_at: None,
         };
         // A thread of its own for the writer's whole life: it blocks on its
         // queue and on each fsync (no task hand-off per batch). Not one of

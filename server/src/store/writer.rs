@@ -181,7 +181,12 @@ pub(crate) struct Writer {
     pub(crate) core: Option<Arc<std::sync::Mutex<RelayCore>>>,
     /// Bumped after a durable batch that queued outbox items.
     pub(crate) outbox_wake: Arc<tokio::sync::watch::Sender<u64>>,
+    /// When sled's size on disk was last read (see `refresh_size`).
+    pub(crate) size_read_at: Option<std::time::Instant>,
 }
+
+/// Longest time the space check may use an old reading of sled's size.
+const SIZE_REFRESH: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A waiter, its operation's result, and whether it may be answered before
 /// the fsync ([`Op::answered_before_fsync`]).
@@ -388,9 +393,7 @@ impl Writer {
                 for (addr, ev) in after.events {
                     self.hub.publish(&addr, ev);
                 }
-                if let Ok(n) = self.db.size_on_disk() {
-                    self.size.store(n, std::sync::atomic::Ordering::Relaxed);
-                }
+                self.refresh_size();
                 for (tx, r, _) in results {
                     if let Some(tx) = tx {
                         let _ = tx.send(r);
@@ -408,6 +411,21 @@ impl Writer {
                 }
                 if broken { Err(e) } else { Ok(()) }
             }
+        }
+    }
+
+    /// Re-reads sled's size on disk for the space check, at most every
+    /// [`SIZE_REFRESH`]: it lists sled's blob directory, several system
+    /// calls that each small batch need not pay (payload files are counted
+    /// exactly elsewhere; sled's file grows by whole segments anyway).
+    fn refresh_size(&mut self) {
+        let now = std::time::Instant::now();
+        if self.size_read_at.is_some_and(|at| now.duration_since(at) < SIZE_REFRESH) {
+            return;
+        }
+        self.size_read_at = Some(now);
+        if let Ok(n) = self.db.size_on_disk() {
+            self.size.store(n, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
