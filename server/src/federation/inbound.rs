@@ -267,57 +267,50 @@ impl InboundPayload {
     }
 
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Vec<u8>>>> {
-        loop {
-            match &self.state {
-                State::Complete => return Poll::Ready(Ok(None)),
-                State::Failed(kind, detail) => {
-                    return Poll::Ready(Err(io::Error::new(*kind, detail.clone())));
-                }
-                State::Streaming => {}
+        match &self.state {
+            State::Complete => return Poll::Ready(Ok(None)),
+            State::Failed(kind, detail) => return Poll::Ready(Err(io::Error::new(*kind, detail.clone()))),
+            State::Streaming => {}
+        }
+        let frame = match ready!(self.reader.poll_frame(cx)) {
+            Ok(f) => f,
+            Err(ReadFail::Violation(d)) => return self.violation(d),
+            Err(ReadFail::Gone(d)) => {
+                let e = self.fail(io::ErrorKind::ConnectionReset, format!("transfer abandoned: {d}"));
+                return Poll::Ready(Err(e));
             }
-            let frame = match ready!(self.reader.poll_frame(cx)) {
-                Ok(f) => f,
-                Err(ReadFail::Violation(d)) => return self.violation(d),
-                Err(ReadFail::Gone(d)) => {
-                    let e = self.fail(io::ErrorKind::ConnectionReset, format!("transfer abandoned: {d}"));
-                    return Poll::Ready(Err(e));
-                }
-                Err(ReadFail::Timeout) => {
-                    let e = self.fail(io::ErrorKind::TimedOut, "transfer stalled: no data in time".into());
-                    return Poll::Ready(Err(e));
-                }
-            };
-            match frame {
-                None => return self.violation("transfer stream ended before TransferEnd"),
-                Some(pb::Frame { kind: Some(Kind::PayloadChunk(c)) }) => {
-                    let len = c.data.len();
-                    if len == 0 || len > MAX_CHUNK {
-                        return self
-                            .violation(format!("payload chunk of {len} bytes (allowed 1..={MAX_CHUNK})"));
-                    }
-                    self.received += len as u64;
-                    if self.received > self.declared {
-                        return self.violation(format!(
-                            "payload exceeds the declared payload_size of {} bytes",
-                            self.declared
-                        ));
-                    }
-                    return Poll::Ready(Ok(Some(c.data)));
-                }
-                Some(pb::Frame { kind: Some(Kind::TransferEnd(_)) }) => {
-                    if self.received != self.declared {
-                        return self.violation(format!(
-                            "TransferEnd after {} payload bytes, header declared {}",
-                            self.received, self.declared
-                        ));
-                    }
-                    self.state = State::Complete;
-                    return Poll::Ready(Ok(None));
-                }
-                Some(f) => {
-                    return self.violation(format!("unexpected {} in an envelope transfer", kind_name(&f)));
-                }
+            Err(ReadFail::Timeout) => {
+                let e = self.fail(io::ErrorKind::TimedOut, "transfer stalled: no data in time".into());
+                return Poll::Ready(Err(e));
             }
+        };
+        match frame {
+            None => self.violation("transfer stream ended before TransferEnd"),
+            Some(pb::Frame { kind: Some(Kind::PayloadChunk(c)) }) => {
+                let len = c.data.len();
+                if len == 0 || len > MAX_CHUNK {
+                    return self.violation(format!("payload chunk of {len} bytes (allowed 1..={MAX_CHUNK})"));
+                }
+                self.received += len as u64;
+                if self.received > self.declared {
+                    return self.violation(format!(
+                        "payload exceeds the declared payload_size of {} bytes",
+                        self.declared
+                    ));
+                }
+                Poll::Ready(Ok(Some(c.data)))
+            }
+            Some(pb::Frame { kind: Some(Kind::TransferEnd(_)) }) => {
+                if self.received != self.declared {
+                    return self.violation(format!(
+                        "TransferEnd after {} payload bytes, header declared {}",
+                        self.received, self.declared
+                    ));
+                }
+                self.state = State::Complete;
+                Poll::Ready(Ok(None))
+            }
+            Some(f) => self.violation(format!("unexpected {} in an envelope transfer", kind_name(&f))),
         }
     }
 }

@@ -102,13 +102,12 @@ pub(super) async fn run(
             // number after a RETRY or a lost link finishes the old one).
             let mut t = t;
             loop {
-                match pipe.as_ref().filter(|p| p.stream == t.stream) {
-                    Some(p) => match p.items.send(t) {
+                if let Some(p) = pipe.as_ref().filter(|p| p.stream == t.stream) {
+                    match p.items.send(t) {
                         Ok(()) => break,
                         // Its task finished (idle or failed): open another.
                         Err(mpsc::error::SendError(back)) => t = back,
-                    },
-                    None => {}
+                    }
                 }
                 let (tx, rx) = mpsc::unbounded_channel();
                 pipe = Some(Pipe { stream: t.stream, items: tx });
