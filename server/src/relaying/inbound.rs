@@ -52,7 +52,12 @@ fn ack(
     let (msg_id, sender) = envelope::parse_context(&header.context)
         .map(|c| (c.msg_id.to_vec(), c.sender.to_string()))
         .unwrap_or_default();
-    pb::TransferAck { msg_id, sender, status: status as i32, detail: detail.into() }
+    let detail = detail.into();
+    if status == pb::TransferStatus::Retry {
+        // The peer keeps it and sends it again after a backoff step.
+        tracing::info!(detail, "envelope answered RETRY");
+    }
+    pb::TransferAck { msg_id, sender, status: status as i32, detail }
 }
 
 impl Inbound {

@@ -98,6 +98,40 @@ async fn arinsa_down_while_carin_sends(n: usize) -> Result<()> {
     fed.shutdown().await
 }
 
+/// A hub whose store queue holds only two operations, facing a backlog
+/// that carin pipelines 32 at a time: it answers RETRY on the stream (queue
+/// full), everything behind on that stream gets RETRY too, carin backs off
+/// and sends again, and every message still arrives once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_hub_answers_retry_mid_stream_and_order_holds() -> Result<()> {
+    let _heavy = crate::HEAVY.lock().await;
+    let n = count(100);
+    let mut fed = Federation::builder()
+        .hub("gfp")
+        .focal_point(SENDER)
+        .focal_point(RECIPIENT)
+        .limits("carin", |l| l.sends_per_minute = 1_000_000)
+        .limits("gfp", |l| l.write_queue_depth = 2)
+        .processes(&bins!())
+        .start()
+        .await?;
+    let (a, b, key, _) = warm(&fed).await?;
+    // The backlog builds at carin while the hub is down...
+    fed.relay_mut("gfp").kill().await?;
+    let mut sent = Vec::with_capacity(n);
+    for i in 0..n {
+        sent.push(send_one(&fed, &a, key, i).await?);
+    }
+    // ...and reaches it pipelined once it is back.
+    fed.relay_mut("gfp").start().await?;
+    let mut b_in = live(&b).await?;
+    wait_all(&mut b_in, &sent, drain_deadline(n)).await?;
+    assert_once_in_order(&b, &addr(SENDER), &sent).await?;
+    let log = fed.relay("gfp").recent_log();
+    assert!(log.contains("envelope answered RETRY"), "the hub never pushed back:\n{log}");
+    fed.shutdown().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recipient_relay_down_while_sender_sends_1000_then_all_arrive_once_in_order() -> Result<()> {
     let _heavy = crate::HEAVY.lock().await;
