@@ -117,8 +117,10 @@ pub struct OutboxItem {
 /// Outbox parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutboxConfig {
-    /// Most items in flight at once. Each costs one pending transfer on the
-    /// peer's stream; higher hides more round-trip time.
+    /// Most items in flight at once (default 128). A pipelined item costs
+    /// a pending answer on the peer's stream, a solo one a stream of its own
+    /// (the driver allows fewer of those); higher hides more round-trip time
+    /// and lets the peer commit more items per fsync.
     pub window: usize,
     /// Most items queued for this peer; beyond it `push` fails (the caller
     /// answers RETRY to the upstream peer or RESOURCE_EXHAUSTED to a client).
@@ -136,7 +138,7 @@ pub struct OutboxConfig {
 impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
-            window: 32,
+            window: 128,
             capacity: 100_000,
             backoff: BackoffConfig::default(),
             pipeline_max_bytes: 256 * 1024,

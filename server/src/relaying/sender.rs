@@ -31,6 +31,10 @@ use crate::store::payload::PayloadSource;
 /// Longest sleep without a timer (a change of the store or link wakes earlier).
 const IDLE: Duration = Duration::from_secs(30);
 
+/// Most solo transfers (large envelopes, receipts) in flight to one peer at
+/// once, whatever the outbox window (the peer admits 32 streams by default).
+const MAX_SOLO: usize = 32;
+
 /// The open pipelined stream: its outbox stream number and the queue of
 /// items its task ([`super::pipe::run`]) writes on it.
 struct Pipe {
@@ -46,7 +50,7 @@ pub(super) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut wake = r.store.outbox_changes();
-    let window = r.core().outbox(&peer).map_or(1, |o| o.window()).max(1);
+    let solo_max = r.core().outbox(&peer).map_or(1, |o| o.window()).clamp(1, MAX_SOLO);
     // Transfers in flight. Shutdown does not wait for a slow peer: dropping
     // them abandons the transfers, whose items stay in the outbox (on disk)
     // and are sent again after restart (the peer answers DUPLICATE).
@@ -68,10 +72,11 @@ pub(super) async fn run(
             // The transport dials by itself; this only moves the state on.
             while o.poll_dial(now) {}
             // The outbox bounds its own window; `flying` may also hold stale
-            // transfers of a lost connection, so bound it by the window too.
+            // transfers of a lost connection, so solo transfers (each a
+            // stream and a buffer) are bounded here too.
             let mut txs = Vec::new();
             let mut solo = 0;
-            while flying.len() + solo < window
+            while flying.len() + solo < solo_max
                 && let Some(t) = o.poll_transmit(now)
             {
                 solo += usize::from(!t.pipelined);
