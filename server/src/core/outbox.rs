@@ -300,6 +300,11 @@ impl Outbox {
         self.in_flight.len()
     }
 
+    /// Items in flight on pipelined stream `stream`.
+    pub fn in_flight_on(&self, stream: u64) -> usize {
+        self.in_flight.iter().filter(|(_, s)| *s == Some(stream)).count()
+    }
+
     /// Most items in flight at once (the configured window).
     pub fn window(&self) -> usize {
         self.config.window

@@ -4,13 +4,12 @@
 //! outbox's ack or retry, the store's deletion with its FORWARDED record).
 //!
 //! The stream ends when the sender task drops its queue (the outbox moved
-//! to a new stream number, after a RETRY or a lost link) or after
-//! [`PIPE_IDLE`] without a new item, once every item written is answered.
-//! An item that cannot be written, or gets no answer (the stream or the
-//! link failed), goes back to the outbox as unknown; so does every item
-//! queued after it on this stream, since none may overtake it.
-
-use std::time::Duration;
+//! to a new stream number, after a RETRY or a lost link, or nothing was in
+//! flight on it for a while), once every item written is answered. An item
+//! that cannot be written, or gets no answer (the stream or the link
+//! failed), goes back to the outbox as unknown (which moves the outbox to a
+//! new stream number); so does every item queued after it on this stream,
+//! since none may overtake it.
 
 use focal_proto::pb;
 use futures::StreamExt;
@@ -22,11 +21,6 @@ use super::sender::{Load, answered, gone, load, reader};
 use crate::core::outbox::{ItemId, Transmit};
 use crate::federation::{LinkHandle, TransferAcks};
 use crate::rpc::now_ms;
-
-/// A pipelined stream with nothing new to send for this long is finished
-/// (well before the peer's `stream_idle_timeout`); the next item opens a
-/// new one.
-pub(super) const PIPE_IDLE: Duration = Duration::from_secs(5);
 
 /// Runs one pipelined stream until it ends (see the module docs).
 pub(super) async fn run(
@@ -55,14 +49,9 @@ pub(super) async fn run(
         loop {
             let t = match next.take() {
                 Some(t) => t,
-                None => match tokio::time::timeout(PIPE_IDLE, items.recv()).await {
-                    Ok(Some(t)) => t,
-                    Ok(None) => break,
-                    Err(_idle) => {
-                        // Refuse new items; those already queued still go.
-                        items.close();
-                        continue;
-                    }
+                None => match items.recv().await {
+                    Some(t) => t,
+                    None => break,
                 },
             };
             if broken {

@@ -13,7 +13,7 @@
 //! reconnects or sends anything.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use focal_proto::pb;
 use futures::StreamExt;
@@ -40,7 +40,14 @@ const MAX_SOLO: usize = 32;
 struct Pipe {
     stream: u64,
     items: mpsc::UnboundedSender<Transmit>,
+    /// Since when nothing of it is in flight.
+    idle_since: Option<Instant>,
 }
+
+/// A pipelined stream with nothing in flight for this long is finished
+/// (well before the peer's `stream_idle_timeout`); the next item opens a
+/// new one.
+const PIPE_IDLE: Duration = Duration::from_secs(5);
 
 pub(super) async fn run(
     r: Arc<Relaying>,
@@ -71,6 +78,17 @@ pub(super) async fn run(
             }
             // The transport dials by itself; this only moves the state on.
             while o.poll_dial(now) {}
+            // An open pipe with nothing of it in flight for PIPE_IDLE is
+            // finished (well before the peer's stream idle timeout). Only
+            // then: a new stream of the same number must never run beside
+            // one that still has items in flight (they could overtake them).
+            if let Some(p) = &mut pipe {
+                if o.in_flight_on(p.stream) > 0 {
+                    p.idle_since = None;
+                } else if p.idle_since.get_or_insert_with(Instant::now).elapsed() >= PIPE_IDLE {
+                    pipe = None;
+                }
+            }
             // The outbox bounds its own window; `flying` may also hold stale
             // transfers of a lost connection, so solo transfers (each a
             // stream and a buffer) are bounded here too.
@@ -105,24 +123,24 @@ pub(super) async fn run(
             }
             // The pipelined stream of this number, opened if needed (a new
             // number after a RETRY or a lost link finishes the old one).
-            let mut t = t;
-            loop {
-                if let Some(p) = pipe.as_ref().filter(|p| p.stream == t.stream) {
-                    match p.items.send(t) {
-                        Ok(()) => break,
-                        // Its task finished (idle or failed): open another.
-                        Err(mpsc::error::SendError(back)) => t = back,
-                    }
-                }
+            if pipe.as_ref().is_none_or(|p| p.stream != t.stream) {
                 let (tx, rx) = mpsc::unbounded_channel();
-                pipe = Some(Pipe { stream: t.stream, items: tx });
+                pipe = Some(Pipe { stream: t.stream, items: tx, idle_since: None });
                 pipes.push(super::pipe::run(&r, &peer, &link, rx));
+            }
+            if let Some(p) = &pipe
+                && let Err(mpsc::error::SendError(t)) = p.items.send(t)
+            {
+                // Its stream broke (the items behind went back to the queue,
+                // and the stream number moves on): so does this one.
+                answered(&r, &peer, &t, None).await;
             }
         }
         tracing::trace!(?timeout, in_flight = flying.len(), "outbox waiting");
+        let idle = if pipe.is_some() { PIPE_IDLE } else { IDLE };
         let wait = timeout
-            .map(|t| Duration::from_millis(t.saturating_sub(now).clamp(0, IDLE.as_millis() as i64) as u64))
-            .unwrap_or(IDLE);
+            .map(|t| Duration::from_millis(t.saturating_sub(now).clamp(0, idle.as_millis() as i64) as u64))
+            .unwrap_or(idle);
         tokio::select! {
             Some(()) = flying.next(), if !flying.is_empty() => {}
             Some(()) = pipes.next(), if !pipes.is_empty() => {}
