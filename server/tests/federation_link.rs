@@ -11,18 +11,10 @@ use focal_relay::federation::{Federation, LinkEvent, Tuning};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_link_exchange_hellos_and_transfer_several_mib() {
     init();
-    let pki = Pki::new(&["carin", "gfp"]);
-    let carin_creds = pki.creds("carin", Role::Relay, "relay-carin");
-    let gfp_creds = pki.creds("gfp", Role::Relay, "relay-gfp");
-    let (cs, gs) = (udp(), udp());
-    let (ca, ga) = (cs.local_addr().unwrap(), gs.local_addr().unwrap());
-    let carin = start(&carin_creds, &pki, cs, vec![peer("relay-gfp", "gfp", ga)], tuning());
-    let gfp = start(&gfp_creds, &pki, gs, vec![peer("relay-carin", "carin", ca)], tuning());
-
+    let Pair { carin_creds, gfp_creds, carin, gfp, .. } = Pair::start(tuning()).await;
     let to_gfp = carin.fed.link("relay-gfp").expect("configured");
     let to_carin = gfp.fed.link("relay-carin").expect("configured");
     assert!(carin.fed.link("relay-nobody").is_none());
-    settle(&carin, &to_gfp, &gfp, &to_carin).await;
     let remote_gfp = to_gfp.remote().unwrap();
     let remote_carin = to_carin.remote().unwrap();
 

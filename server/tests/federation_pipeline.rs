@@ -8,7 +8,7 @@
 mod federation_support;
 
 use federation_support::*;
-use focal_proto::{Role, pb};
+use focal_proto::pb;
 use focal_relay::federation::{SKIP_MAX, TransferAcks, TransferWriter};
 
 fn tags(got: &[Received]) -> Vec<String> {
@@ -27,16 +27,8 @@ async fn write(w: &mut TransferWriter, tag: &str, len: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envelopes_on_one_stream_are_handled_and_answered_in_order() {
     init();
-    let pki = Pki::new(&["carin", "gfp"]);
-    let carin_creds = pki.creds("carin", Role::Relay, "relay-carin");
-    let gfp_creds = pki.creds("gfp", Role::Relay, "relay-gfp");
-    let (cs, gs) = (udp(), udp());
-    let (ca, ga) = (cs.local_addr().unwrap(), gs.local_addr().unwrap());
-    let carin = start(&carin_creds, &pki, cs, vec![peer("relay-gfp", "gfp", ga)], tuning());
-    let gfp = start(&gfp_creds, &pki, gs, vec![peer("relay-carin", "carin", ca)], tuning());
+    let Pair { gfp, carin, .. } = Pair::start(tuning()).await;
     let to_gfp = carin.fed.link("relay-gfp").unwrap();
-    let to_carin = gfp.fed.link("relay-carin").unwrap();
-    settle(&carin, &to_gfp, &gfp, &to_carin).await;
 
     // Four envelopes back to back, one a duplicate whose 200 KB the
     // receiver skips; all written before any answer is read.

@@ -283,6 +283,31 @@ pub fn start(
     Relay { fed, handler, events, addr, creds_name: creds.identity.name.clone() }
 }
 
+/// Two relays, carin and gfp, configured as each other's peer, with
+/// `tuning` on both, settled on one connection.
+pub struct Pair {
+    pub pki: Pki,
+    pub carin_creds: Credentials,
+    pub gfp_creds: Credentials,
+    pub carin: Relay,
+    pub gfp: Relay,
+}
+
+impl Pair {
+    pub async fn start(tuning: Tuning) -> Pair {
+        let pki = Pki::new(&["carin", "gfp"]);
+        let carin_creds = pki.creds("carin", Role::Relay, "relay-carin");
+        let gfp_creds = pki.creds("gfp", Role::Relay, "relay-gfp");
+        let (cs, gs) = (udp(), udp());
+        let (ca, ga) = (cs.local_addr().unwrap(), gs.local_addr().unwrap());
+        let carin = start(&carin_creds, &pki, cs, vec![peer("relay-gfp", "gfp", ga)], tuning.clone());
+        let gfp = start(&gfp_creds, &pki, gs, vec![peer("relay-carin", "carin", ca)], tuning);
+        settle(&carin, &carin.fed.link("relay-gfp").unwrap(), &gfp, &gfp.fed.link("relay-carin").unwrap())
+            .await;
+        Pair { pki, carin_creds, gfp_creds, carin, gfp }
+    }
+}
+
 /// Waits for an event matching `pred` (skipping others).
 pub async fn wait_event(
     rx: &mut broadcast::Receiver<LinkEvent>,
