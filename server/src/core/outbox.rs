@@ -149,9 +149,11 @@ impl Default for OutboxConfig {
 /// The next item to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
-    /// The transfer stream it belongs on: items with the same number go on
-    /// one QUIC stream in the order yielded; when the number changes (after a
-    /// RETRY or a lost connection), finish that stream and open a new one.
+    /// The pipelined stream number: pipelined items with the same number go
+    /// on one QUIC stream in the order yielded; when the number changes
+    /// (after a RETRY or a lost connection), finish that stream and open a
+    /// new one. Never run two streams of one number side by side. (Solo
+    /// items carry the current number too, and ignore it.)
     pub stream: u64,
     /// Its sequence number (the store key of its bytes).
     pub seq: u64,
