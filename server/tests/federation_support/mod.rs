@@ -162,26 +162,21 @@ impl InboundHandler for Recorder {
         payload: &'a mut InboundPayload,
     ) -> BoxFuture<'a, EnvelopeAnswer> {
         Box::pin(async move {
-            // "retry-…": answer RETRY at once, as a full store does.
-            if header.context.starts_with(b"retry") {
-                self.requests.lock().unwrap().push(format!("retry of {} bytes", payload.declared_size()));
+            // Answered at once without reading the payload: "retry-…" as a
+            // full store does, "dup-…" as a store that already has it.
+            let early = [
+                (&b"retry"[..], "retry", pb::TransferStatus::Retry, "store full"),
+                (&b"dup"[..], "duplicate", pb::TransferStatus::Duplicate, "already stored"),
+            ];
+            if let Some((_, what, status, detail)) =
+                early.iter().find(|(p, ..)| header.context.starts_with(p))
+            {
+                self.requests.lock().unwrap().push(format!("{what} of {} bytes", payload.declared_size()));
                 return pb::TransferAck {
                     msg_id: header.context,
                     sender: from.name().to_owned(),
-                    status: pb::TransferStatus::Retry as i32,
-                    detail: "store full".into(),
-                }
-                .into();
-            }
-            // "dup-…": answer at once without reading the payload, as a
-            // store does for an envelope it already has.
-            if header.context.starts_with(b"dup") {
-                self.requests.lock().unwrap().push(format!("duplicate of {} bytes", payload.declared_size()));
-                return pb::TransferAck {
-                    msg_id: header.context,
-                    sender: from.name().to_owned(),
-                    status: pb::TransferStatus::Duplicate as i32,
-                    detail: "already stored".into(),
+                    status: *status as i32,
+                    detail: (*detail).into(),
                 }
                 .into();
             }
