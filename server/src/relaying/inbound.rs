@@ -101,12 +101,7 @@ impl Inbound {
         let ctx = match envelope::parse_context(&header.context) {
             Ok(c) => c,
             Err(e) => {
-                return EnvelopeAnswer::Now(self.refuse(
-                    &from,
-                    &header,
-                    R::Unspecified,
-                    format!("context: {e}"),
-                ));
+                return self.refuse(&from, &header, R::Unspecified, format!("context: {e}")).into();
             }
         };
         let cert = CertificateDer::from(header.sender_cert.as_slice());
@@ -114,20 +109,15 @@ impl Inbound {
         {
             Ok(v) => v,
             Err(e) => {
-                return EnvelopeAnswer::Now(self.refuse(
-                    &from,
-                    &header,
-                    R::BadSignature,
-                    format!("sender_cert: {e}"),
-                ));
+                return self.refuse(&from, &header, R::BadSignature, format!("sender_cert: {e}")).into();
             }
         };
         if verified.identity.role != Role::Fp || verified.identity.address() != ctx.sender {
             let d = format!("sender_cert is of {}, not of the sender {}", verified.identity, ctx.sender);
-            return EnvelopeAnswer::Now(self.refuse(&from, &header, R::BadSignature, d));
+            return self.refuse(&from, &header, R::BadSignature, d).into();
         }
         if envelope::verify_signature(&header).is_err() {
-            return EnvelopeAnswer::Now(self.refuse(&from, &header, R::BadSignature, "bad signature".into()));
+            return self.refuse(&from, &header, R::BadSignature, "bad signature".into()).into();
         }
         match header.hops.last() {
             Some(h) if h.relay == from.name() && h.network == from.network().as_str() => {}
@@ -138,12 +128,12 @@ impl Inbound {
                     from.name(),
                     from.network()
                 );
-                return EnvelopeAnswer::Now(self.refuse(&from, &header, R::Policy, d));
+                return self.refuse(&from, &header, R::Policy, d).into();
             }
         }
         let input = match RouteInput::from_pb(&ctx.ctx, &header) {
             Ok(i) => i,
-            Err(e) => return EnvelopeAnswer::Now(self.refuse(&from, &header, R::Unspecified, e.to_string())),
+            Err(e) => return self.refuse(&from, &header, R::Unspecified, e.to_string()).into(),
         };
         {
             let mut c = self.r.core();
@@ -151,7 +141,7 @@ impl Inbound {
                 if let Some(o) = c.outbox_mut(from.name()) {
                     o.handle_peer_activity(now_ms());
                 }
-                return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Duplicate, ""));
+                return ack(&header, pb::TransferStatus::Duplicate, "").into();
             }
         }
         // Too large: the core refuses it (with REFUSED receipts) before a
@@ -169,7 +159,7 @@ impl Inbound {
                 now_ms: now_ms(),
                 stream: payload.stream_id(),
             };
-            return EnvelopeAnswer::Now(match self.r.store.route(req).await {
+            return (match self.r.store.route(req).await {
                 Ok(RouteOutcome::Refused(r)) => ack(&header, pb::TransferStatus::Refused, r.to_string()),
                 Ok(RouteOutcome::Retry(r)) => ack(&header, pb::TransferStatus::Retry, r.to_string()),
                 Ok(RouteOutcome::Duplicate) => ack(&header, pb::TransferStatus::Duplicate, ""),
@@ -179,36 +169,37 @@ impl Inbound {
                     ack(&header, pb::TransferStatus::Refused, "too large")
                 }
                 Err(e) => ack(&header, pb::TransferStatus::Retry, e.to_string()),
-            });
+            })
+            .into();
         }
         if let Err(e) = self.r.store.check_space(header.payload_size) {
-            return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, e.to_string()));
+            return ack(&header, pb::TransferStatus::Retry, e.to_string()).into();
         }
         let mut sink = match self.r.store.payload_sink(header.payload_size).await {
             Ok(s) => s,
-            Err(e) => return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, e.to_string())),
+            Err(e) => return ack(&header, pb::TransferStatus::Retry, e.to_string()).into(),
         };
         loop {
             match payload.next_chunk().await {
                 Ok(Some(chunk)) => {
                     if let Err(e) = sink.write(&chunk).await {
-                        return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, e.to_string()));
+                        return ack(&header, pb::TransferStatus::Retry, e.to_string()).into();
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
                     let detail = format!("payload stream: {e}");
-                    return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, detail));
+                    return ack(&header, pb::TransferStatus::Retry, detail).into();
                 }
             }
         }
         let received = match sink.finish(&header.payload_sha256).await {
             Ok(p) => p,
             Err(crate::store::payload::PayloadError::Store(e)) => {
-                return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, e.to_string()));
+                return ack(&header, pb::TransferStatus::Retry, e.to_string()).into();
             }
             Err(e) => {
-                return EnvelopeAnswer::Now(self.refuse(&from, &header, R::BadSignature, e.to_string()));
+                return self.refuse(&from, &header, R::BadSignature, e.to_string()).into();
             }
         };
         let req = RouteRequest {
@@ -224,7 +215,7 @@ impl Inbound {
         // Queued now, in stream order; answered after its batch's fsync.
         let routed = match self.r.store.route_queued(req) {
             Ok(f) => f,
-            Err(e) => return EnvelopeAnswer::Now(ack(&header, pb::TransferStatus::Retry, e.to_string())),
+            Err(e) => return ack(&header, pb::TransferStatus::Retry, e.to_string()).into(),
         };
         let peer = from.name().to_owned();
         let span = tracing::Span::current();

@@ -17,10 +17,9 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
 use super::Relaying;
-use super::sender::{Load, answered, gone, load, reader};
+use super::sender::{Load, answered, gone, load, reader, record};
 use crate::core::outbox::{ItemId, Transmit};
 use crate::federation::{LinkHandle, TransferAcks};
-use crate::rpc::now_ms;
 
 /// Runs one pipelined stream until it ends (see the module docs).
 pub(super) async fn run(
@@ -127,30 +126,9 @@ async fn record_answers(
                 }
             }
         };
-        match status {
-            Some(
-                s
-                @ (pb::TransferStatus::Stored | pb::TransferStatus::Duplicate | pb::TransferStatus::Refused),
-            ) => {
-                let now = now_ms();
-                let removed = r.core().outbox_mut(peer).and_then(|o| o.handle_ack(&t.id, now));
-                // The deletion is queued now; its answer is awaited beside
-                // the next answers, not before them.
-                match removed.map(|rm| r.store.outbox_done_queued(peer, rm, s, now)) {
-                    Some(Ok(done)) => deleting.push(async move {
-                        if let Err(e) = done.await {
-                            tracing::error!(error = %e, "deleting an acked outbox item failed");
-                        }
-                    }),
-                    Some(Err(e)) => tracing::error!(error = %e, "deleting an acked outbox item failed"),
-                    None => {}
-                }
-            }
-            other => answered(r, peer, &t, other).await,
+        if let Some(d) = record(r, peer, &t, status) {
+            deleting.push(d);
         }
-        // A window slot is free (or the item is back in the queue): the
-        // sender task looks again.
-        r.kick();
     }
     while deleting.next().await.is_some() {}
 }

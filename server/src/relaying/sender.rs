@@ -12,6 +12,7 @@
 //! with a backoff step, and the backoff ends at once when the peer
 //! reconnects or sends anything.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -182,18 +183,41 @@ pub(super) fn gone(r: &Relaying, peer: &str, t: &Transmit, why: String) {
 
 /// Records the peer's answer to `t` (`None`: unknown, send it again).
 pub(super) async fn answered(r: &Relaying, peer: &str, t: &Transmit, status: Option<pb::TransferStatus>) {
+    if let Some(deleting) = record(r, peer, t, status) {
+        deleting.await;
+    }
+}
+
+/// Records the peer's answer to `t` in the outbox now (`None`: unknown,
+/// send it again) and wakes the sender task. For an ack, also returns the
+/// store's deletion of the item with its FORWARDED record, queued now; it
+/// resolves once applied (a pipelined stream awaits it beside the next
+/// answers, not before them).
+pub(super) fn record(
+    r: &Relaying,
+    peer: &str,
+    t: &Transmit,
+    status: Option<pb::TransferStatus>,
+) -> Option<impl Future<Output = ()> + use<>> {
     let now = now_ms();
-    match status {
+    let deleting = match status {
         Some(
             s @ (pb::TransferStatus::Stored | pb::TransferStatus::Duplicate | pb::TransferStatus::Refused),
         ) => {
             let removed = r.core().outbox_mut(peer).and_then(|o| o.handle_ack(&t.id, now));
-            if let Some(removed) = removed
-                && let Err(e) = r.store.outbox_done(peer, removed, s, now).await
-            {
-                // Still on disk: after a restart it is sent again and the
-                // peer answers DUPLICATE.
-                tracing::error!(error = %e, "deleting an acked outbox item failed");
+            match removed.map(|rm| r.store.outbox_done(peer, rm, s, now)) {
+                Some(Ok(done)) => Some(async move {
+                    if let Err(e) = done.await {
+                        // Still on disk: after a restart it is sent again
+                        // and the peer answers DUPLICATE.
+                        tracing::error!(error = %e, "deleting an acked outbox item failed");
+                    }
+                }),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "deleting an acked outbox item failed");
+                    None
+                }
+                None => None,
             }
         }
         other => {
@@ -203,9 +227,12 @@ pub(super) async fn answered(r: &Relaying, peer: &str, t: &Transmit, status: Opt
             {
                 o.handle_retry(&t.id, now);
             }
-            r.kick();
+            None
         }
-    }
+    };
+    // A window slot is free, or the item is back in the queue: look again.
+    r.kick();
+    deleting
 }
 
 pub(super) struct Gone(pub(super) String);

@@ -268,10 +268,7 @@ impl Store {
     /// decision (mailboxes, outboxes, receipts, audit) in one batch;
     /// returns after its fsync.
     pub async fn route(&self, req: fed::RouteRequest) -> Result<fed::RouteOutcome, RelayError> {
-        match self.submit(Op::Route(Box::new(req))).await? {
-            Reply::Routed(o) => Ok(o),
-            other => Err(RelayError::Other(format!("writer answered {other:?} to route"))),
-        }
+        self.route_queued(req)?.await
     }
 
     /// [`Self::route`] in two steps: the request is queued for the writer
@@ -283,7 +280,7 @@ impl Store {
         &self,
         req: fed::RouteRequest,
     ) -> Result<
-        impl std::future::Future<Output = Result<fed::RouteOutcome, RelayError>> + Send + 'static,
+        impl std::future::Future<Output = Result<fed::RouteOutcome, RelayError>> + Send + 'static + use<>,
         RelayError,
     > {
         let rx = self.enqueue(Op::Route(Box::new(req)))?;
@@ -303,26 +300,17 @@ impl Store {
         }
     }
 
-    /// Deletes an item the peer acked, with its FORWARDED audit record.
-    pub async fn outbox_done(
+    /// Deletes an item the peer acked, with its FORWARDED audit record:
+    /// queued now, and the future resolves once the deletion is applied (it
+    /// need not wait for the fsync, see `Op::answered_before_fsync`).
+    pub fn outbox_done(
         &self,
         peer: &str,
         removed: crate::core::outbox::Removed,
         status: pb::TransferStatus,
         now_ms: i64,
-    ) -> Result<(), RelayError> {
-        self.submit(Op::OutboxDone { peer: peer.to_owned(), removed, status, now_ms }).await.map(drop)
-    }
-
-    /// [`Self::outbox_done`] queued now; the future resolves once the
-    /// deletion is applied (it need not wait for the fsync).
-    pub fn outbox_done_queued(
-        &self,
-        peer: &str,
-        removed: crate::core::outbox::Removed,
-        status: pb::TransferStatus,
-        now_ms: i64,
-    ) -> Result<impl std::future::Future<Output = Result<(), RelayError>> + Send + 'static, RelayError> {
+    ) -> Result<impl std::future::Future<Output = Result<(), RelayError>> + Send + 'static + use<>, RelayError>
+    {
         let rx = self.enqueue(Op::OutboxDone { peer: peer.to_owned(), removed, status, now_ms })?;
         Ok(async move { rx.await.map_err(|_| RelayError::StoreClosed)?.map(drop) })
     }

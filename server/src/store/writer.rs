@@ -1,7 +1,8 @@
 //! The single writer: every state change of the relay goes through one
 //! thread fed by a bounded channel. It takes what is waiting (up to
 //! [`MAX_BATCH`] operations), applies them to one `sled::Batch` together
-//! with their audit records, fsyncs once ([`super::fsync`]), and only then answers
+//! with their audit records, fsyncs once (sled's synchronous flush, on this
+//! thread: never `flush_async`, see [`super::fsync`]), and only then answers
 //! every waiter (group commit); only operations whose loss in a crash is
 //! harmless (`Op::answered_before_fsync`: an acked outbox item's removal)
 //! are answered as soon as the batch is applied. An operation refused by its checks stages
