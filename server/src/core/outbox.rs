@@ -403,15 +403,23 @@ impl Outbox {
         }
     }
 
-    /// Whether an item goes on the pipelined stream (else solo).
-    fn pipelined(&self, seq: u64) -> bool {
-        self.items.get(&seq).is_some_and(|e| {
-            matches!(e.item.id, ItemId::Envelope { .. }) && e.item.size <= self.config.pipeline_max_bytes
-        }) && self.config.pipeline_max_bytes > 0
+    /// The stream an item would go on now: the current pipelined one, or
+    /// `None` when it is solo.
+    fn stream_for(&self, seq: u64) -> Option<u64> {
+        let pipelined = self.config.pipeline_max_bytes > 0
+            && self.items.get(&seq).is_some_and(|e| {
+                matches!(e.item.id, ItemId::Envelope { .. }) && e.item.size <= self.config.pipeline_max_bytes
+            });
+        pipelined.then_some(self.stream)
+    }
+
+    /// Sequence numbers of the items in flight.
+    fn in_flight_seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.in_flight.iter().map(|(s, _)| *s)
     }
 
     fn add_in_flight(&mut self, seq: u64) -> Option<u64> {
-        let stream = self.pipelined(seq).then_some(self.stream);
+        let stream = self.stream_for(seq);
         let Some(e) = self.items.get(&seq) else { return stream };
         for k in Self::lane_keys(&e.item) {
             let b = self.busy.entry(k).or_insert(Busy { count: 0, stream });
@@ -471,7 +479,7 @@ impl Outbox {
         if self.busy.is_empty() {
             return false;
         }
-        let follows = self.pipelined(seq).then_some(self.stream);
+        let follows = self.stream_for(seq);
         Self::lane_keys(&e.item)
             .any(|k| self.busy.get(&k).is_some_and(|b| follows.is_none() || b.stream != follows))
     }
@@ -554,7 +562,7 @@ impl Outbox {
             // Rule 4: nothing normal starts while an urgent item is in flight,
             // unless both are on the current pipelined stream (the urgent
             // one is ahead of it there).
-            let follows = self.pipelined(seq).then_some(self.stream);
+            let follows = self.stream_for(seq);
             if self.in_flight.iter().any(|&(f, st)| self.is_urgent(f) && (follows.is_none() || st != follows))
             {
                 return None;
@@ -660,12 +668,7 @@ impl Outbox {
         self.handle_peer_activity(now_ms);
         self.retry_backoff.reset();
         let seqs = self.by_id.get(id)?;
-        let seq = self
-            .in_flight
-            .iter()
-            .map(|(s, _)| *s)
-            .find(|s| seqs.contains(s))
-            .or_else(|| seqs.first().copied())?;
+        let seq = self.in_flight_seqs().find(|s| seqs.contains(s)).or_else(|| seqs.first().copied())?;
         self.forget(seq)
     }
 
@@ -677,7 +680,7 @@ impl Outbox {
     pub fn handle_retry(&mut self, id: &ItemId, now_ms: i64) -> bool {
         self.handle_peer_activity(now_ms);
         let Some(seqs) = self.by_id.get(id) else { return false };
-        let Some(seq) = self.in_flight.iter().map(|(s, _)| *s).find(|s| seqs.contains(s)) else {
+        let Some(seq) = self.in_flight_seqs().find(|s| seqs.contains(s)) else {
             return false;
         };
         self.remove_in_flight(seq);
@@ -694,8 +697,7 @@ impl Outbox {
     /// unknown outcome, so a stale failure (from a connection already
     /// reported lost) does not return a newer transmission to the queue.
     pub fn is_in_flight(&self, seq: u64, attempt: u32) -> bool {
-        self.in_flight.iter().any(|(s, _)| *s == seq)
-            && self.items.get(&seq).is_some_and(|e| e.attempts == attempt)
+        self.in_flight_seqs().any(|s| s == seq) && self.items.get(&seq).is_some_and(|e| e.attempts == attempt)
     }
 
     /// Admin: stop or resume sending (the link stays up).
