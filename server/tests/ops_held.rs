@@ -92,9 +92,27 @@ impl Bench {
     }
 }
 
+/// Stops the relay and starts it again on its store (dropping `admin`, whose
+/// channel holds the operator state and so the store open): the held copy
+/// is still gone, from the admin listing and from the gauges.
+async fn restarted_without_held_copy(
+    pki: &Pki,
+    config: &std::path::Path,
+    mut relay: OpsRelay,
+    admin: AdminClient<Channel>,
+) -> OpsRelay {
+    relay.stop().await.unwrap();
+    drop((relay, admin));
+    let relay = OpsRelay::start(config).await;
+    let mut admin = admin_client(pki, "carin", Role::Admin, "ops", "carin", relay.addr).await.unwrap();
+    assert!(queue(&mut admin, "held:alt@carin").await.is_empty());
+    assert_eq!(relay.ops.gauges().held_copies, 0);
+    relay
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_copy_is_listed_counted_and_purged_for_good() {
-    let Bench { pki, _data, config, mut relay, alice, header } = Bench::start(700, 7).await;
+    let Bench { pki, _data, config, relay, alice, header } = Bench::start(700, 7).await;
     let id: [u8; 16] = msg_id(&header).try_into().unwrap();
     let expires_at_ms = envelope::parse_context(&header.context).unwrap().ctx.expires_at_ms;
 
@@ -158,12 +176,7 @@ async fn held_copy_is_listed_counted_and_purged_for_good() {
     assert!(queue(&mut admin, "mailbox:bob@carin").await.iter().any(|i| i.msg_id == id), "bob's copy stays");
 
     // After a restart: still gone; bob's ack cancels nothing.
-    relay.stop().await.unwrap();
-    drop((relay, admin)); // the operator state holds the store open
-    let mut relay = OpsRelay::start(&config).await;
-    let mut admin = admin_client(&pki, "carin", Role::Admin, "ops", "carin", relay.addr).await.unwrap();
-    assert!(queue(&mut admin, "held:alt@carin").await.is_empty());
-    assert_eq!(relay.ops.gauges().held_copies, 0);
+    let mut relay = restarted_without_held_copy(&pki, &config, relay, admin).await;
     let bob = Fp::connect(&pki, "carin", "bob", relay.addr).await;
     bob.ack(&header, bob.delivered(&header)).await.unwrap();
     let records = verified_log(&pki, &relay).await;
@@ -175,7 +188,7 @@ async fn held_copy_is_listed_counted_and_purged_for_good() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_removes_a_held_copy_for_good() {
-    let Bench { pki, _data, config, mut relay, alice: _, header } = Bench::start(300, 3).await;
+    let Bench { pki, _data, config, relay, alice: _, header } = Bench::start(300, 3).await;
     let id = msg_id(&header);
     let mut admin = admin_client(&pki, "carin", Role::Admin, "ops", "carin", relay.addr).await.unwrap();
     assert_eq!(queue(&mut admin, "held:alt@carin").await.len(), 1);
@@ -197,11 +210,6 @@ async fn retention_removes_a_held_copy_for_good() {
     assert_eq!(held[0].reason, pb::RefusalReason::Expired as i32);
     assert!(purged.iter().any(|r| r.peer == "mailbox:bob@carin"), "{purged:?}");
 
-    relay.stop().await.unwrap();
-    drop((relay, admin)); // the operator state holds the store open
-    let mut relay = OpsRelay::start(&config).await;
-    let mut admin = admin_client(&pki, "carin", Role::Admin, "ops", "carin", relay.addr).await.unwrap();
-    assert!(queue(&mut admin, "held:alt@carin").await.is_empty());
-    assert_eq!(relay.ops.gauges().held_copies, 0);
+    let mut relay = restarted_without_held_copy(&pki, &config, relay, admin).await;
     relay.stop().await.unwrap();
 }
