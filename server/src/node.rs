@@ -99,7 +99,9 @@ pub(crate) async fn run(
         &config.data_dir.join(WITNESS_KEY_FILE),
         &witness::witness_name(store.audit_log().origin()),
     )?;
-    let witness = Arc::new(Witness::open(store.tree().clone(), witness_signer)?);
+    let witness = Arc::new(
+        Witness::open(store.tree().clone(), witness_signer)?.with_durable_files(store.durable_files()),
+    );
     let witness_key = witness.verifier_key();
     let relaying =
         Arc::new(Relaying::new(config.clone(), store.clone(), core, tls.trust.clone()).with_witness(witness));

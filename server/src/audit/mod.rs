@@ -106,8 +106,19 @@ impl AuditLog {
             signer,
             size: size.into(),
             checkpoint: Mutex::new(CheckpointState { latest, issued_at_ms: None }),
+            files: None,
         };
         Ok(AuditLog { shared: Arc::new(shared), pending_leaves: 0, pending_hashes: Vec::new() })
+    }
+
+    /// Syncs `files` (the relay store's sled files) whenever the log makes
+    /// itself durable on its own (an auditor's fresh checkpoint). Call it
+    /// before taking readers.
+    pub fn with_durable_files(mut self, files: crate::store::durable::SledFiles) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.files = Some(files);
+        }
+        self
     }
 
     /// A read view sharing this log's state.

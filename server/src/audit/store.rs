@@ -98,6 +98,8 @@ pub(crate) struct Shared {
     /// Committed size: leaves below it are applied to the tree.
     pub(crate) size: AtomicU64,
     pub(crate) checkpoint: Mutex<CheckpointState>,
+    /// sled's files to sync after a flush, when the log is a relay store's.
+    pub(crate) files: Option<crate::store::durable::SledFiles>,
 }
 
 impl Shared {
@@ -285,7 +287,7 @@ impl AuditReader {
     /// than the latest checkpoint). For on-demand requests of auditors.
     pub async fn fresh_checkpoint(&self, now_ms: i64) -> Result<pb::Checkpoint, RelayError> {
         let size = self.size();
-        crate::store::fsync::fsync(&self.shared.tree).await.map_err(err)?;
+        crate::store::fsync::fsync(&self.shared.tree, self.shared.files.as_ref()).await.map_err(err)?;
         self.shared.issue_checkpoint(size, now_ms, true)
     }
 

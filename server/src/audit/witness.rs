@@ -211,6 +211,8 @@ struct Inner {
 /// This relay as a witness of its peers' logs.
 pub struct Witness {
     tree: sled::Tree,
+    /// sled's files to sync with each flush (see `store::durable`).
+    files: Option<crate::store::durable::SledFiles>,
     signer: WitnessSigner,
     inner: Mutex<Inner>,
 }
@@ -234,6 +236,13 @@ impl Witness {
             .map_err(|e| werr(format!("witness key {} named {name:?}: {e}", path.display())))
     }
 
+    /// Syncs `files` (the relay store's sled files) with every flush of the
+    /// witness state.
+    pub fn with_durable_files(mut self, files: crate::store::durable::SledFiles) -> Self {
+        self.files = Some(files);
+        self
+    }
+
     /// Opens the witness over `tree` (the relay's tree; state under `a/W/`).
     pub fn open(tree: sled::Tree, signer: WitnessSigner) -> Result<Self, RelayError> {
         let mut heads = Vec::new();
@@ -247,7 +256,7 @@ impl Witness {
             keys.insert(origin, s.log_key);
         }
         let inner = Inner { state: WitnessState::from_heads(heads), keys };
-        Ok(Witness { tree, signer, inner: Mutex::new(inner) })
+        Ok(Witness { tree, files: None, signer, inner: Mutex::new(inner) })
     }
 
     /// This witness's name.
@@ -288,7 +297,7 @@ impl Witness {
         };
         // The new head must be durable before the cosignature leaves: after a
         // crash this witness must still refuse a fork of what it signed.
-        if let Err(e) = crate::store::fsync::fsync(&self.tree).await {
+        if let Err(e) = crate::store::fsync::fsync(&self.tree, self.files.as_ref()).await {
             return refusal(format!("witness state not persisted: {e}"));
         }
         pb::CosignResponse { cosignature_line: line, error: String::new() }

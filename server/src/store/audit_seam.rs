@@ -27,13 +27,14 @@ impl AuditSeam {
     /// (created on first start).
     pub(crate) fn open(
         tree: sled::Tree,
+        files: super::durable::SledFiles,
         key_path: &Path,
         origin: &str,
         checkpoint_interval_secs: u64,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Result<Self, RelayError> {
         let signer = LogSigner::load_or_create(key_path, origin)?;
-        let log = AuditLog::open(tree, signer)?;
+        let log = AuditLog::open(tree, signer)?.with_durable_files(files);
         let interval_ms = (checkpoint_interval_secs.max(1) as i64).saturating_mul(1000);
         Ok(AuditSeam { log, interval_ms, last_checkpoint_ms: None, staged: Vec::new(), metrics })
     }

@@ -7,13 +7,24 @@
 //! A relay's writer, its audit log and its witness each flush, and the demo
 //! and the tests run several relays in one process, so it happened: the
 //! whole runtime stopped, timers included. [`fsync`] runs the synchronous
-//! `Tree::flush` on tokio's blocking pool instead, which has no such limit.
+//! `Tree::flush` on tokio's blocking pool instead, which has no such limit,
+//! then syncs what sled's flush leaves out ([`super::durable`]).
 
-/// Flushes (fsyncs) everything written to `tree`'s database so far, on a
-/// blocking thread; returns the bytes flushed.
-pub async fn fsync(tree: &sled::Tree) -> sled::Result<usize> {
-    let tree = tree.clone();
-    match tokio::task::spawn_blocking(move || tree.flush()).await {
+use super::durable::SledFiles;
+
+/// Flushes everything written to `tree`'s database so far and, given the
+/// database's `files`, fsyncs them (see [`super::durable`]), on a blocking
+/// thread; returns the bytes flushed.
+pub async fn fsync(tree: &sled::Tree, files: Option<&SledFiles>) -> sled::Result<usize> {
+    let (tree, files) = (tree.clone(), files.cloned());
+    let task = move || {
+        let flushed = tree.flush()?;
+        if let Some(files) = files {
+            files.sync()?;
+        }
+        Ok(flushed)
+    };
+    match tokio::task::spawn_blocking(task).await {
         Ok(flushed) => flushed,
         Err(e) => Err(sled::Error::ReportableBug(format!("the fsync task failed: {e}"))),
     }

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod admin_outbox;
 pub(crate) mod audit_seam;
 mod casework;
+pub mod durable;
 pub mod fed;
 pub mod fsync;
 pub mod keys;
@@ -84,6 +85,7 @@ struct Inner {
     fatal: tokio::sync::watch::Receiver<Option<String>>,
     metrics: Arc<crate::metrics::Metrics>,
     outbox_wake: Arc<tokio::sync::watch::Sender<u64>>,
+    files: durable::SledFiles,
 }
 
 impl Store {
@@ -110,6 +112,8 @@ impl Store {
             // (queued, forwarded, removed), so space comes back anyway.
             .mode(sled::Mode::HighThroughput);
         let db = open_sled(&config).map_err(RelayError::sled("opening the sled database"))?;
+        let files = durable::SledFiles::open(&dir.join("sled"))
+            .map_err(|e| RelayError::Other(format!("making the sled database durable: {e}")))?;
         let tree = db.open_tree("focal").map_err(RelayError::sled("opening the tree"))?;
 
         match tree.get(keys::VERSION_KEY).map_err(RelayError::sled("reading the version"))? {
@@ -143,6 +147,7 @@ impl Store {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let audit = audit_seam::AuditSeam::open(
             tree.clone(),
+            files.clone(),
             &dir.join("audit-log.key"),
             &opts.audit_origin,
             opts.checkpoint_interval_secs,
@@ -184,6 +189,7 @@ impl Store {
         let writer = Writer {
             tree: tree.clone(),
             db,
+            files: files.clone(),
             audit,
             hub: opts.hub,
             payloads: payloads.clone(),
@@ -227,6 +233,7 @@ impl Store {
                 fatal: fatal_rx,
                 metrics,
                 outbox_wake,
+                files,
             }),
         })
     }
@@ -557,6 +564,12 @@ impl Store {
             return Err(RelayError::StoreFull { used, limit: self.inner.max_store_bytes });
         }
         Ok(())
+    }
+
+    /// sled's files to sync after a flush (see [`durable`]); for the
+    /// witness, which shares the relay's tree.
+    pub fn durable_files(&self) -> durable::SledFiles {
+        self.inner.files.clone()
     }
 
     /// The sled tree (the audit log lives in it under `a/`).

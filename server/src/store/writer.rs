@@ -166,6 +166,8 @@ pub(crate) enum Msg {
 pub(crate) struct Writer {
     pub(crate) tree: sled::Tree,
     pub(crate) db: sled::Db,
+    /// What sled's flush leaves unsynced (see `durable`).
+    pub(crate) files: super::durable::SledFiles,
     pub(crate) audit: AuditSeam,
     pub(crate) hub: Arc<Hub>,
     pub(crate) payloads: Arc<PayloadDir>,
@@ -290,7 +292,7 @@ impl Writer {
                 return;
             }
         }
-        if let Err(e) = self.db.flush() {
+        if let Err(e) = self.db.flush().map_err(|e| e.to_string()).and_then(|_| self.durable()) {
             tracing::error!(error = %e, "final store flush failed");
         }
         tracing::debug!("store writer stopped");
@@ -346,13 +348,18 @@ impl Writer {
         (results, after, staging, wake)
     }
 
-    /// The fsync, timed for the fsync latency histogram.
-    fn timed_flush(&self) -> sled::Result<usize> {
+    /// The fsync: sled's flush, then what it leaves out (`durable`), timed
+    /// for the fsync latency histogram.
+    fn timed_flush(&self) -> Result<(), String> {
         let started = std::time::Instant::now();
         // Synchronous on purpose: sled's `flush_async` can deadlock (see `fsync`).
-        let flushed = self.db.flush();
+        let flushed = self.db.flush().map_err(|e| e.to_string()).and_then(|_| self.durable());
         self.metrics.observe_fsync(started.elapsed());
         flushed
+    }
+
+    fn durable(&self) -> Result<(), String> {
+        self.files.sync().map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Applies one group of operations. Err means the store is broken (a
@@ -372,7 +379,7 @@ impl Writer {
             Staging::Failed(e, broken) => Err((e, broken)),
             Staging::Clean => Ok(()),
             Staging::Applied => match self.timed_flush() {
-                Ok(_) => Ok(()),
+                Ok(()) => Ok(()),
                 Err(e) => {
                     Err((format!("fsync failed (the last batch may or may not be durable): {e}"), true))
                 }

@@ -143,7 +143,9 @@ fn main() -> ExitCode {
             for flavor in nats::flavors() {
                 match nats::run(&params, payload, &flavor).await {
                     Ok(r) => nats_res.push(r),
-                    Err(e) => eprintln!("focal-bench: nats section ({}) failed: {e:#}", flavor.binary.display()),
+                    Err(e) => {
+                        eprintln!("focal-bench: nats section ({}) failed: {e:#}", flavor.binary.display())
+                    }
                 }
             }
         }
