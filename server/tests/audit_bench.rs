@@ -44,6 +44,7 @@ fn run(label: &str, total: u64, per_batch: u64, flush: bool) {
             i += 1;
         }
         let a = Instant::now();
+        log.seal(&mut batch);
         tree.apply_batch(batch).unwrap();
         log.committed();
         let f = Instant::now();

@@ -84,6 +84,7 @@ fn append(
             let index = log.stage(&record(i), &mut batch).unwrap();
             assert_eq!(index, mem.append_record(&record(i)).unwrap());
         }
+        log.seal(&mut batch);
         tree.apply_batch(batch).unwrap();
         log.committed();
     }
@@ -191,6 +192,7 @@ fn readers_see_only_committed_leaves() {
     let reader = log.reader();
     let mut batch = sled::Batch::default();
     log.stage(&record(5), &mut batch).unwrap();
+    log.seal(&mut batch);
     tree.apply_batch(batch).unwrap();
     // applied but not yet committed: invisible
     assert_eq!(reader.size(), 5);
@@ -257,14 +259,15 @@ fn damage_is_detected_at_open() {
     let mut mem = MemoryLog::new();
     {
         let (db, mut log) = store.open();
-        append(&db, &mut log, &mut mem, 0..9, 9);
+        // Two batches, so leaf 8 is alone in its pack.
+        append(&db, &mut log, &mut mem, 0..8, 8);
+        append(&db, &mut log, &mut mem, 8..9, 1);
         log.checkpoint(0, true).unwrap();
         db.flush().unwrap();
     }
     let db = open_db(&store.dir.path().join("db"));
     let tree = db.open_tree("relay").unwrap();
-    let mut last = b"a/l/".to_vec();
-    last.extend_from_slice(&8u64.to_be_bytes());
+    let last = key(b"a/L/", 8);
     let saved = tree.remove(&last).unwrap().unwrap();
     let signer = || LogSigner::load_or_create(&store.dir.path().join("log.key"), ORIGIN).unwrap();
     let e = AuditLog::open(tree.clone(), signer()).err().unwrap().to_string();
@@ -279,6 +282,90 @@ fn damage_is_detected_at_open() {
     let other = LogSigner::from_pkcs8(ORIGIN, &audit::NoteSigner::generate_pkcs8().unwrap()).unwrap();
     let e = AuditLog::open(tree, other).err().unwrap().to_string();
     assert!(e.contains("does not verify with this log key"), "{e}");
+}
+
+fn key(prefix: &[u8], n: u64) -> Vec<u8> {
+    [prefix, &n.to_be_bytes()].concat()
+}
+
+/// Writes records `0..n` the way stores did before batches were packed: one
+/// key per leaf (`a/l/<index>`), per stored hash (`a/h/<index>`) and per msg id.
+fn write_one_key_per_leaf(tree: &sled::Tree, mem: &mut MemoryLog, n: u64) {
+    use focal_proto::audit::{Hash, HashReader};
+    use tlog_tiles::tlog;
+    struct Stored<'a>(&'a [Hash]);
+    impl HashReader for Stored<'_> {
+        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
+            indexes
+                .iter()
+                .map(|&i| self.0.get(i as usize).copied().ok_or(tlog::Error::IndexesNotInTree))
+                .collect()
+        }
+    }
+    let mut hashes: Vec<Hash> = Vec::new();
+    for i in 0..n {
+        let leaf = audit::encode_record(&record(i)).unwrap();
+        assert_eq!(mem.append_record(&record(i)).unwrap(), i);
+        for h in tlog::stored_hashes(i, &leaf, &Stored(&hashes)).unwrap() {
+            tree.insert(key(b"a/h/", hashes.len() as u64), &h.0[..]).unwrap();
+            hashes.push(h);
+        }
+        tree.insert(key(b"a/l/", i), leaf).unwrap();
+        if record(i).msg_id.len() == 16 {
+            tree.insert([&b"a/m/"[..], &record(i).msg_id, &i.to_be_bytes()].concat(), &[][..]).unwrap();
+        }
+    }
+    tree.insert(b"a/size", &n.to_be_bytes()[..]).unwrap();
+}
+
+#[test]
+fn a_log_stored_one_key_per_leaf_goes_on_in_packed_batches() {
+    let store = Store::new();
+    let mut mem = MemoryLog::new();
+    {
+        let db = open_db(&store.dir.path().join("db"));
+        write_one_key_per_leaf(&db.open_tree("relay").unwrap(), &mut mem, 37);
+        db.flush().unwrap();
+    }
+    let (db, mut log) = store.open();
+    assert_same(&log, &mem);
+    append(&db, &mut log, &mut mem, 37..50, 5);
+    append(&db, &mut log, &mut mem, 50..51, 1);
+    assert_same(&log, &mem);
+    log.checkpoint(0, true).unwrap();
+    drop((log, db));
+    let (db, log) = store.open();
+    assert_same(&log, &mem);
+    let r = log.reader();
+    let n = mem.size();
+    let head = TreeHead { size: n, root: r.root(n).unwrap() };
+    for i in 0..n {
+        let p = r.inclusion_proof(i, n).unwrap();
+        verify_inclusion(leaf_hash(&p.leaf), i, &head, &hashes_from_bytes(&p.hashes).unwrap()).unwrap();
+    }
+    for m in [0, 1, 36, 37, 38, 45, 50, 51] {
+        let p = r.consistency_proof(m, n).unwrap();
+        let old = TreeHead { size: m, root: r.root(m).unwrap() };
+        verify_consistency(&old, &head, &hashes_from_bytes(&p.hashes).unwrap()).unwrap();
+    }
+    // Entries across the change of form, and within one pack.
+    let e = r.entries(35, 43).unwrap();
+    assert_eq!(e.iter().map(|e| e.index).collect::<Vec<_>>(), (35..43).collect::<Vec<_>>());
+    assert_eq!(e[4].leaf, mem.leaf(39).unwrap());
+    assert_eq!(r.leaf(38).unwrap(), mem.leaf(38).unwrap());
+    assert_eq!(r.leaf(3).unwrap(), mem.leaf(3).unwrap());
+    // By msg id, in both forms.
+    for i in [3u64, 40] {
+        let id = record(i).msg_id;
+        assert!(r.indexes_of(&id).unwrap().contains(&i), "msg of record {i}");
+    }
+
+    // A damaged pack is named, not misread.
+    let tree = db.open_tree("relay").unwrap();
+    let pack = tree.get(key(b"a/L/", 37)).unwrap().unwrap();
+    tree.insert(key(b"a/L/", 37), &pack[..pack.len() - 3]).unwrap();
+    let e = r.entries(37, 42).unwrap_err().to_string();
+    assert!(e.contains("leaf pack at 37 is damaged"), "{e}");
 }
 
 #[test]

@@ -46,6 +46,7 @@ impl Relay {
         for i in range {
             self.log.stage(&record(i), &mut batch).unwrap();
         }
+        self.log.seal(&mut batch);
         self.tree.apply_batch(batch).unwrap();
         self.log.committed();
     }

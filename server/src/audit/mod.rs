@@ -3,9 +3,10 @@
 //! it records.
 //!
 //! The store writer owns the [`AuditLog`]: for each state change it calls
-//! [`AuditLog::stage`] (several times per batch if needed), applies the
-//! batch, then calls [`AuditLog::committed`] — or [`AuditLog::abandon`] if
-//! the batch was dropped. Readers ([`AuditReader`], the gRPC
+//! [`AuditLog::stage`] (several times per batch if needed), then
+//! [`AuditLog::seal`] (which writes the batch's leaves and hashes as one key
+//! each), applies the batch, then calls [`AuditLog::committed`] — or
+//! [`AuditLog::abandon`] if the batch was dropped. Readers ([`AuditReader`], the gRPC
 //! [`service::AuditService`]) see only committed leaves and never take the
 //! writer's lock. Checkpoints must cover only durable leaves: call
 //! [`AuditLog::checkpoint`] after the group-commit flush that made them so
@@ -92,7 +93,9 @@ fn create_key_file(path: &Path) -> Result<Vec<u8>, RelayError> {
 pub struct AuditLog {
     shared: Arc<Shared>,
     /// Leaves staged in the current batch.
-    pending_leaves: u64,
+    pending_leaves: Vec<Vec<u8>>,
+    /// How many of them the last [`AuditLog::seal`] wrote.
+    sealed: usize,
     /// Their stored hashes, from stored index `stored_hash_count(size)` on.
     pending_hashes: Vec<Hash>,
 }
@@ -108,7 +111,12 @@ impl AuditLog {
             checkpoint: Mutex::new(CheckpointState { latest, issued_at_ms: None }),
             files: None,
         };
-        Ok(AuditLog { shared: Arc::new(shared), pending_leaves: 0, pending_hashes: Vec::new() })
+        Ok(AuditLog {
+            shared: Arc::new(shared),
+            pending_leaves: Vec::new(),
+            sealed: 0,
+            pending_hashes: Vec::new(),
+        })
     }
 
     /// Syncs `files` (the relay store's sled files) whenever the log makes
@@ -126,13 +134,15 @@ impl AuditLog {
         AuditReader { shared: self.shared.clone() }
     }
 
-    /// Adds `record` (encoded, the exact leaf bytes) and its Merkle hashes to
-    /// `batch`; returns its leaf index. After the batch is applied call
-    /// [`AuditLog::committed`]; if it was not applied, [`AuditLog::abandon`].
+    /// Stages `record` (encoded, the exact leaf bytes) and its Merkle hashes
+    /// for `batch` (its msg-id index key and the new size go in now); returns
+    /// its leaf index. Before applying the batch call [`AuditLog::seal`];
+    /// after it is applied, [`AuditLog::committed`]; if it was not applied,
+    /// [`AuditLog::abandon`].
     pub fn stage(&mut self, record: &pb::AuditRecord, batch: &mut sled::Batch) -> Result<u64, RelayError> {
         let leaf = audit::encode_record(record).map_err(err)?;
         let size = self.size();
-        let index = size + self.pending_leaves;
+        let index = size + self.pending_leaves.len() as u64;
         let base = tlog::stored_hash_count(size);
         let reader =
             StoreHashes { tree: &self.shared.tree, pending_base: base, pending: &self.pending_hashes };
@@ -142,31 +152,53 @@ impl AuditLog {
         if first != base + self.pending_hashes.len() as u64 {
             return Err(err(format!("stored hash {first} of leaf {index} does not follow the staged ones")));
         }
-        batch.insert(store::leaf_key(index), leaf);
-        for (j, h) in hashes.iter().enumerate() {
-            batch.insert(store::hash_key(first + j as u64), &h.0[..]);
-        }
         batch.insert(store::SIZE_KEY, &(index + 1).to_be_bytes()[..]);
         if record.msg_id.len() == 16 {
             batch.insert(store::msg_key(&record.msg_id, index), &[][..]);
         }
         self.pending_hashes.extend(hashes);
-        self.pending_leaves += 1;
+        self.pending_leaves.push(leaf);
         Ok(index)
     }
 
-    /// The batch holding every staged leaf was applied: they are committed.
+    /// Adds the staged leaves and their hashes to `batch`, one key each for
+    /// the whole batch (`a/L/<first leaf>`, `a/H/<first hash>`): a few keys
+    /// per batch instead of about three per record. Call it once, after the
+    /// last [`AuditLog::stage`] and before applying the batch.
+    pub fn seal(&mut self, batch: &mut sled::Batch) {
+        if self.pending_leaves.is_empty() {
+            return;
+        }
+        let size = self.size();
+        batch.insert(store::leaf_pack_key(size), store::encode_leaf_pack(&self.pending_leaves));
+        let hashes: Vec<u8> = self.pending_hashes.iter().flat_map(|h| h.0).collect();
+        batch.insert(store::hash_pack_key(tlog::stored_hash_count(size)), hashes);
+        self.sealed = self.pending_leaves.len();
+    }
+
+    /// The batch holding every staged leaf, sealed, was applied: they are
+    /// committed.
+    ///
+    /// # Panics
+    /// If leaves were staged after the last [`AuditLog::seal`]: the batch
+    /// did not hold them, and counting them would make the log claim
+    /// entries it never stored.
     pub fn committed(&mut self) {
-        let size = self.size() + self.pending_leaves;
+        assert_eq!(
+            self.sealed,
+            self.pending_leaves.len(),
+            "audit log: a batch was applied without AuditLog::seal after its last stage"
+        );
+        let size = self.size() + self.pending_leaves.len() as u64;
         self.shared.size.store(size, Ordering::Release);
-        self.pending_leaves = 0;
-        self.pending_hashes.clear();
+        self.abandon();
     }
 
     /// The batch was dropped: forget every staged leaf.
     pub fn abandon(&mut self) {
-        self.pending_leaves = 0;
+        self.pending_leaves.clear();
         self.pending_hashes.clear();
+        self.sealed = 0;
     }
 
     /// Committed size.

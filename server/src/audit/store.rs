@@ -3,9 +3,13 @@
 //! service and the relay use while the store writer appends.
 //!
 //! Keys (all under `a/`, integers big-endian so that keys sort by number):
-//! `a/l/<index>` leaf bytes · `a/h/<stored hash index>` 32-byte hash ·
+//! `a/L/<first index>` the leaves of one batch (each as u32 length ‖ bytes) ·
+//! `a/H/<first stored hash index>` the batch's stored hashes (32 bytes each) ·
 //! `a/size` committed size · `a/c/<size>` signed checkpoint note ·
 //! `a/m/<16-byte msg id><index>` (empty value) · `a/w/<size><witness>` cosignature line.
+//! Stores written before batches were packed hold one key per leaf
+//! (`a/l/<index>`) and per hash (`a/h/<stored hash index>`); both forms are
+//! read, and a log may hold the old form up to some index and packs after.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +36,78 @@ pub(crate) fn leaf_key(index: u64) -> Vec<u8> {
 pub(crate) fn hash_key(stored_index: u64) -> Vec<u8> {
     key(b"a/h/", stored_index)
 }
+pub(crate) fn leaf_pack_key(first: u64) -> Vec<u8> {
+    key(LEAF_PACK, first)
+}
+pub(crate) fn hash_pack_key(first: u64) -> Vec<u8> {
+    key(HASH_PACK, first)
+}
+const LEAF_PACK: &[u8] = b"a/L/";
+const HASH_PACK: &[u8] = b"a/H/";
+
+/// One batch's leaves as one value: each as u32 BE length ‖ bytes.
+pub(crate) fn encode_leaf_pack(leaves: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(leaves.iter().map(|l| 4 + l.len()).sum());
+    for l in leaves {
+        v.extend_from_slice(&(l.len() as u32).to_be_bytes());
+        v.extend_from_slice(l);
+    }
+    v
+}
+
+/// The leaves of a pack stored at `first`.
+fn decode_leaf_pack(first: u64, mut v: &[u8]) -> Result<Vec<&[u8]>, RelayError> {
+    let mut out = Vec::new();
+    while !v.is_empty() {
+        let damaged =
+            || err(format!("the leaf pack at {first} is damaged (leaf {})", first + out.len() as u64));
+        let (len, rest) = v.split_first_chunk::<4>().ok_or_else(damaged)?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(damaged());
+        }
+        out.push(&rest[..len]);
+        v = &rest[len..];
+    }
+    Ok(out)
+}
+
+/// The pack under `prefix` with the greatest first index not above `i`.
+fn pack_at(tree: &sled::Tree, prefix: &[u8], i: u64) -> Result<Option<(u64, sled::IVec)>, RelayError> {
+    let Some(kv) = tree.range(prefix.to_vec()..=key(prefix, i)).next_back() else { return Ok(None) };
+    let (k, v) = kv.map_err(err)?;
+    Ok(Some((be_u64(&k[prefix.len()..], "pack key")?, v)))
+}
+
+/// Stored hash `i`, from its batch's pack or, in an older store, its own key.
+pub(crate) fn read_hash(tree: &sled::Tree, i: u64) -> Result<Option<Hash>, RelayError> {
+    if let Some((first, v)) = pack_at(tree, HASH_PACK, i)? {
+        if v.len() % 32 != 0 {
+            return Err(err(format!("the hash pack at {first} is {} bytes, not whole hashes", v.len())));
+        }
+        let at = ((i - first) as usize).saturating_mul(32);
+        if let Some(h) = v.get(at..at.saturating_add(32)) {
+            return Ok(Some(Hash(h.try_into().map_err(err)?)));
+        }
+    }
+    match tree.get(hash_key(i)).map_err(err)? {
+        None => Ok(None),
+        Some(v) => Ok(Some(Hash(
+            v.as_ref().try_into().map_err(|_| err(format!("stored hash {i} is not 32 bytes")))?,
+        ))),
+    }
+}
+
+/// Leaf `i`, from its batch's pack or, in an older store, its own key.
+pub(crate) fn read_leaf(tree: &sled::Tree, i: u64) -> Result<Option<Vec<u8>>, RelayError> {
+    if let Some((first, v)) = pack_at(tree, LEAF_PACK, i)? {
+        if let Some(l) = decode_leaf_pack(first, &v)?.get((i - first) as usize) {
+            return Ok(Some(l.to_vec()));
+        }
+    }
+    Ok(tree.get(leaf_key(i)).map_err(err)?.map(|v| v.to_vec()))
+}
+
 pub(crate) fn checkpoint_key(size: u64) -> Vec<u8> {
     key(b"a/c/", size)
 }
@@ -72,13 +148,9 @@ impl HashReader for StoreHashes<'_> {
                 if i >= self.pending_base && ((i - self.pending_base) as usize) < self.pending.len() {
                     return Ok(self.pending[(i - self.pending_base) as usize]);
                 }
-                let v = self
-                    .tree
-                    .get(hash_key(i))
-                    .map_err(|e| tlog::Error::InvalidInput(format!("sled: {e}")))?
-                    .ok_or(tlog::Error::IndexesNotInTree)?;
-                let arr: [u8; 32] = v.as_ref().try_into().map_err(|_| tlog::Error::MalformedHash)?;
-                Ok(Hash(arr))
+                read_hash(self.tree, i)
+                    .map_err(|e| tlog::Error::InvalidInput(e.to_string()))?
+                    .ok_or(tlog::Error::IndexesNotInTree)
             })
             .collect()
     }
@@ -147,14 +219,14 @@ pub(crate) fn recover(
         Some(v) => be_u64(&v, "a/size")?,
         None => 0,
     };
-    if size > 0 && tree.get(leaf_key(size - 1)).map_err(err)?.is_none() {
+    if size > 0 && read_leaf(tree, size - 1)?.is_none() {
         return Err(err(format!("size is {size} but leaf {} is missing: the store is damaged", size - 1)));
     }
-    if tree.get(leaf_key(size)).map_err(err)?.is_some() {
+    if read_leaf(tree, size)?.is_some() {
         return Err(err(format!("size is {size} but a leaf {size} exists: the store is damaged")));
     }
     let hashes = tlog::stored_hash_count(size);
-    if hashes > 0 && tree.get(hash_key(hashes - 1)).map_err(err)?.is_none() {
+    if hashes > 0 && read_hash(tree, hashes - 1)?.is_none() {
         return Err(err(format!("stored hash {} of a log of size {size} is missing", hashes - 1)));
     }
     let Some((_, note)) = tree.scan_prefix(b"a/c/").next_back().transpose().map_err(err)? else {
@@ -216,17 +288,26 @@ impl AuditReader {
     /// Leaves `start..end` (exclusive), which must be committed.
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<pb::AuditEntry>, RelayError> {
         self.check_range(start, end)?;
+        let tree = &self.shared.tree;
         let mut out = Vec::with_capacity((end - start).min(4096) as usize);
-        for (i, kv) in self.shared.tree.range(leaf_key(start)..leaf_key(end)).enumerate() {
-            let (k, v) = kv.map_err(err)?;
-            let index = start + i as u64;
-            if k.as_ref() != leaf_key(index).as_slice() {
-                return Err(err(format!("leaf {index} is missing from the store")));
+        let mut index = start;
+        while index < end {
+            // The pack holding `index` gives it and the leaves after it.
+            if let Some((first, v)) = pack_at(tree, LEAF_PACK, index)? {
+                let leaves = decode_leaf_pack(first, &v)?;
+                let from = (index - first) as usize;
+                if from < leaves.len() {
+                    for l in &leaves[from..leaves.len().min(from + (end - index) as usize)] {
+                        out.push(pb::AuditEntry { index, leaf: l.to_vec() });
+                        index += 1;
+                    }
+                    continue;
+                }
             }
-            out.push(pb::AuditEntry { index, leaf: v.to_vec() });
-        }
-        if out.len() as u64 != end - start {
-            return Err(err(format!("leaves {start}..{end}: only {} stored", out.len())));
+            let leaf = tree.get(leaf_key(index)).map_err(err)?;
+            let leaf = leaf.ok_or_else(|| err(format!("leaf {index} is missing from the store")))?;
+            out.push(pb::AuditEntry { index, leaf: leaf.to_vec() });
+            index += 1;
         }
         Ok(out)
     }
@@ -234,8 +315,8 @@ impl AuditReader {
     /// One committed leaf.
     pub fn leaf(&self, index: u64) -> Result<Vec<u8>, RelayError> {
         self.check_range(index, index.saturating_add(1))?;
-        let v = self.shared.tree.get(leaf_key(index)).map_err(err)?;
-        Ok(v.ok_or_else(|| err(format!("leaf {index} is missing from the store")))?.to_vec())
+        read_leaf(&self.shared.tree, index)?
+            .ok_or_else(|| err(format!("leaf {index} is missing from the store")))
     }
 
     /// Root of the first `size` committed leaves.

@@ -184,6 +184,7 @@ async fn our_log_stores_verified_cosignatures() {
         for i in from..to {
             log.stage(&record(i), &mut batch).unwrap();
         }
+        log.seal(&mut batch);
         tree.apply_batch(batch).unwrap();
         log.committed();
     };

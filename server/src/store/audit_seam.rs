@@ -60,6 +60,12 @@ impl AuditSeam {
         Ok(leaf)
     }
 
+    /// Writes the staged records' leaves and hashes into `batch` (one key
+    /// each for the batch); call it once, just before applying the batch.
+    pub(crate) fn seal(&mut self, batch: &mut sled::Batch) {
+        self.log.seal(batch);
+    }
+
     /// The batch holding the staged records was applied.
     pub(crate) fn committed(&mut self) {
         self.log.committed();

@@ -337,7 +337,10 @@ impl Writer {
             Staging::Failed(e, guard.is_some())
         } else if !st.dirty {
             Staging::Clean
-        } else if let Err(e) = self.tree.apply_batch(st.batch) {
+        } else if let Err(e) = {
+            self.audit.seal(&mut st.batch);
+            self.tree.apply_batch(st.batch)
+        } {
             self.audit.abandon();
             Staging::Failed(format!("applying the batch: {e}"), true)
         } else {

@@ -82,6 +82,7 @@ async fn bench_offline_verify_and_append() -> Result<()> {
     for i in 0..m {
         let mut batch = sled::Batch::default();
         log.stage(&record(i), &mut batch)?;
+        log.seal(&mut batch);
         tree.apply_batch(batch)?;
         log.committed();
     }
@@ -93,6 +94,7 @@ async fn bench_offline_verify_and_append() -> Result<()> {
         for i in 0..100 {
             log.stage(&record(m + b * 100 + i), &mut batch)?;
         }
+        log.seal(&mut batch);
         tree.apply_batch(batch)?;
         log.committed();
         tree.flush_async().await?;

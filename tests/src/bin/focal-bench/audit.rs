@@ -62,6 +62,7 @@ fn append(l: &mut Log, total: u64, per_batch: u64, flush: bool) -> Result<f64> {
             l.log.stage(&record(l.next), &mut batch)?;
             l.next += 1;
         }
+        l.log.seal(&mut batch);
         l.tree.apply_batch(batch)?;
         l.log.committed();
         if flush {
