@@ -100,10 +100,10 @@ pub(crate) fn read_hash(tree: &sled::Tree, i: u64) -> Result<Option<Hash>, Relay
 
 /// Leaf `i`, from its batch's pack or, in an older store, its own key.
 pub(crate) fn read_leaf(tree: &sled::Tree, i: u64) -> Result<Option<Vec<u8>>, RelayError> {
-    if let Some((first, v)) = pack_at(tree, LEAF_PACK, i)? {
-        if let Some(l) = decode_leaf_pack(first, &v)?.get((i - first) as usize) {
-            return Ok(Some(l.to_vec()));
-        }
+    if let Some((first, v)) = pack_at(tree, LEAF_PACK, i)?
+        && let Some(l) = decode_leaf_pack(first, &v)?.get((i - first) as usize)
+    {
+        return Ok(Some(l.to_vec()));
     }
     Ok(tree.get(leaf_key(i)).map_err(err)?.map(|v| v.to_vec()))
 }
