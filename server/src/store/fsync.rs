@@ -17,12 +17,9 @@ use super::durable::SledFiles;
 /// thread; returns the bytes flushed.
 pub async fn fsync(tree: &sled::Tree, files: Option<&SledFiles>) -> sled::Result<usize> {
     let (tree, files) = (tree.clone(), files.cloned());
-    let task = move || {
-        let flushed = tree.flush()?;
-        if let Some(files) = files {
-            files.sync()?;
-        }
-        Ok(flushed)
+    let task = move || match files {
+        Some(files) => files.flush(&tree),
+        None => tree.flush(),
     };
     match tokio::task::spawn_blocking(task).await {
         Ok(flushed) => flushed,

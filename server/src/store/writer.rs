@@ -292,7 +292,7 @@ impl Writer {
                 return;
             }
         }
-        if let Err(e) = self.db.flush().map_err(|e| e.to_string()).and_then(|_| self.durable()) {
+        if let Err(e) = self.files.flush(&self.db) {
             tracing::error!(error = %e, "final store flush failed");
         }
         tracing::debug!("store writer stopped");
@@ -353,16 +353,12 @@ impl Writer {
 
     /// The fsync: sled's flush, then what it leaves out (`durable`), timed
     /// for the fsync latency histogram.
-    fn timed_flush(&self) -> Result<(), String> {
+    fn timed_flush(&self) -> sled::Result<usize> {
         let started = std::time::Instant::now();
         // Synchronous on purpose: sled's `flush_async` can deadlock (see `fsync`).
-        let flushed = self.db.flush().map_err(|e| e.to_string()).and_then(|_| self.durable());
+        let flushed = self.files.flush(&self.db);
         self.metrics.observe_fsync(started.elapsed());
         flushed
-    }
-
-    fn durable(&self) -> Result<(), String> {
-        self.files.sync().map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Applies one group of operations. Err means the store is broken (a
@@ -382,7 +378,7 @@ impl Writer {
             Staging::Failed(e, broken) => Err((e, broken)),
             Staging::Clean => Ok(()),
             Staging::Applied => match self.timed_flush() {
-                Ok(()) => Ok(()),
+                Ok(_) => Ok(()),
                 Err(e) => {
                     Err((format!("fsync failed (the last batch may or may not be durable): {e}"), true))
                 }

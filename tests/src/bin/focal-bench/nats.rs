@@ -1,6 +1,7 @@
 //! Section 2: the same path on NATS JetStream, for comparison. Three
-//! `nats-server` processes stand for CARIN, the GFP hub and ARINSA: CARIN and ARINSA are leaf nodes of the hub, leafnode links and
-//! client connections use mutual TLS (certificates made here with rcgen).
+//! `nats-server` processes stand for CARIN, the GFP hub and ARINSA: CARIN
+//! and ARINSA are leaf nodes of the hub, leafnode links and client
+//! connections use mutual TLS (certificates made here with rcgen).
 //! Each server has a JetStream domain and a file-store stream, so a message
 //! is stored at every hop like Focal's store-and-forward: `CARIN` takes the
 //! publishes (acked after the store), `GFP` sources `CARIN` across the
