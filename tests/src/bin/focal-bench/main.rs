@@ -39,6 +39,11 @@ mod table;
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: the relay's sled store and async tasks
+/// allocate many short-lived small blocks (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sizes of one benchmark run.
 #[derive(Clone, Debug)]
 pub(crate) struct Params {
