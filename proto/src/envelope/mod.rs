@@ -75,6 +75,14 @@ pub fn sign(
 /// 32 bytes, [`ProtoError::BadSignature`] otherwise.
 pub fn verify_signature(header: &pb::EnvelopeHeader) -> Result<()> {
     let key = crate::signed::ed25519_key_from_cert(&header.sender_cert)?;
+    verify_signature_with_key(header, &key)
+}
+
+/// As [`verify_signature`], with the Ed25519 key of `header.sender_cert`
+/// already taken from the certificate (a relay has it from checking the
+/// certificate chain, so it need not parse the certificate twice). The
+/// caller must have taken `key` from that very certificate.
+pub fn verify_signature_with_key(header: &pb::EnvelopeHeader, key: &[u8; 32]) -> Result<()> {
     let digest: [u8; 32] = header.payload_sha256.as_slice().try_into().map_err(|_| {
         ProtoError::PayloadMismatch(format!(
             "payload_sha256 is {} bytes, expected 32",

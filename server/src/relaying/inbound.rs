@@ -116,7 +116,7 @@ impl Inbound {
             let d = format!("sender_cert is of {}, not of the sender {}", verified.identity, ctx.sender);
             return self.refuse(&from, &header, R::BadSignature, d).into();
         }
-        if envelope::verify_signature(&header).is_err() {
+        if envelope::verify_signature_with_key(&header, &verified.ed25519_public).is_err() {
             return self.refuse(&from, &header, R::BadSignature, "bad signature".into()).into();
         }
         match header.hops.last() {

@@ -149,7 +149,7 @@ async fn checked(
         ));
     }
 
-    envelope::verify_signature(&header)
+    envelope::verify_signature_with_key(&header, &verified.ed25519_public)
         .map_err(|_| refuse(Status::invalid_argument("bad signature"), R::BadSignature))?;
 
     // Handling code H2: a forward leaving this network needs the originator's release.
