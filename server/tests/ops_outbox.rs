@@ -82,6 +82,9 @@ async fn peer_outbox_listing_and_audited_purge_survive_a_restart() {
     let header = i1.header.as_ref().expect("clear header");
     assert_eq!(header.context, h1.context);
     assert_eq!(header.hops.last().map(|h| h.relay.as_str()), Some("relay-carin"));
+    // The record keeps only the copy's deliver_to; the header is the stored envelope's.
+    assert_eq!(header.deliver_to, ["bob@arinsa"]);
+    assert_eq!(i2.header.as_ref().expect("clear header").deliver_to, ["bob@arinsa", "eve@arinsa"]);
     // The mailbox-only and all-queues listings agree.
     let all = admin.list_queue(pb::ListQueueRequest { peer: String::new(), limit: 0 }).await.unwrap();
     assert_eq!(all.into_inner().items.len(), 2);

@@ -257,8 +257,8 @@ pub(super) async fn load(r: &Relaying, peer: &str, t: &Transmit) -> Result<Load,
             return Ok(Load::Later);
         }
     };
-    match (&t.id, rec.header, rec.receipt) {
-        (ItemId::Envelope { sender, msg_id }, Some(header), _) => {
+    match (&t.id, &rec.receipt) {
+        (ItemId::Envelope { sender, msg_id }, None) => {
             let env = match r.store.stored_envelope(sender, msg_id) {
                 Ok(Some(e)) => e,
                 Ok(None) => return Err(Gone(format!("no stored envelope for {sender}"))),
@@ -267,12 +267,15 @@ pub(super) async fn load(r: &Relaying, peer: &str, t: &Transmit) -> Result<Load,
                     return Ok(Load::Later);
                 }
             };
+            let Some(header) = rec.envelope_header(Some(&env)) else {
+                return Err(Gone("outbox record holds no header, nor does its envelope".into()));
+            };
             match r.store.payload(&env, 0).await {
                 Ok(src) => Ok(Load::Envelope(header, src)),
                 Err(e) => Err(Gone(format!("payload: {e}"))),
             }
         }
-        (ItemId::Receipt { .. }, _, Some(receipt)) => Ok(Load::Receipt(receipt)),
+        (ItemId::Receipt { .. }, Some(receipt)) => Ok(Load::Receipt(receipt.clone())),
         _ => Err(Gone("record does not match its item".into())),
     }
 }

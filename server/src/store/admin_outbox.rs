@@ -70,7 +70,15 @@ impl Store {
                     tracing::warn!(error = %e, peer, seq, "reading an outbox record for the queue listing");
                     None
                 });
-                let header = rec.as_ref().and_then(|r| r.header.clone());
+                let header = rec.as_ref().and_then(|r| {
+                    let env = match &item.id {
+                        ItemId::Envelope { sender, msg_id } if r.header_from_envelope => {
+                            self.stored_envelope(sender, msg_id).ok().flatten()
+                        }
+                        _ => None,
+                    };
+                    r.envelope_header(env.as_ref())
+                });
                 let (kind, msg_id, sender) = match &item.id {
                     ItemId::Envelope { sender, msg_id } => ("envelope", msg_id.to_vec(), sender.to_string()),
                     ItemId::Receipt { .. } => {

@@ -44,9 +44,29 @@ pub struct OutboxRecord {
     /// For a receipt: the transfer to send (this relay's hop appended).
     #[prost(message, optional, tag = "3")]
     pub receipt: Option<pb::ReceiptTransfer>,
+    /// For an envelope whose header to send is that of `e/<msgkey>` with
+    /// only `deliver_to` set (the usual case): true, `header` is empty and
+    /// `deliver_to` holds the copy's recipients, so the header is not
+    /// stored twice. Records written before this field carry `header`.
+    #[prost(bool, tag = "4")]
+    pub header_from_envelope: bool,
+    /// With `header_from_envelope`: the copy's `deliver_to`.
+    #[prost(string, repeated, tag = "5")]
+    pub deliver_to: Vec<String>,
 }
 
 impl OutboxRecord {
+    /// For an envelope copy: the header to send, given the stored envelope
+    /// it refers to (`None` if that is gone, or for a receipt).
+    pub fn envelope_header(&self, env: Option<&StoredEnvelope>) -> Option<pb::EnvelopeHeader> {
+        if !self.header_from_envelope {
+            return self.header.clone();
+        }
+        let mut header = env?.header.clone()?;
+        header.deliver_to = self.deliver_to.clone();
+        Some(header)
+    }
+
     /// The core metadata.
     pub fn item(&self) -> Result<OutboxItem, RelayError> {
         serde_json::from_slice(&self.item_json)
@@ -128,19 +148,37 @@ fn put_seen(st: &mut Staged<'_>, seen: &SeenEntry) {
     st.insert(keys::seen(&seen.key.to_bytes()), v);
 }
 
+/// What an outbox record carries besides its item.
+enum OutboxCopy {
+    /// An envelope with a header of its own.
+    Header(pb::EnvelopeHeader),
+    /// An envelope sent with the header of its `e/` record and this `deliver_to`.
+    EnvelopeWith { deliver_to: Vec<String> },
+    /// A receipt.
+    Receipt(pb::ReceiptTransfer),
+}
+
 fn put_outbox(
     st: &mut Staged<'_>,
     core: &RelayCore,
     peer: &str,
     seq: u64,
-    header: Option<pb::EnvelopeHeader>,
-    receipt: Option<pb::ReceiptTransfer>,
+    copy: OutboxCopy,
 ) -> Result<(), Fatal> {
     let item = core.outbox(peer).and_then(|o| o.get(seq)).ok_or_else(|| {
         Fatal(RelayError::Other(format!("outbox item {peer}/{seq} vanished while staging")))
     })?;
     let item_json = serde_json::to_vec(item).expect("outbox items serialise");
-    st.insert(keys::outbox(peer, seq), OutboxRecord { item_json, header, receipt }.encode_to_vec());
+    let mut rec = OutboxRecord { item_json, ..Default::default() };
+    match copy {
+        OutboxCopy::Header(h) => rec.header = Some(h),
+        OutboxCopy::EnvelopeWith { deliver_to } => {
+            rec.header_from_envelope = true;
+            rec.deliver_to = deliver_to;
+        }
+        OutboxCopy::Receipt(r) => rec.receipt = Some(r),
+    }
+    st.insert(keys::outbox(peer, seq), rec.encode_to_vec());
     st.wake = true;
     Ok(())
 }
@@ -201,7 +239,7 @@ pub(super) fn route_receipt(
             let mut hops = input.hops.clone();
             hops.push(core.table().hop(req.now_ms));
             let transfer = pb::ReceiptTransfer { receipt_id: id.to_vec(), receipt: Some(req.receipt), hops };
-            put_outbox(st, core, peer, *seq, None, Some(transfer))?;
+            put_outbox(st, core, peer, *seq, OutboxCopy::Receipt(transfer))?;
         }
         ReceiptVerdict::Undeliverable { refusal, seen } => {
             put_seen(st, seen);
@@ -430,10 +468,17 @@ pub(super) fn route(
         env.recipients.push(a.to_string());
         env.pending.push(a.to_string());
     }
+    // Copies share the stored header unless an earlier arrival stored a
+    // different one (other hops): then each carries its own.
+    let shares_header = env.header.as_ref() == Some(&header);
     for f in &d.forwards {
-        let mut copy = header.clone();
-        copy.deliver_to = f.deliver_to.iter().map(|a| a.to_string()).collect();
-        put_outbox(st, core, &f.peer, f.seq, Some(copy), None)?;
+        let deliver_to: Vec<String> = f.deliver_to.iter().map(|a| a.to_string()).collect();
+        let copy = if shares_header {
+            OutboxCopy::EnvelopeWith { deliver_to }
+        } else {
+            OutboxCopy::Header(pb::EnvelopeHeader { deliver_to, ..header.clone() })
+        };
+        put_outbox(st, core, &f.peer, f.seq, copy)?;
         env.forwards.push(format!("{}/{}", f.peer, f.seq));
     }
     if stores_something {
@@ -594,4 +639,37 @@ pub(crate) fn load(tree: &sled::Tree) -> Result<Restored, RelayError> {
         items.push((peer, seq, rec.item()?));
     }
     Ok((seen, items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(deliver_to: &[&str]) -> pb::EnvelopeHeader {
+        pb::EnvelopeHeader {
+            context: b"ctx".to_vec(),
+            deliver_to: deliver_to.iter().map(|s| s.to_string()).collect(),
+            hops: vec![pb::Hop { relay: "relay-carin".into(), network: "carin".into(), ..Default::default() }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_outbox_record_sends_the_envelope_header_with_its_own_deliver_to() {
+        let env = StoredEnvelope { header: Some(header(&[])), ..Default::default() };
+        let slim = OutboxRecord {
+            header_from_envelope: true,
+            deliver_to: vec!["bob@arinsa".into()],
+            ..Default::default()
+        };
+        let slim = OutboxRecord::decode(slim.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(slim.envelope_header(Some(&env)), Some(header(&["bob@arinsa"])));
+        assert_eq!(slim.envelope_header(None), None, "no envelope, no header");
+        // A record written before the slim form carries its whole header.
+        let old = OutboxRecord { header: Some(header(&["eve@arinsa"])), ..Default::default() };
+        let old = OutboxRecord::decode(old.encode_to_vec().as_slice()).unwrap();
+        assert!(!old.header_from_envelope);
+        assert_eq!(old.envelope_header(Some(&env)), Some(header(&["eve@arinsa"])));
+        assert_eq!(old.envelope_header(None), Some(header(&["eve@arinsa"])));
+    }
 }
