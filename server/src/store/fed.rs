@@ -649,7 +649,11 @@ mod tests {
         pb::EnvelopeHeader {
             context: b"ctx".to_vec(),
             deliver_to: deliver_to.iter().map(|s| s.to_string()).collect(),
-            hops: vec![pb::Hop { relay: "relay-carin".into(), network: "carin".into(), ..Default::default() }],
+            hops: vec![pb::Hop {
+                relay: "relay-carin".into(),
+                network: "carin".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         }
     }
