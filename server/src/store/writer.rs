@@ -218,7 +218,7 @@ pub(super) struct After {
 pub(super) struct Staged<'a> {
     pub(super) tree: &'a sled::Tree,
     pub(super) batch: sled::Batch,
-    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    overlay: HashMap<Vec<u8>, Option<sled::IVec>>,
     /// Something was staged (a key or an audit leaf).
     dirty: bool,
     /// Outbox items were queued: wake the peer senders after the flush.
@@ -226,14 +226,18 @@ pub(super) struct Staged<'a> {
 }
 
 impl Staged<'_> {
-    pub(super) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RelayError> {
+    /// The value of `key` as this batch leaves it (staged, else stored).
+    /// sled's `IVec` is shared, not copied.
+    pub(super) fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, RelayError> {
         if let Some(v) = self.overlay.get(key) {
             return Ok(v.clone());
         }
-        Ok(self.tree.get(key).map_err(RelayError::sled("reading"))?.map(|v| v.to_vec()))
+        self.tree.get(key).map_err(RelayError::sled("reading"))
     }
     pub(super) fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.dirty = true;
+        // One copy of the value, shared by the batch and the overlay.
+        let value = sled::IVec::from(value);
         self.batch.insert(key.clone(), value.clone());
         self.overlay.insert(key, Some(value));
     }
