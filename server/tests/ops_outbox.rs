@@ -143,10 +143,21 @@ async fn peer_outbox_listing_and_audited_purge_survive_a_restart() {
     // stays gone, the other keeps its number.
     relay.stop().await.unwrap();
     drop((relay, admin)); // the operator state holds the store open
+    {
+        // Messages this relay only forwards are kept whole in their outbox
+        // records: no `e/` envelope, no `p/` payload beside them.
+        let db = sled::open(data.path().join("sled")).unwrap();
+        let tree = db.open_tree("focal").unwrap();
+        assert_eq!(tree.scan_prefix(b"o/").count(), 1);
+        assert_eq!(tree.scan_prefix(b"e/").count() + tree.scan_prefix(b"p/").count(), 0);
+    }
     let mut relay = OpsRelay::start(&config).await;
     let mut admin = admin_client(&pki, "carin", Role::Admin, "ops", "carin", relay.addr).await.unwrap();
     let left = peer_items(&mut admin).await;
     assert_eq!(left.iter().map(|i| (i.seq, i.msg_id.clone())).collect::<Vec<_>>(), [(i2.seq, msg_id(&h2))]);
+    let header = left[0].header.as_ref().expect("clear header after the restart");
+    assert_eq!((header.context.as_slice(), left[0].size), (h2.context.as_slice(), 2000));
+    assert_eq!(header.deliver_to, ["bob@arinsa", "eve@arinsa"]);
     let status = admin.status(pb::StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.peers.iter().find(|p| p.name == "relay-arinsa").unwrap().queue_depth, 1);
     // The remaining item is purgeable by sender and msg id alone.

@@ -258,6 +258,12 @@ pub(super) async fn load(r: &Relaying, peer: &str, t: &Transmit) -> Result<Load,
         }
     };
     match (&t.id, &rec.receipt) {
+        (ItemId::Envelope { .. }, None) if rec.envelope.is_some() => {
+            let Some(header) = rec.envelope_header(None) else {
+                return Err(Gone("outbox record holds an envelope without a header".into()));
+            };
+            Ok(Load::Envelope(header, PayloadSource::from_bytes(rec.payload)))
+        }
         (ItemId::Envelope { sender, msg_id }, None) => {
             let env = match r.store.stored_envelope(sender, msg_id) {
                 Ok(Some(e)) => e,

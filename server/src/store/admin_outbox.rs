@@ -72,7 +72,9 @@ impl Store {
                 });
                 let header = rec.as_ref().and_then(|r| {
                     let env = match &item.id {
-                        ItemId::Envelope { sender, msg_id } if r.header_from_envelope => {
+                        ItemId::Envelope { sender, msg_id }
+                            if r.header_from_envelope && r.envelope.is_none() =>
+                        {
                             self.stored_envelope(sender, msg_id).ok().flatten()
                         }
                         _ => None,
@@ -153,7 +155,6 @@ pub(super) fn purge_outbox(
         Ok(Some(v)) => decode::<super::fed::OutboxRecord>(&keys::outbox(&peer, seq), &v).ok(),
         _ => None,
     };
-    st.remove(keys::outbox(&peer, seq));
     let env = release_copy(st, &item, &peer, seq, after)?;
     let mut record =
         item_record(env.as_ref(), &item, pb::AuditKind::Purged, &peer, now_ms).unwrap_or_else(|| {

@@ -53,16 +53,26 @@ pub struct OutboxRecord {
     /// With `header_from_envelope`: the copy's `deliver_to`.
     #[prost(string, repeated, tag = "5")]
     pub deliver_to: Vec<String>,
+    /// A message this relay only forwards, as one copy with an inline
+    /// payload, is kept whole in its outbox record: the envelope (with
+    /// `header_from_envelope`) here and its payload in `payload`, instead
+    /// of under `e/` and `p/`. Both go when the record goes.
+    #[prost(message, optional, tag = "6")]
+    pub envelope: Option<StoredEnvelope>,
+    /// With `envelope`: the payload ciphertext.
+    #[prost(bytes = "vec", tag = "7")]
+    pub payload: Vec<u8>,
 }
 
 impl OutboxRecord {
     /// For an envelope copy: the header to send, given the stored envelope
-    /// it refers to (`None` if that is gone, or for a receipt).
+    /// it refers to (`None` if that is gone, or for a receipt). A record
+    /// holding its envelope itself uses that one.
     pub fn envelope_header(&self, env: Option<&StoredEnvelope>) -> Option<pb::EnvelopeHeader> {
         if !self.header_from_envelope {
             return self.header.clone();
         }
-        let mut header = env?.header.clone()?;
+        let mut header = self.envelope.as_ref().or(env)?.header.clone()?;
         header.deliver_to = self.deliver_to.clone();
         Some(header)
     }
@@ -156,6 +166,9 @@ enum OutboxCopy {
     EnvelopeWith { deliver_to: Vec<String> },
     /// A receipt.
     Receipt(pb::ReceiptTransfer),
+    /// The whole message: its envelope (the header sent with this
+    /// `deliver_to`) and inline payload, stored nowhere else.
+    Whole { deliver_to: Vec<String>, env: Box<StoredEnvelope>, payload: Vec<u8> },
 }
 
 fn put_outbox(
@@ -177,6 +190,12 @@ fn put_outbox(
             rec.deliver_to = deliver_to;
         }
         OutboxCopy::Receipt(r) => rec.receipt = Some(r),
+        OutboxCopy::Whole { deliver_to, env, payload } => {
+            rec.header_from_envelope = true;
+            rec.deliver_to = deliver_to;
+            rec.envelope = Some(*env);
+            rec.payload = payload;
+        }
     }
     st.insert(keys::outbox(peer, seq), rec.encode_to_vec());
     st.wake = true;
@@ -413,11 +432,23 @@ pub(super) fn route(
         None => None,
     };
     let stores_something = !local.is_empty() || !d.forwards.is_empty() || !held.is_empty();
+    // Only forwarded, as one copy, with an inline payload: the outbox
+    // record holds the whole message (no `e/`, no `p/`).
+    let whole = existing.is_none()
+        && local.is_empty()
+        && held.is_empty()
+        && d.forwards.len() == 1
+        && matches!(payload, ReceivedPayload::Inline(_));
+    let mut whole_payload = None;
     let mut env = match existing {
         Some(e) => e,
         None => {
             let (payload_file, keep) = if stores_something {
                 match payload {
+                    ReceivedPayload::Inline(bytes) if whole => {
+                        whole_payload = Some(bytes);
+                        (String::new(), None)
+                    }
                     ReceivedPayload::Inline(bytes) => {
                         st.insert(keys::payload(&mk), bytes);
                         (String::new(), None)
@@ -473,15 +504,15 @@ pub(super) fn route(
     let shares_header = env.header.as_ref() == Some(&header);
     for f in &d.forwards {
         let deliver_to: Vec<String> = f.deliver_to.iter().map(|a| a.to_string()).collect();
-        let copy = if shares_header {
-            OutboxCopy::EnvelopeWith { deliver_to }
-        } else {
-            OutboxCopy::Header(pb::EnvelopeHeader { deliver_to, ..header.clone() })
+        env.forwards.push(format!("{}/{}", f.peer, f.seq));
+        let copy = match whole_payload.take() {
+            Some(payload) => OutboxCopy::Whole { deliver_to, env: Box::new(env.clone()), payload },
+            None if shares_header => OutboxCopy::EnvelopeWith { deliver_to },
+            None => OutboxCopy::Header(pb::EnvelopeHeader { deliver_to, ..header.clone() }),
         };
         put_outbox(st, core, &f.peer, f.seq, copy)?;
-        env.forwards.push(format!("{}/{}", f.peer, f.seq));
     }
-    if stores_something {
+    if stores_something && !whole {
         st.insert(ekey, env.encode_to_vec());
     }
     refuse_recipients(st, audit, ctx, core, &req, &refused, after)?;
@@ -490,8 +521,9 @@ pub(super) fn route(
     Ok(Ok(Reply::Routed(RouteOutcome::Handled { leaf_index, at_ms: req.now_ms, status, refused })))
 }
 
-/// Drops the `forwards` mark of `peer/seq` from the envelope; removes it
-/// (and its payload) when nothing else needs it.
+/// Removes outbox record `peer/seq` and drops its `forwards` mark from the
+/// envelope, which goes too (with its payload) when nothing else needs
+/// it. Returns the envelope as it was, also when the record held it whole.
 pub(super) fn release_copy(
     st: &mut Staged<'_>,
     item: &OutboxItem,
@@ -499,6 +531,21 @@ pub(super) fn release_copy(
     seq: u64,
     after: &mut After,
 ) -> Result<Option<StoredEnvelope>, Fatal> {
+    let okey = keys::outbox(peer, seq);
+    let whole = match st.get(&okey)? {
+        Some(v) => match decode::<OutboxRecord>(&okey, &v) {
+            Ok(rec) => rec.envelope,
+            Err(e) => {
+                tracing::error!(error = %e, "removing an outbox record that does not decode");
+                None
+            }
+        },
+        None => None,
+    };
+    st.remove(okey);
+    if whole.is_some() {
+        return Ok(whole);
+    }
     let ItemId::Envelope { sender, msg_id } = &item.id else { return Ok(None) };
     let mk = keys::msg_key(&sender.to_string(), msg_id);
     let ekey = keys::envelope(&mk);
@@ -548,7 +595,6 @@ pub(super) fn outbox_done(
     now_ms: i64,
     after: &mut After,
 ) -> OpResult {
-    st.remove(keys::outbox(peer, removed.seq));
     let env = release_copy(st, &removed.item, peer, removed.seq, after)?;
     if let Some(mut r) = item_record(env.as_ref(), &removed.item, pb::AuditKind::Forwarded, peer, now_ms) {
         if status != pb::TransferStatus::Stored {
@@ -572,7 +618,6 @@ pub(super) fn outbox_expired(
 ) -> OpResult {
     let Some(core) = core else { return Ok(Err(RelayError::Other("the relay core is not running".into()))) };
     let Expired { peer, seq, item } = expired;
-    st.remove(keys::outbox(&peer, seq));
     let env = release_copy(st, &item, &peer, seq, after)?;
     if let Some(mut r) = item_record(env.as_ref(), &item, pb::AuditKind::Expired, &peer, now_ms) {
         r.reason = pb::RefusalReason::Expired as i32;

@@ -229,6 +229,11 @@ pub enum PayloadSource {
 }
 
 impl PayloadSource {
+    /// Inline bytes held outside the tree (an outbox record holding its message whole).
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
+        PayloadSource::Inline { bytes: sled::IVec::from(bytes), pos: 0 }
+    }
+
     pub(crate) async fn open_file(path: &Path, offset: u64) -> Result<Self, RelayError> {
         let mut f = tokio::fs::File::open(path).await.map_err(RelayError::io(path))?;
         f.seek(std::io::SeekFrom::Start(offset)).await.map_err(RelayError::io(path))?;

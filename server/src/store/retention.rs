@@ -378,7 +378,6 @@ fn purge_outbox_copy(
     if let Some(o) = core.outbox_mut(peer) {
         o.purge(seq);
     }
-    st.remove(okey);
     let env = release_copy(st, &item, peer, seq, after)?;
     if let Some(mut r) = item_record(env.as_ref(), &item, pb::AuditKind::RetentionPurged, peer, now_ms) {
         r.reason = pb::RefusalReason::Expired as i32;
