@@ -81,7 +81,7 @@ pub fn main() -> ExitCode {
 
 fn run(path: &std::path::Path, format: LogFormat) -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    logging::init(format);
+    let _log_guard = logging::init(format);
     let config = match crate::config::RelayConfig::load(path) {
         Ok(c) => c,
         Err(e) => {

@@ -9,10 +9,13 @@
 //! the core from what is on disk).
 //!
 //! Keys: `o/<peer>\0<seq>` holds an [`OutboxRecord`] (the item's core
-//! metadata as JSON plus the copy's header or the receipt); `n/<seen key>`
-//! holds a JSON [`SeenEntry`]. An envelope copy for a peer shares the
-//! payload (`p/` or file) of the `e/` record, which lists the copy in
-//! `forwards` until the peer acked it or it expired.
+//! metadata as JSON plus the copy's `deliver_to`, or its own header, or
+//! the receipt); `n/<seen key>` holds a JSON [`SeenEntry`]. An envelope
+//! copy for a peer shares the header and payload (`p/` or file) of the
+//! `e/` record, which lists the copy in `forwards` until the peer acked it
+//! or it expired. A message this relay only forwards, as one copy with an
+//! inline payload, is held whole in its outbox record instead (no `e/`,
+//! no `p/`): it goes when the record goes.
 
 use focal_proto::{Address, pb};
 use prost::Message;

@@ -14,7 +14,7 @@
 //! | `s/` | address | next seq (u64 BE) ‖ messages waiting (u64 BE) |
 //! | `r/` | address 0x00 at_ms (u64 BE) ‖ receipt id (32) | `pb::Receipt` |
 //! | `D/` | address | `pb::DirectoryEntry` |
-//! | `o/` | peer name 0x00 seq (u64 BE) | [`OutboxRecord`](super::fed::OutboxRecord): a copy queued for a peer |
+//! | `o/` | peer name 0x00 seq (u64 BE) | [`OutboxRecord`](super::fed::OutboxRecord): a copy queued for a peer; a message only forwarded (one copy, inline payload) is held whole here, with no `e/` and `p/` |
 //! | `n/` | [`SeenKey::to_bytes`](crate::core::dedup::SeenKey::to_bytes) | the federation seen-set entry (JSON `SeenEntry`) |
 //! | `h/` | alternate 0x00 msgkey | a held escalation copy (JSON `Held`, see `casework`) |
 //! | `a/` | … | the audit log (`crate::audit`) |
