@@ -103,13 +103,32 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens the log stored in `tree` (size and hashes under `a/`).
     pub fn open(tree: sled::Tree, signer: LogSigner) -> Result<Self, RelayError> {
+        AuditLog::open_with(tree, signer, None)
+    }
+
+    /// As [`AuditLog::open`], for a log in a relay store's tree: `files`
+    /// (that store's sled files) are synced whenever the log makes itself
+    /// durable on its own (an auditor's fresh checkpoint).
+    pub fn open_durable(
+        tree: sled::Tree,
+        signer: LogSigner,
+        files: crate::store::durable::SledFiles,
+    ) -> Result<Self, RelayError> {
+        AuditLog::open_with(tree, signer, Some(files))
+    }
+
+    fn open_with(
+        tree: sled::Tree,
+        signer: LogSigner,
+        files: Option<crate::store::durable::SledFiles>,
+    ) -> Result<Self, RelayError> {
         let (size, latest) = store::recover(&tree, &signer)?;
         let shared = Shared {
             tree,
             signer,
             size: size.into(),
             checkpoint: Mutex::new(CheckpointState { latest, issued_at_ms: None }),
-            files: None,
+            files,
         };
         Ok(AuditLog {
             shared: Arc::new(shared),
@@ -117,16 +136,6 @@ impl AuditLog {
             sealed: 0,
             pending_hashes: Vec::new(),
         })
-    }
-
-    /// Syncs `files` (the relay store's sled files) whenever the log makes
-    /// itself durable on its own (an auditor's fresh checkpoint). Call it
-    /// before taking readers.
-    pub fn with_durable_files(mut self, files: crate::store::durable::SledFiles) -> Self {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.files = Some(files);
-        }
-        self
     }
 
     /// A read view sharing this log's state.

@@ -72,9 +72,7 @@ impl Store {
                 });
                 let header = rec.as_ref().and_then(|r| {
                     let env = match &item.id {
-                        ItemId::Envelope { sender, msg_id }
-                            if r.header_from_envelope && r.envelope.is_none() =>
-                        {
+                        ItemId::Envelope { sender, msg_id } if r.needs_stored_envelope() => {
                             self.stored_envelope(sender, msg_id).ok().flatten()
                         }
                         _ => None,

@@ -34,7 +34,7 @@ impl AuditSeam {
         metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Result<Self, RelayError> {
         let signer = LogSigner::load_or_create(key_path, origin)?;
-        let log = AuditLog::open(tree, signer)?.with_durable_files(files);
+        let log = AuditLog::open_durable(tree, signer, files)?;
         let interval_ms = (checkpoint_interval_secs.max(1) as i64).saturating_mul(1000);
         Ok(AuditSeam { log, interval_ms, last_checkpoint_ms: None, staged: Vec::new(), metrics })
     }

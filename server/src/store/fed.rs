@@ -68,6 +68,12 @@ pub struct OutboxRecord {
 }
 
 impl OutboxRecord {
+    /// Whether [`OutboxRecord::envelope_header`] needs the stored `e/`
+    /// envelope: the record neither carries a header nor holds its message whole.
+    pub fn needs_stored_envelope(&self) -> bool {
+        self.header_from_envelope && self.envelope.is_none()
+    }
+
     /// For an envelope copy: the header to send, given the stored envelope
     /// it refers to (`None` if that is gone, or for a receipt). A record
     /// holding its envelope itself uses that one.
@@ -717,10 +723,15 @@ mod tests {
         let slim = OutboxRecord::decode(slim.encode_to_vec().as_slice()).unwrap();
         assert_eq!(slim.envelope_header(Some(&env)), Some(header(&["bob@arinsa"])));
         assert_eq!(slim.envelope_header(None), None, "no envelope, no header");
+        assert!(slim.needs_stored_envelope());
+        // A record holding its message whole needs no stored envelope.
+        let whole = OutboxRecord { envelope: Some(env.clone()), ..slim.clone() };
+        assert!(!whole.needs_stored_envelope());
+        assert_eq!(whole.envelope_header(None), Some(header(&["bob@arinsa"])));
         // A record written before the slim form carries its whole header.
         let old = OutboxRecord { header: Some(header(&["eve@arinsa"])), ..Default::default() };
         let old = OutboxRecord::decode(old.encode_to_vec().as_slice()).unwrap();
-        assert!(!old.header_from_envelope);
+        assert!(!old.header_from_envelope && !old.needs_stored_envelope());
         assert_eq!(old.envelope_header(Some(&env)), Some(header(&["eve@arinsa"])));
         assert_eq!(old.envelope_header(None), Some(header(&["eve@arinsa"])));
     }
