@@ -82,11 +82,22 @@ pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
 /// User plus system CPU time of process `pid` (fields 14 and 15 of
 /// `/proc/<pid>/stat`, in clock ticks).
 pub fn proc_cpu_time(pid: u32) -> Option<Duration> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_time(&format!("/proc/{pid}/stat"), 11)
+}
+
+/// User plus system CPU time of this process's children that have ended
+/// and been waited for (fields 16 and 17 of `/proc/self/stat`).
+pub fn waited_children_cpu_time() -> Option<Duration> {
+    stat_cpu_time("/proc/self/stat", 13)
+}
+
+/// Two tick counts of a `stat` file, `skip` fields after the state's.
+fn stat_cpu_time(path: &str, skip: usize) -> Option<Duration> {
+    let text = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces:
     // count fields after its closing parenthesis (field 3 is the state).
     let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
+    let mut fields = rest.split_whitespace().skip(skip);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     let ticks = rustix::param::clock_ticks_per_second().max(1);

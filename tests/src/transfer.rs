@@ -71,6 +71,9 @@ pub struct Sent {
     /// From the start of `focal send` until the message is in the recipient's
     /// mailbox (its live inbox stream shows it).
     pub transfer_time: Duration,
+    /// CPU time (user + system) spent over `transfer_time` by `focal send`
+    /// and the three relays together (`None`: not readable).
+    pub path_cpu: Option<Duration>,
 }
 
 /// Generates a `size`-byte attachment, sends it from [`SENDER`] with
@@ -93,6 +96,12 @@ pub async fn send_across(fed: &Federation, bins: &Bins, size: u64, deadline: Dur
     .await
     .context("arinsa not reachable from carin")?;
 
+    let relays: Vec<u32> = ["carin", "gfp", "arinsa"].iter().filter_map(|n| fed.relay(n).pid()).collect();
+    let path_cpu = || -> Option<Duration> {
+        let relays = relays.iter().map(|p| crate::relay::proc_cpu_time(*p)).sum::<Option<Duration>>()?;
+        Some(relays + crate::relay::waited_children_cpu_time()?)
+    };
+    let cpu_before = path_cpu();
     let started = Instant::now();
     let big_s = big.to_str().context("path")?;
     let send = ["send", "--to", RECIPIENT, "--subject", "ledger", "--body", "see file", "--attach", big_s];
@@ -114,9 +123,10 @@ pub async fn send_across(fed: &Federation, bins: &Bins, size: u64, deadline: Dur
     .await;
     arrived.context("the message did not reach arinsa")??;
     let transfer_time = started.elapsed();
+    let path_cpu = path_cpu().zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
     // The attachment itself is no longer needed: free the disk.
     std::fs::remove_file(&big)?;
-    Ok(Sent { size, sha256, msg_id, send_kib, send_time, transfer_time })
+    Ok(Sent { size, sha256, msg_id, send_kib, send_time, transfer_time, path_cpu })
 }
 
 /// `focal read <msg_id> --out <out_dir>` as `profile` (a child process);

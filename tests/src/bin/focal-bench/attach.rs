@@ -46,6 +46,7 @@ pub(crate) async fn run(size: u64) -> Result<Vec<Row>> {
     let e2e = mbps(size, sent.transfer_time);
     let mib = size >> 20;
     let full = size >= 1 << 30;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = vec![
         Row::one(
             &format!("{mib} MiB: focal send (hash + seal + upload until ACCEPTED at carin)"),
@@ -60,6 +61,16 @@ pub(crate) async fn run(size: u64) -> Result<Vec<Row>> {
             format!("{e2e:.0} MB/s ({:.1} s)", sent.transfer_time.as_secs_f64()),
         )
         .goal(full, e2e >= MBPS_GOAL, ">= 200 MB/s through 3 hops"),
+        Row::one(
+            &format!(
+                "{mib} MiB: CPU time of focal send and the three relays over the end to end time, \
+                 and the rate it allows on this machine's {cores} cores if they were all kept busy"
+            ),
+            sent.path_cpu.map_or("?".into(), |cpu| {
+                let bound = mbps(size, cpu / u32::try_from(cores).unwrap_or(1));
+                format!("{:.1} s CPU per {mib} MiB; at most {bound:.0} MB/s", cpu.as_secs_f64())
+            }),
+        ),
         Row::one(
             &format!("{mib} MiB: focal read (download + open + SHA-256 check)"),
             format!("{:.0} MB/s ({:.1} s)", mbps(size, read_time), read_time.as_secs_f64()),

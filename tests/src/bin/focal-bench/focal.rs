@@ -18,7 +18,7 @@ use focal_tests::{Bins, Federation};
 use futures::StreamExt;
 
 use crate::Params;
-use crate::load::{self, Outcome};
+use crate::load::{self, Outcome, ProcFigures};
 
 /// Focal's figures.
 pub(crate) struct FocalResult {
@@ -26,20 +26,10 @@ pub(crate) struct FocalResult {
     pub saturation: Outcome,
     /// Offered-load phase.
     pub offered: Outcome,
-    /// Per relay: name, CPU ms during the saturation phase, peak RSS KiB.
-    pub relays: Vec<(String, f64, Option<u64>)>,
+    /// Per relay: CPU in each phase, peak RSS.
+    pub relays: Vec<ProcFigures>,
     /// Envelope size on the wire (payload bytes).
     pub payload_bytes: usize,
-}
-
-/// utime + stime of a process, in seconds.
-pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
 }
 
 pub(crate) async fn run(p: &Params) -> Result<FocalResult> {
@@ -132,31 +122,24 @@ pub(crate) async fn run(p: &Params) -> Result<FocalResult> {
         bail!("warm-up: {} of {} messages arrived", warm.received, p.senders);
     }
 
-    let pids: Vec<(String, Option<u32>)> =
-        ["carin", "gfp", "arinsa"].iter().map(|n| (n.to_string(), fed.relay(n).pid())).collect();
-    let cpu0: Vec<Option<f64>> = pids.iter().map(|(_, p)| p.and_then(cpu_secs)).collect();
+    let names = ["carin", "gfp", "arinsa"];
+    let pids: Vec<Option<u32>> = names.iter().map(|n| fed.relay(n).pid()).collect();
+    let cpu0 = load::cpu_now(&pids);
     eprintln!("focal: saturation, {} messages, {} in flight ...", p.saturation_msgs, p.senders * p.window);
     let saturation =
         load::saturate(0..p.saturation_msgs, p.senders * p.window, send.clone(), &mut rx).await?;
-    let cpu1: Vec<Option<f64>> = pids.iter().map(|(_, p)| p.and_then(cpu_secs)).collect();
+    let cpu1 = load::cpu_now(&pids);
     eprintln!("focal: saturation {saturation:?}");
 
     eprintln!("focal: offered load {} msg/s for {} s ...", p.rate, p.rate_secs);
     let r = p.saturation_msgs..p.saturation_msgs + (p.rate * p.rate_secs) as usize;
     let offered = load::offered(r, p.rate, send.clone(), &mut rx).await?;
     eprintln!("focal: offered {offered:?}");
+    let cpu2 = load::cpu_now(&pids);
 
-    let relays = pids
-        .iter()
-        .zip(cpu0.iter().zip(&cpu1))
-        .map(|((name, pid), (a, b))| {
-            let cpu = match (a, b) {
-                (Some(a), Some(b)) => (b - a) * 1e3,
-                _ => f64::NAN,
-            };
-            (name.clone(), cpu, pid.and_then(|_| fed.relay(name).peak_rss_kib()))
-        })
-        .collect();
+    let relays = ProcFigures::from_readings(&names, [&cpu0, &cpu1, &cpu2], |i| {
+        pids[i].and_then(|_| fed.relay(names[i]).peak_rss_kib())
+    });
     drop(senders);
     drop(recipients);
     fed.shutdown().await?;

@@ -4,6 +4,8 @@
 //! test reports each arrival at a recipient as `(number, Instant)` on a
 //! channel, and latency is arrival minus the send start (saturation) or
 //! minus the scheduled send time (offered load, so a stall is not hidden).
+//! Each phase also records how busy the whole machine was (`/proc/stat`),
+//! and [`ProcFigures`] the CPU time of each server process per phase.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +31,63 @@ pub(crate) struct Outcome {
     pub secs: f64,
     /// Latency percentiles (ms): p50, p99, p99.9, max.
     pub lat: [f64; 4],
+    /// Share of the machine's CPU time (all cores, all processes) that was
+    /// busy during the phase, from `/proc/stat`.
+    pub machine_busy: Option<f64>,
+}
+
+/// One server process's figures: CPU time (utime + stime, ms) in each
+/// phase and peak RSS.
+#[derive(Clone, Debug)]
+pub(crate) struct ProcFigures {
+    pub name: String,
+    pub saturation_cpu_ms: f64,
+    pub offered_cpu_ms: f64,
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// CPU seconds of each process now (`None`: unreadable).
+pub(crate) fn cpu_now(pids: &[Option<u32>]) -> Vec<Option<f64>> {
+    pids.iter().map(|p| p.and_then(focal_tests::relay::proc_cpu_time).map(|t| t.as_secs_f64())).collect()
+}
+
+impl ProcFigures {
+    /// The figures of processes `names`, from [`cpu_now`] readings taken
+    /// before saturation, between the phases and after the offered load,
+    /// and each one's peak RSS.
+    pub(crate) fn from_readings(
+        names: &[&str],
+        readings: [&[Option<f64>]; 3],
+        peak_rss_kib: impl Fn(usize) -> Option<u64>,
+    ) -> Vec<ProcFigures> {
+        let ms = |a: Option<f64>, b: Option<f64>| a.zip(b).map_or(f64::NAN, |(a, b)| (b - a) * 1e3);
+        let [r0, r1, r2] = readings;
+        (0..names.len())
+            .map(|i| ProcFigures {
+                name: names[i].to_string(),
+                saturation_cpu_ms: ms(r0[i], r1[i]),
+                offered_cpu_ms: ms(r1[i], r2[i]),
+                peak_rss_kib: peak_rss_kib(i),
+            })
+            .collect()
+    }
+}
+
+/// The machine's busy and total CPU ticks so far (first line of `/proc/stat`).
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, total))
+}
+
+/// Busy share of the machine between two [`machine_ticks`] readings.
+fn busy_between(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, t0), (b1, t1)) = (a?, b?);
+    (t1 > t0).then(|| (b1 - b0) as f64 / (t1 - t0) as f64)
 }
 
 impl Outcome {
@@ -94,6 +153,7 @@ where
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
     let next = Arc::new(AtomicUsize::new(range.start));
+    let ticks0 = machine_ticks();
     let t0 = Instant::now();
     // Send start of each message, in ns after t0 plus one (0: not sent).
     let starts: Arc<Vec<AtomicU64>> = Arc::new((0..range.len()).map(|_| AtomicU64::new(0)).collect());
@@ -126,10 +186,11 @@ where
     for w in workers {
         w.await?;
     }
+    let machine_busy = busy_between(ticks0, machine_ticks());
     let errors = errors.load(Ordering::Relaxed);
     let received = lat.len();
     let secs = last.map_or(0.0, |l| l.duration_since(t0).as_secs_f64());
-    Ok(Outcome { sent: range.len() - errors, received, errors, secs, lat: percentiles(lat) })
+    Ok(Outcome { sent: range.len() - errors, received, errors, secs, lat: percentiles(lat), machine_busy })
 }
 
 /// Open loop: message `range.start + i` is sent at `t0 + i / rate`, each on
@@ -150,6 +211,7 @@ where
         (0..range.len()).map(|i| Some(t0 + period.mul_f64(i as f64))).collect();
     let sched = scheduled.clone();
     let start = range.start;
+    let ticks0 = machine_ticks();
     let driver = tokio::spawn(async move {
         let mut tasks = Vec::with_capacity(sched.len());
         for (i, at) in sched.iter().enumerate() {
@@ -166,8 +228,9 @@ where
         errors
     });
     let (lat, last) = collect(rx, range.clone(), |i| scheduled[i], Duration::from_secs(30)).await;
+    let machine_busy = busy_between(ticks0, machine_ticks());
     let errors = driver.await?;
     let received = lat.len();
     let secs = last.map_or(0.0, |l| l.duration_since(t0).as_secs_f64());
-    Ok(Outcome { sent: range.len() - errors, received, errors, secs, lat: percentiles(lat) })
+    Ok(Outcome { sent: range.len() - errors, received, errors, secs, lat: percentiles(lat), machine_busy })
 }

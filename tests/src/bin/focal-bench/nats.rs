@@ -87,8 +87,8 @@ pub(crate) struct NatsResult {
     pub version: String,
     /// Which server and store setting.
     pub flavor: Flavor,
-    /// Per server: name, CPU ms during saturation, peak RSS KiB.
-    pub servers: Vec<(String, f64, Option<u64>)>,
+    /// Per server: CPU in each phase, peak RSS.
+    pub servers: Vec<load::ProcFigures>,
 }
 
 struct Server {
@@ -304,27 +304,22 @@ pub(crate) async fn run(p: &Params, payload_bytes: usize, flavor: &Flavor) -> Re
         bail!("nats warm-up: messages do not reach ARINSA; logs in {}", dir.display());
     }
     let servers = [&carin, &hub, &arinsa];
-    let cpu0: Vec<Option<f64>> = servers.iter().map(|s| crate::focal::cpu_secs(s.child.id())).collect();
+    let pids: Vec<Option<u32>> = servers.iter().map(|s| Some(s.child.id())).collect();
+    let cpu0 = load::cpu_now(&pids);
     eprintln!("nats: saturation, {} messages, {} in flight ...", p.saturation_msgs, p.senders * p.window);
     let saturation =
         load::saturate(0..p.saturation_msgs, p.senders * p.window, send.clone(), &mut rx).await?;
-    let cpu1: Vec<Option<f64>> = servers.iter().map(|s| crate::focal::cpu_secs(s.child.id())).collect();
+    let cpu1 = load::cpu_now(&pids);
     eprintln!("nats: saturation {saturation:?}");
     eprintln!("nats: offered load {} msg/s for {} s ...", p.rate, p.rate_secs);
     let r = p.saturation_msgs..base;
     let offered = load::offered(r, p.rate, send.clone(), &mut rx).await?;
     eprintln!("nats: offered {offered:?}");
-    let servers = servers
-        .iter()
-        .zip(cpu0.iter().zip(&cpu1))
-        .map(|(s, (a, b))| {
-            let cpu = match (a, b) {
-                (Some(a), Some(b)) => (b - a) * 1e3,
-                _ => f64::NAN,
-            };
-            (s.name.to_string(), cpu, focal_tests::relay::proc_status_kib(s.child.id(), "VmHWM"))
-        })
-        .collect();
+    let cpu2 = load::cpu_now(&pids);
+    let names: Vec<&str> = servers.iter().map(|s| s.name).collect();
+    let servers = load::ProcFigures::from_readings(&names, [&cpu0, &cpu1, &cpu2], |i| {
+        focal_tests::relay::proc_status_kib(servers[i].child.id(), "VmHWM")
+    });
     if std::env::var_os("FOCAL_BENCH_KEEP").is_some() {
         eprintln!("nats: keeping {}", tmp.keep().display());
     }

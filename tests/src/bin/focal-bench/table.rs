@@ -100,6 +100,18 @@ impl Table {
                     .goal
             }),
         });
+        let busy = |o: &Outcome| o.machine_busy.map_or("?".into(), |b| format!("{:.0} %", b * 100.0));
+        let busy_num = |o: Option<&Outcome>| o.and_then(|o| o.machine_busy).unwrap_or(f64::NAN);
+        rows.push(Row {
+            metric: format!(
+                "machine CPU busy (both cores, every process) at saturation / at {} msg/s offered",
+                p.rate
+            ),
+            focal: f.map_or("not run".into(), |f| format!("{} / {}", busy(&f.saturation), busy(&f.offered))),
+            nats: n.map_or("not run".into(), |n| format!("{} / {}", busy(&n.saturation), busy(&n.offered))),
+            ratio: ratio(busy_num(fo), busy_num(no)) + " (offered)",
+            goal: String::new(),
+        });
         if let Some(f) = f {
             rows.push(Row::one("sealed payload size of a 1 KiB body (bytes)", f.payload_bytes.to_string()));
         }
@@ -119,12 +131,12 @@ impl Table {
         let mut rows = Vec::new();
         let names = [("carin", "carin"), ("gfp", "gfp (hub)"), ("arinsa", "arinsa")];
         for (key, label) in names {
-            let fr = f.and_then(|f| f.relays.iter().find(|r| r.0 == key));
-            let nr = n.and_then(|n| n.servers.iter().find(|r| r.0 == key));
+            let fr = f.and_then(|f| f.relays.iter().find(|r| r.name == key));
+            let nr = n.and_then(|n| n.servers.iter().find(|r| r.name == key));
             let per =
                 |cpu: f64, o: Option<&Outcome>| o.map_or(f64::NAN, |o| cpu * 1e3 / o.received.max(1) as f64);
-            let fcpu = fr.map_or(f64::NAN, |r| per(r.1, fs));
-            let ncpu = nr.map_or(f64::NAN, |r| per(r.1, ns));
+            let fcpu = fr.map_or(f64::NAN, |r| per(r.saturation_cpu_ms, fs));
+            let ncpu = nr.map_or(f64::NAN, |r| per(r.saturation_cpu_ms, ns));
             let show = |cpu: f64, rss: Option<u64>| {
                 format!(
                     "{cpu:.0} µs CPU/msg; peak RSS {} MiB",
@@ -133,8 +145,18 @@ impl Table {
             };
             rows.push(Row {
                 metric: format!("{label}: CPU time per message at saturation (utime+stime), peak RSS"),
-                focal: fr.map_or("not run".into(), |r| show(fcpu, r.2)),
-                nats: nr.map_or("not run".into(), |r| show(ncpu, r.2)),
+                focal: fr.map_or("not run".into(), |r| show(fcpu, r.peak_rss_kib)),
+                nats: nr.map_or("not run".into(), |r| show(ncpu, r.peak_rss_kib)),
+                ratio: ratio(fcpu, ncpu) + " (CPU)",
+                goal: String::new(),
+            });
+            let fcpu = fr.map_or(f64::NAN, |r| per(r.offered_cpu_ms, fo));
+            let ncpu = nr.map_or(f64::NAN, |r| per(r.offered_cpu_ms, no));
+            let show = |cpu: f64| format!("{cpu:.0} µs CPU/msg");
+            rows.push(Row {
+                metric: format!("{label}: CPU time per message at {} msg/s offered", p.rate),
+                focal: fr.map_or("not run".into(), |_| show(fcpu)),
+                nats: nr.map_or("not run".into(), |_| show(ncpu)),
                 ratio: ratio(fcpu, ncpu) + " (CPU)",
                 goal: String::new(),
             });
