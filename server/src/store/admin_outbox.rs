@@ -21,9 +21,7 @@ use prost::Message;
 use super::Store;
 use super::audit_seam::AuditSeam;
 use super::fed::{item_record, release_copy};
-use super::keys;
 use super::ops::OpResult;
-use super::records::decode;
 use super::writer::{After, Op, Reply, Staged};
 use crate::RelayError;
 use crate::core::RelayCore;
@@ -149,11 +147,8 @@ pub(super) fn purge_outbox(
     if !expired && !force {
         return Ok(Err(RelayError::NotExpired { what, expires_at_ms: item.expires_at_ms, now_ms }));
     }
-    let rec = match st.get(&keys::outbox(&peer, seq)) {
-        Ok(Some(v)) => decode::<super::fed::OutboxRecord>(&keys::outbox(&peer, seq), &v).ok(),
-        _ => None,
-    };
-    let env = release_copy(st, &item, &peer, seq, after)?;
+    let released = release_copy(st, &item, &peer, seq, after)?;
+    let (rec, env) = (released.record, released.envelope);
     let mut record =
         item_record(env.as_ref(), &item, pb::AuditKind::Purged, &peer, now_ms).unwrap_or_else(|| {
             let body = rec.as_ref().and_then(receipt_body);

@@ -515,7 +515,10 @@ pub(super) fn route(
         let deliver_to: Vec<String> = f.deliver_to.iter().map(|a| a.to_string()).collect();
         env.forwards.push(format!("{}/{}", f.peer, f.seq));
         let copy = match whole_payload.take() {
-            Some(payload) => OutboxCopy::Whole { deliver_to, env: Box::new(env.clone()), payload },
+            // The record takes the envelope: nothing stores it under `e/`.
+            Some(payload) => {
+                OutboxCopy::Whole { deliver_to, env: Box::new(std::mem::take(&mut env)), payload }
+            }
             None if shares_header => OutboxCopy::EnvelopeWith { deliver_to },
             None => OutboxCopy::Header(pb::EnvelopeHeader { deliver_to, ..header.clone() }),
         };
@@ -530,20 +533,28 @@ pub(super) fn route(
     Ok(Ok(Reply::Routed(RouteOutcome::Handled { leaf_index, at_ms: req.now_ms, status, refused })))
 }
 
+/// What [`release_copy`] removed.
+pub(super) struct Released {
+    /// The outbox record, if it was there and decoded (its envelope, when
+    /// it held the message whole, is in `envelope`).
+    pub(super) record: Option<OutboxRecord>,
+    /// The envelope as it was, also when the record held it whole.
+    pub(super) envelope: Option<StoredEnvelope>,
+}
+
 /// Removes outbox record `peer/seq` and drops its `forwards` mark from the
-/// envelope, which goes too (with its payload) when nothing else needs
-/// it. Returns the envelope as it was, also when the record held it whole.
+/// envelope, which goes too (with its payload) when nothing else needs it.
 pub(super) fn release_copy(
     st: &mut Staged<'_>,
     item: &OutboxItem,
     peer: &str,
     seq: u64,
     after: &mut After,
-) -> Result<Option<StoredEnvelope>, Fatal> {
+) -> Result<Released, Fatal> {
     let okey = keys::outbox(peer, seq);
-    let whole = match st.get(&okey)? {
+    let mut record = match st.get(&okey)? {
         Some(v) => match decode::<OutboxRecord>(&okey, &v) {
-            Ok(rec) => rec.envelope,
+            Ok(rec) => Some(rec),
             Err(e) => {
                 tracing::error!(error = %e, "removing an outbox record that does not decode");
                 None
@@ -552,19 +563,21 @@ pub(super) fn release_copy(
         None => None,
     };
     st.remove(okey);
-    if whole.is_some() {
-        return Ok(whole);
+    if let Some(whole) = record.as_mut().and_then(|r| r.envelope.take()) {
+        return Ok(Released { record, envelope: Some(whole) });
     }
-    let ItemId::Envelope { sender, msg_id } = &item.id else { return Ok(None) };
+    let ItemId::Envelope { sender, msg_id } = &item.id else {
+        return Ok(Released { record, envelope: None });
+    };
     let mk = keys::msg_key(&sender.to_string(), msg_id);
     let ekey = keys::envelope(&mk);
-    let Some(v) = st.get(&ekey)? else { return Ok(None) };
+    let Some(v) = st.get(&ekey)? else { return Ok(Released { record, envelope: None }) };
     let mut env: StoredEnvelope = decode(&ekey, &v)?;
     let mark = format!("{peer}/{seq}");
     env.forwards.retain(|f| *f != mark);
-    let copy = env.clone();
+    let envelope = Some(env.clone());
     settle_envelope(st, &mk, env, after);
-    Ok(Some(copy))
+    Ok(Released { record, envelope })
 }
 
 pub(super) fn item_record(
@@ -604,7 +617,7 @@ pub(super) fn outbox_done(
     now_ms: i64,
     after: &mut After,
 ) -> OpResult {
-    let env = release_copy(st, &removed.item, peer, removed.seq, after)?;
+    let env = release_copy(st, &removed.item, peer, removed.seq, after)?.envelope;
     if let Some(mut r) = item_record(env.as_ref(), &removed.item, pb::AuditKind::Forwarded, peer, now_ms) {
         if status != pb::TransferStatus::Stored {
             r.detail = format!("peer answered {}", status.as_str_name());
@@ -627,7 +640,7 @@ pub(super) fn outbox_expired(
 ) -> OpResult {
     let Some(core) = core else { return Ok(Err(RelayError::Other("the relay core is not running".into()))) };
     let Expired { peer, seq, item } = expired;
-    let env = release_copy(st, &item, &peer, seq, after)?;
+    let env = release_copy(st, &item, &peer, seq, after)?.envelope;
     if let Some(mut r) = item_record(env.as_ref(), &item, pb::AuditKind::Expired, &peer, now_ms) {
         r.reason = pb::RefusalReason::Expired as i32;
         r.detail = format!("expired in the outbox for {peer}");

@@ -378,7 +378,7 @@ fn purge_outbox_copy(
     if let Some(o) = core.outbox_mut(peer) {
         o.purge(seq);
     }
-    let env = release_copy(st, &item, peer, seq, after)?;
+    let env = release_copy(st, &item, peer, seq, after)?.envelope;
     if let Some(mut r) = item_record(env.as_ref(), &item, pb::AuditKind::RetentionPurged, peer, now_ms) {
         r.reason = pb::RefusalReason::Expired as i32;
         r.detail = format!("undelivered retention ({undelivered_secs}s) in the outbox for {peer}");
