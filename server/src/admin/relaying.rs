@@ -92,8 +92,14 @@ impl PeerControl for Relaying {
             })?;
         }
         let seq = req.seq;
-        let leaf = self.store.purge_outbox(req).await?;
+        let purged = self.store.purge_outbox(req).await?;
         self.kick();
-        Ok(format!("purged item {seq} of peer:{peer}; audit leaf {leaf}"))
+        let mut detail = format!("purged item {seq} of peer:{peer}; audit leaf {}", purged.leaf);
+        if purged.was_in_flight {
+            detail.push_str(
+                "; it was in flight: its transfer was cancelled (the peer keeps a copy only if it had already received all of it)",
+            );
+        }
+        Ok(detail)
     }
 }

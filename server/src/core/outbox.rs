@@ -175,6 +175,36 @@ pub struct Removed {
     pub item: OutboxItem,
 }
 
+/// An item [`Outbox::purge`] removed, and the transfer the driver must
+/// stop if it was in flight.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Purged {
+    /// The item: delete its bytes from the store.
+    pub removed: Removed,
+    /// Set when it was in flight: the transfer to cancel (also queued for
+    /// [`Outbox::poll_cancel`]).
+    pub cancel: Option<Cancel>,
+}
+
+/// A transfer the driver must stop because its item was purged while in
+/// flight. The peer stores a copy only if it had received the whole
+/// envelope before the stream was reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cancel {
+    /// Reset the solo transfer of item `seq`.
+    Solo {
+        /// The purged item.
+        seq: u64,
+    },
+    /// Reset pipelined stream `stream`. Its other items in flight are back
+    /// in the queue (each at the head of its lanes) and go again on a new
+    /// stream; the peer de-duplicates any it had stored.
+    Stream {
+        /// The stream number ([`Transmit::stream`]).
+        stream: u64,
+    },
+}
+
 /// The link to the peer, as the outbox sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinkState {
@@ -242,6 +272,8 @@ pub struct Outbox {
     expired: VecDeque<u64>,
     /// Items in flight, each with its pipelined stream (None: solo).
     in_flight: Vec<(u64, Option<u64>)>,
+    /// Transfers to cancel (items purged in flight), for `poll_cancel`.
+    cancels: VecDeque<Cancel>,
     /// Lanes of the items in flight: how many, and the pipelined stream they
     /// are all on (None: one solo item). See rule 1.
     busy: BTreeMap<(Address, Address), Busy>,
@@ -271,6 +303,7 @@ impl Outbox {
             by_expiry: BTreeSet::new(),
             expired: VecDeque::new(),
             in_flight: Vec::new(),
+            cancels: VecDeque::new(),
             busy: BTreeMap::new(),
             link: LinkState::Down { next_attempt_at_ms: now_ms },
             hold_until: None,
@@ -700,6 +733,11 @@ impl Outbox {
         self.in_flight_seqs().any(|s| s == seq) && self.items.get(&seq).is_some_and(|e| e.attempts == attempt)
     }
 
+    /// True if item `seq` is in flight (any attempt).
+    pub fn is_in_flight_any(&self, seq: u64) -> bool {
+        self.in_flight_seqs().any(|s| s == seq)
+    }
+
     /// Admin: stop or resume sending (the link stays up).
     pub fn set_paused(&mut self, paused: bool) {
         self.paused = paused;
@@ -712,9 +750,44 @@ impl Outbox {
         self.hold_until = None;
     }
 
-    /// Admin: drop an item (queued or in flight).
-    pub fn purge(&mut self, seq: u64) -> Option<Removed> {
+    /// Admin or retention: drop an item, queued or in flight. An item in
+    /// flight is not left to reach the peer: its transfer is to be cancelled
+    /// ([`Purged::cancel`], also yielded by [`Outbox::poll_cancel`]). A
+    /// pipelined one shares its stream with the items written before and
+    /// after it, so those in flight on it go back to the queue and the
+    /// outbox moves to a new stream number.
+    pub fn purge(&mut self, seq: u64) -> Option<Purged> {
+        let flying = self.in_flight.iter().find(|(s, _)| *s == seq).map(|&(_, stream)| stream);
+        let removed = self.forget(seq)?;
+        let Some(flying) = flying else { return Some(Purged { removed, cancel: None }) };
+        let cancel = match flying {
+            None => Cancel::Solo { seq },
+            Some(stream) => {
+                for (other, on) in self.in_flight.clone() {
+                    if on == Some(stream) {
+                        self.remove_in_flight(other);
+                        self.add_pending(other);
+                    }
+                }
+                if self.stream == stream {
+                    self.stream += 1;
+                }
+                Cancel::Stream { stream }
+            }
+        };
+        self.cancels.push_back(cancel);
+        Some(Purged { removed, cancel: Some(cancel) })
+    }
+
+    /// Drops an item whose bytes are gone from the store; its transfer has
+    /// already ended.
+    pub fn drop_lost(&mut self, seq: u64) -> Option<Removed> {
         self.forget(seq)
+    }
+
+    /// The next transfer to cancel (an item purged in flight).
+    pub fn poll_cancel(&mut self) -> Option<Cancel> {
+        self.cancels.pop_front()
     }
 
     /// Admin status.

@@ -274,7 +274,10 @@ fn capacity_restore_pause_and_purge() {
     assert_eq!(r.status().state, "paused");
     r.set_paused(false);
     assert_eq!(r.poll_transmit(0).unwrap().seq, 1);
-    assert_eq!(r.purge(1).unwrap().seq, 1);
+    let purged = r.purge(1).unwrap();
+    assert_eq!((purged.removed.seq, purged.cancel), (1, Some(Cancel::Stream { stream: 1 })));
+    assert_eq!(r.poll_cancel(), Some(Cancel::Stream { stream: 1 }));
+    assert_eq!(r.poll_cancel(), None);
     assert_eq!(r.in_flight(), 0);
     assert_eq!(drain(&mut r), [2, 4]);
 }
@@ -342,4 +345,47 @@ fn normal_items_follow_an_urgent_one_only_on_its_stream() {
     assert_eq!(o.poll_transmit(0).unwrap().seq, 1);
     assert_eq!(o.poll_transmit(0).unwrap().seq, 2, "behind the urgent one, same stream");
     assert!(o.poll_transmit(0).is_none(), "the solo 3 would race the urgent 1");
+}
+
+/// A purge takes an item out whether queued or in flight. In flight, its
+/// transfer is to be cancelled: a solo one alone; a pipelined one with its
+/// whole stream, whose other items in flight go back to the queue (at the
+/// head of their lanes) and out again on a new stream, in order.
+#[test]
+fn purging_an_item_in_flight_cancels_its_transfer() {
+    let mut o = up_with(8, 64 * 1024);
+    for n in 1..=3 {
+        o.push(env("s@carin", n, &["r@arinsa"], false)).unwrap();
+    }
+    let mut big = env("t@carin", 4, &["q@arinsa"], false);
+    big.size = 1 << 30;
+    o.push(big).unwrap();
+    o.push(env("u@carin", 5, &["p@arinsa"], false)).unwrap();
+    let sent: Vec<Transmit> = std::iter::from_fn(|| o.poll_transmit(0)).collect();
+    assert_eq!(
+        sent.iter().map(|t| (t.seq, t.pipelined)).collect::<Vec<_>>(),
+        [(1, true), (2, true), (3, true), (4, false), (5, true)]
+    );
+    // Queued: nothing to cancel.
+    o.push(env("s@carin", 6, &["r@arinsa"], false)).unwrap();
+    assert_eq!(o.purge(6).unwrap().cancel, None);
+    assert_eq!(o.poll_cancel(), None);
+    // The solo 4: only its own transfer.
+    assert_eq!(o.purge(4).unwrap().cancel, Some(Cancel::Solo { seq: 4 }));
+    assert_eq!(o.in_flight(), 4);
+    // The pipelined 2: its stream goes; 1, 3 and 5 come back, in order, on a new one.
+    let old = sent[0].stream;
+    assert_eq!(o.purge(2).unwrap().cancel, Some(Cancel::Stream { stream: old }));
+    assert_eq!(o.poll_cancel(), Some(Cancel::Solo { seq: 4 }));
+    assert_eq!(o.poll_cancel(), Some(Cancel::Stream { stream: old }));
+    assert_eq!(o.in_flight(), 0);
+    let again: Vec<Transmit> = std::iter::from_fn(|| o.poll_transmit(0)).collect();
+    assert_eq!(again.iter().map(|t| (t.seq, t.attempt)).collect::<Vec<_>>(), [(1, 2), (3, 2), (5, 2)]);
+    assert!(again.iter().all(|t| t.pipelined && t.stream > old));
+    // A late answer from the cancelled stream: the purged item is gone; a
+    // STORED for an item sent again removes it (the peer has it).
+    assert_eq!(o.handle_ack(&sent[1].id, 0), None);
+    assert_eq!(o.handle_ack(&sent[0].id, 0).map(|r| r.seq), Some(1));
+    assert!(!o.is_in_flight(3, 1), "a stale failure of attempt 1 is ignored");
+    assert!(o.get(2).is_none() && o.get(4).is_none());
 }

@@ -88,12 +88,11 @@ impl LinkHandle {
         R: AsyncRead + Unpin,
     {
         let ctx = self.current()?;
-        let (mut send, recv) = ctx.conn.open_bi().await.map_err(|e| lost(&ctx, e.to_string()))?;
+        let (send, recv) = ctx.conn.open_bi().await.map_err(|e| lost(&ctx, e.to_string()))?;
+        let mut send = ResetOnDrop::new(send);
         let mut buf = vec![0u8; ctx.tuning.chunk_size];
         match write_transfer(&ctx, &mut send, &mut buf, header, &mut payload).await {
-            Ok(()) => {
-                let _ = send.finish();
-            }
+            Ok(()) => send.finish(),
             // The peer answered before reading everything (duplicate,
             // refused): its ack is on the receive side.
             Err(Step::Write(WriteFail::Stream(quinn::WriteError::Stopped(_)))) => {}
@@ -180,6 +179,49 @@ impl LinkHandle {
     /// one after the other, answered in order (see [`super::pipeline`]).
     pub async fn open_transfer_stream(&self) -> Result<TransferStream, FederationError> {
         TransferStream::open(self.current()?).await
+    }
+}
+
+/// A send stream that is reset (`ABORTED`) when dropped before it was
+/// finished: a transfer its sender cancels (an outbox item purged in
+/// flight) must not reach the peer as a stream that merely ended, and the
+/// reset tells the peer to discard what it has not received whole. (quinn
+/// finishes a dropped stream by itself.)
+pub(crate) struct ResetOnDrop {
+    send: quinn::SendStream,
+    finished: bool,
+}
+
+impl ResetOnDrop {
+    pub(crate) fn new(send: quinn::SendStream) -> Self {
+        ResetOnDrop { send, finished: false }
+    }
+
+    /// Ends the stream normally: everything written is delivered.
+    pub(crate) fn finish(&mut self) {
+        self.finished = true;
+        let _ = self.send.finish();
+    }
+}
+
+impl std::ops::Deref for ResetOnDrop {
+    type Target = quinn::SendStream;
+    fn deref(&self) -> &quinn::SendStream {
+        &self.send
+    }
+}
+
+impl std::ops::DerefMut for ResetOnDrop {
+    fn deref_mut(&mut self) -> &mut quinn::SendStream {
+        &mut self.send
+    }
+}
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.send.reset(quinn::VarInt::from_u32(stream_code::ABORTED));
+        }
     }
 }
 

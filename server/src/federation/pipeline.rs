@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use super::FederationError;
 use super::conn::ConnCtx;
 use super::inbound::{BoxFuture, EnvelopeAnswer, InboundHandler, InboundPayload, Next};
-use super::outbound::{lost, write_transfer};
+use super::outbound::{ResetOnDrop, lost, write_transfer};
 use super::wire::{FrameReader, ReadFail, frame, kind_name, stream_code, write_frame};
 
 /// Answers a receiver keeps pending on one stream; beyond it the receiver
@@ -101,7 +101,8 @@ pub struct TransferStream {
 /// Writes envelopes on a transfer stream.
 pub struct TransferWriter {
     ctx: Arc<ConnCtx>,
-    send: quinn::SendStream,
+    /// Reset if dropped unfinished (the sender cancelled the stream).
+    send: ResetOnDrop,
     buf: Vec<u8>,
 }
 
@@ -117,7 +118,7 @@ impl TransferStream {
         let reader = FrameReader::new(recv, ctx.tuning.max_frame, ctx.tuning.response_timeout, None);
         let buf = vec![0u8; ctx.tuning.chunk_size];
         Ok(TransferStream {
-            writer: TransferWriter { ctx: ctx.clone(), send, buf },
+            writer: TransferWriter { ctx: ctx.clone(), send: ResetOnDrop::new(send), buf },
             acks: TransferAcks { ctx, reader },
         })
     }
@@ -147,8 +148,9 @@ impl TransferWriter {
     }
 
     /// Ends the stream: the peer answers what it got, then closes its side.
+    /// (Dropped without this, the stream is reset.)
     pub fn finish(mut self) {
-        let _ = self.send.finish();
+        self.send.finish();
     }
 }
 

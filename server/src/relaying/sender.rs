@@ -12,18 +12,20 @@
 //! with a backoff step, and the backoff ends at once when the peer
 //! reconnects or sends anything.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use focal_proto::pb;
 use futures::StreamExt;
+use futures::future::{AbortHandle, Abortable};
 use futures::stream::FuturesUnordered;
 use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, watch};
 
 use super::Relaying;
-use crate::core::outbox::{ItemId, Transmit};
+use crate::core::outbox::{Cancel, ItemId, Transmit};
 use crate::core::relay::Expired;
 use crate::federation::LinkHandle;
 use crate::rpc::now_ms;
@@ -62,17 +64,25 @@ pub(super) async fn run(
     // Transfers in flight. Shutdown does not wait for a slow peer: dropping
     // them abandons the transfers, whose items stay in the outbox (on disk)
     // and are sent again after restart (the peer answers DUPLICATE).
+    // Each transfer and pipe can be aborted when its item is purged in
+    // flight (`Outbox::poll_cancel`): solo transfers by seq, pipes by
+    // stream number (with a serial: a pipe of the same number may still be
+    // finishing when the next one opens).
     let mut flying = FuturesUnordered::new();
+    let mut solo_aborts: HashMap<u64, AbortHandle> = HashMap::new();
     let mut pipes = FuturesUnordered::new();
+    let mut pipe_aborts: HashMap<u64, (u64, AbortHandle)> = HashMap::new();
+    let mut pipe_serial = 0u64;
     let mut pipe: Option<Pipe> = None;
     loop {
         if *stop.borrow() {
             break;
         }
         let now = now_ms();
-        let (expired, txs, timeout) = {
+        let (expired, cancels, txs, timeout) = {
             let mut c = r.core();
             let Some(o) = c.outbox_mut(&peer) else { return };
+            let cancels: Vec<Cancel> = std::iter::from_fn(|| o.poll_cancel()).collect();
             let mut expired = Vec::new();
             while let Some(rm) = o.poll_expired(now) {
                 expired.push(Expired { peer: peer.clone(), seq: rm.seq, item: rm.item });
@@ -101,8 +111,31 @@ pub(super) async fn run(
                 solo += usize::from(!t.pipelined);
                 txs.push(t);
             }
-            (expired, txs, o.poll_timeout())
+            (expired, cancels, txs, o.poll_timeout())
         };
+        for c in cancels {
+            // Dropping a transfer resets its QUIC stream: the peer discards
+            // an envelope it has not received whole.
+            match c {
+                Cancel::Solo { seq } => {
+                    if let Some(h) = solo_aborts.remove(&seq) {
+                        h.abort();
+                    }
+                }
+                Cancel::Stream { stream } => {
+                    pipe_aborts.retain(|_, (on, h)| {
+                        if *on == stream {
+                            h.abort();
+                        }
+                        *on != stream
+                    });
+                    if pipe.as_ref().is_some_and(|p| p.stream == stream) {
+                        pipe = None;
+                    }
+                }
+            }
+            tracing::info!(cancelled = ?c, "transfer of a purged item cancelled");
+        }
         for e in expired {
             tracing::info!(seq = e.seq, "outbox item expired undelivered");
             if let Err(e) = r.store.outbox_expired(e, now).await {
@@ -119,7 +152,17 @@ pub(super) async fn run(
                 span.in_scope(|| tracing::info!(seq = t.seq, attempt = t.attempt, "transfer to peer"));
             }
             if !t.pipelined {
-                flying.push(tracing::Instrument::instrument(transmit(&r, &peer, &link, t), span));
+                let seq = t.seq;
+                let (abort, registration) = AbortHandle::new_pair();
+                solo_aborts.insert(seq, abort);
+                let transfer = tracing::Instrument::instrument(transmit(&r, &peer, &link, t), span);
+                flying.push(Abortable::new(
+                    async move {
+                        transfer.await;
+                        seq
+                    },
+                    registration,
+                ));
                 continue;
             }
             // The pipelined stream of this number, opened if needed (a new
@@ -127,7 +170,17 @@ pub(super) async fn run(
             if pipe.as_ref().is_none_or(|p| p.stream != t.stream) {
                 let (tx, rx) = mpsc::unbounded_channel();
                 pipe = Some(Pipe { stream: t.stream, items: tx, idle_since: None });
-                pipes.push(super::pipe::run(&r, &peer, &link, rx));
+                pipe_serial += 1;
+                let (serial, (abort, registration)) = (pipe_serial, AbortHandle::new_pair());
+                pipe_aborts.insert(serial, (t.stream, abort));
+                let run = super::pipe::run(&r, &peer, &link, rx);
+                pipes.push(Abortable::new(
+                    async move {
+                        run.await;
+                        serial
+                    },
+                    registration,
+                ));
             }
             if let Some(p) = &pipe
                 && let Err(mpsc::error::SendError(t)) = p.items.send(t)
@@ -143,8 +196,16 @@ pub(super) async fn run(
             .map(|t| Duration::from_millis(t.saturating_sub(now).clamp(0, idle.as_millis() as i64) as u64))
             .unwrap_or(idle);
         tokio::select! {
-            Some(()) = flying.next(), if !flying.is_empty() => {}
-            Some(()) = pipes.next(), if !pipes.is_empty() => {}
+            Some(done) = flying.next(), if !flying.is_empty() => {
+                if let Ok(seq) = done {
+                    solo_aborts.remove(&seq);
+                }
+            }
+            Some(done) = pipes.next(), if !pipes.is_empty() => {
+                if let Ok(serial) = done {
+                    pipe_aborts.remove(&serial);
+                }
+            }
             _ = wake.changed() => {}
             _ = kick.changed() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -176,7 +237,7 @@ async fn transmit(r: &Relaying, peer: &str, link: &LinkHandle, t: Transmit) {
 pub(super) fn gone(r: &Relaying, peer: &str, t: &Transmit, why: String) {
     tracing::error!(seq = t.seq, why, "outbox item without stored bytes; dropped");
     if let Some(o) = r.core().outbox_mut(peer) {
-        o.purge(t.seq);
+        o.drop_lost(t.seq);
     }
     r.kick();
 }

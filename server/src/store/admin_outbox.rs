@@ -27,6 +27,16 @@ use crate::RelayError;
 use crate::core::RelayCore;
 use crate::core::outbox::{ItemId, OutboxItem};
 
+/// What [`Store::purge_outbox`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutboxPurged {
+    /// Index of the PURGED audit record.
+    pub leaf: u64,
+    /// The item was in flight to the peer: its transfer is being cancelled
+    /// (the peer keeps a copy only if it had received all of it already).
+    pub was_in_flight: bool,
+}
+
 /// Remove one item from a peer's outbox (`Admin.Purge` with `peer:<name>`).
 #[derive(Debug)]
 pub struct OutboxPurgeRequest {
@@ -47,13 +57,13 @@ pub struct OutboxPurgeRequest {
 }
 
 impl Store {
-    /// Purges one peer-outbox item with a PURGED audit record; returns the
-    /// audit leaf index. NOT_FOUND-like [`RelayError::NotQueued`] when the
-    /// item is not there or does not match `sender`/`msg_id`,
-    /// [`RelayError::NotExpired`] when it is live and `force` is not set.
-    pub async fn purge_outbox(&self, req: OutboxPurgeRequest) -> Result<u64, RelayError> {
+    /// Purges one peer-outbox item with a PURGED audit record.
+    /// NOT_FOUND-like [`RelayError::NotQueued`] when the item is not there
+    /// or does not match `sender`/`msg_id`, [`RelayError::NotExpired`] when
+    /// it is live and `force` is not set.
+    pub async fn purge_outbox(&self, req: OutboxPurgeRequest) -> Result<OutboxPurged, RelayError> {
         match self.submit(Op::PurgeOutbox(Box::new(req))).await? {
-            Reply::Leaf(i) => Ok(i),
+            Reply::OutboxPurged(p) => Ok(p),
             other => Err(RelayError::Other(format!("writer answered {other:?} to an outbox purge"))),
         }
     }
@@ -138,6 +148,7 @@ pub(super) fn purge_outbox(
         }
     }
     let expired = item.expires_at_ms <= now_ms;
+    let was_in_flight = outbox.is_in_flight_any(seq);
     let what = match &item.id {
         ItemId::Envelope { sender, msg_id } => {
             format!("message {} from {sender} in {queue} (seq {seq})", hex::encode(msg_id))
@@ -166,13 +177,15 @@ pub(super) fn purge_outbox(
         record.reason = pb::RefusalReason::Expired as i32;
     }
     record.detail = format!(
-        "purged from {queue} (seq {seq}) by {by}{}",
-        if expired { "" } else { ", forced before expiry" }
+        "purged from {queue} (seq {seq}) by {by}{}{}",
+        if expired { "" } else { ", forced before expiry" },
+        if was_in_flight { "; it was in flight: its transfer was cancelled" } else { "" }
     );
     let leaf = st.audit(audit, &record)?;
     if let Some(o) = core.outbox_mut(&peer) {
-        o.purge(seq);
+        // Wake the sender task after the batch to cancel the transfer.
+        st.wake |= o.purge(seq).is_some_and(|p| p.cancel.is_some());
     }
-    tracing::info!(%what, by = %by, forced = !expired, "purged");
-    Ok(Ok(Reply::Leaf(leaf)))
+    tracing::info!(%what, by = %by, forced = !expired, was_in_flight, "purged");
+    Ok(Ok(Reply::OutboxPurged(OutboxPurged { leaf, was_in_flight })))
 }

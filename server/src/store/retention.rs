@@ -374,9 +374,10 @@ fn purge_outbox_copy(
         return Ok(false);
     }
     let ItemId::Envelope { sender, msg_id } = item.id.clone() else { return Ok(false) };
-    // The core forgets it first (also when in flight: a late ack finds nothing).
+    // The core forgets it first; one in flight has its transfer cancelled
+    // (the sender task is woken after the batch), and a late ack finds nothing.
     if let Some(o) = core.outbox_mut(peer) {
-        o.purge(seq);
+        st.wake |= o.purge(seq).is_some_and(|p| p.cancel.is_some());
     }
     let env = release_copy(st, &item, peer, seq, after)?.envelope;
     if let Some(mut r) = item_record(env.as_ref(), &item, pb::AuditKind::RetentionPurged, peer, now_ms) {

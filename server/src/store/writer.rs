@@ -153,6 +153,7 @@ pub(crate) enum Reply {
     Routed(super::fed::RouteOutcome),
     Status(pb::TransferStatus),
     Retention(super::retention::RetentionReport),
+    OutboxPurged(super::admin_outbox::OutboxPurged),
 }
 
 pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, RelayError>>;
