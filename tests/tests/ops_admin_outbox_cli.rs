@@ -12,18 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use focal_proto::Role;
 use focal_tests::cli::{json_lines, ok, refused};
-use focal_tests::{Bins, Federation, FocalPoint};
+use focal_tests::{Bins, Federation, FederationBuilder, FocalPoint};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secretariat_lists_and_purges_a_peer_outbox_item() -> Result<()> {
     let bins = focal_tests::bins!();
-    let mut fed = Federation::builder()
-        .link("carin", "arinsa")
-        .focal_point("nl-fiod@carin")
-        .focal_point("za-afu@arinsa")
-        .start()
-        .await?;
-    fed.add_member("ops@carin", Role::Admin)?;
+    let fed = carin_arinsa(Federation::builder()).await?;
     let (a, admin) = (fed.fp("nl-fiod@carin"), fed.member("ops@carin"));
     let peer = "relay.arinsa";
 
@@ -68,14 +62,7 @@ async fn secretariat_lists_and_purges_a_peer_outbox_item() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purge_in_flight_cancels_the_transfer() -> Result<()> {
     let bins = focal_tests::bins!();
-    let mut fed = Federation::builder()
-        .link("carin", "arinsa")
-        .focal_point("nl-fiod@carin")
-        .focal_point("za-afu@arinsa")
-        .processes(&bins)
-        .start()
-        .await?;
-    fed.add_member("ops@carin", Role::Admin)?;
+    let mut fed = carin_arinsa(Federation::builder().processes(&bins)).await?;
     let (a, b, admin) =
         (fed.fp("nl-fiod@carin").clone(), fed.fp("za-afu@arinsa").clone(), fed.member("ops@carin").clone());
     let (a, b, admin) = (&a, &b, &admin);
@@ -127,6 +114,18 @@ async fn a_purge_in_flight_cancels_the_transfer() -> Result<()> {
     let queue = json_lines(&ok(admin, &bins, &["--json", "admin", "queue", "--peer", peer]).await?)?;
     assert!(queue.is_empty(), "{queue:?}");
     fed.shutdown().await
+}
+
+/// CARIN linked to ARINSA, a focal point at each, and CARIN's admin `ops`.
+async fn carin_arinsa(builder: FederationBuilder) -> Result<Federation> {
+    let mut fed = builder
+        .link("carin", "arinsa")
+        .focal_point("nl-fiod@carin")
+        .focal_point("za-afu@arinsa")
+        .start()
+        .await?;
+    fed.add_member("ops@carin", Role::Admin)?;
+    Ok(fed)
 }
 
 /// Waits until `msg_id` is in `fp`'s inbox; returns the inbox.

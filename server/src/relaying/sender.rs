@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use focal_proto::pb;
 use futures::StreamExt;
-use futures::future::{AbortHandle, Abortable};
+use futures::future::{AbortHandle, Abortable, Aborted};
 use futures::stream::FuturesUnordered;
 use tokio::io::AsyncRead;
 use tokio::sync::{mpsc, watch};
@@ -64,25 +64,20 @@ pub(super) async fn run(
     // Transfers in flight. Shutdown does not wait for a slow peer: dropping
     // them abandons the transfers, whose items stay in the outbox (on disk)
     // and are sent again after restart (the peer answers DUPLICATE).
-    // Each transfer and pipe can be aborted when its item is purged in
-    // flight (`Outbox::poll_cancel`): solo transfers by seq, pipes by
-    // stream number (with a serial: a pipe of the same number may still be
-    // finishing when the next one opens).
+    // Each can be cancelled when its item is purged in flight.
     let mut flying = FuturesUnordered::new();
-    let mut solo_aborts: HashMap<u64, AbortHandle> = HashMap::new();
     let mut pipes = FuturesUnordered::new();
-    let mut pipe_aborts: HashMap<u64, (u64, AbortHandle)> = HashMap::new();
-    let mut pipe_serial = 0u64;
+    let mut cancels = Cancellable::default();
     let mut pipe: Option<Pipe> = None;
     loop {
         if *stop.borrow() {
             break;
         }
         let now = now_ms();
-        let (expired, cancels, txs, timeout) = {
+        let (expired, cancelled, txs, timeout) = {
             let mut c = r.core();
             let Some(o) = c.outbox_mut(&peer) else { return };
-            let cancels: Vec<Cancel> = std::iter::from_fn(|| o.poll_cancel()).collect();
+            let cancelled: Vec<Cancel> = std::iter::from_fn(|| o.poll_cancel()).collect();
             let mut expired = Vec::new();
             while let Some(rm) = o.poll_expired(now) {
                 expired.push(Expired { peer: peer.clone(), seq: rm.seq, item: rm.item });
@@ -111,30 +106,15 @@ pub(super) async fn run(
                 solo += usize::from(!t.pipelined);
                 txs.push(t);
             }
-            (expired, cancels, txs, o.poll_timeout())
+            (expired, cancelled, txs, o.poll_timeout())
         };
-        for c in cancels {
-            // Dropping a transfer resets its QUIC stream: the peer discards
-            // an envelope it has not received whole.
-            match c {
-                Cancel::Solo { seq } => {
-                    if let Some(h) = solo_aborts.remove(&seq) {
-                        h.abort();
-                    }
-                }
-                Cancel::Stream { stream } => {
-                    pipe_aborts.retain(|_, (on, h)| {
-                        if *on == stream {
-                            h.abort();
-                        }
-                        *on != stream
-                    });
-                    if pipe.as_ref().is_some_and(|p| p.stream == stream) {
-                        pipe = None;
-                    }
-                }
+        for c in cancelled {
+            cancels.cancel(c);
+            if let Cancel::Stream { stream } = c
+                && pipe.as_ref().is_some_and(|p| p.stream == stream)
+            {
+                pipe = None;
             }
-            tracing::info!(cancelled = ?c, "transfer of a purged item cancelled");
         }
         for e in expired {
             tracing::info!(seq = e.seq, "outbox item expired undelivered");
@@ -153,16 +133,8 @@ pub(super) async fn run(
             }
             if !t.pipelined {
                 let seq = t.seq;
-                let (abort, registration) = AbortHandle::new_pair();
-                solo_aborts.insert(seq, abort);
                 let transfer = tracing::Instrument::instrument(transmit(&r, &peer, &link, t), span);
-                flying.push(Abortable::new(
-                    async move {
-                        transfer.await;
-                        seq
-                    },
-                    registration,
-                ));
+                flying.push(cancels.solo(seq, transfer));
                 continue;
             }
             // The pipelined stream of this number, opened if needed (a new
@@ -170,17 +142,7 @@ pub(super) async fn run(
             if pipe.as_ref().is_none_or(|p| p.stream != t.stream) {
                 let (tx, rx) = mpsc::unbounded_channel();
                 pipe = Some(Pipe { stream: t.stream, items: tx, idle_since: None });
-                pipe_serial += 1;
-                let (serial, (abort, registration)) = (pipe_serial, AbortHandle::new_pair());
-                pipe_aborts.insert(serial, (t.stream, abort));
-                let run = super::pipe::run(&r, &peer, &link, rx);
-                pipes.push(Abortable::new(
-                    async move {
-                        run.await;
-                        serial
-                    },
-                    registration,
-                ));
+                pipes.push(cancels.pipe(t.stream, super::pipe::run(&r, &peer, &link, rx)));
             }
             if let Some(p) = &pipe
                 && let Err(mpsc::error::SendError(t)) = p.items.send(t)
@@ -196,21 +158,92 @@ pub(super) async fn run(
             .map(|t| Duration::from_millis(t.saturating_sub(now).clamp(0, idle.as_millis() as i64) as u64))
             .unwrap_or(idle);
         tokio::select! {
-            Some(done) = flying.next(), if !flying.is_empty() => {
-                if let Ok(seq) = done {
-                    solo_aborts.remove(&seq);
-                }
-            }
-            Some(done) = pipes.next(), if !pipes.is_empty() => {
-                if let Ok(serial) = done {
-                    pipe_aborts.remove(&serial);
-                }
-            }
+            Some(done) = flying.next(), if !flying.is_empty() => cancels.solo_ended(done),
+            Some(done) = pipes.next(), if !pipes.is_empty() => cancels.pipe_ended(done),
             _ = wake.changed() => {}
             _ = kick.changed() => {}
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
+    }
+}
+
+/// The abort handles of the transfers and pipes in flight, so that a purge
+/// of an item in flight (`Outbox::poll_cancel`) stops its transfer:
+/// dropping it resets its QUIC stream, and the peer discards an envelope it
+/// has not received whole. Solo transfers are known by seq; pipes by stream
+/// number, with a serial because a pipe of one number may still be
+/// finishing when the next of that number opens.
+#[derive(Default)]
+struct Cancellable {
+    solo: HashMap<u64, AbortHandle>,
+    pipes: HashMap<u64, (u64, AbortHandle)>,
+    serial: u64,
+}
+
+impl Cancellable {
+    /// Item `seq`'s solo transfer, abortable; it yields `seq` when it ends.
+    fn solo<F: Future<Output = ()>>(
+        &mut self,
+        seq: u64,
+        transfer: F,
+    ) -> Abortable<impl Future<Output = u64> + use<F>> {
+        let (abort, registration) = AbortHandle::new_pair();
+        self.solo.insert(seq, abort);
+        Abortable::new(
+            async move {
+                transfer.await;
+                seq
+            },
+            registration,
+        )
+    }
+
+    /// The pipe of `stream`, abortable; it yields its serial when it ends.
+    fn pipe<F: Future<Output = ()>>(
+        &mut self,
+        stream: u64,
+        pipe: F,
+    ) -> Abortable<impl Future<Output = u64> + use<F>> {
+        self.serial += 1;
+        let (serial, (abort, registration)) = (self.serial, AbortHandle::new_pair());
+        self.pipes.insert(serial, (stream, abort));
+        Abortable::new(
+            async move {
+                pipe.await;
+                serial
+            },
+            registration,
+        )
+    }
+
+    fn solo_ended(&mut self, done: Result<u64, Aborted>) {
+        if let Ok(seq) = done {
+            self.solo.remove(&seq);
+        }
+    }
+
+    fn pipe_ended(&mut self, done: Result<u64, Aborted>) {
+        if let Ok(serial) = done {
+            self.pipes.remove(&serial);
+        }
+    }
+
+    fn cancel(&mut self, c: Cancel) {
+        match c {
+            Cancel::Solo { seq } => {
+                if let Some(h) = self.solo.remove(&seq) {
+                    h.abort();
+                }
+            }
+            Cancel::Stream { stream } => self.pipes.retain(|_, (on, h)| {
+                if *on == stream {
+                    h.abort();
+                }
+                *on != stream
+            }),
+        }
+        tracing::info!(cancelled = ?c, "transfer of a purged item cancelled");
     }
 }
 
