@@ -14,7 +14,9 @@ pub const BAR_THRESHOLD: u64 = 4 * 1024 * 1024;
 
 /// Receives progress of long operations (sealing, upload, download).
 pub trait Progress: Send + Sync {
-    /// A phase starts (`"sealing"`, `"sending"`, `"fetching"`) with `total` bytes.
+    /// A phase starts (`"sealing"`, `"sending"`, `"fetching"`) with `total`
+    /// bytes, or `"storing"` (0 bytes: the upload is out, the relay is
+    /// checking and storing it until it answers).
     fn start(&self, phase: &'static str, total: u64);
     /// `bytes` more were done; `done` is the running total of the phase.
     fn advance(&self, bytes: u64, done: u64);
@@ -46,6 +48,19 @@ impl Bars {
 
 impl Progress for Bars {
     fn start(&self, phase: &'static str, total: u64) {
+        if self.enabled && phase == "storing" {
+            // After a long upload (a bar is up): a spinner until ACCEPTED.
+            let mut slot = self.bar.lock().expect("bar lock");
+            if let Some(old) = slot.take() {
+                old.finish_and_clear();
+                let spinner = ProgressBar::new_spinner();
+                spinner.set_draw_target(ProgressDrawTarget::stderr());
+                spinner.set_message("the relay is checking and storing it");
+                spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+                *slot = Some(spinner);
+            }
+            return;
+        }
         if !self.enabled || total < BAR_THRESHOLD {
             return;
         }

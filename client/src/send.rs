@@ -170,6 +170,37 @@ fn describe_attachment(path: &Path) -> Result<pb::Attachment> {
     })
 }
 
+/// The `Send` request stream, reporting each payload chunk to `progress`
+/// as gRPC takes it, and the `storing` phase once it has taken them all.
+struct CountedChunks {
+    inner: tokio_stream::wrappers::ReceiverStream<pb::SendRequest>,
+    progress: Arc<dyn Progress>,
+    sent: u64,
+}
+
+impl tokio_stream::Stream for CountedChunks {
+    type Item = pb::SendRequest;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<pb::SendRequest>> {
+        use std::task::Poll;
+        let polled = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        match &polled {
+            Poll::Ready(Some(pb::SendRequest { part: Some(pb::send_request::Part::Chunk(c)) })) => {
+                self.sent += c.len() as u64;
+                self.progress.advance(c.len() as u64, self.sent);
+            }
+            // gRPC has taken everything: until ACCEPTED, the relay receives
+            // the last of it, checks digest and signature and stores it.
+            Poll::Ready(None) => self.progress.start("storing", 0),
+            _ => {}
+        }
+        polled
+    }
+}
+
 /// A writer that hashes and counts what goes through it.
 struct HashingWriter<W: Write> {
     inner: W,
@@ -463,13 +494,11 @@ impl Client {
         // in memory, and a slow relay slows the reader down.
         const QUEUE: usize = 4;
         let (tx, rx) = tokio::sync::mpsc::channel::<pb::SendRequest>(QUEUE);
-        let prog = progress.clone();
         let reader = tokio::spawn(async move {
             let mut file = file;
             if tx.send(first).await.is_err() {
                 return;
             }
-            let mut done = 0u64;
             loop {
                 let mut buf = vec![0u8; SEND_CHUNK];
                 let mut filled = 0;
@@ -488,15 +517,19 @@ impl Client {
                     return;
                 }
                 buf.truncate(filled);
-                done += filled as u64;
-                prog.advance(filled as u64, done);
                 if tx.send(pb::SendRequest { part: Some(pb::send_request::Part::Chunk(buf)) }).await.is_err()
                 {
                     return; // the RPC ended (refused or broken)
                 }
             }
         });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        // Progress counts the bytes gRPC takes from the queue (what the
+        // relay has not received yet is bounded by HTTP/2 flow control).
+        let stream = CountedChunks {
+            inner: tokio_stream::wrappers::ReceiverStream::new(rx),
+            progress: progress.clone(),
+            sent: 0,
+        };
         let result = self.relay().send(stream).await;
         reader.abort();
         let _ = reader.await;

@@ -89,7 +89,7 @@ pub(crate) async fn form(State(st): State<Shared>) -> Page {
          <div><label for=\"attachment\">{att}</label><input type=\"file\" id=\"attachment\" name=\"attachment\" multiple></div>\
          <div><button type=\"submit\" id=\"send\">{send}</button></div>\
          <div id=\"progress-box\" hidden data-uploading=\"{uploading}\" data-sealing=\"{sealing}\" \
-         data-sending=\"{sending}\" data-failed=\"{failed}\"><label for=\"progress-bar\">{progress}</label>\
+         data-sending=\"{sending}\" data-storing=\"{storing}\" data-failed=\"{failed}\"><label for=\"progress-bar\">{progress}</label>\
          <progress id=\"progress-bar\" max=\"100\" value=\"0\"></progress>\
          <p id=\"progress-text\" role=\"status\" aria-live=\"polite\"></p></div></form>\
          <script src=\"/static/compose.js\" defer></script>",
@@ -119,6 +119,7 @@ pub(crate) async fn form(State(st): State<Shared>) -> Page {
         uploading = esc(s.uploading_to_console),
         sealing = esc(s.sealing),
         sending = esc(s.sending_to_relay),
+        storing = esc(s.relay_storing),
         failed = esc(s.upload_failed),
         progress = esc(s.progress),
     );

@@ -290,6 +290,8 @@ pub struct Strings {
     pub sealing: &'static str,
     /// Compose progress: the console uploads the sealed message to the relay.
     pub sending_to_relay: &'static str,
+    /// Progress label once the upload is out, until the relay answers.
+    pub relay_storing: &'static str,
     /// Compose progress: the console did not answer the upload.
     pub upload_failed: &'static str,
 }
@@ -437,6 +439,7 @@ pub static EN: Strings = Strings {
     uploading_to_console: "Uploading to the console",
     sealing: "Sealing",
     sending_to_relay: "Sending to the relay",
+    relay_storing: "The relay is checking and storing it",
     upload_failed: "The console did not answer; nothing was sent by this page. Try again.",
 };
 

@@ -13,7 +13,9 @@
 //!    attachments so the console reads it first); [`Tracker`] implements
 //!    [`Progress`] for that send and the script polls
 //!    `GET /compose/progress?token=…` (JSON, behind the session cookie like
-//!    every route) to show "Sealing: N %", then "Sending to the relay: N %".
+//!    every route) to show "Sealing: N %", then "Sending to the relay: N %"
+//!    (bytes gRPC has taken), then "The relay is checking and storing it"
+//!    until the relay answers ACCEPTED.
 //!
 //! The script keeps the last values it showed in `sessionStorage`
 //! (`focal-compose-progress`), so they can still be read after the
@@ -36,7 +38,7 @@ pub(crate) const MAX_TRACKED: usize = 32;
 /// Where one send is ([`Tracker::snapshot`]).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Snapshot {
-    /// `waiting` (before sealing), `sealing`, `sending`.
+    /// `waiting` (before sealing), `sealing`, `sending`, `storing`.
     pub(crate) phase: &'static str,
     /// Bytes of the phase done so far.
     pub(crate) done: u64,
@@ -153,23 +155,24 @@ const SCRIPT: &str = r#"// Focal console: compose with progress (see client/src/
     if (!(total > 0)) { return 100; }
     return Math.min(100, Math.floor(done * 100 / total));
   }
-  function show(label, pct) {
+  function show(label, pct, counted) {
     bar.value = pct;
-    text.textContent = label + ': ' + pct + ' %';
+    // 'storing' has no amount: the relay is checking and storing it.
+    text.textContent = counted ? label + ': ' + pct + ' %' : label + '\u2026';
     root.setAttribute('data-upload', String(last.upload));
     root.setAttribute('data-progress', last.phase + ':' + last.percent);
     try { window.sessionStorage.setItem('focal-compose-progress', JSON.stringify(last)); } catch (e) { /* private mode */ }
   }
   function uploaded(pct) {
     last.upload = pct;
-    show(box.getAttribute('data-uploading'), pct);
+    show(box.getAttribute('data-uploading'), pct, true);
   }
   function phase(p) {
-    if (!p || (p.phase !== 'sealing' && p.phase !== 'sending')) { return; }
+    if (!p || (p.phase !== 'sealing' && p.phase !== 'sending' && p.phase !== 'storing')) { return; }
     last.phase = p.phase;
     last.percent = percent(p.done, p.total);
     last.state = p.state;
-    show(box.getAttribute('data-' + p.phase), last.percent);
+    show(box.getAttribute('data-' + p.phase), last.percent, p.phase !== 'storing');
   }
   function fetchProgress() {
     return fetch('/compose/progress?token=' + encodeURIComponent(token), { credentials: 'same-origin', cache: 'no-store' })

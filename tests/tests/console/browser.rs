@@ -153,7 +153,8 @@ async fn request_reply_receipt_links_and_audit_in_the_browser() -> Result<()> {
     let shown: serde_json::Value =
         serde_json::from_str(shown.as_str().context("no compose progress recorded")?)?;
     ensure!(shown["upload"] == 100, "upload progress did not reach its end: {shown}");
-    ensure!(shown["phase"] == "sending" && shown["percent"] == 100, "send progress: {shown}");
+    // The last phase seen: every byte out, the relay checking and storing it.
+    ensure!(shown["phase"] == "storing" && shown["percent"] == 100, "send progress: {shown}");
     ensure!(shown["state"] == "sent", "send progress: {shown}");
     // Sent exactly once: one record of it on the sent page.
     let sent = s.source().await?;

@@ -241,7 +241,7 @@ async fn cross_site_form_posts_are_refused() -> Result<()> {
         r.headers
     );
     let p: serde_json::Value = serde_json::from_slice(&r.body)?;
-    ensure!(p["phase"] == "sending" && p["state"] == "sent" && p["done"] == p["total"], "{p}");
+    ensure!(p["phase"] == "storing" && p["state"] == "sent" && p["done"] == p["total"], "{p}");
     fed.shutdown().await
 }
 

@@ -185,3 +185,41 @@ async fn reply_carries_case_reference_and_thread() -> Result<()> {
     assert_eq!(opened.content.case_ref, "C-7");
     Ok(())
 }
+
+/// Records the phases a send reports and the last `done` of each.
+#[derive(Default)]
+struct Phases(std::sync::Mutex<Vec<(&'static str, u64, u64)>>);
+
+impl focal_client::progress::Progress for Phases {
+    fn start(&self, phase: &'static str, total: u64) {
+        self.0.lock().unwrap().push((phase, total, 0));
+    }
+    fn advance(&self, _: u64, done: u64) {
+        if let Some(last) = self.0.lock().unwrap().last_mut() {
+            last.2 = done;
+        }
+    }
+    fn finish(&self) {}
+}
+
+/// A send reports sealing, then the upload counted as gRPC takes the
+/// chunks (to the payload's size), then `storing` (the relay checking and
+/// storing it) until ACCEPTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_progress_runs_from_sealing_to_storing() -> Result<()> {
+    let fed = carin(&["nl-fiod@carin", "be-ocsc@carin"]).await?;
+    let a = fed.client("nl-fiod@carin").await?;
+    let att = fed.dir().join("statements.bin");
+    std::fs::write(&att, vec![7u8; 3 << 20])?;
+    let mut d = draft(&["be-ocsc@carin"], "statements", "three months");
+    d.attachments = vec![att];
+    let phases = std::sync::Arc::new(Phases::default());
+    a.send(&d, phases.clone()).await?;
+    let seen = phases.0.lock().unwrap().clone();
+    let names: Vec<&str> = seen.iter().map(|(p, _, _)| *p).collect();
+    assert_eq!(names, ["sealing", "sending", "storing"], "{seen:?}");
+    let (_, total, done) = seen[1];
+    assert!(total > 3 << 20 && done == total, "upload counted to its end: {seen:?}");
+    assert_eq!((seen[2].1, seen[2].2), (0, 0));
+    fed.shutdown().await
+}
