@@ -26,6 +26,8 @@ pub(crate) struct FocalResult {
     pub saturation: Outcome,
     /// Offered-load phase.
     pub offered: Outcome,
+    /// The sweep after it: (rate, outcome) per lower offered load.
+    pub sweep: Vec<(u32, Outcome)>,
     /// Per relay: CPU in each phase, peak RSS.
     pub relays: Vec<ProcFigures>,
     /// Envelope size on the wire (payload bytes).
@@ -58,7 +60,10 @@ pub(crate) async fn run(p: &Params) -> Result<FocalResult> {
         recipients.push((r, key));
     }
 
-    let total = p.saturation_msgs + (p.rate * p.rate_secs) as usize + p.senders;
+    let total = p.saturation_msgs
+        + (p.rate * p.rate_secs) as usize
+        + load::sweep_len(&p.sweep, p.sweep_secs)
+        + p.senders;
     eprintln!("focal: sealing {total} envelopes ...");
     let mut envs: Vec<pb::Envelope> = Vec::with_capacity(total);
     let mut ids: HashMap<[u8; 16], usize> = HashMap::with_capacity(total);
@@ -116,7 +121,8 @@ pub(crate) async fn run(p: &Params) -> Result<FocalResult> {
     };
 
     // Warm-up: one message per sender.
-    let base = p.saturation_msgs + (p.rate * p.rate_secs) as usize;
+    let swept = p.saturation_msgs + (p.rate * p.rate_secs) as usize;
+    let base = swept + load::sweep_len(&p.sweep, p.sweep_secs);
     let warm = load::saturate(base..base + p.senders, p.senders, send.clone(), &mut rx).await?;
     if warm.received < p.senders {
         bail!("warm-up: {} of {} messages arrived", warm.received, p.senders);
@@ -136,6 +142,7 @@ pub(crate) async fn run(p: &Params) -> Result<FocalResult> {
     let offered = load::offered(r, p.rate, send.clone(), &mut rx).await?;
     eprintln!("focal: offered {offered:?}");
     let cpu2 = load::cpu_now(&pids);
+    let sweep = load::sweep(&p.sweep, p.sweep_secs, swept, send.clone(), &mut rx).await?;
 
     let relays = ProcFigures::from_readings(&names, [&cpu0, &cpu1, &cpu2], |i| {
         pids[i].and_then(|_| fed.relay(names[i]).peak_rss_kib())
@@ -143,5 +150,5 @@ pub(crate) async fn run(p: &Params) -> Result<FocalResult> {
     drop(senders);
     drop(recipients);
     fed.shutdown().await?;
-    Ok(FocalResult { saturation, offered, relays, payload_bytes })
+    Ok(FocalResult { saturation, offered, sweep, relays, payload_bytes })
 }

@@ -234,3 +234,33 @@ where
     let secs = last.map_or(0.0, |l| l.duration_since(t0).as_secs_f64());
     Ok(Outcome { sent: range.len() - errors, received, errors, secs, lat: percentiles(lat), machine_busy })
 }
+
+/// The latency sweep after the offered-load phase: each of `rates` for
+/// `secs` seconds, open loop, messages numbered from `first` (see
+/// [`sweep_len`]). Returns (rate, outcome) per rate.
+pub(crate) async fn sweep<F, Fut>(
+    rates: &[u32],
+    secs: u32,
+    first: usize,
+    send: Arc<F>,
+    rx: &mut Arrivals,
+) -> Result<Vec<(u32, Outcome)>>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    let mut out = Vec::with_capacity(rates.len());
+    let mut next = first;
+    for &rate in rates {
+        let n = (rate * secs) as usize;
+        eprintln!("sweep: {rate} msg/s for {secs} s ...");
+        out.push((rate, offered(next..next + n, rate, send.clone(), rx).await?));
+        next += n;
+    }
+    Ok(out)
+}
+
+/// Messages the sweep sends.
+pub(crate) fn sweep_len(rates: &[u32], secs: u32) -> usize {
+    rates.iter().map(|&r| (r * secs) as usize).sum()
+}

@@ -18,8 +18,10 @@
 //! Run: `cargo run --release -p focal-tests --bin focal-bench -- [--quick]`
 //! (`tests/bench/setup.sh` installs both `nats-server`s first). `--only focal,nats,
 //! crypto,audit,quic,attach,idle` selects sections; `--rate N --secs S` change
-//! the offered load phase; `--senders N` the number of (sender, recipient)
-//! pairs, i.e. independent lanes (default 4, 2 with `--quick`). See BENCHMARKS.md.
+//! the offered load phase; `--sweep 250,500,750` the lower loads measured
+//! after it (the default; none with `--quick`; `--sweep none`); `--senders
+//! N` the number of (sender, recipient) pairs, i.e. independent lanes
+//! (default 4, 2 with `--quick`). See BENCHMARKS.md.
 //!
 //! The same binary is also the child processes: invoked as
 //! `focal-bench run --config <file>` (what the harness runs) it is
@@ -55,6 +57,11 @@ pub(crate) struct Params {
     pub saturation_msgs: usize,
     /// Offered load of the latency phase (msgs/s).
     pub rate: u32,
+    /// Lower offered loads measured after it, for the highest rate that
+    /// keeps p99 <= 10 ms (msgs/s; empty: none).
+    pub sweep: Vec<u32>,
+    /// Duration of each sweep step (s).
+    pub sweep_secs: u32,
     /// Duration of the latency phase (s).
     pub rate_secs: u32,
     /// Payload body size (bytes).
@@ -74,6 +81,8 @@ impl Params {
                 saturation_msgs: 2_000,
                 rate: 200,
                 rate_secs: 5,
+                sweep: Vec::new(),
+                sweep_secs: 5,
                 body: 1024,
                 audit_entries: 100_000,
                 quick,
@@ -85,6 +94,8 @@ impl Params {
                 saturation_msgs: 20_000,
                 rate: 1_000,
                 rate_secs: 10,
+                sweep: vec![250, 500, 750],
+                sweep_secs: 10,
                 body: 1024,
                 audit_entries: 1_000_000,
                 quick,
@@ -124,6 +135,12 @@ fn main() -> ExitCode {
     }
     if let Some(s) = num("--secs") {
         params.rate_secs = s.max(1);
+    }
+    if let Some(i) = args.iter().position(|a| a == "--sweep") {
+        // `--sweep 250,500,750`, or `--sweep none`.
+        params.sweep = args.get(i + 1).map_or(Vec::new(), |v| {
+            v.split(',').filter_map(|r| r.parse::<u32>().ok()).filter(|&r| r > 0).collect()
+        });
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -83,6 +83,8 @@ pub(crate) struct NatsResult {
     pub saturation: Outcome,
     /// Offered-load phase.
     pub offered: Outcome,
+    /// The sweep after it: (rate, outcome) per lower offered load.
+    pub sweep: Vec<(u32, Outcome)>,
     /// nats-server version.
     pub version: String,
     /// Which server and store setting.
@@ -291,7 +293,8 @@ pub(crate) async fn run(p: &Params, payload_bytes: usize, flavor: &Flavor) -> Re
         })
     };
 
-    let base = p.saturation_msgs + (p.rate * p.rate_secs) as usize;
+    let swept = p.saturation_msgs + (p.rate * p.rate_secs) as usize;
+    let base = swept + load::sweep_len(&p.sweep, p.sweep_secs);
     let mut warm = Outcome::default();
     for _ in 0..10 {
         warm = load::saturate(base..base + p.senders, p.senders, send.clone(), &mut rx).await?;
@@ -312,10 +315,11 @@ pub(crate) async fn run(p: &Params, payload_bytes: usize, flavor: &Flavor) -> Re
     let cpu1 = load::cpu_now(&pids);
     eprintln!("nats: saturation {saturation:?}");
     eprintln!("nats: offered load {} msg/s for {} s ...", p.rate, p.rate_secs);
-    let r = p.saturation_msgs..base;
+    let r = p.saturation_msgs..swept;
     let offered = load::offered(r, p.rate, send.clone(), &mut rx).await?;
     eprintln!("nats: offered {offered:?}");
     let cpu2 = load::cpu_now(&pids);
+    let sweep = load::sweep(&p.sweep, p.sweep_secs, swept, send.clone(), &mut rx).await?;
     let names: Vec<&str> = servers.iter().map(|s| s.name).collect();
     let servers = load::ProcFigures::from_readings(&names, [&cpu0, &cpu1, &cpu2], |i| {
         focal_tests::relay::proc_status_kib(servers[i].child.id(), "VmHWM")
@@ -323,5 +327,5 @@ pub(crate) async fn run(p: &Params, payload_bytes: usize, flavor: &Flavor) -> Re
     if std::env::var_os("FOCAL_BENCH_KEEP").is_some() {
         eprintln!("nats: keeping {}", tmp.keep().display());
     }
-    Ok(NatsResult { saturation, offered, version, flavor: flavor.clone(), servers })
+    Ok(NatsResult { saturation, offered, sweep, version, flavor: flavor.clone(), servers })
 }

@@ -100,6 +100,53 @@ impl Table {
                     .goal
             }),
         });
+        if !p.sweep.is_empty() {
+            let steps = |sweep: &[(u32, Outcome)], main: &Outcome| {
+                let mut v: Vec<(u32, f64)> = sweep.iter().map(|(r, o)| (*r, p99_if_all(o))).collect();
+                v.push((p.rate, p99_if_all(main)));
+                v.sort_by_key(|(r, _)| *r);
+                v
+            };
+            let fsteps = f.map(|f| steps(&f.sweep, &f.offered));
+            let nsteps = n.map(|n| steps(&n.sweep, &n.offered));
+            let show = |s: &Option<Vec<(u32, f64)>>| {
+                s.as_ref().map_or("not run".into(), |s| {
+                    s.iter().map(|(_, l)| format!("{l:.1}")).collect::<Vec<_>>().join(" / ")
+                })
+            };
+            let mut all_rates: Vec<u32> = p.sweep.iter().copied().chain([p.rate]).collect();
+            all_rates.sort_unstable();
+            let all_rates: Vec<String> = all_rates.iter().map(u32::to_string).collect();
+            rows.push(Row {
+                metric: format!(
+                    "p99 latency (ms) at offered {} msg/s ({} s each after the {} s phase)",
+                    all_rates.join(" / "),
+                    p.sweep_secs,
+                    p.rate_secs
+                ),
+                focal: show(&fsteps),
+                nats: show(&nsteps),
+                ratio: String::new(),
+                goal: String::new(),
+            });
+            let best = |s: &Option<Vec<(u32, f64)>>| {
+                s.as_ref().map(|s| s.iter().filter(|(_, l)| *l <= 10.0).map(|(r, _)| *r).max().unwrap_or(0))
+            };
+            let (fb, nb) = (best(&fsteps), best(&nsteps));
+            let say = |b: Option<u32>| {
+                b.map_or(
+                    "not run".into(),
+                    |b| if b == 0 { "none of those".into() } else { format!("{b} msg/s") },
+                )
+            };
+            rows.push(Row {
+                metric: "highest of those offered loads with p99 <= 10 ms (every message arrived)".into(),
+                focal: say(fb),
+                nats: say(nb),
+                ratio: ratio(fb.map_or(f64::NAN, f64::from), nb.map_or(f64::NAN, f64::from)),
+                goal: String::new(),
+            });
+        }
         let busy = |o: &Outcome| o.machine_busy.map_or("?".into(), |b| format!("{:.0} %", b * 100.0));
         let busy_num = |o: Option<&Outcome>| o.and_then(|o| o.machine_busy).unwrap_or(f64::NAN);
         rows.push(Row {
@@ -176,4 +223,10 @@ impl Table {
             println!();
         }
     }
+}
+
+/// p99 of a phase in which every message arrived, else infinity (a phase
+/// that lost messages does not count as meeting a latency bound).
+fn p99_if_all(o: &Outcome) -> f64 {
+    if o.received == o.sent + o.errors && o.errors == 0 { o.lat[1] } else { f64::INFINITY }
 }
