@@ -12,7 +12,11 @@
 //! fails leaves the core untouched; after a restart the core is restored
 //! from the `o/` keys, so a purged item never comes back. Only an expired
 //! item is purged unless the request says `force` (the audit record then
-//! says "forced before expiry"). No receipt is sent to the original sender:
+//! says "forced before expiry"). An item in flight to the peer has its
+//! transfer cancelled (the core queues the cancel, the peer's sender task
+//! resets the stream after the batch): the peer keeps a copy only if it had
+//! already received all of it, and the audit record and the answer say the
+//! item was in flight. No receipt is sent to the original sender:
 //! the purge is an operator's decision recorded in the audit log.
 
 use focal_proto::{Address, pb};
