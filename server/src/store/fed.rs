@@ -552,7 +552,7 @@ pub(super) fn release_copy(
     after: &mut After,
 ) -> Result<Released, Fatal> {
     let okey = keys::outbox(peer, seq);
-    let mut record = match st.get(&okey)? {
+    let record = match st.get(&okey)? {
         Some(v) => match decode::<OutboxRecord>(&okey, &v) {
             Ok(rec) => Some(rec),
             Err(e) => {
@@ -562,7 +562,20 @@ pub(super) fn release_copy(
         },
         None => None,
     };
-    st.remove(okey);
+    release_record(st, item, peer, seq, record, after)
+}
+
+/// [`release_copy`] for a caller that has already read and decoded the
+/// record (`None`: it is not there).
+pub(super) fn release_record(
+    st: &mut Staged<'_>,
+    item: &OutboxItem,
+    peer: &str,
+    seq: u64,
+    mut record: Option<OutboxRecord>,
+    after: &mut After,
+) -> Result<Released, Fatal> {
+    st.remove(keys::outbox(peer, seq));
     if let Some(whole) = record.as_mut().and_then(|r| r.envelope.take()) {
         return Ok(Released { record, envelope: Some(whole) });
     }

@@ -27,7 +27,7 @@ use focal_proto::pb;
 use super::Store;
 use super::audit_seam::AuditSeam;
 use super::casework;
-use super::fed::{OutboxRecord, item_record, release_copy};
+use super::fed::{OutboxRecord, item_record, release_record};
 use super::keys;
 use super::ops::{Ctx, OpResult, settle_envelope, store_receipt, take_from_mailbox};
 use super::records::{MailboxEntry, StoredEnvelope, decode, stage_or_log};
@@ -369,7 +369,8 @@ fn purge_outbox_copy(
 ) -> Result<bool, super::ops::Fatal> {
     let okey = keys::outbox(peer, seq);
     let Some(v) = st.get(&okey)? else { return Ok(false) };
-    let item = decode::<OutboxRecord>(&okey, &v)?.item()?;
+    let record = decode::<OutboxRecord>(&okey, &v)?;
+    let item = record.item()?;
     if item.queued_at_ms > cutoff {
         return Ok(false);
     }
@@ -379,7 +380,7 @@ fn purge_outbox_copy(
     if let Some(o) = core.outbox_mut(peer) {
         st.wake |= o.purge(seq).is_some_and(|p| p.cancel.is_some());
     }
-    let env = release_copy(st, &item, peer, seq, after)?.envelope;
+    let env = release_record(st, &item, peer, seq, Some(record), after)?.envelope;
     if let Some(mut r) = item_record(env.as_ref(), &item, pb::AuditKind::RetentionPurged, peer, now_ms) {
         r.reason = pb::RefusalReason::Expired as i32;
         r.detail = format!("undelivered retention ({undelivered_secs}s) in the outbox for {peer}");
