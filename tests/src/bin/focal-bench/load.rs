@@ -254,7 +254,9 @@ where
     for &rate in rates {
         let n = (rate * secs) as usize;
         eprintln!("sweep: {rate} msg/s for {secs} s ...");
-        out.push((rate, offered(next..next + n, rate, send.clone(), rx).await?));
+        let o = offered(next..next + n, rate, send.clone(), rx).await?;
+        eprintln!("sweep: {rate} msg/s {o:?}");
+        out.push((rate, o));
         next += n;
     }
     Ok(out)

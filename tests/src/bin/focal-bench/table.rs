@@ -102,35 +102,54 @@ impl Table {
         });
         if !p.sweep.is_empty() {
             let steps = |sweep: &[(u32, Outcome)], main: &Outcome| {
-                let mut v: Vec<(u32, f64)> = sweep.iter().map(|(r, o)| (*r, p99_if_all(o))).collect();
-                v.push((p.rate, p99_if_all(main)));
+                let mut v: Vec<(u32, Outcome)> = sweep.to_vec();
+                v.push((p.rate, main.clone()));
                 v.sort_by_key(|(r, _)| *r);
                 v
             };
             let fsteps = f.map(|f| steps(&f.sweep, &f.offered));
             let nsteps = n.map(|n| steps(&n.sweep, &n.offered));
-            let show = |s: &Option<Vec<(u32, f64)>>| {
+            let show = |s: &Option<Vec<(u32, Outcome)>>, one: fn(&Outcome) -> String| {
                 s.as_ref().map_or("not run".into(), |s| {
-                    s.iter().map(|(_, l)| format!("{l:.1}")).collect::<Vec<_>>().join(" / ")
+                    s.iter().map(|(_, o)| one(o)).collect::<Vec<_>>().join(" / ")
                 })
             };
             let mut all_rates: Vec<u32> = p.sweep.iter().copied().chain([p.rate]).collect();
             all_rates.sort_unstable();
-            let all_rates: Vec<String> = all_rates.iter().map(u32::to_string).collect();
+            let all_rates = all_rates.iter().map(u32::to_string).collect::<Vec<_>>().join(" / ");
             rows.push(Row {
                 metric: format!(
-                    "p99 latency (ms) at offered {} msg/s ({} s each after the {} s phase)",
-                    all_rates.join(" / "),
-                    p.sweep_secs,
-                    p.rate_secs
+                    "p99 latency (ms) at offered {all_rates} msg/s ({} s each after the {} s phase)",
+                    p.sweep_secs, p.rate_secs
                 ),
-                focal: show(&fsteps),
-                nats: show(&nsteps),
+                focal: show(&fsteps, |o| format!("{:.1}", p99_if_all(o))),
+                nats: show(&nsteps, |o| format!("{:.1}", p99_if_all(o))),
                 ratio: String::new(),
                 goal: String::new(),
             });
-            let best = |s: &Option<Vec<(u32, f64)>>| {
-                s.as_ref().map(|s| s.iter().filter(|(_, l)| *l <= 10.0).map(|(r, _)| *r).max().unwrap_or(0))
+            rows.push(Row {
+                metric: format!("p50 latency (ms) and machine CPU busy at offered {all_rates} msg/s"),
+                focal: show(&fsteps, |o| {
+                    format!(
+                        "{:.1} ({})",
+                        o.lat[0],
+                        o.machine_busy.map_or("?".into(), |b| format!("{:.0} %", b * 100.0))
+                    )
+                }),
+                nats: show(&nsteps, |o| {
+                    format!(
+                        "{:.1} ({})",
+                        o.lat[0],
+                        o.machine_busy.map_or("?".into(), |b| format!("{:.0} %", b * 100.0))
+                    )
+                }),
+                ratio: String::new(),
+                goal: String::new(),
+            });
+            let best = |s: &Option<Vec<(u32, Outcome)>>| {
+                s.as_ref().map(|s| {
+                    s.iter().filter(|(_, o)| p99_if_all(o) <= 10.0).map(|(r, _)| *r).max().unwrap_or(0)
+                })
             };
             let (fb, nb) = (best(&fsteps), best(&nsteps));
             let say = |b: Option<u32>| {
