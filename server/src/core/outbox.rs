@@ -570,10 +570,14 @@ impl Outbox {
         }
     }
 
-    fn return_all_in_flight(&mut self) {
-        for (seq, _) in self.in_flight.clone() {
-            self.remove_in_flight(seq);
-            self.add_pending(seq);
+    /// Items in flight on the streams `on` picks (`None`: solo) go back to
+    /// the queue, each at the head of its lanes.
+    fn return_in_flight(&mut self, on: impl Fn(Option<u64>) -> bool) {
+        for (seq, stream) in self.in_flight.clone() {
+            if on(stream) {
+                self.remove_in_flight(seq);
+                self.add_pending(seq);
+            }
         }
     }
 
@@ -675,7 +679,7 @@ impl Outbox {
     /// The connection is gone: in-flight items return to the queue (each at
     /// the head of its lanes), and redialing waits one backoff step.
     pub fn handle_disconnected(&mut self, now_ms: i64) {
-        self.return_all_in_flight();
+        self.return_in_flight(|_| true);
         self.stream += 1;
         self.hold_until = None;
         if matches!(self.link, LinkState::Up | LinkState::Dialing) {
@@ -730,7 +734,7 @@ impl Outbox {
     /// unknown outcome, so a stale failure (from a connection already
     /// reported lost) does not return a newer transmission to the queue.
     pub fn is_in_flight(&self, seq: u64, attempt: u32) -> bool {
-        self.in_flight_seqs().any(|s| s == seq) && self.items.get(&seq).is_some_and(|e| e.attempts == attempt)
+        self.is_in_flight_any(seq) && self.items.get(&seq).is_some_and(|e| e.attempts == attempt)
     }
 
     /// True if item `seq` is in flight (any attempt).
@@ -763,12 +767,7 @@ impl Outbox {
         let cancel = match flying {
             None => Cancel::Solo { seq },
             Some(stream) => {
-                for (other, on) in self.in_flight.clone() {
-                    if on == Some(stream) {
-                        self.remove_in_flight(other);
-                        self.add_pending(other);
-                    }
-                }
+                self.return_in_flight(|on| on == Some(stream));
                 if self.stream == stream {
                     self.stream += 1;
                 }
