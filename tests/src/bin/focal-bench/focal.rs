@@ -60,10 +60,7 @@ pub(crate) async fn run(p: &Params) -> Result<FocalResult> {
         recipients.push((r, key));
     }
 
-    let total = p.saturation_msgs
-        + (p.rate * p.rate_secs) as usize
-        + load::sweep_len(&p.sweep, p.sweep_secs)
-        + p.senders;
+    let total = p.warmup_start() + p.senders;
     eprintln!("focal: sealing {total} envelopes ...");
     let mut envs: Vec<pb::Envelope> = Vec::with_capacity(total);
     let mut ids: HashMap<[u8; 16], usize> = HashMap::with_capacity(total);
@@ -121,8 +118,7 @@ pub(crate) async fn run(p: &Params) -> Result<FocalResult> {
     };
 
     // Warm-up: one message per sender.
-    let swept = p.saturation_msgs + (p.rate * p.rate_secs) as usize;
-    let base = swept + load::sweep_len(&p.sweep, p.sweep_secs);
+    let base = p.warmup_start();
     let warm = load::saturate(base..base + p.senders, p.senders, send.clone(), &mut rx).await?;
     if warm.received < p.senders {
         bail!("warm-up: {} of {} messages arrived", warm.received, p.senders);
@@ -138,11 +134,11 @@ pub(crate) async fn run(p: &Params) -> Result<FocalResult> {
     eprintln!("focal: saturation {saturation:?}");
 
     eprintln!("focal: offered load {} msg/s for {} s ...", p.rate, p.rate_secs);
-    let r = p.saturation_msgs..p.saturation_msgs + (p.rate * p.rate_secs) as usize;
+    let r = p.saturation_msgs..p.offered_end();
     let offered = load::offered(r, p.rate, send.clone(), &mut rx).await?;
     eprintln!("focal: offered {offered:?}");
     let cpu2 = load::cpu_now(&pids);
-    let sweep = load::sweep(&p.sweep, p.sweep_secs, swept, send.clone(), &mut rx).await?;
+    let sweep = load::sweep(&p.sweep, p.sweep_secs, p.offered_end(), send.clone(), &mut rx).await?;
 
     let relays = ProcFigures::from_readings(&names, [&cpu0, &cpu1, &cpu2], |i| {
         pids[i].and_then(|_| fed.relay(names[i]).peak_rss_kib())

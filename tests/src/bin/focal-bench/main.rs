@@ -73,6 +73,17 @@ pub(crate) struct Params {
 }
 
 impl Params {
+    /// End of the offered-load phase's message numbers (saturation first,
+    /// then the offered load); the sweep's numbers start here.
+    pub(crate) fn offered_end(&self) -> usize {
+        self.saturation_msgs + (self.rate * self.rate_secs) as usize
+    }
+
+    /// First of the warm-up's message numbers (one per sender), after the sweep's.
+    pub(crate) fn warmup_start(&self) -> usize {
+        self.offered_end() + load::sweep_len(&self.sweep, self.sweep_secs)
+    }
+
     fn new(quick: bool) -> Self {
         if quick {
             Params {

@@ -293,8 +293,7 @@ pub(crate) async fn run(p: &Params, payload_bytes: usize, flavor: &Flavor) -> Re
         })
     };
 
-    let swept = p.saturation_msgs + (p.rate * p.rate_secs) as usize;
-    let base = swept + load::sweep_len(&p.sweep, p.sweep_secs);
+    let base = p.warmup_start();
     let mut warm = Outcome::default();
     for _ in 0..10 {
         warm = load::saturate(base..base + p.senders, p.senders, send.clone(), &mut rx).await?;
@@ -315,11 +314,11 @@ pub(crate) async fn run(p: &Params, payload_bytes: usize, flavor: &Flavor) -> Re
     let cpu1 = load::cpu_now(&pids);
     eprintln!("nats: saturation {saturation:?}");
     eprintln!("nats: offered load {} msg/s for {} s ...", p.rate, p.rate_secs);
-    let r = p.saturation_msgs..swept;
+    let r = p.saturation_msgs..p.offered_end();
     let offered = load::offered(r, p.rate, send.clone(), &mut rx).await?;
     eprintln!("nats: offered {offered:?}");
     let cpu2 = load::cpu_now(&pids);
-    let sweep = load::sweep(&p.sweep, p.sweep_secs, swept, send.clone(), &mut rx).await?;
+    let sweep = load::sweep(&p.sweep, p.sweep_secs, p.offered_end(), send.clone(), &mut rx).await?;
     let names: Vec<&str> = servers.iter().map(|s| s.name).collect();
     let servers = load::ProcFigures::from_readings(&names, [&cpu0, &cpu1, &cpu2], |i| {
         focal_tests::relay::proc_status_kib(servers[i].child.id(), "VmHWM")

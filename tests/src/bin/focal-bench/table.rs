@@ -129,20 +129,8 @@ impl Table {
             });
             rows.push(Row {
                 metric: format!("p50 latency (ms) and machine CPU busy at offered {all_rates} msg/s"),
-                focal: show(&fsteps, |o| {
-                    format!(
-                        "{:.1} ({})",
-                        o.lat[0],
-                        o.machine_busy.map_or("?".into(), |b| format!("{:.0} %", b * 100.0))
-                    )
-                }),
-                nats: show(&nsteps, |o| {
-                    format!(
-                        "{:.1} ({})",
-                        o.lat[0],
-                        o.machine_busy.map_or("?".into(), |b| format!("{:.0} %", b * 100.0))
-                    )
-                }),
+                focal: show(&fsteps, |o| format!("{:.1} ({})", o.lat[0], busy(o))),
+                nats: show(&nsteps, |o| format!("{:.1} ({})", o.lat[0], busy(o))),
                 ratio: String::new(),
                 goal: String::new(),
             });
@@ -166,7 +154,6 @@ impl Table {
                 goal: String::new(),
             });
         }
-        let busy = |o: &Outcome| o.machine_busy.map_or("?".into(), |b| format!("{:.0} %", b * 100.0));
         let busy_num = |o: Option<&Outcome>| o.and_then(|o| o.machine_busy).unwrap_or(f64::NAN);
         rows.push(Row {
             metric: format!(
@@ -242,6 +229,11 @@ impl Table {
             println!();
         }
     }
+}
+
+/// How busy the machine was in a phase, as a percentage.
+fn busy(o: &Outcome) -> String {
+    o.machine_busy.map_or("?".into(), |b| format!("{:.0} %", b * 100.0))
 }
 
 /// p99 of a phase in which every message arrived, else infinity (a phase
