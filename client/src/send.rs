@@ -291,7 +291,9 @@ impl Client {
     /// that network's relay), the alternate becomes a recipient too and the
     /// pair goes into the signed context; that relay holds the alternate's
     /// copy until the primary acknowledges or the network's time passes.
-    /// A recipient who is already a direct recipient is not added again; an
+    /// An alternate who is a direct recipient is not added (it has the
+    /// message anyway); one alternate of several primaries (a network's
+    /// default rule) gets one copy, listed in a pair with each of them; an
     /// alternate that cannot be looked up is skipped with a warning (the
     /// primary still gets the message).
     async fn escalation_copies(
@@ -299,8 +301,9 @@ impl Client {
         to: &mut Vec<Address>,
         keys: &mut Vec<RecipientPublicKey>,
     ) -> Result<Vec<pb::Escalation>> {
-        let mut out = Vec::new();
-        for primary in to.clone() {
+        let mut out: Vec<pb::Escalation> = Vec::new();
+        let direct = to.clone();
+        for primary in direct.iter().cloned() {
             let entry =
                 match self.directory().lookup(pb::LookupRequest { address: primary.to_string() }).await {
                     Ok(e) => e.into_inner(),
@@ -314,17 +317,20 @@ impl Client {
                     continue;
                 }
             };
+            if direct.contains(&alternate) {
+                continue;
+            }
+            let pair = pb::Escalation { primary: primary.to_string(), alternate: alternate.to_string() };
             if to.contains(&alternate) {
+                // Already added for an earlier primary: one copy serves both.
+                out.push(pair);
                 continue;
             }
             match self.lookup(&alternate).await {
                 Ok(v) => {
                     to.push(alternate.clone());
                     keys.push(RecipientPublicKey(v.x25519_public));
-                    out.push(pb::Escalation {
-                        primary: primary.to_string(),
-                        alternate: alternate.to_string(),
-                    });
+                    out.push(pair);
                 }
                 Err(e) => {
                     tracing::warn!(%primary, %alternate, error = %e, "escalation alternate not reachable; not added")

@@ -14,11 +14,14 @@
 //! 3. the relay of that network holds the alternate's copy out of its inbox
 //!    ([`Escalations::hold`]): the pair must match the relay's own rule, the
 //!    time is the relay's `after` counted from when the relay got the copy;
-//! 4. the primary's acknowledgement before that time cancels the held copy
-//!    ([`Escalations::handle_ack`], audited ESCALATION_CANCELLED); otherwise
-//!    [`Escalations::poll_due`] yields it: the store puts it into the
-//!    alternate's inbox, audits ESCALATED and sends the sender a
-//!    relay-signed ESCALATED receipt.
+//!    (one copy per alternate, waiting for each primary that names it);
+//! 4. a primary's acknowledgement before its time withdraws it
+//!    ([`Escalations::handle_ack`], audited ESCALATION_CANCELLED; the copy
+//!    is dropped once no primary is left); otherwise, when the first
+//!    remaining primary is overdue, [`Escalations::poll_due`] yields it: the
+//!    store puts it into the alternate's inbox and, for each primary it
+//!    waited for, audits ESCALATED and sends the sender a relay-signed
+//!    ESCALATED receipt.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -106,7 +109,8 @@ pub fn annotate(
 
 /// The (primary, alternate) pairs of a context, checked: only for URGENT
 /// messages, both addresses recipients of the message and of one network,
-/// each alternate listed once, never its own primary.
+/// each primary listed once (one alternate may serve several), never its
+/// own primary.
 pub fn escalations_of(ctx: &pb::Context) -> Result<Vec<(Address, Address)>, Refusal> {
     let bad = |d: String| Refusal::new(pb::RefusalReason::Policy, d);
     if ctx.escalations.is_empty() {
@@ -128,8 +132,8 @@ pub fn escalations_of(ctx: &pb::Context) -> Result<Vec<(Address, Address)>, Refu
         if p.network() != a.network() || p == a {
             return Err(bad(format!("{a} cannot be the escalation alternate of {p}")));
         }
-        if !seen.insert(a.clone()) {
-            return Err(bad(format!("{a} is listed twice as an escalation alternate")));
+        if !seen.insert(p.clone()) {
+            return Err(bad(format!("{p} is listed twice as an escalation primary")));
         }
         out.push((p, a));
     }
@@ -137,21 +141,61 @@ pub fn escalations_of(ctx: &pb::Context) -> Result<Vec<(Address, Address)>, Refu
 }
 
 /// One escalation copy held out of the alternate's inbox (persisted by the
-/// store as JSON).
+/// store as JSON). One copy stands in for every primary of the message that
+/// names this alternate (a network default rule gives many members one
+/// alternate): it is released when the first of them is overdue and
+/// cancelled when all of them have acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "HeldRecord")]
 pub struct Held {
     /// Original sender.
     pub sender: Address,
     /// Message id.
     pub msg_id: [u8; 16],
-    /// Whose acknowledgement cancels it.
-    pub primary: Address,
     /// Whose inbox it goes to when released.
     pub alternate: Address,
     /// When this relay started holding it (unix ms).
     pub held_at_ms: i64,
-    /// When it is released unless cancelled (unix ms).
+    /// The primaries whose acknowledgement it still waits for, in the order
+    /// they were added, each with its own time; never empty while held.
+    pub waiting: Vec<Waiting>,
+}
+
+/// A primary a held copy waits for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// Whose acknowledgement withdraws it.
+    pub primary: Address,
+    /// When the copy is released unless this primary acknowledges (unix ms).
     pub release_at_ms: i64,
+}
+
+/// A held copy as stored: the current shape, or the one of relays before a
+/// copy could wait for several primaries (`primary`, `release_at_ms`).
+#[derive(Deserialize)]
+struct HeldRecord {
+    sender: Address,
+    msg_id: [u8; 16],
+    alternate: Address,
+    held_at_ms: i64,
+    #[serde(default)]
+    waiting: Vec<Waiting>,
+    #[serde(default)]
+    primary: Option<Address>,
+    #[serde(default)]
+    release_at_ms: Option<i64>,
+}
+
+impl From<HeldRecord> for Held {
+    fn from(r: HeldRecord) -> Held {
+        let mut waiting = r.waiting;
+        if let (Some(primary), Some(release_at_ms)) = (r.primary, r.release_at_ms)
+            && !waiting.iter().any(|w| w.primary == primary)
+        {
+            waiting.push(Waiting { primary, release_at_ms });
+        }
+        Held { sender: r.sender, msg_id: r.msg_id, alternate: r.alternate, held_at_ms: r.held_at_ms, waiting }
+    }
 }
 
 type HeldKey = (Address, [u8; 16], Address);
@@ -160,6 +204,31 @@ impl Held {
     fn key(&self) -> HeldKey {
         (self.sender.clone(), self.msg_id, self.alternate.clone())
     }
+
+    /// When it is released: the earliest time of the primaries it waits for.
+    pub fn release_at_ms(&self) -> i64 {
+        self.waiting.iter().map(|w| w.release_at_ms).min().unwrap_or(i64::MAX)
+    }
+
+    /// Whether it waits for `primary`'s acknowledgement.
+    pub fn waits_for(&self, primary: &Address) -> bool {
+        self.waiting.iter().any(|w| &w.primary == primary)
+    }
+
+    /// The primaries it waits for, for messages: "a@x, b@x".
+    pub fn primaries(&self) -> String {
+        self.waiting.iter().map(|w| w.primary.to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// What one primary's acknowledgement did to a held copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withdrawn {
+    /// The copy without that primary (`waiting` lists the others).
+    pub copy: Held,
+    /// No primary is left: the copy is no longer held (delete it); else
+    /// it stays held for the others (store `copy`).
+    pub dropped: bool,
 }
 
 /// The held copies of one relay and their timers.
@@ -195,14 +264,17 @@ impl Escalations {
     fn insert(&mut self, h: Held) {
         let k = h.key();
         if let Some(old) = self.held.insert(k.clone(), h.clone()) {
-            self.due.remove(&(old.release_at_ms, k.clone()));
+            self.due.remove(&(old.release_at_ms(), k.clone()));
         }
-        self.due.insert((h.release_at_ms, k));
+        self.due.insert((h.release_at_ms(), k));
     }
 
-    /// Starts holding `alternate`'s copy of (sender, msg id) at `now_ms`.
-    /// Refused (POLICY) unless this network's rule for `primary` names
-    /// exactly that alternate; STORE_FULL when too many copies are held.
+    /// Holds `alternate`'s copy of (sender, msg id) for `primary` from
+    /// `now_ms` (a copy already held for other primaries waits for this one
+    /// too; one already waiting for it keeps its time). Refused (POLICY)
+    /// unless this network's rule for `primary` names exactly that
+    /// alternate; STORE_FULL when too many copies are held. Returns the copy
+    /// as it is now held.
     pub fn hold(
         &mut self,
         now_ms: i64,
@@ -224,17 +296,25 @@ impl Escalations {
                 format!("the escalation alternate of {primary} is {}, not {alternate}", rule.alternate),
             ));
         }
+        let waiting =
+            Waiting { primary: primary.clone(), release_at_ms: now_ms.saturating_add(rule.after_ms) };
+        let key = (sender.clone(), msg_id, alternate.clone());
+        if let Some(old) = self.held.get(&key) {
+            if old.waits_for(primary) {
+                return Ok(old.clone());
+            }
+            let mut h = old.clone();
+            h.waiting.push(waiting);
+            self.insert(h.clone());
+            return Ok(h);
+        }
         let h = Held {
             sender: sender.clone(),
             msg_id,
-            primary: primary.clone(),
             alternate: alternate.clone(),
             held_at_ms: now_ms,
-            release_at_ms: now_ms.saturating_add(rule.after_ms),
+            waiting: vec![waiting],
         };
-        if let Some(old) = self.held.get(&h.key()) {
-            return Ok(old.clone());
-        }
         if self.held.len() >= self.capacity {
             return Err(Refusal::new(R::StoreFull, "too many escalation copies are held"));
         }
@@ -242,21 +322,33 @@ impl Escalations {
         Ok(h)
     }
 
-    /// `primary` acknowledged (sender, msg id): the copies held for it are
-    /// cancelled and returned (delete them, audit ESCALATION_CANCELLED).
-    pub fn handle_ack(&mut self, sender: &Address, msg_id: &[u8; 16], primary: &Address) -> Vec<Held> {
-        let gone: Vec<HeldKey> = self
+    /// `primary` acknowledged (sender, msg id): every copy held for it stops
+    /// waiting for it; a copy left waiting for nobody is cancelled. Returns
+    /// what changed (store or delete each copy, audit ESCALATION_CANCELLED).
+    pub fn handle_ack(&mut self, sender: &Address, msg_id: &[u8; 16], primary: &Address) -> Vec<Withdrawn> {
+        let waiting: Vec<HeldKey> = self
             .held
             .iter()
-            .filter(|(_, h)| &h.sender == sender && &h.msg_id == msg_id && &h.primary == primary)
+            .filter(|(_, h)| &h.sender == sender && &h.msg_id == msg_id && h.waits_for(primary))
             .map(|(k, _)| k.clone())
             .collect();
-        gone.into_iter().filter_map(|k| self.remove(&k)).collect()
+        waiting.into_iter().filter_map(|k| self.withdraw(&k, primary)).collect()
+    }
+
+    /// Stops copy `k` waiting for `primary` (dropped if nobody is left).
+    fn withdraw(&mut self, k: &HeldKey, primary: &Address) -> Option<Withdrawn> {
+        let mut copy = self.remove(k)?;
+        copy.waiting.retain(|w| &w.primary != primary);
+        let dropped = copy.waiting.is_empty();
+        if !dropped {
+            self.insert(copy.clone());
+        }
+        Some(Withdrawn { copy, dropped })
     }
 
     fn remove(&mut self, k: &HeldKey) -> Option<Held> {
         let h = self.held.remove(k)?;
-        self.due.remove(&(h.release_at_ms, k.clone()));
+        self.due.remove(&(h.release_at_ms(), k.clone()));
         Some(h)
     }
 
@@ -265,8 +357,9 @@ impl Escalations {
         self.remove(&(sender.clone(), *msg_id, alternate.clone()))
     }
 
-    /// The next copy whose time has come at `now_ms` (removed from the
-    /// state: release it, audit ESCALATED, send the ESCALATED receipt).
+    /// The next copy whose time has come at `now_ms`: the first of its
+    /// primaries is overdue (removed from the state: release it, audit
+    /// ESCALATED and send an ESCALATED receipt for each primary it waited for).
     pub fn poll_due(&mut self, now_ms: i64) -> Option<Held> {
         let (at, k) = self.due.first()?.clone();
         if at > now_ms {
@@ -355,6 +448,70 @@ mod tests {
         }
         let twice = ctx(Urgent, &[("fp@arinsa", "alt@arinsa"), ("fp@arinsa", "alt@arinsa")]);
         assert!(escalations_of(&twice).is_err());
+        // One alternate may serve two primaries; a primary has one alternate.
+        let mut shared = ctx(Urgent, &[("fp@arinsa", "alt@arinsa"), ("other@arinsa", "alt@arinsa")]);
+        shared.recipients.push("other@arinsa".into());
+        assert_eq!(escalations_of(&shared).map(|v| v.len()), Ok(2));
+        let mut two_alts = ctx(Urgent, &[("fp@arinsa", "alt@arinsa"), ("fp@arinsa", "other@arinsa")]);
+        two_alts.recipients.push("other@arinsa".into());
+        let e = escalations_of(&two_alts).unwrap_err();
+        assert!(e.detail.contains("fp@arinsa is listed twice"), "{e}");
+    }
+
+    /// One copy for two primaries of the network default: each has its own
+    /// time; the first primary's ack leaves it waiting for the second, and
+    /// it is released when the second is overdue, with both still named.
+    #[test]
+    fn one_copy_waits_for_every_primary_that_names_its_alternate() {
+        let mut e = Escalations::new(policy());
+        let (s, fp, other, sec) = (a("s@carin"), a("fp@arinsa"), a("other@arinsa"), a("sec@arinsa"));
+        // fp's own rule names alt@arinsa (2 s): not sec, whose copy is the default's.
+        assert!(e.hold(0, &s, [1; 16], &fp, &sec).is_err());
+        let b = a("b@arinsa");
+        let h = e.hold(1_000, &s, [1; 16], &other, &sec).unwrap();
+        assert_eq!((h.release_at_ms(), e.len()), (3_601_000, 1));
+        let h = e.hold(2_000, &s, [1; 16], &b, &sec).unwrap();
+        assert_eq!(
+            (h.waiting.len(), h.release_at_ms(), e.len()),
+            (2, 3_601_000, 1),
+            "one copy, two primaries"
+        );
+        assert_eq!(e.hold(5_000, &s, [1; 16], &b, &sec).unwrap(), h, "a duplicate keeps both times");
+        assert_eq!(h.primaries(), "other@arinsa, b@arinsa");
+
+        // `other` acknowledges: the copy now waits for `b` alone, due at b's time.
+        let w = e.handle_ack(&s, &[1; 16], &other);
+        assert_eq!(w.len(), 1);
+        assert!(!w[0].dropped);
+        assert_eq!(w[0].copy.primaries(), "b@arinsa");
+        assert_eq!(e.poll_timeout(), Some(3_602_000));
+        assert!(e.handle_ack(&s, &[1; 16], &other).is_empty(), "acknowledged once");
+        assert_eq!(e.poll_due(3_601_999), None);
+        let released = e.poll_due(3_602_000).unwrap();
+        assert_eq!(released.waiting, vec![Waiting { primary: b.clone(), release_at_ms: 3_602_000 }]);
+
+        // Both acknowledge in time: dropped at the second.
+        e.hold(0, &s, [2; 16], &other, &sec).unwrap();
+        e.hold(0, &s, [2; 16], &b, &sec).unwrap();
+        assert!(!e.handle_ack(&s, &[2; 16], &b)[0].dropped);
+        let last = e.handle_ack(&s, &[2; 16], &other);
+        assert!(last[0].dropped && last[0].copy.waiting.is_empty());
+        assert!(e.is_empty() && e.poll_timeout().is_none());
+    }
+
+    /// A copy stored by a relay from before copies could wait for several
+    /// primaries (`primary`, `release_at_ms`) loads as one waiting primary.
+    #[test]
+    fn a_held_copy_of_the_earlier_shape_still_loads() {
+        let old = serde_json::json!({
+            "sender": "s@carin", "msg_id": vec![7u8; 16], "primary": "fp@arinsa", "alternate": "alt@arinsa",
+            "held_at_ms": 1_000, "release_at_ms": 3_000,
+        });
+        let h: Held = serde_json::from_value(old).unwrap();
+        assert_eq!(h.waiting, vec![Waiting { primary: a("fp@arinsa"), release_at_ms: 3_000 }]);
+        assert_eq!(h.release_at_ms(), 3_000);
+        let again: Held = serde_json::from_slice(&serde_json::to_vec(&h).unwrap()).unwrap();
+        assert_eq!(again, h, "the current shape round-trips");
     }
 
     /// The timer on a virtual clock: released at exactly `after`, cancelled
@@ -368,7 +525,7 @@ mod tests {
         assert!(wrong.detail.contains("alt@arinsa"), "{wrong}");
 
         let h1 = e.hold(1_000, &s, [1; 16], &fp, &alt).unwrap();
-        assert_eq!(h1.release_at_ms, 3_000);
+        assert_eq!(h1.release_at_ms(), 3_000);
         assert_eq!(e.hold(1_500, &s, [1; 16], &fp, &alt).unwrap(), h1, "a duplicate keeps its timer");
         e.hold(1_200, &s, [2; 16], &fp, &alt).unwrap();
         e.hold(1_100, &s, [3; 16], &fp, &alt).unwrap();
@@ -378,7 +535,7 @@ mod tests {
         // The primary acks message 2 in time: cancelled, never due.
         let cancelled = e.handle_ack(&s, &[2; 16], &fp);
         assert_eq!(cancelled.len(), 1);
-        assert_eq!(cancelled[0].msg_id, [2; 16]);
+        assert_eq!((cancelled[0].copy.msg_id, cancelled[0].dropped), ([2; 16], true));
         assert!(e.handle_ack(&s, &[2; 16], &fp).is_empty());
         assert!(e.handle_ack(&s, &[3; 16], &alt).is_empty(), "only the primary's ack cancels");
 

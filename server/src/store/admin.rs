@@ -173,10 +173,12 @@ impl Store {
                 size: env.as_ref().map(|e| e.payload_size).unwrap_or(0),
                 expires_at_ms: env.as_ref().map(|e| e.expires_at_ms).unwrap_or(0),
                 detail: format!(
-                    "held for escalation to {} until {} (unix ms) unless {} acknowledges first",
-                    h.alternate, h.release_at_ms, h.primary
+                    "held for escalation to {} until {} (unix ms) unless {} acknowledge first",
+                    h.alternate,
+                    h.release_at_ms(),
+                    h.primaries()
                 ),
-                release_at_ms: h.release_at_ms,
+                release_at_ms: h.release_at_ms(),
                 header: env.and_then(|e| e.header),
                 ..Default::default()
             });
@@ -275,12 +277,16 @@ pub(super) fn purge(
 
 /// The PURGED record of held copy `h`, purged by `req`.
 fn held_record(env: &StoredEnvelope, h: &Held, req: &PurgeRequest) -> pb::AuditRecord {
-    let detail =
-        format!("escalation copy held for {} (primary {}) purged by {}", h.alternate, h.primary, req.by);
+    let detail = format!(
+        "escalation copy held for {} (primaries {}) purged by {}",
+        h.alternate,
+        h.primaries(),
+        req.by
+    );
     pb::AuditRecord {
         peer: req.by.clone(),
         reason: pb::RefusalReason::Expired as i32,
-        ..casework::record(env, pb::AuditKind::Purged, req.now_ms, h, detail)
+        ..casework::record(env, pb::AuditKind::Purged, req.now_ms, h, String::new(), detail)
     }
 }
 

@@ -11,8 +11,9 @@
 //! - Holding ([`screen_local`], from `fed::route`): a local recipient that
 //!   the signed context marks as the escalation alternate of a primary is
 //!   held (the pair must match this relay's rule, else REFUSED receipt).
-//! - Cancelling ([`on_ack`], from the Ack operation): the primary's ack
-//!   drops the held copies, audited ESCALATION_CANCELLED.
+//! - Cancelling ([`on_ack`], from the Ack operation): a primary's ack
+//!   withdraws it from the copies held for it, audited
+//!   ESCALATION_CANCELLED; a copy left waiting for nobody is dropped.
 //! - Releasing ([`release_due`], `Op::EscalateDue`, driven by a ticker that
 //!   asks the core's timer): into the alternate's inbox, audited ESCALATED,
 //!   and a relay-signed ESCALATED receipt to the sender. A copy whose
@@ -40,7 +41,7 @@ use super::ops::{Ctx, Fatal, OpResult, put_in_mailboxes, store_receipt};
 use super::records::{StoredEnvelope, decode, stage_or_log};
 use super::writer::{After, Msg, Op, Reply, Staged};
 use crate::RelayError;
-use crate::core::escalation::{Held, escalations_of};
+use crate::core::escalation::{Held, Withdrawn, escalations_of};
 use crate::core::{Refusal, RelayCore};
 
 /// Held escalation copies: `h/<alternate>\0<msgkey>`.
@@ -112,7 +113,7 @@ pub(super) fn held_copy(
         .map_err(|e| RelayError::Corrupt { key: keys::show(&k), detail: e.to_string() })
 }
 
-/// The held copies of message (sender, msg id) whose primary is `primary`
+/// The held copies of message (sender, msg id) that wait for `primary`
 /// (the alternates are among the envelope's `pending`).
 pub(super) fn held_for_primary(
     st: &Staged<'_>,
@@ -123,7 +124,7 @@ pub(super) fn held_for_primary(
     let mut out = Vec::new();
     for alt in &env.pending {
         if let Some(h) = held_copy(st, alt, &env.sender, &msg_id)?
-            && h.primary.to_string() == primary
+            && h.waiting.iter().any(|w| w.primary.to_string() == primary)
         {
             out.push(h);
         }
@@ -179,41 +180,60 @@ pub(super) fn screen_local(
         tracing::warn!(refusal = %r, "ignoring malformed escalation pairs");
         Vec::new()
     });
+    // One copy per alternate, waiting for each primary that names it; its
+    // share is refused only if no pair for it is valid.
+    let mut alternates: Vec<&Address> = pairs.iter().map(|(_, a)| a).collect();
+    alternates.sort();
+    alternates.dedup();
     let mut held = Vec::new();
-    for (primary, alternate) in pairs {
-        let Some(i) = local.iter().position(|a| *a == alternate) else { continue };
-        local.remove(i);
-        match core.escalations_mut().hold(now_ms, sender, msg_id, &primary, &alternate) {
-            Ok(h) => {
-                let v = serde_json::to_vec(&h).expect("held copies serialise");
-                st.insert(held_key(&alternate, sender, &msg_id), v);
-                held.push(alternate);
+    for alternate in alternates {
+        let Some(i) = local.iter().position(|a| a == alternate) else { continue };
+        let mut copy = None;
+        let mut refusal = None;
+        for (primary, _) in pairs.iter().filter(|(_, a)| a == alternate) {
+            match core.escalations_mut().hold(now_ms, sender, msg_id, primary, alternate) {
+                Ok(h) => copy = Some(h),
+                Err(r) => {
+                    tracing::warn!(%primary, %alternate, refusal = %r, "escalation pair not held");
+                    refusal.get_or_insert(r);
+                }
             }
-            Err(r) => refused.push((alternate, r)),
+        }
+        local.remove(i);
+        match (copy, refusal) {
+            (Some(h), _) => {
+                let v = serde_json::to_vec(&h).expect("held copies serialise");
+                st.insert(held_key(alternate, sender, &msg_id), v);
+                held.push(alternate.clone());
+            }
+            (None, Some(r)) => refused.push((alternate.clone(), r)),
+            (None, None) => unreachable!("every alternate comes from a pair"),
         }
     }
     Ok(held)
 }
 
-/// An audit record about `h`'s copy: the alternate as recipient, the
-/// primary as peer (callers may name another peer).
+/// An audit record about `h`'s copy: the alternate as recipient, `peer`
+/// (the primary concerned; callers may name another peer).
 pub(super) fn record(
     env: &StoredEnvelope,
     kind: pb::AuditKind,
     now_ms: i64,
     h: &Held,
+    peer: String,
     detail: String,
 ) -> pb::AuditRecord {
     pb::AuditRecord {
         recipients: vec![h.alternate.to_string()],
-        peer: h.primary.to_string(),
+        peer,
         detail,
         ..env.audit_record(kind, now_ms)
     }
 }
 
-/// `primary` acknowledged (sender, msg id): the copies held for it are
-/// dropped (audited ESCALATION_CANCELLED) and leave `env.pending`.
+/// `primary` acknowledged (sender, msg id): the copies held for it stop
+/// waiting for it (audited ESCALATION_CANCELLED); one that waits for nobody
+/// else is dropped and leaves `env.pending`, the others are stored again.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn on_ack(
     st: &mut Staged<'_>,
@@ -222,26 +242,30 @@ pub(super) fn on_ack(
     primary: &Address,
     sender: &Address,
     msg_id: &[u8; 16],
-    env: Option<&mut StoredEnvelope>,
+    mut env: Option<&mut StoredEnvelope>,
     now_ms: i64,
 ) -> Result<(), Fatal> {
     let Some(core) = core else { return Ok(()) };
-    let cancelled = core.escalations_mut().handle_ack(sender, msg_id, primary);
-    let Some(env) = env else {
-        for h in &cancelled {
-            st.remove(held_key(&h.alternate, sender, msg_id));
+    for Withdrawn { copy, dropped } in core.escalations_mut().handle_ack(sender, msg_id, primary) {
+        let key = held_key(&copy.alternate, sender, msg_id);
+        let alt = copy.alternate.to_string();
+        if dropped {
+            st.remove(key);
+        } else {
+            st.insert(key, serde_json::to_vec(&copy).expect("held copies serialise"));
         }
-        return Ok(());
-    };
-    for h in cancelled {
-        st.remove(held_key(&h.alternate, sender, msg_id));
-        let alt = h.alternate.to_string();
-        env.pending.retain(|p| *p != alt);
+        let Some(env) = env.as_deref_mut() else { continue };
+        let fate = if dropped {
+            env.pending.retain(|p| *p != alt);
+            format!("the copy held for {alt} is dropped")
+        } else {
+            format!("the copy held for {alt} still waits for {}", copy.primaries())
+        };
         let d = format!(
-            "{primary} acknowledged {} ms after the copy arrived, within the escalation time; the copy held for {alt} is dropped",
-            now_ms.saturating_sub(h.held_at_ms)
+            "{primary} acknowledged {} ms after the copy arrived, within the escalation time; {fate}",
+            now_ms.saturating_sub(copy.held_at_ms)
         );
-        let r = record(env, pb::AuditKind::EscalationCancelled, now_ms, &h, d);
+        let r = record(env, pb::AuditKind::EscalationCancelled, now_ms, &copy, primary.to_string(), d);
         stage_or_log(st, audit, &r, "escalation cancelled")?;
     }
     Ok(())
@@ -273,26 +297,31 @@ pub(super) fn release_due(
         };
         let Some(header) = env.header.clone() else { continue };
         put_in_mailboxes(st, &mk, &header, std::slice::from_ref(&alt), now_ms, after)?;
-        let secs = (h.release_at_ms - h.held_at_ms) / 1000;
-        let d = format!("{} did not acknowledge within {secs} s; escalated to {alt}", h.primary);
-        stage_or_log(
-            st,
-            audit,
-            &record(&env, pb::AuditKind::Escalated, now_ms, &h, d.clone()),
-            "escalation",
-        )?;
-        let digest = header.payload_sha256.clone();
-        let receipt = super::fed::relay_receipt(
-            ctx,
-            pb::ReceiptKind::Escalated,
-            &h.msg_id,
-            &h.sender.to_string(),
-            &h.primary.to_string(),
-            &Refusal::new(pb::RefusalReason::Unspecified, d),
-            &digest,
-            now_ms,
-        );
-        store_receipt(st, ctx, Some(&mut *core), &h.sender.to_string(), &receipt, now_ms, after)?;
+        // One ESCALATED record and receipt per primary the copy stood in for.
+        for w in &h.waiting {
+            let secs = (w.release_at_ms - h.held_at_ms) / 1000;
+            let d = if w.release_at_ms <= now_ms {
+                format!("{} did not acknowledge within {secs} s; escalated to {alt}", w.primary)
+            } else {
+                format!(
+                    "{} had not acknowledged yet (its time is {secs} s); escalated to {alt}, whose copy another primary was overdue for",
+                    w.primary
+                )
+            };
+            let r = record(&env, pb::AuditKind::Escalated, now_ms, &h, w.primary.to_string(), d.clone());
+            stage_or_log(st, audit, &r, "escalation")?;
+            let receipt = super::fed::relay_receipt(
+                ctx,
+                pb::ReceiptKind::Escalated,
+                &h.msg_id,
+                &h.sender.to_string(),
+                &w.primary.to_string(),
+                &Refusal::new(pb::RefusalReason::Unspecified, d),
+                &header.payload_sha256,
+                now_ms,
+            );
+            store_receipt(st, ctx, Some(&mut *core), &h.sender.to_string(), &receipt, now_ms, after)?;
+        }
     }
     Ok(Ok(Reply::Done))
 }

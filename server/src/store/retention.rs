@@ -341,7 +341,7 @@ fn purge_held_copy(
     let record = pb::AuditRecord {
         peer: format!("held:{alt}"),
         reason: pb::RefusalReason::Expired as i32,
-        ..casework::record(&env, pb::AuditKind::RetentionPurged, now_ms, &h, d)
+        ..casework::record(&env, pb::AuditKind::RetentionPurged, now_ms, &h, String::new(), d)
     };
     stage_or_log(st, audit, &record, "retention purge of a held escalation copy")?;
     let place = format!("escalation hold for {alt}");

@@ -162,3 +162,59 @@ async fn no_escalation_when_the_primary_acknowledges_in_time() -> Result<()> {
     assert!(e.is_err(), "the alternate read a dropped copy");
     fed.shutdown().await
 }
+
+/// A network default gives two recipients of one urgent request the same
+/// alternate: ARINSA holds one copy for both. The first primary's
+/// acknowledgement leaves it waiting for the second (ESCALATION_CANCELLED
+/// about the first); when the second is overdue the alternate gets the
+/// copy, with an ESCALATED record and receipt about the second only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_alternate_stands_in_for_each_primary_of_a_message() -> Result<()> {
+    let mut fed = Federation::builder()
+        .hub("gfp")
+        .focal_point("nl-fiod@carin")
+        .focal_point("za-npa@arinsa")
+        .focal_point("mw-fiu@arinsa")
+        .focal_point("alt@arinsa")
+        .start()
+        .await?;
+    fed.add_member("audit@arinsa", Role::Auditor)?;
+    // za-npa has ten minutes (its own rule), the others 8 s: both name alt.
+    let rules = vec![rule("za-npa@arinsa", "alt@arinsa", "10m"), rule("*", "alt@arinsa", "8s")];
+    reconfigure(&mut fed, "arinsa", |c| c.escalation = rules).await?;
+    let sender = fed.client("nl-fiod@carin").await?;
+    wait_reachable(&sender, &["za-npa@arinsa", "mw-fiu@arinsa", "alt@arinsa"]).await?;
+
+    let mut d = draft(&["za-npa@arinsa", "mw-fiu@arinsa"], "Freezing request", "Two accounts.");
+    d.priority = pb::Priority::Urgent;
+    let msg_id = sender.send(&d, quiet()).await?.msg_id;
+    let rec = sender.store().sent(&hex::encode(msg_id))?.context("sent record")?;
+    assert_eq!(rec.to, ["alt@arinsa", "mw-fiu@arinsa", "za-npa@arinsa"], "the alternate once");
+
+    let first = fed.client("za-npa@arinsa").await?;
+    let got = wait_and_read(&first, msg_id, "nl-fiod@carin").await?;
+    first.ack(&got.info.reference(), &got.info.payload_sha256).await?;
+    until("za-npa's acknowledgement is audited", PROMPT, || async {
+        Ok(!records_of(&fed, msg_id, pb::AuditKind::EscalationCancelled).await?.is_empty())
+    })
+    .await?;
+    let cancelled = records_of(&fed, msg_id, pb::AuditKind::EscalationCancelled).await?;
+    assert_eq!((cancelled.len(), cancelled[0].peer.as_str()), (1, "za-npa@arinsa"));
+    assert!(cancelled[0].detail.contains("still waits for mw-fiu@arinsa"), "{}", cancelled[0].detail);
+
+    // mw-fiu does not acknowledge: the alternate gets the copy for it.
+    let receipt = wait_receipt(&sender, msg_id, "ESCALATED").await?;
+    assert_eq!((receipt.problem, receipt.body.subject.as_str()), (None, "mw-fiu@arinsa"));
+    let alternate = fed.client("alt@arinsa").await?;
+    wait_and_read(&alternate, msg_id, "nl-fiod@carin").await?;
+    let escalated = records_of(&fed, msg_id, pb::AuditKind::Escalated).await?;
+    assert_eq!(escalated.len(), 1, "{escalated:?}");
+    assert_eq!(
+        (escalated[0].recipients.as_slice(), escalated[0].peer.as_str()),
+        (&["alt@arinsa".to_string()][..], "mw-fiu@arinsa")
+    );
+    let receipts = sender.receipts(0).await?;
+    let n = receipts.iter().filter(|r| r.body.msg_id == msg_id && r.kind() == "ESCALATED").count();
+    assert_eq!(n, 1, "one ESCALATED receipt, about mw-fiu");
+    fed.shutdown().await
+}
