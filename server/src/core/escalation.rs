@@ -237,13 +237,22 @@ pub struct Escalations {
     policy: EscalationPolicy,
     held: BTreeMap<HeldKey, Held>,
     due: BTreeSet<(i64, HeldKey)>,
+    /// The alternates held per message, so an Ack (every Ack of the relay
+    /// asks) looks at its own message's copies, not at every copy held.
+    by_msg: BTreeMap<(Address, [u8; 16]), BTreeSet<Address>>,
     capacity: usize,
 }
 
 impl Escalations {
     /// No copy held yet.
     pub fn new(policy: EscalationPolicy) -> Self {
-        Escalations { policy, held: BTreeMap::new(), due: BTreeSet::new(), capacity: MAX_HELD }
+        Escalations {
+            policy,
+            held: BTreeMap::new(),
+            due: BTreeSet::new(),
+            by_msg: BTreeMap::new(),
+            capacity: MAX_HELD,
+        }
     }
 
     /// The rules.
@@ -266,6 +275,7 @@ impl Escalations {
         if let Some(old) = self.held.insert(k.clone(), h.clone()) {
             self.due.remove(&(old.release_at_ms(), k.clone()));
         }
+        self.by_msg.entry((k.0.clone(), k.1)).or_default().insert(k.2.clone());
         self.due.insert((h.release_at_ms(), k));
     }
 
@@ -326,11 +336,14 @@ impl Escalations {
     /// waiting for it; a copy left waiting for nobody is cancelled. Returns
     /// what changed (store or delete each copy, audit ESCALATION_CANCELLED).
     pub fn handle_ack(&mut self, sender: &Address, msg_id: &[u8; 16], primary: &Address) -> Vec<Withdrawn> {
+        let msg = (sender.clone(), *msg_id);
         let waiting: Vec<HeldKey> = self
-            .held
-            .iter()
-            .filter(|(_, h)| &h.sender == sender && &h.msg_id == msg_id && h.waits_for(primary))
-            .map(|(k, _)| k.clone())
+            .by_msg
+            .get(&msg)
+            .into_iter()
+            .flatten()
+            .map(|alt| (msg.0.clone(), msg.1, alt.clone()))
+            .filter(|k| self.held.get(k).is_some_and(|h| h.waits_for(primary)))
             .collect();
         waiting.into_iter().filter_map(|k| self.withdraw(&k, primary)).collect()
     }
@@ -349,6 +362,13 @@ impl Escalations {
     fn remove(&mut self, k: &HeldKey) -> Option<Held> {
         let h = self.held.remove(k)?;
         self.due.remove(&(h.release_at_ms(), k.clone()));
+        let msg = (k.0.clone(), k.1);
+        if let Some(alts) = self.by_msg.get_mut(&msg) {
+            alts.remove(&k.2);
+            if alts.is_empty() {
+                self.by_msg.remove(&msg);
+            }
+        }
         Some(h)
     }
 
@@ -496,7 +516,7 @@ mod tests {
         assert!(!e.handle_ack(&s, &[2; 16], &b)[0].dropped);
         let last = e.handle_ack(&s, &[2; 16], &other);
         assert!(last[0].dropped && last[0].copy.waiting.is_empty());
-        assert!(e.is_empty() && e.poll_timeout().is_none());
+        assert!(e.is_empty() && e.poll_timeout().is_none() && e.by_msg.is_empty());
     }
 
     /// A copy stored by a relay from before copies could wait for several
