@@ -46,21 +46,39 @@ fn rule(member: &str, alternate: &str, after: &str) -> EscalationConfig {
     EscalationConfig { member: member.into(), alternate: alternate.into(), after: after.into() }
 }
 
-/// A CARIN sender, ARINSA's primary and alternate, ARINSA's auditor, with
-/// `rules` in ARINSA's relay config.
+/// A CARIN sender, ARINSA's primaries (za-npa, mw-fiu) and alternate,
+/// ARINSA's auditor, with `rules` in ARINSA's relay config.
 async fn federation(rules: Vec<EscalationConfig>) -> Result<(Federation, Client)> {
     let mut fed = Federation::builder()
         .hub("gfp")
         .focal_point("nl-fiod@carin")
         .focal_point("za-npa@arinsa")
+        .focal_point("mw-fiu@arinsa")
         .focal_point("alt@arinsa")
         .start()
         .await?;
     fed.add_member("audit@arinsa", Role::Auditor)?;
     reconfigure(&mut fed, "arinsa", |c| c.escalation = rules).await?;
     let sender = fed.client("nl-fiod@carin").await?;
-    wait_reachable(&sender, &["za-npa@arinsa", "alt@arinsa"]).await?;
+    wait_reachable(&sender, &["za-npa@arinsa", "mw-fiu@arinsa", "alt@arinsa"]).await?;
     Ok((fed, sender))
+}
+
+/// `primary` reads and acknowledges `msg_id`; returns what it read and
+/// ARINSA's ESCALATION_CANCELLED records about it once there is one.
+async fn acknowledge(
+    fed: &Federation,
+    primary: &Client,
+    msg_id: [u8; 16],
+) -> Result<(focal_client::OpenedMessage, Vec<pb::AuditRecord>)> {
+    let got = wait_and_read(primary, msg_id, "nl-fiod@carin").await?;
+    primary.ack(&got.info.reference(), &got.info.payload_sha256).await?;
+    let kind = pb::AuditKind::EscalationCancelled;
+    until("the acknowledgement is audited", PROMPT, || async {
+        Ok(!records_of(fed, msg_id, kind).await?.is_empty())
+    })
+    .await?;
+    Ok((got, records_of(fed, msg_id, kind).await?))
 }
 
 async fn send_urgent(sender: &Client) -> Result<[u8; 16]> {
@@ -138,14 +156,7 @@ async fn no_escalation_when_the_primary_acknowledges_in_time() -> Result<()> {
     let (fed, sender) = federation(vec![rule("za-npa@arinsa", "alt@arinsa", "10m")]).await?;
     let msg_id = send_urgent(&sender).await?;
     let primary = fed.client("za-npa@arinsa").await?;
-    let got = wait_and_read(&primary, msg_id, "nl-fiod@carin").await?;
-    primary.ack(&got.info.reference(), &got.info.payload_sha256).await?;
-
-    until("the held copy is dropped (audited)", PROMPT, || async {
-        Ok(!records_of(&fed, msg_id, pb::AuditKind::EscalationCancelled).await?.is_empty())
-    })
-    .await?;
-    let cancelled = records_of(&fed, msg_id, pb::AuditKind::EscalationCancelled).await?;
+    let (got, cancelled) = acknowledge(&fed, &primary, msg_id).await?;
     assert_eq!(cancelled.len(), 1);
     assert_eq!(cancelled[0].recipients, ["alt@arinsa"]);
     assert!(records_of(&fed, msg_id, pb::AuditKind::Escalated).await?.is_empty());
@@ -170,20 +181,9 @@ async fn no_escalation_when_the_primary_acknowledges_in_time() -> Result<()> {
 /// copy, with an ESCALATED record and receipt about the second only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_alternate_stands_in_for_each_primary_of_a_message() -> Result<()> {
-    let mut fed = Federation::builder()
-        .hub("gfp")
-        .focal_point("nl-fiod@carin")
-        .focal_point("za-npa@arinsa")
-        .focal_point("mw-fiu@arinsa")
-        .focal_point("alt@arinsa")
-        .start()
-        .await?;
-    fed.add_member("audit@arinsa", Role::Auditor)?;
     // za-npa has ten minutes (its own rule), the others 8 s: both name alt.
     let rules = vec![rule("za-npa@arinsa", "alt@arinsa", "10m"), rule("*", "alt@arinsa", "8s")];
-    reconfigure(&mut fed, "arinsa", |c| c.escalation = rules).await?;
-    let sender = fed.client("nl-fiod@carin").await?;
-    wait_reachable(&sender, &["za-npa@arinsa", "mw-fiu@arinsa", "alt@arinsa"]).await?;
+    let (fed, sender) = federation(rules).await?;
 
     let mut d = draft(&["za-npa@arinsa", "mw-fiu@arinsa"], "Freezing request", "Two accounts.");
     d.priority = pb::Priority::Urgent;
@@ -192,13 +192,7 @@ async fn one_alternate_stands_in_for_each_primary_of_a_message() -> Result<()> {
     assert_eq!(rec.to, ["alt@arinsa", "mw-fiu@arinsa", "za-npa@arinsa"], "the alternate once");
 
     let first = fed.client("za-npa@arinsa").await?;
-    let got = wait_and_read(&first, msg_id, "nl-fiod@carin").await?;
-    first.ack(&got.info.reference(), &got.info.payload_sha256).await?;
-    until("za-npa's acknowledgement is audited", PROMPT, || async {
-        Ok(!records_of(&fed, msg_id, pb::AuditKind::EscalationCancelled).await?.is_empty())
-    })
-    .await?;
-    let cancelled = records_of(&fed, msg_id, pb::AuditKind::EscalationCancelled).await?;
+    let (_, cancelled) = acknowledge(&fed, &first, msg_id).await?;
     assert_eq!((cancelled.len(), cancelled[0].peer.as_str()), (1, "za-npa@arinsa"));
     assert!(cancelled[0].detail.contains("still waits for mw-fiu@arinsa"), "{}", cancelled[0].detail);
 
