@@ -173,7 +173,7 @@ impl Store {
                 size: env.as_ref().map(|e| e.payload_size).unwrap_or(0),
                 expires_at_ms: env.as_ref().map(|e| e.expires_at_ms).unwrap_or(0),
                 detail: format!(
-                    "held for escalation to {} until {} (unix ms) unless {} acknowledge first",
+                    "held for escalation to {} until {} (unix ms) unless acknowledged first by {}",
                     h.alternate,
                     h.release_at_ms(),
                     h.primaries()

@@ -132,6 +132,12 @@ pub(super) fn held_for_primary(
     Ok(out)
 }
 
+/// Stores held copy `h` (new, or waiting for other primaries now).
+fn put_held(st: &mut Staged<'_>, h: &Held) {
+    let v = serde_json::to_vec(h).expect("held copies serialise");
+    st.insert(held_key(&h.alternate, &h.sender, &h.msg_id), v);
+}
+
 /// Stops holding `h`: its `h/` key goes, the core forgets its timer, and
 /// the alternate leaves `env.pending` (the caller audits, then settles the
 /// envelope with `ops::settle_envelope`).
@@ -202,8 +208,7 @@ pub(super) fn screen_local(
         local.remove(i);
         match (copy, refusal) {
             (Some(h), _) => {
-                let v = serde_json::to_vec(&h).expect("held copies serialise");
-                st.insert(held_key(alternate, sender, &msg_id), v);
+                put_held(st, &h);
                 held.push(alternate.clone());
             }
             (None, Some(r)) => refused.push((alternate.clone(), r)),
@@ -247,12 +252,11 @@ pub(super) fn on_ack(
 ) -> Result<(), Fatal> {
     let Some(core) = core else { return Ok(()) };
     for Withdrawn { copy, dropped } in core.escalations_mut().handle_ack(sender, msg_id, primary) {
-        let key = held_key(&copy.alternate, sender, msg_id);
         let alt = copy.alternate.to_string();
         if dropped {
-            st.remove(key);
+            st.remove(held_key(&copy.alternate, sender, msg_id));
         } else {
-            st.insert(key, serde_json::to_vec(&copy).expect("held copies serialise"));
+            put_held(st, &copy);
         }
         let Some(env) = env.as_deref_mut() else { continue };
         let fate = if dropped {
