@@ -188,15 +188,9 @@ impl Cancellable {
         seq: u64,
         transfer: F,
     ) -> Abortable<impl Future<Output = u64> + use<F>> {
-        let (abort, registration) = AbortHandle::new_pair();
+        let (abort, abortable) = abortable_yielding(seq, transfer);
         self.solo.insert(seq, abort);
-        Abortable::new(
-            async move {
-                transfer.await;
-                seq
-            },
-            registration,
-        )
+        abortable
     }
 
     /// The pipe of `stream`, abortable; it yields its serial when it ends.
@@ -206,15 +200,9 @@ impl Cancellable {
         pipe: F,
     ) -> Abortable<impl Future<Output = u64> + use<F>> {
         self.serial += 1;
-        let (serial, (abort, registration)) = (self.serial, AbortHandle::new_pair());
-        self.pipes.insert(serial, (stream, abort));
-        Abortable::new(
-            async move {
-                pipe.await;
-                serial
-            },
-            registration,
-        )
+        let (abort, abortable) = abortable_yielding(self.serial, pipe);
+        self.pipes.insert(self.serial, (stream, abort));
+        abortable
     }
 
     fn solo_ended(&mut self, done: Result<u64, Aborted>) {
@@ -245,6 +233,19 @@ impl Cancellable {
         }
         tracing::info!(cancelled = ?c, "transfer of a purged item cancelled");
     }
+}
+
+/// `f`, abortable with the handle, yielding `id` when it ends.
+fn abortable_yielding<F: Future<Output = ()>>(
+    id: u64,
+    f: F,
+) -> (AbortHandle, Abortable<impl Future<Output = u64> + use<F>>) {
+    let (abort, registration) = AbortHandle::new_pair();
+    let yielding = async move {
+        f.await;
+        id
+    };
+    (abort, Abortable::new(yielding, registration))
 }
 
 pub(super) fn reader(src: PayloadSource) -> Box<dyn AsyncRead + Unpin + Send> {

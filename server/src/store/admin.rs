@@ -264,7 +264,7 @@ pub(super) fn purge(
     let leaf = st.audit(audit, &record)?;
     if let Some(mut env) = left {
         // The primary can no longer acknowledge: its held copies go too.
-        for h in held_for_primary(st, &env, &owner)? {
+        for h in held_for_primary(st, &env, &req.owner)? {
             drop_held(st, core.as_deref_mut(), &h, Some(&mut env));
             let r = held_record(&env, &h, &req);
             st.audit(audit, &r)?;
@@ -284,9 +284,8 @@ fn held_record(env: &StoredEnvelope, h: &Held, req: &PurgeRequest) -> pb::AuditR
         req.by
     );
     pb::AuditRecord {
-        peer: req.by.clone(),
         reason: pb::RefusalReason::Expired as i32,
-        ..casework::record(env, pb::AuditKind::Purged, req.now_ms, h, String::new(), detail)
+        ..casework::record(env, pb::AuditKind::Purged, req.now_ms, h, req.by.clone(), detail)
     }
 }
 

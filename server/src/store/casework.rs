@@ -118,13 +118,13 @@ pub(super) fn held_copy(
 pub(super) fn held_for_primary(
     st: &Staged<'_>,
     env: &StoredEnvelope,
-    primary: &str,
+    primary: &Address,
 ) -> Result<Vec<Held>, RelayError> {
     let Ok(msg_id) = <[u8; 16]>::try_from(env.msg_id.as_slice()) else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for alt in &env.pending {
         if let Some(h) = held_copy(st, alt, &env.sender, &msg_id)?
-            && h.waiting.iter().any(|w| w.primary.to_string() == primary)
+            && h.waits_for(primary)
         {
             out.push(h);
         }
@@ -218,8 +218,8 @@ pub(super) fn screen_local(
     Ok(held)
 }
 
-/// An audit record about `h`'s copy: the alternate as recipient, `peer`
-/// (the primary concerned; callers may name another peer).
+/// An audit record about `h`'s copy: the alternate as recipient, and
+/// `peer` (the primary concerned, or who purged it).
 pub(super) fn record(
     env: &StoredEnvelope,
     kind: pb::AuditKind,

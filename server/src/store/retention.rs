@@ -339,9 +339,8 @@ fn purge_held_copy(
     };
     let d = format!("undelivered retention ({undelivered_secs}s) while held for escalation to {alt}");
     let record = pb::AuditRecord {
-        peer: format!("held:{alt}"),
         reason: pb::RefusalReason::Expired as i32,
-        ..casework::record(&env, pb::AuditKind::RetentionPurged, now_ms, &h, String::new(), d)
+        ..casework::record(&env, pb::AuditKind::RetentionPurged, now_ms, &h, format!("held:{alt}"), d)
     };
     stage_or_log(st, audit, &record, "retention purge of a held escalation copy")?;
     let place = format!("escalation hold for {alt}");
