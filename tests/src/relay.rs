@@ -29,6 +29,8 @@ use tokio::task::JoinHandle;
 pub const READY_LINE: &str = "focal-relay listening";
 /// How long a relay may take to start.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stopped in-process relay may hold its database's file lock.
+const STORE_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Log lines kept per relay for failure reports.
 const LOG_KEEP: usize = 400;
 
@@ -319,7 +321,8 @@ impl RelayHandle {
                 let _ = shutdown.send(());
                 join.await
                     .context("relay task panicked")?
-                    .map_err(|e| anyhow::anyhow!("relay {}: {e}", self.name))
+                    .map_err(|e| anyhow::anyhow!("relay {}: {e}", self.name))?;
+                self.wait_for_store_release().await
             }
             Running::Child { mut child, paused } => {
                 if paused {
@@ -333,6 +336,29 @@ impl RelayHandle {
                     bail!("relay {} exited with {waited} on SIGTERM; log:\n{}", self.name, self.recent_log());
                 }
                 Ok(())
+            }
+        }
+    }
+
+    /// Waits until the stopped in-process relay's sled database is no
+    /// longer locked, so the caller may open the data dir as it could after
+    /// a process exits: `serve` returns once the final flush is done, and
+    /// sled's own I/O threads let go of the file lock a moment later.
+    async fn wait_for_store_release(&self) -> Result<()> {
+        let db_file = self.config.data_dir.join("sled").join("db");
+        let deadline = Instant::now() + STORE_RELEASE_TIMEOUT;
+        loop {
+            let file = match std::fs::File::open(&db_file) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e).with_context(|| format!("opening {}", db_file.display())),
+            };
+            match file.try_lock() {
+                Ok(()) => return Ok(()),
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => bail!("relay {} stopped but {} stays locked: {e}", self.name, db_file.display()),
             }
         }
     }
