@@ -15,7 +15,7 @@
 //!    (`attach`);
 //! 7. memory of a relay holding 10,000 idle authenticated connections (`idle`).
 //!
-//! Run: `cargo run --release -p focal-tests --bin focal-bench -- [--quick]`
+//! Run: `cargo run --release -p focal-tests --bin focal-bench -- [--quick]` (`--help` lists the flags)
 //! (`tests/bench/setup.sh` installs both `nats-server`s first). `--only focal,nats,
 //! crypto,audit,quic,attach,idle` selects sections; `--rate N --secs S` change
 //! the offered load phase; `--sweep 250,500,750` the lower loads measured
@@ -115,6 +115,65 @@ impl Params {
     }
 }
 
+/// `focal-bench`'s command line (the child-process modes `run` and
+/// `--profile` are told apart before it is parsed).
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "focal-bench",
+    about = "Focal's benchmarks on loopback: the federated path against NATS JetStream, crypto, audit, \
+             transport, attachments and idle scale (see BENCHMARKS.md)"
+)]
+struct BenchArgs {
+    /// Smaller sizes for a check run (about a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Sections to run, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+    /// Offered load of the latency phase, msgs/s (default 1000; 200 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: Option<u32>,
+    /// Duration of the latency phase, seconds (default 10; 5 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    secs: Option<u32>,
+    /// (Sender, recipient) pairs, i.e. independent lanes (default 4; 2 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    senders: Option<u32>,
+    /// Lower offered loads measured after the latency phase, e.g.
+    /// `250,500,750` (the default; none with --quick), or `none`.
+    #[arg(long, value_parser = parse_sweep)]
+    sweep: Option<Sweep>,
+}
+
+/// A section of the benchmark (`--only`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Section {
+    Focal,
+    Nats,
+    Crypto,
+    Audit,
+    Quic,
+    Attach,
+    Idle,
+}
+
+/// The rates of `--sweep`.
+#[derive(Clone, Debug)]
+struct Sweep(Vec<u32>);
+
+fn parse_sweep(s: &str) -> Result<Sweep, String> {
+    if s == "none" {
+        return Ok(Sweep(Vec::new()));
+    }
+    s.split(',')
+        .map(|r| match r.trim().parse::<u32>() {
+            Ok(rate) if rate > 0 => Ok(rate),
+            _ => Err(format!("{r:?} is not a rate in msgs/s (a whole number above 0)")),
+        })
+        .collect::<Result<_, _>>()
+        .map(Sweep)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("run") {
@@ -127,31 +186,21 @@ fn main() -> ExitCode {
         focal_tests::transfer::write_own_peak_rss();
         return code;
     }
-    let quick = args.iter().any(|a| a == "--quick");
-    let only: Option<Vec<String>> = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.split(',').map(str::to_owned).collect());
-    let wants = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
+    let cli = <BenchArgs as clap::Parser>::parse();
+    let wants = |s: Section| cli.only.is_empty() || cli.only.contains(&s);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut params = Params::new(quick);
-    let num =
-        |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)?.parse::<u32>().ok());
-    if let Some(r) = num("--rate") {
-        params.rate = r.max(1);
+    let mut params = Params::new(cli.quick);
+    if let Some(r) = cli.rate {
+        params.rate = r;
     }
-    if let Some(n) = num("--senders") {
-        params.senders = (n as usize).clamp(1, 256);
+    if let Some(n) = cli.senders {
+        params.senders = n as usize;
     }
-    if let Some(s) = num("--secs") {
-        params.rate_secs = s.max(1);
+    if let Some(s) = cli.secs {
+        params.rate_secs = s;
     }
-    if let Some(i) = args.iter().position(|a| a == "--sweep") {
-        // `--sweep 250,500,750`, or `--sweep none`.
-        params.sweep = args.get(i + 1).map_or(Vec::new(), |v| {
-            v.split(',').filter_map(|r| r.parse::<u32>().ok()).filter(|&r| r > 0).collect()
-        });
+    if let Some(Sweep(rates)) = cli.sweep {
+        params.sweep = rates;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -164,14 +213,14 @@ fn main() -> ExitCode {
     eprintln!("focal-bench: {params:?}");
     rt.block_on(async {
         let mut focal_res = None;
-        if wants("focal") {
+        if wants(Section::Focal) {
             match focal::run(&params).await {
                 Ok(r) => focal_res = Some(r),
                 Err(e) => eprintln!("focal-bench: focal section failed: {e:#}"),
             }
         }
         let mut nats_res = Vec::new();
-        if wants("nats") {
+        if wants(Section::Nats) {
             let payload = focal_res.as_ref().map_or(params.body + 300, |f| f.payload_bytes);
             for flavor in nats::flavors() {
                 match nats::run(&params, payload, &flavor).await {
@@ -188,32 +237,32 @@ fn main() -> ExitCode {
         for n in &nats_res {
             table.federated(&params, focal_res.as_ref(), Some(n));
         }
-        if wants("quic") {
+        if wants(Section::Quic) {
             match quic::run(if params.quick { 256 << 20 } else { 1 << 30 }).await {
                 Ok(rows) => table.extend("transport", rows),
                 Err(e) => eprintln!("focal-bench: quic section failed: {e:#}"),
             }
         }
-        if wants("attach") {
+        if wants(Section::Attach) {
             match attach::run(if params.quick { 256 << 20 } else { 1 << 30 }).await {
                 Ok(rows) => table.extend("attachment CARIN -> GFP -> ARINSA (focal client processes)", rows),
                 Err(e) => eprintln!("focal-bench: attach section failed: {e:#}"),
             }
         }
-        if wants("idle") {
+        if wants(Section::Idle) {
             match idle::run(if params.quick { 1_000 } else { 10_000 }).await {
                 Ok(rows) => table.extend("idle scale (one relay process)", rows),
                 Err(e) => eprintln!("focal-bench: idle section failed: {e:#}"),
             }
         }
     });
-    if wants("crypto") {
+    if wants(Section::Crypto) {
         match crypto::run(&params) {
             Ok(rows) => table.extend("crypto", rows),
             Err(e) => eprintln!("focal-bench: crypto section failed: {e:#}"),
         }
     }
-    if wants("audit") {
+    if wants(Section::Audit) {
         match audit::run(&params) {
             Ok(rows) => table.extend("audit", rows),
             Err(e) => eprintln!("focal-bench: audit section failed: {e:#}"),
