@@ -144,7 +144,8 @@ impl Policy {
                 format!("expired at {} ms (now {now_ms} ms)", e.expires_at_ms),
             ));
         }
-        if e.expires_at_ms - e.created_at_ms > self.max_lifetime_ms {
+        // Checked: signed times anywhere in i64 must not wrap past the limit.
+        if e.expires_at_ms.checked_sub(e.created_at_ms).is_none_or(|lifetime| lifetime > self.max_lifetime_ms) {
             let d = format!("lifetime exceeds the maximum of {} s", self.max_lifetime_ms / 1000);
             return Err(Refusal::new(R::Policy, d));
         }
@@ -365,6 +366,10 @@ mod tests {
         assert!(r(input(now + 60_001, now + 70_000, 1)).detail.contains("future"));
         assert!(p.check_envelope(now, &input(now + 60_000, now + 70_000, 1)).is_ok(), "skew is inclusive");
         assert!(r(input(now, now, 1)).detail.contains("not after"));
+        // Signed times at the ends of i64: the lifetime does not wrap (a
+        // panic in debug builds, a pass in release ones before the fix).
+        assert!(r(input(i64::MIN, i64::MAX, 1)).detail.contains("lifetime"));
+        assert!(r(input(i64::MIN, now + 1000, 1)).detail.contains("lifetime"));
     }
 
     #[test]
