@@ -42,6 +42,9 @@ struct Inner {
     synced: HashSet<OsString>,
     /// `blobs/`'s modification time when it was last listed.
     listed_mtime: Option<SystemTime>,
+    /// Tests: the next [`SledFiles::sync`] fails (a failing disk).
+    #[cfg(test)]
+    fail_next_sync: bool,
 }
 
 /// What one [`SledFiles::sync`] did.
@@ -64,7 +67,14 @@ impl SledFiles {
     pub fn open(sled_dir: &Path) -> io::Result<SledFiles> {
         let db_path = sled_dir.join("db");
         let db = File::open(&db_path).map_err(|e| with_path(e, "opening", &db_path))?;
-        let inner = Inner { db, blobs: sled_dir.join("blobs"), synced: HashSet::new(), listed_mtime: None };
+        let inner = Inner {
+            db,
+            blobs: sled_dir.join("blobs"),
+            synced: HashSet::new(),
+            listed_mtime: None,
+            #[cfg(test)]
+            fail_next_sync: false,
+        };
         let files = SledFiles { inner: Arc::new(Mutex::new(inner)) };
         files.sync()?;
         Ok(files)
@@ -82,11 +92,23 @@ impl SledFiles {
     /// last call and their directory. Call it after `sled::Db::flush`.
     pub fn sync(&self) -> io::Result<SyncReport> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        #[cfg(test)]
+        if std::mem::take(&mut inner.fail_next_sync) {
+            return Err(io::Error::other("injected failure of the fsync"));
+        }
         inner
             .db
             .sync_data()
             .map_err(|e| io::Error::new(e.kind(), format!("fdatasync of sled's log: {e}")))?;
         inner.sync_new_blobs()
+    }
+}
+
+#[cfg(test)]
+impl SledFiles {
+    /// Makes the next [`SledFiles::sync`] fail, after sled's own flush.
+    pub(crate) fn fail_next_sync(&self) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).fail_next_sync = true;
     }
 }
 

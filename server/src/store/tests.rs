@@ -394,6 +394,29 @@ async fn bad_payloads_leave_no_file() {
     store.close().await;
 }
 
+#[tokio::test]
+async fn a_failed_fsync_keeps_the_payload_files_of_a_batch_that_may_be_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let s = addr("s@carin");
+    let size = INLINE_MAX as usize + 5; // a payload file
+    let req = request(&store, "s@carin", 7, &["a@carin"], size, 10_000).await;
+    // sled's flush succeeds (the batch is on disk), the fsync after it fails.
+    store.durable_files().fail_next_sync();
+    let e = store.accept(req).await.unwrap_err();
+    assert!(e.to_string().contains("fsync failed"), "{e}");
+    store.close().await;
+    drop(store);
+    assert_eq!(std::fs::read_dir(dir.path().join("payloads")).unwrap().count(), 1, "file kept");
+
+    // The batch did reach the disk: reopened, the store serves the envelope
+    // and its payload (the sweep at open removes only unreferenced files).
+    let store = open(dir.path());
+    let env = store.envelope(&s, &[7; 16]).unwrap().expect("the batch is durable");
+    assert_eq!(read_all(&store, &env, 0).await.len(), size);
+    store.close().await;
+}
+
 /// A relay core for a carin relay with a default route to the GFP hub.
 fn test_core() -> crate::core::RelayCore {
     use crate::config::{Limits, PolicyConfig};

@@ -379,6 +379,7 @@ impl Writer {
                 }
             }
         }
+        let applied = matches!(staging, Staging::Applied);
         let outcome = match staging {
             Staging::Failed(e, broken) => Err((e, broken)),
             Staging::Clean => Ok(()),
@@ -415,7 +416,15 @@ impl Writer {
             }
             Err((e, broken)) => {
                 tracing::error!(error = %e, "store commit failed");
-                // Dropping `after` removes payload files no envelope references.
+                if applied {
+                    // The batch reached the tree and may be durable: its
+                    // envelopes may reference these files. Kept; the sweep
+                    // at the next open removes those no envelope references.
+                    for f in after.keep {
+                        f.keep();
+                    }
+                }
+                // Otherwise dropping `after` removes files nothing references.
                 for (tx, r, _) in results {
                     if let Some(tx) = tx {
                         let _ = tx.send(r.and(Err(RelayError::Commit(e.clone()))));
