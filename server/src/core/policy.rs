@@ -145,7 +145,8 @@ impl Policy {
             ));
         }
         // Checked: signed times anywhere in i64 must not wrap past the limit.
-        if e.expires_at_ms.checked_sub(e.created_at_ms).is_none_or(|lifetime| lifetime > self.max_lifetime_ms) {
+        if e.expires_at_ms.checked_sub(e.created_at_ms).is_none_or(|lifetime| lifetime > self.max_lifetime_ms)
+        {
             let d = format!("lifetime exceeds the maximum of {} s", self.max_lifetime_ms / 1000);
             return Err(Refusal::new(R::Policy, d));
         }

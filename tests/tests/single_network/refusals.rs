@@ -78,6 +78,43 @@ async fn sender_spoofing_is_refused() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_listing_the_most_and_longest_recipients_is_audited_and_the_relay_serves_on() -> Result<()>
+{
+    let mut s = setup().await?;
+    // A spoofed sender (refused before any routing) naming as many
+    // recipients as a context may hold, with the longest names: the REFUSED
+    // audit record lists them all (about 150 KB). Such a record once made
+    // the store fail, which shut the relay down.
+    let mut rcpts = s.to_b();
+    rcpts.extend(
+        (1..focal_proto::envelope::MAX_RECIPIENTS).map(|i| (addr(&format!("{i:0>64}@carin")), s.b_key)),
+    );
+    let opts = CraftOptions::default();
+    let env = craft(&addr("de-bka@carin"), &s.creds("de-bka@carin"), &rcpts, &opts)?;
+    s.refused(&env, Code::PermissionDenied, "not the caller").await?;
+    // The relay still accepts, stores and delivers.
+    let sent = s.a.send(&draft(&["be-ocsc@carin"], "after", "the big refusal"), quiet()).await?;
+    let ids = inbox_ids(&s.b).await?;
+    assert!(ids.contains(&hex::encode(sent.msg_id)), "{ids:?}");
+    assert!(s.fed.relay("carin").is_running());
+    // The auditor reads the refusal with every recipient listed.
+    let auditor = s.fed.add_member("secretariat-audit@carin", focal_proto::Role::Auditor)?.clone();
+    let mut audit = Client::connect(auditor.profile()?).await?.audit();
+    audit.get_log_info(pb::GetCheckpointRequest { fresh: true }).await?;
+    let mut entries = audit.get_entries(pb::EntriesRequest { start: 0, end: 0 }).await?.into_inner();
+    let mut refusal = None;
+    while let Some(entry) = futures::StreamExt::next(&mut entries).await {
+        let r = focal_proto::audit::decode_record(&entry?.leaf)?;
+        if r.kind() == pb::AuditKind::Refused && r.msg_id == opts.msg_id {
+            refusal = Some(r);
+        }
+    }
+    let refusal = refusal.expect("the REFUSED record is in the log");
+    assert_eq!(refusal.recipients.len(), focal_proto::envelope::MAX_RECIPIENTS);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_another_members_mailbox_is_refused() -> Result<()> {
     let s = setup().await?;
     let sent = s.a.send(&draft(&["be-ocsc@carin"], "for b only", "secret"), quiet()).await?;
