@@ -135,14 +135,22 @@ impl Inbound {
             Ok(i) => i,
             Err(e) => return self.refuse(&from, &header, R::Unspecified, e.to_string()).into(),
         };
-        {
+        let seen = {
             let mut c = self.r.core();
-            if c.seen().unhandled(&input.key(), input.copy_recipients()).is_empty() {
-                if let Some(o) = c.outbox_mut(from.name()) {
-                    o.handle_peer_activity(now_ms());
-                }
-                return ack(&header, pb::TransferStatus::Duplicate, "").into();
+            let seen = c.seen().unhandled(&input.key(), input.copy_recipients()).is_empty();
+            if seen && let Some(o) = c.outbox_mut(from.name()) {
+                o.handle_peer_activity(now_ms());
             }
+            seen
+        };
+        if seen {
+            // The peer drops its copy on DUPLICATE: the batch that stored
+            // ours must be durable first.
+            return match self.r.store.durable_barrier().await {
+                Ok(()) => ack(&header, pb::TransferStatus::Duplicate, ""),
+                Err(e) => ack(&header, pb::TransferStatus::Retry, e.to_string()),
+            }
+            .into();
         }
         // Too large: the core refuses it (with REFUSED receipts) before a
         // byte of the payload is read.

@@ -241,6 +241,9 @@ async fn checked(
 
     let dup = shared.store.dedup(&ctx.sender, &ctx.msg_id).map_err(|e| unaudited(e.into()))?;
     if dup.is_some() {
+        // A retry takes ALREADY_EXISTS as acceptance: the batch holding the
+        // first copy must be durable first.
+        shared.store.durable_barrier().await.map_err(|e| unaudited(e.into()))?;
         let e = RelayError::Duplicate { sender: ctx.sender.to_string(), msg_id: hex::encode(ctx.msg_id) };
         return Err(refuse(e.into(), R::Unspecified));
     }

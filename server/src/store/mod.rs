@@ -396,6 +396,15 @@ impl Store {
         }
     }
 
+    /// Resolves once every batch the writer applied before this call is
+    /// durable (the writer commits batches one after the other, each with
+    /// its fsync). A duplicate found in the tree or in the core's seen-set
+    /// may belong to a batch still being fsynced: answering DUPLICATE, which
+    /// the sender takes as an acknowledgement, waits for this first.
+    pub async fn durable_barrier(&self) -> Result<(), RelayError> {
+        self.submit(Op::Barrier).await.map(drop)
+    }
+
     /// Queues an audit record without waiting for it; if the queue is full
     /// the record is dropped with a warning (a refusal never waits on it).
     pub fn audit_nowait(&self, record: pb::AuditRecord) {

@@ -75,6 +75,7 @@ pub(super) fn apply(
         Op::Purge(req) => super::admin::purge(st, audit, core, *req, after), // OPS: Admin.Purge
         Op::Retention(req) => super::retention::apply(st, audit, ctx, core, *req, after),
         Op::PurgeOutbox(req) => super::admin_outbox::purge_outbox(st, audit, core, *req, after),
+        Op::Barrier => Ok(Ok(Reply::Done)),
         Op::Audit(record) => {
             check!(AuditSeam::validate(&record));
             Ok(Ok(Reply::Leaf(st.audit(audit, &record)?)))

@@ -417,6 +417,26 @@ async fn a_failed_fsync_keeps_the_payload_files_of_a_batch_that_may_be_durable()
     store.close().await;
 }
 
+#[tokio::test]
+async fn the_durable_barrier_vouches_only_for_fsynced_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let s = addr("s@carin");
+    store.accept(request(&store, "s@carin", 1, &["a@carin"], 10, 10_000).await).await.unwrap();
+    store.durable_barrier().await.expect("the first batch is durable");
+
+    // The second batch is applied (its dedup record is in the tree, where
+    // a retry would find it) but its fsync fails: a DUPLICATE answer drawn
+    // from the tree must not follow, and the barrier says so.
+    store.durable_files().fail_next_sync();
+    let req = request(&store, "s@carin", 2, &["a@carin"], 10, 10_000).await;
+    assert!(store.accept(req).await.is_err());
+    assert!(store.dedup(&s, &[2; 16]).unwrap().is_some(), "applied, visible in the tree");
+    let e = store.durable_barrier().await.expect_err("not known to be durable");
+    assert!(e.to_string().contains("fsync failed"), "{e}");
+    store.close().await;
+}
+
 /// A relay core for a carin relay with a default route to the GFP hub.
 fn test_core() -> crate::core::RelayCore {
     use crate::config::{Limits, PolicyConfig};

@@ -130,6 +130,8 @@ pub(crate) enum Op {
     EscalateDue {
         now_ms: i64,
     },
+    /// Changes nothing; answered once the batches before it are durable.
+    Barrier,
 }
 
 impl Op {
