@@ -13,6 +13,13 @@
 //! grace covering clock skew, chosen by [`crate::core::RelayCore`]); after
 //! that the policy check refuses the envelope as expired anyway.
 //!
+//! Bounds: envelopes and receipts each have room for `capacity` keys, so
+//! receipts (which any relay of the federation can sign, and which are kept
+//! for the receipt lifetime) can never take the room envelopes need. A
+//! receipt delivered by a peer is charged to that peer, and one peer's
+//! receipts may hold at most a quarter of the receipts' room: a rogue peer
+//! flooding receipts is answered RETRY while other peers' receipts pass.
+//!
 //! Persistence contract: every change returns the full updated
 //! [`SeenEntry`]; the store writes it (under its own key, e.g.
 //! `d/<key bytes>`) in the same batch as the queue change it belongs to.
@@ -70,31 +77,64 @@ pub struct SeenEntry {
     pub expires_at_ms: i64,
     /// Recipients already handled (always empty for receipts).
     pub recipients: Vec<Address>,
+    /// The peer a receipt's entry is charged to (the one that delivered it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charged_to: Option<String>,
 }
 
 #[derive(Clone, Debug)]
 struct Slot {
     expires_at_ms: i64,
     recipients: BTreeSet<Address>,
+    charged_to: Option<String>,
 }
 
-/// The seen-set is full: refuse new work with STORE_FULL until entries expire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the de-duplication table is full ({0} entries)")]
-pub struct SeenFull(pub usize);
+/// The seen-set has no room for the key: refuse new work with STORE_FULL
+/// until entries expire.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SeenFull {
+    /// Envelope keys at their bound.
+    #[error("the de-duplication table is full ({0} envelopes)")]
+    Envelopes(usize),
+    /// Receipt keys at their bound.
+    #[error("the de-duplication table is full ({0} receipts)")]
+    Receipts(usize),
+    /// The receipts charged to one peer at their bound.
+    #[error("peer {peer} already has {limit} receipts in the de-duplication table")]
+    PeerReceipts {
+        /// The peer.
+        peer: String,
+        /// Its bound.
+        limit: usize,
+    },
+}
 
-/// The in-memory seen-set, bounded by `capacity` keys.
+/// The in-memory seen-set: at most `capacity` envelope keys and as many
+/// receipt keys, a quarter of those per peer.
 #[derive(Clone, Debug)]
 pub struct SeenSet {
     capacity: usize,
     slots: BTreeMap<SeenKey, Slot>,
     by_expiry: BTreeSet<(i64, SeenKey)>,
+    receipts: usize,
+    receipts_by_peer: BTreeMap<String, usize>,
 }
 
 impl SeenSet {
-    /// An empty set holding at most `capacity` keys.
+    /// An empty set holding at most `capacity` keys of each kind.
     pub fn new(capacity: usize) -> Self {
-        SeenSet { capacity, slots: BTreeMap::new(), by_expiry: BTreeSet::new() }
+        SeenSet {
+            capacity,
+            slots: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
+            receipts: 0,
+            receipts_by_peer: BTreeMap::new(),
+        }
+    }
+
+    /// Receipt keys one peer may hold.
+    pub fn receipts_per_peer(&self) -> usize {
+        (self.capacity / 4).max(1)
     }
 
     /// True if `key` was seen (for any recipient).
@@ -115,9 +155,35 @@ impl SeenSet {
         }
     }
 
-    /// True if inserting `key` would need room the set does not have.
+    /// True if inserting envelope `key` would need room the set does not have.
     pub fn would_overflow(&self, key: &SeenKey) -> bool {
-        !self.slots.contains_key(key) && self.slots.len() >= self.capacity
+        self.room_for(key, None).is_err()
+    }
+
+    /// Whether a new `key` (charged to `peer`) fits.
+    fn room_for(&self, key: &SeenKey, peer: Option<&str>) -> Result<(), SeenFull> {
+        if self.slots.contains_key(key) {
+            return Ok(());
+        }
+        match key {
+            SeenKey::Message { .. } if self.slots.len() - self.receipts >= self.capacity => {
+                Err(SeenFull::Envelopes(self.capacity))
+            }
+            SeenKey::Receipt { .. } if self.receipts >= self.capacity => {
+                Err(SeenFull::Receipts(self.capacity))
+            }
+            SeenKey::Receipt { .. }
+                if peer.is_some_and(|p| {
+                    self.receipts_by_peer.get(p).is_some_and(|&n| n >= self.receipts_per_peer())
+                }) =>
+            {
+                Err(SeenFull::PeerReceipts {
+                    peer: peer.unwrap_or_default().to_owned(),
+                    limit: self.receipts_per_peer(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Records `recipients` of `key` as handled (merging with what is there)
@@ -128,9 +194,28 @@ impl SeenSet {
         recipients: impl IntoIterator<Item = Address>,
         expires_at_ms: i64,
     ) -> Result<SeenEntry, SeenFull> {
-        if self.would_overflow(&key) {
-            return Err(SeenFull(self.capacity));
-        }
+        self.insert_charged(key, recipients, expires_at_ms, None)
+    }
+
+    /// Records a receipt delivered by `peer` (None: from this relay's own
+    /// clients), charged to it.
+    pub fn insert_receipt(
+        &mut self,
+        id: [u8; 32],
+        expires_at_ms: i64,
+        peer: Option<&str>,
+    ) -> Result<SeenEntry, SeenFull> {
+        self.insert_charged(SeenKey::Receipt { id }, [], expires_at_ms, peer)
+    }
+
+    fn insert_charged(
+        &mut self,
+        key: SeenKey,
+        recipients: impl IntoIterator<Item = Address>,
+        expires_at_ms: i64,
+        peer: Option<&str>,
+    ) -> Result<SeenEntry, SeenFull> {
+        self.room_for(&key, peer)?;
         let slot = match self.slots.get_mut(&key) {
             Some(slot) => {
                 if expires_at_ms > slot.expires_at_ms {
@@ -141,8 +226,22 @@ impl SeenSet {
                 slot
             }
             None => {
+                let charged_to = match key {
+                    SeenKey::Receipt { .. } => {
+                        self.receipts += 1;
+                        if let Some(p) = peer {
+                            *self.receipts_by_peer.entry(p.to_owned()).or_default() += 1;
+                        }
+                        peer.map(str::to_owned)
+                    }
+                    SeenKey::Message { .. } => None,
+                };
                 self.by_expiry.insert((expires_at_ms, key.clone()));
-                self.slots.entry(key.clone()).or_insert(Slot { expires_at_ms, recipients: BTreeSet::new() })
+                self.slots.entry(key.clone()).or_insert(Slot {
+                    expires_at_ms,
+                    recipients: BTreeSet::new(),
+                    charged_to,
+                })
             }
         };
         slot.recipients.extend(recipients);
@@ -150,7 +249,24 @@ impl SeenSet {
             key,
             expires_at_ms: slot.expires_at_ms,
             recipients: slot.recipients.iter().cloned().collect(),
+            charged_to: slot.charged_to.clone(),
         })
+    }
+
+    /// Forgets `key`'s slot and what it was charged to.
+    fn remove(&mut self, key: &SeenKey) {
+        let Some(slot) = self.slots.remove(key) else { return };
+        if let SeenKey::Receipt { .. } = key {
+            self.receipts -= 1;
+            if let Some(p) = slot.charged_to
+                && let Some(n) = self.receipts_by_peer.get_mut(&p)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.receipts_by_peer.remove(&p);
+                }
+            }
+        }
     }
 
     /// Drops entries with `expires_at_ms <= now_ms`; returns their keys so
@@ -162,7 +278,7 @@ impl SeenSet {
                 break;
             }
             if let Some((_, key)) = self.by_expiry.pop_first() {
-                self.slots.remove(&key);
+                self.remove(&key);
                 gone.push(key);
             }
         }
@@ -180,6 +296,7 @@ impl SeenSet {
             key: k.clone(),
             expires_at_ms: s.expires_at_ms,
             recipients: s.recipients.iter().cloned().collect(),
+            charged_to: s.charged_to.clone(),
         })
     }
 
@@ -189,7 +306,7 @@ impl SeenSet {
         let cap = self.capacity;
         self.capacity = usize::MAX;
         for e in entries {
-            let _ = self.insert(e.key, e.recipients, e.expires_at_ms);
+            let _ = self.insert_charged(e.key, e.recipients, e.expires_at_ms, e.charged_to.as_deref());
         }
         self.capacity = cap;
     }
@@ -237,11 +354,45 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_flooding_receipts_blocks_neither_envelopes_nor_other_peers() {
+        let mut s = SeenSet::new(8);
+        let rid = |n: u8| [n; 32];
+        // One peer may hold a quarter of the receipts' room.
+        for n in 0..2 {
+            s.insert_receipt(rid(n), 100, Some("relay-rogue")).unwrap();
+        }
+        let e = s.insert_receipt(rid(2), 100, Some("relay-rogue")).unwrap_err();
+        assert_eq!(e, SeenFull::PeerReceipts { peer: "relay-rogue".into(), limit: 2 });
+        assert!(e.to_string().contains("relay-rogue already has 2 receipts"), "{e}");
+        assert!(s.insert_receipt(rid(0), 100, Some("relay-rogue")).is_ok(), "a known receipt needs no room");
+        // Other peers and local clients still fit, up to the receipts' room.
+        for n in 10..16 {
+            let peer = ["relay-gfp", "relay-arinsa", "relay-rrag"][(n % 3) as usize];
+            s.insert_receipt(rid(n), 100, if n == 15 { None } else { Some(peer) }).unwrap();
+        }
+        assert_eq!(s.insert_receipt(rid(20), 100, None), Err(SeenFull::Receipts(8)));
+        // Envelopes have their own room.
+        for n in 0..8 {
+            s.insert(key(n), [a("x@arinsa")], 100).unwrap();
+        }
+        assert_eq!(s.insert(key(9), [], 100), Err(SeenFull::Envelopes(8)));
+        // Charges survive a restart and are released at expiry.
+        let mut t = SeenSet::new(8);
+        t.restore(s.entries().collect::<Vec<_>>());
+        assert!(t.insert_receipt(rid(3), 100, Some("relay-rogue")).is_err());
+        t.expire(100);
+        assert!(t.is_empty());
+        t.insert_receipt(rid(3), 200, Some("relay-rogue")).unwrap();
+        t.insert_receipt(rid(4), 200, Some("relay-rogue")).unwrap();
+    }
+
+    #[test]
     fn bounded_and_restorable() {
         let mut s = SeenSet::new(2);
         s.insert(key(1), [a("x@arinsa")], 10).unwrap();
         s.insert(SeenKey::Receipt { id: [9; 32] }, [], 20).unwrap();
-        assert_eq!(s.insert(key(3), [], 30), Err(SeenFull(2)));
+        s.insert(key(2), [], 30).unwrap();
+        assert_eq!(s.insert(key(3), [], 30), Err(SeenFull::Envelopes(2)));
         s.insert(key(1), [a("z@arinsa")], 10).unwrap();
         let listed: Vec<SeenEntry> = s.entries().collect();
         let mut t = SeenSet::new(1);

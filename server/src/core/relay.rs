@@ -533,7 +533,7 @@ impl RelayCore {
         {
             return ReceiptVerdict::Retry(store_full(format!("the outbox for {peer} is full")));
         }
-        let seen = match self.seen.insert(key, [], expires_at_ms) {
+        let seen = match self.seen.insert_receipt(input.receipt_id, expires_at_ms, from_peer) {
             Ok(e) => e,
             Err(full) => return ReceiptVerdict::Retry(store_full(full)),
         };
