@@ -138,7 +138,11 @@ impl Store {
                 referenced.insert(env.payload_file);
             }
         }
-        let payloads = Arc::new(PayloadDir { path: payload_path, bytes: AtomicU64::new(0) });
+        let payloads = Arc::new(PayloadDir {
+            path: payload_path,
+            bytes: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
+        });
         let removed = payloads.sweep_orphans(&referenced)?;
         if removed > 0 {
             tracing::info!(removed, "removed payload files no envelope references");
@@ -518,7 +522,15 @@ impl Store {
 
     /// A sink for a payload of `size` bytes (inline or file).
     pub async fn payload_sink(&self, size: u64) -> Result<PayloadSink, RelayError> {
-        PayloadSink::new(&self.inner.payloads, size).await
+        // Reserve first, then check with the reservation counted, so two
+        // uploads checked at once cannot both take the last room.
+        let room = payload::Reservation::new(&self.inner.payloads, size);
+        let used = self.space_used();
+        if used > self.inner.max_store_bytes {
+            let used = used.saturating_sub(size);
+            return Err(RelayError::StoreFull { used, limit: self.inner.max_store_bytes });
+        }
+        PayloadSink::new(&self.inner.payloads, size, room).await
     }
 
     /// Receipts for `owner` stored at or after `since_ms`, oldest first, at most `limit`.
@@ -565,10 +577,17 @@ impl Store {
         self.inner.sled_size.load(Ordering::Relaxed) + self.inner.payloads.bytes.load(Ordering::Relaxed)
     }
 
+    /// What counts against `limits.max_store_bytes`: the bytes on disk plus
+    /// the room held by payloads still being received.
+    fn space_used(&self) -> u64 {
+        self.size_bytes().saturating_add(self.inner.payloads.reserved.load(Ordering::Relaxed))
+    }
+
     /// Refuses a new message of `incoming` bytes if the store would exceed
-    /// `limits.max_store_bytes`.
+    /// `limits.max_store_bytes` (payloads being received count with the
+    /// size they announced).
     pub fn check_space(&self, incoming: u64) -> Result<(), RelayError> {
-        let used = self.size_bytes();
+        let used = self.space_used();
         if used.saturating_add(incoming) > self.inner.max_store_bytes {
             return Err(RelayError::StoreFull { used, limit: self.inner.max_store_bytes });
         }

@@ -24,6 +24,30 @@ pub const INLINE_MAX: u64 = 64 * 1024;
 pub(crate) struct PayloadDir {
     pub(crate) path: PathBuf,
     pub(crate) bytes: AtomicU64,
+    /// Bytes announced by payloads still being received (see [`Reservation`]).
+    pub(crate) reserved: AtomicU64,
+}
+
+/// Room held in the store for a payload being received, from its header's
+/// size until it is finished or dropped: uploads running side by side each
+/// count against `limits.max_store_bytes` before their bytes reach the disk.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    dir: Arc<PayloadDir>,
+    size: u64,
+}
+
+impl Reservation {
+    pub(crate) fn new(dir: &Arc<PayloadDir>, size: u64) -> Reservation {
+        dir.reserved.fetch_add(size, Ordering::Relaxed);
+        Reservation { dir: dir.clone(), size }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.dir.reserved.fetch_sub(self.size, Ordering::Relaxed);
+    }
 }
 
 impl PayloadDir {
@@ -105,10 +129,16 @@ pub struct PayloadSink {
     digest: ring::digest::Context,
     /// The file being written (removed on drop unless committed).
     file: Option<PayloadFile>,
+    /// The room this payload holds until it is finished.
+    _room: Reservation,
 }
 
 impl PayloadSink {
-    pub(crate) async fn new(dir: &Arc<PayloadDir>, expected: u64) -> Result<Self, RelayError> {
+    pub(crate) async fn new(
+        dir: &Arc<PayloadDir>,
+        expected: u64,
+        room: Reservation,
+    ) -> Result<Self, RelayError> {
         let (sink, file) = if expected <= INLINE_MAX {
             (Sink::Inline(Vec::with_capacity(expected as usize)), None)
         } else {
@@ -128,6 +158,7 @@ impl PayloadSink {
             received: 0,
             digest: ring::digest::Context::new(&ring::digest::SHA256),
             file,
+            _room: room,
         })
     }
 
