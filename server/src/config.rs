@@ -83,6 +83,9 @@ pub struct Limits {
     pub max_clock_skew_secs: u64,
     /// Concurrent client connections.
     pub max_connections: usize,
+    /// Concurrent client connections of one identity (certificate): one
+    /// focal point cannot take every connection slot.
+    pub max_connections_per_identity: usize,
     /// Messages waiting in one mailbox.
     pub max_mailbox_messages: u64,
     /// Store size above which new sends are refused with RESOURCE_EXHAUSTED.
@@ -93,6 +96,10 @@ pub struct Limits {
     /// handshake holds a connection permit, so this bounds how long a slow or
     /// silent client can occupy one.
     pub handshake_timeout_secs: u64,
+    /// Seconds a Send may go without a message from the client (the
+    /// header, then each payload chunk) before it is abandoned: a stalled
+    /// upload holds memory, a file and store room.
+    pub upload_idle_secs: u64,
     /// Seconds in-flight RPCs get to finish after shutdown begins; connections
     /// still open after it are closed.
     pub shutdown_grace_secs: u64,
@@ -114,6 +121,8 @@ impl Default for Limits {
             max_lifetime_secs: 30 * 24 * 3600,
             max_clock_skew_secs: 300,
             max_connections: 10_000,
+            max_connections_per_identity: 64,
+            upload_idle_secs: 60,
             max_mailbox_messages: 100_000,
             max_store_bytes: 64 * 1024 * 1024 * 1024,
             sends_per_minute: 600,
@@ -297,6 +306,8 @@ impl Limits {
             ("limits.max_message_bytes", self.max_message_bytes),
             ("limits.max_lifetime_secs", self.max_lifetime_secs),
             ("limits.max_connections", self.max_connections as u64),
+            ("limits.max_connections_per_identity", self.max_connections_per_identity as u64),
+            ("limits.upload_idle_secs", self.upload_idle_secs),
             ("limits.max_mailbox_messages", self.max_mailbox_messages),
             ("limits.max_store_bytes", self.max_store_bytes),
             ("limits.sends_per_minute", u64::from(self.sends_per_minute)),
@@ -321,6 +332,7 @@ impl Limits {
             ("limits.max_lifetime_secs", self.max_lifetime_secs),
             ("limits.max_clock_skew_secs", self.max_clock_skew_secs),
             ("limits.handshake_timeout_secs", self.handshake_timeout_secs),
+            ("limits.upload_idle_secs", self.upload_idle_secs),
             ("limits.shutdown_grace_secs", self.shutdown_grace_secs),
         ] {
             if value > max_secs {

@@ -125,7 +125,8 @@ pub(crate) async fn run(
         Routes::new(relaying.clone()),
         stop_rx.clone(),
     ));
-    let relay = RelayServer::new(RelayService::new(shared.clone()));
+    let relay = RelayServer::new(RelayService::new(shared.clone()))
+        .max_decoding_message_size(crate::rpc::send::MAX_REQUEST_BYTES);
     let directory = DirectoryServer::new(DirectoryService::new(shared.clone()));
     let audit = AuditService::new(store.audit_log().clone(), config.network.clone()).into_server();
     drop(shared);
@@ -195,6 +196,7 @@ pub(crate) async fn run(
     let accept = AcceptOptions {
         max_connections: limits.max_connections,
         handshake_timeout: Duration::from_secs(limits.handshake_timeout_secs),
+        max_per_identity: limits.max_connections_per_identity,
     };
     let incoming = crate::tls::incoming_live(
         listeners.grpc,

@@ -14,13 +14,21 @@ pub struct PeerInfo {
     pub identity: Identity,
     /// Remote socket address.
     pub remote: SocketAddr,
+    /// Set when the connection was refused after its handshake (too many
+    /// connections of this identity, trust reloaded meanwhile): every RPC
+    /// gets this code and reason until the relay closes it.
+    pub refused: Option<(tonic::Code, String)>,
 }
 
 /// The caller's verified identity, or UNAUTHENTICATED if the connection
 /// carried none (which the TLS layer should have made impossible).
 pub fn caller<T>(req: &tonic::Request<T>) -> Result<&Identity, tonic::Status> {
-    req.extensions()
+    let peer = req
+        .extensions()
         .get::<PeerInfo>()
-        .map(|p| &p.identity)
-        .ok_or_else(|| tonic::Status::unauthenticated("no verified client certificate on this connection"))
+        .ok_or_else(|| tonic::Status::unauthenticated("no verified client certificate on this connection"))?;
+    match &peer.refused {
+        Some((code, reason)) => Err(tonic::Status::new(*code, reason.clone())),
+        None => Ok(&peer.identity),
+    }
 }

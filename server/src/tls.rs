@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
-use crate::connections::{LiveConnections, Registration};
+use crate::connections::{LiveConnections, NotRegistered, Registration};
 use crate::peer::PeerInfo;
 
 /// The TLS acceptor for new connections; replaced on reload (connections
@@ -60,6 +60,8 @@ pub struct AcceptOptions {
     pub max_connections: usize,
     /// `limits.handshake_timeout_secs`.
     pub handshake_timeout: Duration,
+    /// `limits.max_connections_per_identity`.
+    pub max_per_identity: usize,
 }
 
 /// An authenticated connection as tonic sees it.
@@ -69,8 +71,11 @@ pub struct RelayStream {
     kill: Pin<Box<dyn Future<Output = ()> + Send>>,
     killed: bool,
     _permit: OwnedSemaphorePermit,
-    _registration: Registration,
+    _registration: Option<Registration>,
 }
+
+/// How long a refused connection stays open to answer with the reason.
+const REFUSED_LINGER: Duration = Duration::from_secs(2);
 
 impl RelayStream {
     /// Ready with an error once the kill signal fired.
@@ -197,11 +202,14 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let span = tracing::info_span!("conn", %remote, peer = tracing::field::Empty);
+        // Read before the acceptor is taken: a reload in between makes the
+        // registration refuse the connection (see `LiveConnections::register`).
+        let generation = live.trust_generation();
         let task = handshake(
             tcp,
             remote,
             acceptor.current(),
-            live.clone(),
+            Admission { live: live.clone(), generation, per_identity: opts.max_per_identity },
             opts.handshake_timeout,
             permit,
             kill.clone(),
@@ -217,12 +225,20 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|v| *v).await;
 }
 
+/// What registering an authenticated connection needs.
+struct Admission {
+    live: LiveConnections,
+    /// The trust generation when the handshake's acceptor was taken.
+    generation: u64,
+    per_identity: usize,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn handshake(
     tcp: TcpStream,
     remote: SocketAddr,
     acceptor: TlsAcceptor,
-    live: LiveConnections,
+    admission: Admission,
     timeout: Duration,
     permit: OwnedSemaphorePermit,
     mut kill: watch::Receiver<bool>,
@@ -256,17 +272,44 @@ async fn handshake(
     tracing::Span::current().record("peer", tracing::field::display(&identity));
     tracing::info!("connection authenticated");
     let chain = io.get_ref().1.peer_certificates().map(|c| c.to_vec()).unwrap_or_default();
-    let registration = live.register(identity.clone(), remote, chain);
-    let mut cancelled = registration.cancelled.clone();
-    let kill = Box::pin(async move {
-        tokio::select! {
-            _ = kill.wait_for(|k| *k) => {}
-            _ = cancelled.wait_for(|c| *c) => tracing::info!("connection closed: its certificate is no longer accepted"),
+    let registered = admission.live.register(
+        identity.clone(),
+        remote,
+        chain,
+        admission.generation,
+        admission.per_identity,
+    );
+    let (kill, registration, refused): (Pin<Box<dyn Future<Output = ()> + Send>>, _, _) = match registered {
+        Ok(registration) => {
+            let mut cancelled = registration.cancelled.clone();
+            let kill = Box::pin(async move {
+                tokio::select! {
+                    _ = kill.wait_for(|k| *k) => {}
+                    _ = cancelled.wait_for(|c| *c) => tracing::info!("connection closed: its certificate is no longer accepted"),
+                }
+            });
+            (kill, Some(registration), None)
         }
-    });
+        Err(e) => {
+            // Served just long enough for the client's first RPC to get the
+            // reason (see `peer::caller`), then closed.
+            tracing::warn!(error = %e, "connection refused; closing");
+            let code = match e {
+                NotRegistered::TrustChanged => tonic::Code::Unavailable,
+                _ => tonic::Code::ResourceExhausted,
+            };
+            let kill = Box::pin(async move {
+                tokio::select! {
+                    _ = kill.wait_for(|k| *k) => {}
+                    () = tokio::time::sleep(REFUSED_LINGER) => {}
+                }
+            });
+            (kill, None, Some((code, e.to_string())))
+        }
+    };
     let stream = RelayStream {
         io,
-        info: PeerInfo { identity, remote },
+        info: PeerInfo { identity, remote, refused },
         kill,
         killed: false,
         _permit: permit,

@@ -64,7 +64,7 @@ async fn start(n: u64) -> Relay {
             let identity =
                 Identity::from_uri(uri).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
             let remote = req.remote_addr().unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
-            req.extensions_mut().insert(PeerInfo { identity, remote });
+            req.extensions_mut().insert(PeerInfo { identity, remote, refused: None });
         }
         Ok(req)
     });

@@ -7,7 +7,7 @@
 mod directory;
 mod fetch;
 mod inbox;
-mod send;
+pub(crate) mod send;
 
 use std::collections::HashMap;
 use std::pin::Pin;

@@ -27,6 +27,7 @@
 //! step 3 on are written to the audit log (metadata only).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use focal_proto::envelope::{self, ValidContext};
 use focal_proto::pb::{self, send_request::Part};
@@ -53,6 +54,27 @@ fn refuse(status: Status, reason: pb::RefusalReason) -> Refused {
     Refused { status, reason: Some(reason) }
 }
 
+/// Largest `SendRequest` the relay decodes: a header whose context lists
+/// [`focal_proto::envelope::MAX_RECIPIENTS`] addresses (about 250 KB with
+/// the certificate), or a payload chunk of 64 KiB. tonic's default, 4 MiB,
+/// let each stalled stream hold that much.
+pub(crate) const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// The client's next `SendRequest`, or DEADLINE_EXCEEDED when none comes
+/// within `idle`.
+async fn next_part(
+    stream: &mut Streaming<pb::SendRequest>,
+    idle: Duration,
+) -> Result<Option<pb::SendRequest>, Status> {
+    match tokio::time::timeout(idle, stream.message()).await {
+        Ok(r) => r,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no Send data from the client for {} s: the upload is abandoned",
+            idle.as_secs()
+        ))),
+    }
+}
+
 /// A status that is not a relay decision (the client's stream failed).
 fn unaudited(status: Status) -> Refused {
     Refused { status, reason: None }
@@ -63,8 +85,9 @@ pub(super) async fn send(
     req: Request<Streaming<pb::SendRequest>>,
 ) -> Result<pb::SendResponse, Status> {
     let caller = require_fp(&req, "send messages")?;
+    let idle = Duration::from_secs(shared.config.limits.upload_idle_secs);
     let mut stream = req.into_inner();
-    let header = match stream.message().await? {
+    let header = match next_part(&mut stream, idle).await? {
         Some(pb::SendRequest { part: Some(Part::Header(h)) }) => h,
         Some(_) => return Err(Status::invalid_argument("the first SendRequest must carry the header")),
         None => return Err(Status::invalid_argument("empty Send: no header")),
@@ -265,7 +288,8 @@ async fn checked(
         .map_err(|e| refuse(Status::invalid_argument(e.to_string()), R::Unspecified))?;
 
     let mut sink = shared.store.payload_sink(header.payload_size).await.map_err(|e| unaudited(e.into()))?;
-    while let Some(msg) = stream.message().await.map_err(unaudited)? {
+    let idle = Duration::from_secs(shared.config.limits.upload_idle_secs);
+    while let Some(msg) = next_part(&mut stream, idle).await.map_err(unaudited)? {
         match msg.part {
             Some(Part::Chunk(chunk)) => sink.write(&chunk).await.map_err(payload_refusal)?,
             Some(Part::Header(_)) => {

@@ -7,6 +7,7 @@
 //! Run: `cargo test -p focal-tests --test single_network`.
 
 mod cli;
+mod connections;
 mod durability;
 mod exchange;
 mod large;

@@ -53,7 +53,10 @@ pub(crate) async fn run(wanted: usize) -> Result<Vec<Row>> {
     let fed = Federation::builder()
         .network("carin")
         .focal_point("idle@carin")
-        .limits("carin", |l| l.max_connections = n + 64)
+        .limits("carin", |l| {
+            l.max_connections = n + 64;
+            l.max_connections_per_identity = n + 64;
+        })
         .processes(&bins)
         .start()
         .await
