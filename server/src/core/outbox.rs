@@ -284,6 +284,9 @@ pub struct Outbox {
     retry_backoff: Backoff,
     retries: u64,
     stream: u64,
+    /// When set, only items with a lower sequence number may be sent: the
+    /// ones whose store batch is fsynced (see [`Outbox::hold_until_durable`]).
+    durable_below: Option<u64>,
 }
 
 impl Outbox {
@@ -312,6 +315,29 @@ impl Outbox {
             retry_backoff: Backoff::new(config.backoff, derive_seed(seed, "retry")),
             retries: 0,
             stream: 1,
+            durable_below: None,
+        }
+    }
+
+    /// From now on, items pushed are not sent before
+    /// [`Outbox::durable_up_to`] says their batch is durable; items present
+    /// now (restored from the store) are. Without it every item may go at
+    /// once (the model's tests and simulations persist synchronously).
+    pub fn hold_until_durable(&mut self) {
+        self.durable_below = Some(self.next_seq);
+    }
+
+    /// The sequence number the next push gets: every item below it is in a
+    /// batch staged so far.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Items below `next_seq` (a value of [`Outbox::next_seq`] read when a
+    /// batch was staged) are durable now.
+    pub fn durable_up_to(&mut self, next_seq: u64) {
+        if let Some(d) = &mut self.durable_below {
+            *d = (*d).max(next_seq);
         }
     }
 
@@ -387,6 +413,8 @@ impl Outbox {
             self.next_seq = self.next_seq.max(seq + 1);
             self.insert(seq, item);
         }
+        // What the store lists is durable.
+        self.durable_up_to(self.next_seq);
     }
 
     fn insert(&mut self, seq: u64, item: OutboxItem) {
@@ -595,6 +623,12 @@ impl Outbox {
             return None;
         }
         let seq = self.select()?;
+        if self.durable_below.is_some_and(|d| seq >= d) {
+            // Its batch is not fsynced yet: a crash now would leave the peer
+            // holding a copy this relay has no record of. The writer wakes
+            // the sender after the fsync.
+            return None;
+        }
         if !self.is_urgent(seq) {
             // Rule 4: nothing normal starts while an urgent item is in flight,
             // unless both are on the current pipelined stream (the urgent

@@ -389,3 +389,27 @@ fn purging_an_item_in_flight_cancels_its_transfer() {
     assert!(!o.is_in_flight(3, 1), "a stale failure of attempt 1 is ignored");
     assert!(o.get(2).is_none() && o.get(4).is_none());
 }
+
+#[test]
+fn items_held_until_their_batch_is_durable_go_in_order_once_it_is() {
+    let mut o = up(4);
+    o.restore([(1, env("s@carin", 1, &["r@arinsa"], false))]);
+    o.hold_until_durable();
+    // A batch stages item 2; until its fsync only the restored item goes.
+    o.push(env("s@carin", 2, &["r@arinsa"], false)).unwrap();
+    let mark = o.next_seq();
+    let t = o.poll_transmit(0).expect("restored items are durable");
+    assert_eq!(t.seq, 1);
+    o.handle_ack(&t.id, 0).unwrap();
+    assert!(o.poll_transmit(0).is_none(), "item 2 is not fsynced yet");
+    // The next batch (an urgent item 3) is staged before the first one's
+    // fsync returns; the first one's fsync then frees item 2, but item 3
+    // comes first by the ordering rules, so the outbox waits for its fsync
+    // rather than reorder.
+    o.push(env("t@carin", 3, &["q@arinsa"], true)).unwrap();
+    o.durable_up_to(mark);
+    o.durable_up_to(mark - 1); // a stale mark never takes it back
+    assert!(o.poll_transmit(0).is_none(), "the urgent item ahead waits for its fsync");
+    o.durable_up_to(o.next_seq());
+    assert_eq!(drain(&mut o), [3, 2]);
+}

@@ -322,6 +322,30 @@ impl RelayCore {
         self.outboxes.get_mut(peer)
     }
 
+    /// Outbox items are sent only once their store batch is durable (the
+    /// relay's store writer calls this at start, then reports each fsync
+    /// with [`RelayCore::durable`]).
+    pub fn hold_until_durable(&mut self) {
+        for o in self.outboxes.values_mut() {
+            o.hold_until_durable();
+        }
+    }
+
+    /// Where each outbox's pushes stand now: read while staging a batch,
+    /// handed to [`RelayCore::durable`] once that batch is fsynced.
+    pub fn durable_marks(&self) -> Vec<(String, u64)> {
+        self.outboxes.iter().map(|(p, o)| (p.clone(), o.next_seq())).collect()
+    }
+
+    /// The batch whose [`RelayCore::durable_marks`] these are is durable.
+    pub fn durable(&mut self, marks: &[(String, u64)]) {
+        for (peer, next_seq) in marks {
+            if let Some(o) = self.outboxes.get_mut(peer) {
+                o.durable_up_to(*next_seq);
+            }
+        }
+    }
+
     /// All outboxes, by peer name.
     pub fn outboxes(&self) -> impl Iterator<Item = &Outbox> {
         self.outboxes.values()

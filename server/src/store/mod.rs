@@ -177,6 +177,8 @@ impl Store {
             let held = casework::load(&tree)?;
             let n_held = held.len();
             c.escalations_mut().restore(held);
+            // Items queued from now on go out only after their batch's fsync.
+            c.hold_until_durable();
             tracing::info!(
                 seen = n_seen,
                 outbox_items = n_items,

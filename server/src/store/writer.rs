@@ -214,6 +214,9 @@ pub(super) struct After {
     pub(super) events: Vec<(String, HubEvent)>,
     pub(super) keep: Vec<PayloadFile>,
     pub(super) delete: Vec<(String, u64)>,
+    /// The core's outbox marks when the batch was staged: its queued items
+    /// may be sent once it is durable.
+    pub(super) durable_marks: Vec<(String, u64)>,
 }
 
 /// A batch under construction, with the writes staged so far visible to
@@ -337,6 +340,9 @@ impl Writer {
             results.push((tx, r, early));
         }
         let wake = st.wake;
+        if wake && let Some(core) = guard.as_deref() {
+            after.durable_marks = core.durable_marks();
+        }
         let staging = if let Some(e) = failed {
             // Nothing reached the tree. Without a core the store is fine;
             // with one, the core may hold decisions the disk does not.
@@ -392,6 +398,12 @@ impl Writer {
                 }
             },
         };
+        if outcome.is_ok()
+            && !after.durable_marks.is_empty()
+            && let Some(core) = &self.core
+        {
+            core.lock().unwrap_or_else(|e| e.into_inner()).durable(&after.durable_marks);
+        }
         if wake {
             self.outbox_wake.send_modify(|n| *n += 1);
         }
