@@ -20,6 +20,7 @@ pub mod keys;
 mod ops;
 pub mod payload;
 pub mod records;
+mod refusal_audit;
 pub mod retention;
 pub mod writer;
 
@@ -86,6 +87,7 @@ struct Inner {
     metrics: Arc<crate::metrics::Metrics>,
     outbox_wake: Arc<tokio::sync::watch::Sender<u64>>,
     files: durable::SledFiles,
+    refusals: refusal_audit::RefusalAudit,
 }
 
 impl Store {
@@ -240,6 +242,7 @@ impl Store {
                 metrics,
                 outbox_wake,
                 files,
+                refusals: refusal_audit::RefusalAudit::new(crate::rpc::now_ms()),
             }),
         })
     }
@@ -411,9 +414,14 @@ impl Store {
         self.submit(Op::Barrier).await.map(drop)
     }
 
-    /// Queues an audit record without waiting for it; if the queue is full
-    /// the record is dropped with a warning (a refusal never waits on it).
-    pub fn audit_nowait(&self, record: pb::AuditRecord) {
+    /// Queues a refusal's audit record without waiting for it (a refusal
+    /// never waits on it). Refusal records are rate-limited per source (see
+    /// [`refusal_audit`]); one left out, or dropped because the queue is
+    /// full, is logged.
+    pub fn audit_nowait(&self, mut record: pb::AuditRecord) {
+        if !self.inner.refusals.admit(&mut record, crate::rpc::now_ms()) {
+            return;
+        }
         if let Err(e) = self.inner.tx.try_send(Msg::Job(Op::Audit(Box::new(record)), None)) {
             let why = match e {
                 mpsc::error::TrySendError::Full(_) => "write queue full",
