@@ -22,10 +22,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// A directory's modification time can be a clock tick (a few ms) behind the
-/// creation that changed it: a directory modified this recently is listed
-/// again even if its time did not move.
-const MTIME_GRANULARITY: Duration = Duration::from_millis(100);
+/// A directory's modification time can lag the creation that changed it:
+/// by a clock tick (a few ms) on ext4 or XFS, by up to a second or two on
+/// filesystems with coarse timestamps (1 s, FAT's 2 s), where a file created
+/// in the same second as the last listing leaves the time unchanged. A
+/// directory modified this recently is listed again even if its time did
+/// not move. (Blobs are rare: only sled pages above a quarter segment.)
+const MTIME_GRANULARITY: Duration = Duration::from_millis(2_500);
 
 /// The files of one sled database that need syncing beyond sled's own flush.
 /// Clones share one state.
