@@ -373,6 +373,14 @@ pub(super) async fn load(r: &Relaying, peer: &str, t: &Transmit) -> Result<Load,
             };
             match r.store.payload(&env, 0).await {
                 Ok(src) => Ok(Load::Envelope(header, src)),
+                // A file that could not be opened now (too many open files,
+                // an I/O error) is tried again; only a missing one is gone.
+                Err(crate::RelayError::StoreIo { path, source })
+                    if source.kind() != std::io::ErrorKind::NotFound =>
+                {
+                    tracing::error!(path = %path.display(), error = %source, "opening a payload file; trying again later");
+                    Ok(Load::Later)
+                }
                 Err(e) => Err(Gone(format!("payload: {e}"))),
             }
         }
