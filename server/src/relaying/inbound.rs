@@ -135,6 +135,20 @@ impl Inbound {
             Ok(i) => i,
             Err(e) => return self.refuse(&from, &header, R::Unspecified, e.to_string()).into(),
         };
+        // Expired longer ago than clocks may disagree: no honest peer sends
+        // it (its outbox expires items), so it is a replay. Refused here,
+        // with a rate-limited audit record and no receipts: the core would
+        // send a REFUSED receipt per recipient, which replaying old signed
+        // envelopes could multiply at will.
+        let skew_ms = (self.r.config.limits.max_clock_skew_secs as i64).saturating_mul(1000);
+        let now = now_ms();
+        if input.expires_at_ms.saturating_add(skew_ms) < now {
+            let d = format!(
+                "expired at {} ms, more than the clock skew before now ({now} ms): a replay",
+                input.expires_at_ms
+            );
+            return self.refuse(&from, &header, R::Expired, d).into();
+        }
         let seen = {
             let mut c = self.r.core();
             let seen = c.seen().unhandled(&input.key(), input.copy_recipients()).is_empty();
