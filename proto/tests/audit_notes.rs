@@ -4,8 +4,8 @@
 
 use focal_proto::ProtoError;
 use focal_proto::audit::{
-    CheckpointBody, Hash, LogKey, MemoryLog, NoteSigner, TreeHead, WitnessKey, WitnessSigner, WitnessState,
-    add_cosignature, decode_record, encode_record, note_signatures, verify_cosignatures,
+    CheckpointBody, Hash, LogKey, MAX_LEAF_BYTES, MemoryLog, NoteSigner, TreeHead, WitnessKey, WitnessSigner,
+    WitnessState, add_cosignature, decode_record, encode_record, note_signatures, verify_cosignatures,
 };
 use focal_proto::pb;
 use prost::Message;
@@ -71,7 +71,7 @@ fn records_round_trip_and_must_be_canonical() {
     bad(|r| r.msg_id = vec![1; 15], "msg id");
     bad(|r| r.payload_sha256 = vec![1; 31], "digest");
     bad(|r| r.handling = 42, "handling");
-    bad(|r| r.detail = "x".repeat(70_000), "exceeds");
+    bad(|r| r.detail = "x".repeat(MAX_LEAF_BYTES + 1), "exceeds");
     assert!(decode_record(b"\xff\xff").is_err());
 }
 
