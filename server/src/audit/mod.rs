@@ -6,11 +6,19 @@
 //! [`AuditLog::stage`] (several times per batch if needed), then
 //! [`AuditLog::seal`] (which writes the batch's leaves and hashes as one key
 //! each), applies the batch, then calls [`AuditLog::committed`] — or
-//! [`AuditLog::abandon`] if the batch was dropped. Readers ([`AuditReader`], the gRPC
+//! [`AuditLog::abandon`] if the batch was dropped, and after the
+//! group-commit flush [`AuditLog::flushed`]. Readers ([`AuditReader`], the gRPC
 //! [`service::AuditService`]) see only committed leaves and never take the
 //! writer's lock. Checkpoints must cover only durable leaves: call
 //! [`AuditLog::checkpoint`] after the group-commit flush that made them so
 //! ([`AuditReader::fresh_checkpoint`] flushes by itself).
+//!
+//! Committed is not durable: between `committed` and `flushed` a crash can
+//! lose the batch, and the next leaves written at those indexes are other
+//! records. So auditors are served entries and proofs only up to the
+//! durable size ([`AuditReader::durable_size`]: what was stored at open,
+//! flushed since, or covered by a checkpoint); a larger explicit size is
+//! refused (OUT_OF_RANGE, naming the durable size).
 
 mod service;
 mod store;
@@ -127,6 +135,9 @@ impl AuditLog {
             tree,
             signer,
             size: size.into(),
+            // What sled gives back at open is what survived; a relay store's
+            // files were synced as it opened (`SledFiles::open`).
+            durable: size.into(),
             checkpoint: Mutex::new(CheckpointState { latest, issued_at_ms: None }),
             files,
         };
@@ -201,6 +212,12 @@ impl AuditLog {
         let size = self.size() + self.pending_leaves.len() as u64;
         self.shared.size.store(size, Ordering::Release);
         self.abandon();
+    }
+
+    /// The flush after the last committed batch succeeded: every committed
+    /// leaf is durable, and may be served to auditors.
+    pub fn flushed(&mut self) {
+        self.shared.durable.fetch_max(self.size(), Ordering::AcqRel);
     }
 
     /// The batch was dropped: forget every staged leaf.

@@ -169,6 +169,11 @@ pub(crate) struct Shared {
     pub(crate) signer: LogSigner,
     /// Committed size: leaves below it are applied to the tree.
     pub(crate) size: AtomicU64,
+    /// Durable size: leaves below it are fsynced (stored at open, flushed
+    /// by the store since, or covered by a checkpoint). Never above `size`.
+    /// Only these are served to auditors: a crash may replace the
+    /// committed leaves above it with other records.
+    pub(crate) durable: AtomicU64,
     pub(crate) checkpoint: Mutex<CheckpointState>,
     /// sled's files to sync after a flush, when the log is a relay store's.
     pub(crate) files: Option<crate::store::durable::SledFiles>,
@@ -201,6 +206,8 @@ impl Shared {
         let root = self.root(size)?;
         let note = self.signer.signer.sign_checkpoint(&TreeHead { size, root }).map_err(err)?;
         self.tree.insert(checkpoint_key(size), note.as_bytes()).map_err(err)?;
+        // Callers checkpoint only flushed leaves (see `AuditLog::checkpoint`).
+        self.durable.fetch_max(size, Ordering::AcqRel);
         let cp = pb::Checkpoint { note, size, root_hash: root.0.to_vec() };
         st.latest = Some(cp.clone());
         st.issued_at_ms = Some(now_ms);
@@ -267,6 +274,23 @@ impl AuditReader {
         self.shared.size.load(Ordering::Acquire)
     }
 
+    /// Durable size: the leaves below it survive a crash as they are. The
+    /// Audit service serves entries and proofs only up to it.
+    pub fn durable_size(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// Refuses a tree size beyond the durable size, naming it.
+    pub(crate) fn check_durable(&self, size: u64) -> Result<(), RelayError> {
+        let durable = self.durable_size();
+        if size > durable {
+            return Err(err(format!(
+                "tree size {size} is beyond the durable size {durable} of the log (entries above it are not yet fsynced)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checkpoint origin.
     pub fn origin(&self) -> &str {
         self.shared.signer.origin()
@@ -285,7 +309,8 @@ impl AuditReader {
         Ok(())
     }
 
-    /// Leaves `start..end` (exclusive), which must be committed.
+    /// Leaves `start..end` (exclusive), which must be committed (the Audit
+    /// service also requires them durable, see [`AuditReader::durable_size`]).
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<pb::AuditEntry>, RelayError> {
         self.check_range(start, end)?;
         let tree = &self.shared.tree;
@@ -380,10 +405,11 @@ impl AuditReader {
         self.latest_checkpoint().map(|c| c.size).ok_or_else(|| err("no checkpoint has been issued yet"))
     }
 
-    /// Inclusion proof of leaf `index` in the tree of `tree_size` (0 = latest checkpoint).
+    /// Inclusion proof of leaf `index` in the tree of `tree_size` (0 = latest
+    /// checkpoint), which must be durable.
     pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<pb::InclusionProof, RelayError> {
         let size = self.resolve_size(tree_size)?;
-        self.check_range(0, size)?;
+        self.check_durable(size)?;
         if index >= size {
             return Err(err(format!("leaf {index} is not in the tree of size {size}")));
         }
@@ -411,14 +437,15 @@ impl AuditReader {
         self.inclusion_proof(index, size)
     }
 
-    /// Consistency proof from `old_size` to `new_size` (0 = latest checkpoint).
+    /// Consistency proof from `old_size` to `new_size` (0 = latest
+    /// checkpoint), which must be durable.
     pub fn consistency_proof(
         &self,
         old_size: u64,
         new_size: u64,
     ) -> Result<pb::ConsistencyProof, RelayError> {
         let new_size = self.resolve_size(new_size)?;
-        self.check_range(0, new_size)?;
+        self.check_durable(new_size)?;
         if old_size > new_size {
             return Err(err(format!("old size {old_size} is larger than new size {new_size}")));
         }

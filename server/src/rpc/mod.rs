@@ -198,10 +198,11 @@ impl Relay for RelayService {
             } else {
                 log.fresh_checkpoint(now_ms()).await.map_err(|e| Status::internal(e.to_string()))?.size
             };
-        } else if tree_size <= leaf || tree_size > log.size() {
+        } else if tree_size <= leaf || tree_size > log.durable_size() {
+            // Only durable leaves are proven (see `audit::service`).
             return Err(Status::out_of_range(format!(
-                "tree_size {tree_size}: the ACCEPTED record is leaf {leaf} and the log holds {} leaves",
-                log.size()
+                "tree_size {tree_size}: the ACCEPTED record is leaf {leaf} and the durable size of the log is {}",
+                log.durable_size()
             )));
         }
         let proof = log.inclusion_proof(leaf, tree_size).map_err(|e| Status::internal(e.to_string()))?;

@@ -77,9 +77,11 @@ impl AuditSeam {
         self.log.abandon();
     }
 
-    /// Called after a successful flush: signs a checkpoint when the interval
-    /// has passed and the log grew.
+    /// Called after a successful flush: the committed leaves are durable
+    /// (auditors may fetch them); signs a checkpoint when the interval has
+    /// passed and the log grew.
     pub(crate) fn flushed(&mut self, now_ms: i64) {
+        self.log.flushed();
         for record in self.staged.drain(..) {
             self.metrics.on_audit(&record);
         }

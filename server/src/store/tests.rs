@@ -464,6 +464,30 @@ async fn the_durable_barrier_vouches_only_for_fsynced_batches() {
     store.close().await;
 }
 
+#[tokio::test]
+async fn the_audit_log_serves_only_leaves_the_writer_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let log = store.audit_log().clone();
+    store.accept(request(&store, "s@carin", 1, &["a@carin"], 10, 10_000).await).await.unwrap();
+    let durable = log.size();
+    assert!(durable > 0);
+    assert_eq!(log.durable_size(), durable, "answered after the fsync: durable");
+    log.inclusion_proof(0, durable).unwrap();
+
+    // Applied (committed) but its fsync failed: a crash could replace these
+    // leaves, so no proof may cover them.
+    store.durable_files().fail_next_sync();
+    let req = request(&store, "s@carin", 2, &["a@carin"], 10, 10_000).await;
+    assert!(store.accept(req).await.is_err());
+    assert!(log.size() > durable, "the batch's leaves are committed");
+    assert_eq!(log.durable_size(), durable);
+    let e = log.inclusion_proof(0, log.size()).unwrap_err().to_string();
+    assert!(e.contains(&format!("durable size {durable}")), "{e}");
+    assert!(log.consistency_proof(1, log.size()).is_err());
+    store.close().await;
+}
+
 /// A relay core for a carin relay with a default route to the GFP hub.
 fn test_core() -> crate::core::RelayCore {
     use crate::config::{Limits, PolicyConfig};
