@@ -13,6 +13,10 @@
 //! existing file is never overwritten. Replacing files (state, CRL, `--force`,
 //! renew) writes a new file next to the old one and renames it over, so a
 //! reader sees either the old or the new contents, and a forced key keeps 0600.
+//!
+//! [`replace`] is also the workspace's durable file write (file fsynced
+//! before the rename, directory fsynced after it): the relay writes its
+//! audit-log and witness keys with it.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -24,7 +28,7 @@ use crate::error::{CertsError, Result};
 
 /// Permission class of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub enum Mode {
     /// 0600: private keys.
     Secret,
     /// 0644: certificates, CRLs, bundles, state.
@@ -77,8 +81,13 @@ pub(crate) fn refuse_existing(paths: &[&Path], force: bool) -> Result<()> {
     }
 }
 
-/// Atomically replaces (or creates) `path` with `contents`.
-pub(crate) fn replace(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
+/// Atomically and durably replaces (or creates) `path` with `contents`: a
+/// temporary file beside it, created with `mode` and fsynced, is renamed
+/// over `path`, then the directory is fsynced so that the rename itself
+/// survives a power loss (without it the new name can vanish, and the old
+/// contents or no file come back). The error names `path`; the temporary
+/// file does not outlive a failure.
+pub fn replace(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -87,16 +96,31 @@ pub(crate) fn replace(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
         let mut file = open_new(&tmp, mode)?;
         file.write_all(contents)?;
         file.sync_all()?;
+        drop(file);
         std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        sync_dir(dir)
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         CertsError::io(path, e)
     })
+}
+
+/// fsyncs directory `dir`, making the names created or renamed in it
+/// durable. Unix only: elsewhere a directory cannot be opened as a file.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let failed = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("fsync of directory {}: {e}", dir.display()))
+    };
+    #[cfg(test)]
+    if tests::FAIL_DIR_SYNC.with(|f| f.take()) {
+        return Err(failed(std::io::Error::other("injected failure")));
+    }
+    #[cfg(unix)]
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(failed)?;
+    #[cfg(not(unix))]
+    let _ = (dir, failed);
+    Ok(())
 }
 
 /// Reads a UTF-8 file, naming it on error.
@@ -204,4 +228,38 @@ pub(crate) fn save_state<T: serde::Serialize>(path: &Path, state: &T, header: &s
     let body = toml::to_string(state)
         .map_err(|e| CertsError::State { path: path.to_owned(), reason: e.to_string() })?;
     replace(path, format!("{header}\n{body}").as_bytes(), Mode::Public)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    thread_local! {
+        /// The next directory fsync of this thread fails (a failing disk).
+        pub(super) static FAIL_DIR_SYNC: Cell<bool> = const { Cell::new(false) };
+    }
+
+    #[test]
+    fn replace_writes_durably_and_reports_a_failed_directory_fsync() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("log.key");
+        replace(&path, b"one", Mode::Secret).unwrap();
+        replace(&path, b"two", Mode::Secret).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+
+        // The rename happened but may not survive a power loss: an error,
+        // naming the file and the directory, and no temporary file left.
+        FAIL_DIR_SYNC.with(|f| f.set(true));
+        let e = replace(&path, b"three", Mode::Secret).unwrap_err().to_string();
+        assert!(e.contains("log.key") && e.contains("fsync of directory"), "{e}");
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("log.key")]);
+    }
 }

@@ -11,7 +11,8 @@
 //! Modules: [`ca`] (issuing), [`bundle`] (trust bundle, store, reload),
 //! [`verify`] (identity and chain checks), [`credentials`], [`tls`] (rustls
 //! configs and verifiers), [`directory`] (focal-point keys and directory
-//! entries), [`cli`] (the `focal-certs` tool). Everything public is also
+//! entries), [`cli`] (the `focal-certs` tool), [`files`] (the PKI
+//! directory's files, and the durable file write the relay reuses). Everything public is also
 //! re-exported at the crate root.
 
 pub mod bundle;
@@ -20,7 +21,7 @@ pub mod cli;
 pub mod credentials;
 pub mod directory;
 pub mod error;
-mod files;
+pub mod files;
 pub mod tls;
 pub mod verify;
 mod verify_cache;

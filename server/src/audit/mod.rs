@@ -24,7 +24,6 @@ mod service;
 mod store;
 pub mod witness;
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -79,20 +78,17 @@ impl LogSigner {
     }
 }
 
-/// Writes a new key to `path` (mode 0600, via a temporary file and rename).
+/// Writes a new key to `path` (mode 0600), durably: through a temporary
+/// file fsynced before its rename, and the directory fsynced after it
+/// (`focal_certs::files::replace`). Otherwise a power loss soon after the
+/// first start can take the key back, the next start makes another one,
+/// and the relay refuses to start because its stored checkpoints no longer
+/// verify (the witness key likewise: its cosignatures would no longer
+/// match the key peers pinned).
 fn create_key_file(path: &Path) -> Result<Vec<u8>, RelayError> {
     let der = NoteSigner::generate_pkcs8().map_err(err)?;
-    let tmp = path.with_extension("tmp");
-    let io = |e: std::io::Error| err(format!("writing log key {}: {e}", path.display()));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(&tmp).map_err(io)?;
-    f.write_all(&der).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)?;
+    focal_certs::files::replace(path, &der, focal_certs::files::Mode::Secret)
+        .map_err(|e| err(format!("writing key {e}")))?;
     Ok(der)
 }
 
@@ -238,5 +234,46 @@ impl AuditLog {
     /// crash would later look like a rollback.
     pub fn checkpoint(&mut self, now_ms: i64, force: bool) -> Result<pb::Checkpoint, RelayError> {
         self.shared.issue_checkpoint(self.size(), now_ms, force)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log and witness keys go through the durable write
+    /// (`focal_certs::files::replace`, whose own test covers the fsyncs):
+    /// private, nothing but the key left in the directory, the same key on
+    /// the next start.
+    #[test]
+    fn log_and_witness_keys_are_created_private_and_reload() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log_path = tmp.path().join("audit-log.key");
+        let witness_path = tmp.path().join("witness.key");
+        let origin = "focal/carin/relay-carin";
+        let log = LogSigner::load_or_create(&log_path, origin).unwrap();
+        let witness =
+            witness::Witness::load_or_create_key(&witness_path, "focal/carin/relay-carin/witness").unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["audit-log.key", "witness.key"]);
+        #[cfg(unix)]
+        for p in [&log_path, &witness_path] {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(p).unwrap().permissions().mode() & 0o777, 0o600, "{}", p.display());
+        }
+        let again = LogSigner::load_or_create(&log_path, origin).unwrap();
+        assert_eq!(again.verifier_key(), log.verifier_key());
+        let again =
+            witness::Witness::load_or_create_key(&witness_path, "focal/carin/relay-carin/witness").unwrap();
+        assert_eq!(again.verifier_key(), witness.verifier_key());
+
+        // A key that cannot be written is an error naming the file.
+        let missing = tmp.path().join("no-such-dir").join("audit-log.key");
+        let e = LogSigner::load_or_create(&missing, origin).unwrap_err().to_string();
+        assert!(e.contains("no-such-dir/audit-log.key"), "{e}");
     }
 }
