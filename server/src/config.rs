@@ -164,7 +164,10 @@ pub struct PolicyConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
-    /// Checkpoint origin line; default `focal/<network>/<name>`.
+    /// Checkpoint origin line; default `focal/<network>/<name>`. Peers
+    /// witness (cosign) only that default: a witness takes a peer's origin
+    /// from its certificate identity, so a log under another origin gets no
+    /// cosignatures.
     pub origin: Option<String>,
     /// Seconds between automatic checkpoints (at most one per second).
     pub checkpoint_interval_secs: u64,
@@ -296,7 +299,7 @@ impl RelayConfig {
 
     /// The audit-log checkpoint origin (configured, or `focal/<network>/<name>`).
     pub fn audit_origin(&self) -> String {
-        self.audit.origin.clone().unwrap_or_else(|| format!("focal/{}/{}", self.network, self.name))
+        self.audit.origin.clone().unwrap_or_else(|| crate::audit::relay_origin(&self.relay_identity()))
     }
 }
 

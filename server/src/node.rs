@@ -103,6 +103,14 @@ pub(crate) async fn run(
         Witness::open(store.tree().clone(), witness_signer)?.with_durable_files(store.durable_files()),
     );
     let witness_key = witness.verifier_key();
+    let own_origin = crate::audit::relay_origin(&config.relay_identity());
+    if store.audit_log().origin() != own_origin && !config.peers.is_empty() {
+        tracing::warn!(
+            audit_origin = %store.audit_log().origin(),
+            expected = %own_origin,
+            "audit.origin is not the one peers derive from this relay's certificate: they will not cosign its checkpoints"
+        );
+    }
     let relaying =
         Arc::new(Relaying::new(config.clone(), store.clone(), core, tls.trust.clone()).with_witness(witness));
 

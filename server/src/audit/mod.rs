@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use focal_proto::audit::{self, Hash, NoteSigner};
-use focal_proto::pb;
+use focal_proto::{Identity, pb};
 use tlog_tiles::tlog;
 
 pub use service::AuditService;
@@ -37,6 +37,14 @@ pub use store::AuditReader;
 use store::{CheckpointState, Shared, StoreHashes, err};
 
 use crate::RelayError;
+
+/// The audit-log origin of the relay whose certificate identity is
+/// `relay`: `focal/<network>/<name>` (the default of `audit.origin`). A
+/// witness cosigns a peer's log only under this origin, derived from the
+/// peer's authenticated certificate, never the one its Hello claims.
+pub fn relay_origin(relay: &Identity) -> String {
+    format!("focal/{}/{}", relay.network, relay.name)
+}
 
 /// Signs checkpoints (Ed25519 log key, signed-note format).
 pub struct LogSigner {

@@ -23,7 +23,13 @@
 //! `a/W/<origin>` → `u64 BE size ‖ 32-byte root ‖ log verifier key`. The
 //! verifier key is pinned at first contact: a later request for the same
 //! origin under another key is refused (nobody can take over an origin
-//! name). These writes are outside the store's writer batches (they change
+//! name). Pinning on first use is safe only if the first comer owns the
+//! origin, so a peer's origin is never taken from its Hello alone: it must
+//! be [`relay_origin`] of the peer's authenticated certificate identity
+//! (`focal/<network>/<name>`, see [`peer_origin`]); a relay of one network
+//! claiming another relay's origin is refused before anything is pinned.
+//! The same check names a peer's witness key ([`peer_witness_key`]).
+//! These writes are outside the store's writer batches (they change
 //! no queue); each is made durable (fsync) before the cosignature
 //! leaves this relay. Upper-case `W` keeps them apart from the log's own
 //! cosignature lines under `a/w/`.
@@ -49,7 +55,7 @@
 //!
 //! ```ignore
 //! let w = self.witness.clone();
-//! Box::pin(async move { w.cosign_for_peer(&from.hello, &request).await })
+//! Box::pin(async move { w.cosign_for_peer(&from.identity, &from.hello, &request).await })
 //! ```
 //!
 //! Periodically (e.g. every minute, and after a checkpoint), per peer link,
@@ -76,14 +82,14 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use focal_proto::ProtoError;
 use focal_proto::audit::{
     Cosignature, Hash, LogKey, TreeHead, WitnessKey, WitnessSigner, WitnessState, add_cosignature,
     hashes_from_concatenated, verify_cosignatures,
 };
 use focal_proto::pb;
+use focal_proto::{Identity, ProtoError};
 
-use super::AuditReader;
+use super::{AuditReader, relay_origin};
 use crate::RelayError;
 
 /// Key prefix of the witness state in the relay's tree.
@@ -103,8 +109,23 @@ fn state_key(origin: &str) -> Vec<u8> {
 /// Signature type byte of Ed25519 signed-note (log) keys.
 const ALG_ED25519: u8 = 0x01;
 
+/// The Hello's `log_origin`, if it is the origin of the peer's
+/// authenticated certificate identity `peer` ([`relay_origin`]); refused,
+/// naming both, if the peer claims another relay's log.
+pub fn peer_origin<'a>(peer: &Identity, hello: &'a pb::Hello) -> Result<&'a str, RelayError> {
+    let own = relay_origin(peer);
+    if hello.log_origin != own {
+        return Err(werr(format!(
+            "peer {peer} announces audit-log origin {:?}, but the origin of its certificate identity is {own:?}: it may not speak for another log",
+            hello.log_origin
+        )));
+    }
+    Ok(&hello.log_origin)
+}
+
 /// The log verifier key of a peer from its Hello: `log_origin` and
-/// `log_key` (the raw 32-byte Ed25519 public key).
+/// `log_key` (the raw 32-byte Ed25519 public key). The origin is not
+/// checked here: see [`peer_origin`].
 pub fn peer_log_key(hello: &pb::Hello) -> Result<LogKey, RelayError> {
     log_key_from_parts(&hello.log_origin, &hello.log_key)
 }
@@ -163,11 +184,13 @@ pub fn hello_witness_key(verifier_key: &str) -> Result<Vec<u8>, RelayError> {
 /// The witness key a peer announced in its Hello (name
 /// [`witness_name`]`(log_origin)`, raw key `witness_key`); `None` if it
 /// announced none (it does not witness). The Hello is trusted for the
-/// peer's own keys: the link is mTLS-authenticated as that relay.
-pub fn peer_witness_key(hello: &pb::Hello) -> Result<Option<WitnessKey>, RelayError> {
+/// peer's own keys (the link is mTLS-authenticated as `peer`), not for
+/// its name: `log_origin` must be `peer`'s own ([`peer_origin`]).
+pub fn peer_witness_key(peer: &Identity, hello: &pb::Hello) -> Result<Option<WitnessKey>, RelayError> {
     if hello.witness_key.is_empty() {
         return Ok(None);
     }
+    let origin = peer_origin(peer, hello)?;
     if hello.witness_key.len() != 32 {
         return Err(werr(format!(
             "the witness key of {:?} has {} bytes, expected a 32-byte Ed25519 public key",
@@ -175,7 +198,7 @@ pub fn peer_witness_key(hello: &pb::Hello) -> Result<Option<WitnessKey>, RelayEr
             hello.witness_key.len()
         )));
     }
-    witness_key_from_parts(&witness_name(&hello.log_origin), &hello.witness_key).map(Some)
+    witness_key_from_parts(&witness_name(origin), &hello.witness_key).map(Some)
 }
 
 /// What is persisted per origin.
@@ -274,9 +297,17 @@ impl Witness {
         self.inner.lock().ok()?.state.head(origin)
     }
 
-    /// Answers a peer's request, the log key taken from its Hello.
-    pub async fn cosign_for_peer(&self, hello: &pb::Hello, req: &pb::CosignRequest) -> pb::CosignResponse {
-        match peer_log_key(hello) {
+    /// Answers the request of `peer` (its authenticated certificate
+    /// identity), the log key taken from its Hello: refused unless the
+    /// Hello's origin is `peer`'s own ([`peer_origin`]), so that no relay
+    /// can pin its key under another relay's origin.
+    pub async fn cosign_for_peer(
+        &self,
+        peer: &Identity,
+        hello: &pb::Hello,
+        req: &pb::CosignRequest,
+    ) -> pb::CosignResponse {
+        match peer_origin(peer, hello).and_then(|_| peer_log_key(hello)) {
             Ok(key) => self.cosign(&key, req, now_secs()).await,
             Err(e) => refusal(e.to_string()),
         }
@@ -285,6 +316,9 @@ impl Witness {
     /// Answers `req` for the log whose verifier key is `log_key`: a
     /// cosignature line, or an `error` naming why (bad signature, rollback,
     /// fork, unproven growth, `old_size` conflict, storage failure).
+    /// The first key seen for an origin is pinned: the caller vouches that
+    /// the origin of `log_key` belongs to whoever asks (as
+    /// [`Witness::cosign_for_peer`] does).
     pub async fn cosign(
         &self,
         log_key: &LogKey,

@@ -1,10 +1,11 @@
 //! Tests of [`super::Witness`] and the requester side on real sled in
 //! temporary directories: growth with proofs is cosigned, rollbacks,
 //! forks, unproven growth and key substitution are refused, the state
-//! survives a reopen, and our own log stores a verified cosignature.
+//! survives a reopen, a peer claiming another relay's origin is refused,
+//! and our own log stores a verified cosignature.
 
 use focal_proto::audit::{LogKey, MemoryLog, NoteSigner, TreeHead, WitnessKey, verify_cosignatures};
-use focal_proto::pb;
+use focal_proto::{NetworkId, Role, pb};
 
 use super::*;
 use crate::audit::{AuditLog, LogSigner};
@@ -52,6 +53,20 @@ impl Peer {
             consistency_proof: proof.iter().flat_map(|h| h.0).collect(),
             old_size: old,
         }
+    }
+}
+
+/// The certificate identity of relay `name` of `network`.
+fn relay_id(network: &str, name: &str) -> Identity {
+    Identity::new(NetworkId::new(network).unwrap(), Role::Relay, name).unwrap()
+}
+
+/// The Hello of the relay with log `peer`, announcing `origin`.
+fn hello_of(peer: &Peer, origin: &str) -> pb::Hello {
+    pb::Hello {
+        log_origin: origin.into(),
+        log_key: hello_log_key(peer.key.as_str()).unwrap(),
+        ..Default::default()
     }
 }
 
@@ -162,11 +177,51 @@ async fn hello_keys_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
     let (_db, w) = open(tmp.path());
     let log = log_of(3, "");
-    ok(&w.cosign_for_peer(&hello, &peer.request(&log, 3, 0)).await);
+    let carin = relay_id("carin", "relay.carin");
+    ok(&w.cosign_for_peer(&carin, &hello, &peer.request(&log, 3, 0)).await);
     // A Hello whose key is not the one that signed: refused.
     let other = Peer::new("focal/carin/relay.carin");
     let hello2 = pb::Hello { log_key: hello_log_key(other.key.as_str()).unwrap(), ..hello };
-    refused(&w.cosign_for_peer(&hello2, &peer.request(&log, 3, 0)).await, "signature");
+    refused(&w.cosign_for_peer(&carin, &hello2, &peer.request(&log, 3, 0)).await, "signature");
+}
+
+/// Trust on first use pins the first key seen for an origin, so the origin
+/// must come from the peer's certificate, not from what its Hello claims:
+/// otherwise a relay of another network that connects first takes over the
+/// GFP relay's origin and the witness refuses the real GFP from then on.
+#[tokio::test]
+async fn a_peer_cannot_claim_another_relays_origin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_db, w) = open(tmp.path());
+    let gfp_origin = "focal/gfp/relay-gfp";
+    let log = log_of(8, "");
+    let rogue = Peer::new(gfp_origin); // its own key, under the GFP relay's origin
+    let rogue_hello = hello_of(&rogue, gfp_origin);
+    for rogue_id in [relay_id("carin", "relay-carin"), relay_id("gfp", "relay-gfp-2")] {
+        let resp = w.cosign_for_peer(&rogue_id, &rogue_hello, &rogue.request(&log, 5, 0)).await;
+        let e = refused(&resp, "may not speak for another log");
+        let own = format!("focal/{}/{}", rogue_id.network, rogue_id.name);
+        assert!(e.contains(&rogue_id.uri()) && e.contains(gfp_origin) && e.contains(&own), "{e}");
+        // Its witness key is not taken under that name either.
+        let with_wkey = pb::Hello { witness_key: vec![7; 32], ..rogue_hello.clone() };
+        assert!(peer_witness_key(&rogue_id, &with_wkey).unwrap_err().to_string().contains(gfp_origin));
+    }
+    assert_eq!(w.head(gfp_origin), None, "nothing was pinned for the GFP relay's origin");
+
+    // The genuine GFP relay is then cosigned, under the origin its certificate gives.
+    let gfp = Peer::new(gfp_origin);
+    let gfp_id = relay_id("gfp", "relay-gfp");
+    ok(&w.cosign_for_peer(&gfp_id, &hello_of(&gfp, gfp_origin), &gfp.request(&log, 5, 0)).await);
+    ok(&w.cosign_for_peer(&gfp_id, &hello_of(&gfp, gfp_origin), &gfp.request(&log, 8, 5)).await);
+    assert_eq!(w.head(gfp_origin).unwrap().size, 8);
+    let with_wkey = pb::Hello { witness_key: vec![7; 32], ..hello_of(&gfp, gfp_origin) };
+    let wkey = peer_witness_key(&gfp_id, &with_wkey).unwrap().unwrap();
+    assert_eq!(wkey.witness_name(), "focal/gfp/relay-gfp/witness");
+    // And the rogue's own origin is its own to use.
+    let carin = Peer::new("focal/carin/relay-carin");
+    let carin_id = relay_id("carin", "relay-carin");
+    let carin_hello = hello_of(&carin, "focal/carin/relay-carin");
+    ok(&w.cosign_for_peer(&carin_id, &carin_hello, &carin.request(&log, 3, 0)).await);
 }
 
 #[tokio::test]
@@ -196,6 +251,7 @@ async fn our_log_stores_verified_cosignatures() {
     std::fs::create_dir_all(&wdir).unwrap();
     let (_wdb, w) = open(&wdir);
     let wkey = WitnessKey::parse(&w.verifier_key()).unwrap();
+    let carin = relay_id("carin", "relay.carin");
     let hello = pb::Hello {
         log_origin: reader.origin().into(),
         log_key: hello_log_key(&reader.verifier_key()).unwrap(),
@@ -204,7 +260,7 @@ async fn our_log_stores_verified_cosignatures() {
 
     let old = last_cosigned_size(&reader, wkey.witness_name()).unwrap().unwrap_or(0);
     assert_eq!(old, 0);
-    let resp = w.cosign_for_peer(&hello, &cosign_request(&reader, &cp1, old).unwrap()).await;
+    let resp = w.cosign_for_peer(&carin, &hello, &cosign_request(&reader, &cp1, old).unwrap()).await;
     let c = accept_cosignature(&reader, &cp1.note, &resp, &wkey).unwrap();
     assert_eq!(c.witness, wkey.witness_name());
     assert_eq!(last_cosigned_size(&reader, wkey.witness_name()).unwrap(), Some(7));
@@ -215,10 +271,10 @@ async fn our_log_stores_verified_cosignatures() {
     append(&mut log, 7, 19);
     let cp2 = log.checkpoint(5_000, true).unwrap();
     // A stale old_size gets a conflict naming the right one; the retry works.
-    let resp = w.cosign_for_peer(&hello, &cosign_request(&reader, &cp2, 3).unwrap()).await;
+    let resp = w.cosign_for_peer(&carin, &hello, &cosign_request(&reader, &cp2, 3).unwrap()).await;
     let size = conflict_size(&resp).expect("conflict");
     assert_eq!(size, 7);
-    let resp = w.cosign_for_peer(&hello, &cosign_request(&reader, &cp2, size).unwrap()).await;
+    let resp = w.cosign_for_peer(&carin, &hello, &cosign_request(&reader, &cp2, size).unwrap()).await;
     accept_cosignature(&reader, &cp2.note, &resp, &wkey).unwrap();
     let info = reader.info().unwrap();
     let mut note = info.checkpoint.unwrap().note;
@@ -233,7 +289,7 @@ async fn our_log_stores_verified_cosignatures() {
     bad.push(if last == 'A' { 'B' } else { 'A' });
     let flipped = pb::CosignResponse { cosignature_line: bad, error: String::new() };
     assert!(accept_cosignature(&reader, &cp2.note, &flipped, &wkey).is_err());
-    let stale = w.cosign_for_peer(&hello, &cosign_request(&reader, &cp1, 0).unwrap()).await;
+    let stale = w.cosign_for_peer(&carin, &hello, &cosign_request(&reader, &cp1, 0).unwrap()).await;
     let e = accept_cosignature(&reader, &cp1.note, &stale, &wkey).unwrap_err().to_string();
     assert!(e.contains("refused to cosign") && e.contains("rollback"), "{e}");
     let stranger = WitnessKey::parse(

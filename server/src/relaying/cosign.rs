@@ -4,7 +4,9 @@
 //!
 //! One task per peer link. It wakes every [`INTERVAL`] and whenever the
 //! link's status changes (so a fresh connection is used at once); if the
-//! link is up, the peer announced a witness key in its Hello, and our
+//! link is up, the peer announced a witness key in its Hello (named after
+//! the origin of its certificate identity; a Hello claiming another
+//! relay's origin gets no request), and our
 //! latest checkpoint is larger than the last one that peer cosigned, it
 //! sends a `CosignRequest` with a consistency proof from that size. A
 //! `conflict` answer (the witness remembers another size, e.g. after our
@@ -58,7 +60,7 @@ pub(super) async fn run(r: Arc<Relaying>, link: LinkHandle, mut stop: watch::Rec
 
 /// One attempt: the size cosigned, or `None` if there was nothing to do.
 async fn round(r: &Relaying, link: &LinkHandle, remote: &RemotePeer) -> Result<Option<u64>, String> {
-    let Some(wkey) = peer_witness_key(&remote.hello).map_err(|e| e.to_string())? else {
+    let Some(wkey) = peer_witness_key(&remote.identity, &remote.hello).map_err(|e| e.to_string())? else {
         return Ok(None);
     };
     let reader = r.store.audit_log();

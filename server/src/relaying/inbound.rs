@@ -440,12 +440,14 @@ impl InboundHandler for Inbound {
     }
 
     /// Cosigns the peer's checkpoint with this relay's witness key; the
-    /// log key is the one in the peer's (mTLS-authenticated) Hello.
+    /// log key is the one in the peer's (mTLS-authenticated) Hello, under
+    /// the origin of its certificate identity (a Hello claiming another
+    /// relay's origin is refused).
     fn cosign(&self, from: Arc<RemotePeer>, request: pb::CosignRequest) -> BoxFuture<'_, pb::CosignResponse> {
         Box::pin(async move {
             match &self.r.witness {
                 Some(w) => {
-                    let resp = w.cosign_for_peer(&from.hello, &request).await;
+                    let resp = w.cosign_for_peer(&from.identity, &from.hello, &request).await;
                     if !resp.error.is_empty() {
                         tracing::warn!(peer = %from.identity, error = %resp.error, "cosign request refused");
                     }

@@ -10,9 +10,9 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use focal_proto::Role;
 use focal_proto::audit::WitnessKey;
 use focal_proto::pb;
+use focal_proto::{Identity, Role};
 use focal_relay::audit::witness::{Witness, accept_cosignature, cosign_request, hello_log_key};
 use focal_relay::audit::{AuditLog, LogSigner};
 use focal_tests::Federation;
@@ -28,9 +28,10 @@ fn witness(dir: &Path, name: &str) -> Result<(sled::Db, Witness)> {
 }
 
 /// With `relay` stopped: opens its log, checkpoints it, asks each witness
-/// to cosign (as over the federation link) and stores what they return.
-/// Returns the refusals.
+/// to cosign (as over the federation link from `relay`, its certificate
+/// identity) and stores what they return. Returns the refusals.
 async fn cosign_round(
+    relay: &Identity,
     data_dir: &Path,
     origin: &str,
     witnesses: &[(Witness, WitnessKey)],
@@ -49,7 +50,7 @@ async fn cosign_round(
     let mut refusals = Vec::new();
     for (w, key) in witnesses {
         let old = w.head(origin).map_or(0, |h| h.size);
-        let resp = w.cosign_for_peer(&hello, &cosign_request(&reader, &cp, old)?).await;
+        let resp = w.cosign_for_peer(relay, &hello, &cosign_request(&reader, &cp, old)?).await;
         match accept_cosignature(&reader, &cp.note, &resp, key) {
             Ok(_) => {}
             Err(e) => refusals.push(e.to_string()),
@@ -89,7 +90,8 @@ async fn cosigned_checkpoints_verify_and_a_fork_gets_no_cosignature() -> Result<
     for round in 0..2 {
         let r = honest.relay_mut("carin");
         r.stop().await?;
-        let refusals = cosign_round(&r.config.data_dir.clone(), &origin, &ws).await?;
+        let refusals =
+            cosign_round(&r.config.relay_identity(), &r.config.data_dir.clone(), &origin, &ws).await?;
         ensure!(refusals.is_empty(), "round {round}: {refusals:?}");
         r.start().await?;
         let dir = honest.dir().join("audit");
@@ -134,7 +136,7 @@ async fn cosigned_checkpoints_verify_and_a_fork_gets_no_cosignature() -> Result<
     }
     let r = forked.relay_mut("carin");
     r.stop().await?;
-    let refusals = cosign_round(&r.config.data_dir.clone(), &origin, &ws).await?;
+    let refusals = cosign_round(&r.config.relay_identity(), &r.config.data_dir.clone(), &origin, &ws).await?;
     ensure!(refusals.len() == 2, "both witnesses must refuse the fork: {refusals:?}");
     for e in &refusals {
         ensure!(e.contains("refused to cosign") && e.contains("fork"), "{e}");
