@@ -208,7 +208,7 @@ mod tests {
     fn as_auditor<T>(msg: T) -> Request<T> {
         let mut req = Request::new(msg);
         let identity = Identity::from_uri("focal://carin/auditor/aud1").unwrap();
-        req.extensions_mut().insert(PeerInfo { identity, remote: ([127, 0, 0, 1], 0).into() });
+        req.extensions_mut().insert(PeerInfo { identity, remote: ([127, 0, 0, 1], 0).into(), refused: None });
         req
     }
 
