@@ -57,7 +57,8 @@ fn open_new(path: &Path, mode: Mode) -> std::io::Result<std::fs::File> {
     opts.open(path)
 }
 
-/// Writes a new file; refuses to overwrite unless `force` (then replaces it).
+/// Writes a new file durably (the file, then its directory); refuses to
+/// overwrite unless `force` (then replaces it).
 pub(crate) fn write_new(path: &Path, contents: &[u8], mode: Mode, force: bool) -> Result<()> {
     if force {
         return replace(path, contents, mode);
@@ -66,7 +67,10 @@ pub(crate) fn write_new(path: &Path, contents: &[u8], mode: Mode, force: bool) -
         std::io::ErrorKind::AlreadyExists => CertsError::Exists { path: path.to_owned() },
         _ => CertsError::io(path, e),
     })?;
-    file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| CertsError::io(path, e))
+    file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| CertsError::io(path, e))?;
+    // The new name is durable only once its directory is.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    sync_dir(dir).map_err(|e| CertsError::io(path, e))
 }
 
 /// Refuses early if any of `paths` exists (so a multi-file command writes
@@ -261,5 +265,17 @@ mod tests {
         assert!(e.contains("log.key") && e.contains("fsync of directory"), "{e}");
         let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("log.key")]);
+    }
+
+    #[test]
+    fn write_new_syncs_the_directory_and_reports_a_failure() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_new(&tmp.path().join("ca.key"), b"key", Mode::Secret, false).unwrap();
+        let e = write_new(&tmp.path().join("ca.key"), b"again", Mode::Secret, false).unwrap_err();
+        assert!(matches!(e, CertsError::Exists { .. }), "{e}");
+        FAIL_DIR_SYNC.with(|f| f.set(true));
+        let e =
+            write_new(&tmp.path().join("other.key"), b"key", Mode::Secret, false).unwrap_err().to_string();
+        assert!(e.contains("other.key") && e.contains("fsync of directory"), "{e}");
     }
 }
