@@ -56,7 +56,7 @@ fn header(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_and_old_messages_from_a_peer_are_not_delivered_again() {
     init();
-    let pki = Pki::new(&["gfp", "carin"]);
+    let pki = Pki::new(&["gfp", "carin", "arinsa"]);
     let evil_socket = federation_support::udp();
     let evil_addr = evil_socket.local_addr().unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -137,6 +137,44 @@ async fn replayed_and_old_messages_from_a_peer_are_not_delivered_again() {
     let inbox = g.inbox().await;
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].header.as_ref().unwrap().context, fresh.context);
+
+    // Non-delivery receipts for g's messages: the peer may pass on one
+    // signed by itself or by the recipient's relay, not one signed by a
+    // relay of a third network (ARINSA refusing a recipient at RRAG).
+    let receipt = |signer: &focal_certs::Credentials, subject: &str| {
+        let body = pb::ReceiptBody {
+            version: 1,
+            msg_id: vec![7; 16],
+            original_sender: "g@gfp".into(),
+            subject: subject.into(),
+            kind: pb::ReceiptKind::Refused as i32,
+            reason: pb::RefusalReason::Policy as i32,
+            detail: "refused".into(),
+            at_ms: now_ms(),
+            signer: signer.identity.uri(),
+            payload_sha256: vec![1; 32],
+        };
+        let key = signer.signing_key().unwrap();
+        let blob = focal_proto::signed::sign_blob(
+            focal_proto::signed::TAG_RECEIPT,
+            prost::Message::encode_to_vec(&body),
+            &key,
+            signer.cert_der(),
+        );
+        let id = focal_proto::envelope::sha256(&blob.body).to_vec();
+        pb::ReceiptTransfer {
+            receipt_id: id,
+            receipt: Some(pb::Receipt { signed: Some(blob) }),
+            hops: vec![],
+        }
+    };
+    let arinsa = pki.creds("arinsa", Role::Relay, "relay-arinsa");
+    let forged = link.send_receipt(receipt(&arinsa, "x@rrag")).await.unwrap();
+    assert_eq!(forged.status(), S::Refused, "a third network's relay signed it");
+    let own = link.send_receipt(receipt(&carin, "x@rrag")).await.unwrap();
+    assert_eq!(own.status(), S::Stored, "the delivering peer may refuse");
+    let recipients = link.send_receipt(receipt(&arinsa, "y@arinsa")).await.unwrap();
+    assert_eq!(recipients.status(), S::Stored, "the recipient's relay may refuse");
 
     evil.close().await;
     let _ = stop.send(());

@@ -300,6 +300,25 @@ impl Inbound {
         if !signer_ok {
             return refused(format!("a {:?} receipt about {} signed by {signer}", body.kind(), body.subject));
         }
+        if signer.role == Role::Relay {
+            // Who may refuse, expire or escalate a copy: the relays on its
+            // path. A copy goes to the recipient's network directly or
+            // through one hub, so its receipt comes back signed by the
+            // delivering peer or by the recipient's relay; any other
+            // relay of the federation would be forging it.
+            let subject_network = Address::parse(&body.subject).ok().map(|a| a.network().clone());
+            if body.signer != signer.uri()
+                || (signer.network != *from.network() && Some(&signer.network) != subject_network.as_ref())
+            {
+                return refused(format!(
+                    "a {:?} receipt about {} signed by {signer} (as {:?}), a relay of neither the delivering peer's network {} nor the recipient's",
+                    body.kind(),
+                    body.subject,
+                    body.signer,
+                    from.network()
+                ));
+            }
+        }
         let Ok(original_sender) = Address::parse_member(&body.original_sender) else {
             return refused(format!("original_sender {:?}", body.original_sender));
         };
