@@ -245,6 +245,39 @@ impl AuditLog {
     }
 }
 
+/// Records and appends for the audit module's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use focal_proto::pb;
+
+    use super::AuditLog;
+
+    /// An ACCEPTED record numbered `i` (its msg id is `i`).
+    pub(crate) fn record(i: u64) -> pb::AuditRecord {
+        pb::AuditRecord {
+            version: 1,
+            kind: pb::AuditKind::Accepted as i32,
+            time_ms: 1_700_000_000_000 + i as i64,
+            msg_id: (i as u128).to_be_bytes().to_vec(),
+            sender: "nl-fiod@carin".into(),
+            recipients: vec!["be-ocsc@carin".into()],
+            ..Default::default()
+        }
+    }
+
+    /// Records `range` staged, sealed and applied as the store writer does
+    /// (committed, not yet flushed).
+    pub(crate) fn append(log: &mut AuditLog, tree: &sled::Tree, range: std::ops::Range<u64>) {
+        let mut batch = sled::Batch::default();
+        for i in range {
+            log.stage(&record(i), &mut batch).unwrap();
+        }
+        log.seal(&mut batch);
+        tree.apply_batch(batch).unwrap();
+        log.committed();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

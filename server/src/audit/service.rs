@@ -180,30 +180,9 @@ mod tests {
     use tokio_stream::StreamExt;
 
     use super::*;
+    use crate::audit::testing::append;
     use crate::audit::{AuditLog, LogSigner};
     use crate::peer::PeerInfo;
-
-    fn record(i: u64) -> pb::AuditRecord {
-        pb::AuditRecord {
-            version: 1,
-            kind: pb::AuditKind::Accepted as i32,
-            time_ms: 1_700_000_000_000 + i as i64,
-            msg_id: (i as u128).to_be_bytes().to_vec(),
-            sender: "fp1@carin".into(),
-            recipients: vec!["fp2@carin".into()],
-            ..Default::default()
-        }
-    }
-
-    fn append(log: &mut AuditLog, tree: &sled::Tree, range: std::ops::Range<u64>) {
-        let mut batch = sled::Batch::default();
-        for i in range {
-            log.stage(&record(i), &mut batch).unwrap();
-        }
-        log.seal(&mut batch);
-        tree.apply_batch(batch).unwrap();
-        log.committed();
-    }
 
     fn as_auditor<T>(msg: T) -> Request<T> {
         let mut req = Request::new(msg);

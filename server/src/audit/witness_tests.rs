@@ -8,19 +8,8 @@ use focal_proto::audit::{LogKey, MemoryLog, NoteSigner, TreeHead, WitnessKey, ve
 use focal_proto::{NetworkId, Role, pb};
 
 use super::*;
+use crate::audit::testing::{append, record};
 use crate::audit::{AuditLog, LogSigner};
-
-fn record(i: u64) -> pb::AuditRecord {
-    pb::AuditRecord {
-        version: 1,
-        kind: pb::AuditKind::Accepted as i32,
-        time_ms: 1_700_000_000_000 + i as i64,
-        msg_id: (i as u128).to_be_bytes().to_vec(),
-        sender: "nl-fiod@carin".into(),
-        recipients: vec!["be-ocsc@carin".into()],
-        ..Default::default()
-    }
-}
 
 fn log_of(n: u64, salt: &str) -> MemoryLog {
     let mut log = MemoryLog::new();
@@ -234,16 +223,7 @@ async fn our_log_stores_verified_cosignatures() {
         LogSigner::load_or_create(&tmp.path().join("audit-log.key"), "focal/carin/relay.carin").unwrap();
     let mut log = AuditLog::open(tree.clone(), signer).unwrap();
     let reader = log.reader();
-    let append = |log: &mut AuditLog, from: u64, to: u64| {
-        let mut batch = sled::Batch::default();
-        for i in from..to {
-            log.stage(&record(i), &mut batch).unwrap();
-        }
-        log.seal(&mut batch);
-        tree.apply_batch(batch).unwrap();
-        log.committed();
-    };
-    append(&mut log, 0, 7);
+    append(&mut log, &tree, 0..7);
     let cp1 = log.checkpoint(1_000, true).unwrap();
 
     // The peer (arinsa) witnesses it.
@@ -268,7 +248,7 @@ async fn our_log_stores_verified_cosignatures() {
     assert_eq!(info.cosignatures.len(), 1);
 
     // Growth: the request carries a proof from the size last cosigned.
-    append(&mut log, 7, 19);
+    append(&mut log, &tree, 7..19);
     let cp2 = log.checkpoint(5_000, true).unwrap();
     // A stale old_size gets a conflict naming the right one; the retry works.
     let resp = w.cosign_for_peer(&carin, &hello, &cosign_request(&reader, &cp2, 3).unwrap()).await;
