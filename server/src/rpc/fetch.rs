@@ -64,6 +64,9 @@ pub(super) async fn fetch(
     let msg_id = parse_msg_id("msg_id", &r.msg_id)?;
     let sender = parse_member("sender", &r.sender)?;
     let env = held_for(&shared, &caller, &sender, &msg_id)?;
+    // Read first, then wait: a message whose batch is applied but not yet
+    // fsynced is served only once it is durable.
+    shared.store.durable_barrier().await?;
     if r.offset > env.payload_size {
         return Err(Status::out_of_range(format!(
             "offset {} is beyond the payload's {} bytes",

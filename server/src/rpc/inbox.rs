@@ -2,7 +2,9 @@
 //! in mailbox order, a page at a time), sends `replay_done`, then pushes new
 //! arrivals (and, if asked, receipts) as the writer commits them.
 //!
-//! The stream subscribes to live events before replaying, and skips live
+//! A replayed page is sent only once everything it holds is durable (see
+//! `Store::durable_barrier`). The stream subscribes to live events before
+//! replaying, and skips live
 //! messages whose sequence was already replayed, so nothing committed during
 //! the replay is lost or sent twice. A subscriber that falls more than
 //! `limits.inbox_live_buffer` events behind gets RESOURCE_EXHAUSTED and
@@ -86,6 +88,14 @@ async fn next(mut st: State) -> Option<(Result<pb::InboxEvent, Status>, State)> 
                     st.phase = if st.replay_only { Phase::Done } else { Phase::Live };
                 }
                 Ok(page) => {
+                    // Read first, then wait: a message whose batch is applied
+                    // but not yet fsynced (a crash could still lose it) is
+                    // shown only once it is durable. Live events are
+                    // published after the fsync already.
+                    if let Err(e) = st.shared.store.durable_barrier().await {
+                        st.phase = Phase::Done;
+                        return Some((Err(e.into()), st));
+                    }
                     for m in page {
                         st.last_seq = m.mailbox_seq;
                         st.queued.push_back(event(Event::Message(m)));

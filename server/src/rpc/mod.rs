@@ -171,6 +171,8 @@ impl Relay for RelayService {
         let caller = require_fp(&req, "list receipts")?;
         let since = req.get_ref().since_ms;
         let receipts = self.shared.store.receipts(&caller.address(), since, 10_000)?;
+        // Shown only once durable (see `Store::durable_barrier`).
+        self.shared.store.durable_barrier().await?;
         Ok(Response::new(pb::ReceiptsResponse { receipts }))
     }
 
