@@ -119,7 +119,10 @@ pub(super) async fn send(
                     kind: pb::AuditKind::Refused as i32,
                     time_ms: now,
                     msg_id: ctx.msg_id.to_vec(),
-                    sender: ctx.sender.to_string(),
+                    // The caller, from its certificate: a header claiming
+                    // another sender must not write records under that
+                    // sender's name (the claim is in the detail).
+                    sender: caller.address().to_string(),
                     recipients: ctx.recipients.iter().map(|a| a.to_string()).collect(),
                     peer: caller.uri(),
                     payload_sha256: header.payload_sha256.clone(),

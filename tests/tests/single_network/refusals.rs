@@ -111,6 +111,9 @@ async fn a_refusal_listing_the_most_and_longest_recipients_is_audited_and_the_re
     }
     let refusal = refusal.expect("the REFUSED record is in the log");
     assert_eq!(refusal.recipients.len(), focal_proto::envelope::MAX_RECIPIENTS);
+    // Under the caller's name, not the one its header claimed.
+    assert_eq!(refusal.sender, "nl-fiod@carin");
+    assert!(refusal.detail.contains("envelope sender de-bka@carin is not the caller"), "{}", refusal.detail);
     Ok(())
 }
 
