@@ -4,6 +4,11 @@
 //! authenticated connection with its certificate chain and a cancel handle;
 //! the registration is removed when the connection closes.
 //!
+//! Registration is refused when the identity already holds
+//! `limits.max_connections_per_identity` connections, and when the trust
+//! changed (a reload's sweep ran) since the handshake took its acceptor:
+//! that handshake was checked against the old trust and the sweep missed it.
+//!
 //! Cancelling a connection makes its stream's next read or write fail (see
 //! `tls::RelayStream`), so hyper ends the connection and every RPC on it,
 //! including a live `Inbox` stream.
