@@ -69,8 +69,12 @@ pub(crate) fn write_new(path: &Path, contents: &[u8], mode: Mode, force: bool) -
     })?;
     file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| CertsError::io(path, e))?;
     // The new name is durable only once its directory is.
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    sync_dir(dir).map_err(|e| CertsError::io(path, e))
+    sync_dir(parent_dir(path)).map_err(|e| CertsError::io(path, e))
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 /// Refuses early if any of `paths` exists (so a multi-file command writes
@@ -92,7 +96,7 @@ pub(crate) fn refuse_existing(paths: &[&Path], force: bool) -> Result<()> {
 /// contents or no file come back). The error names `path`; the temporary
 /// file does not outlive a failure.
 pub fn replace(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
