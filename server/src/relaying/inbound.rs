@@ -194,9 +194,8 @@ impl Inbound {
             })
             .into();
         }
-        if let Err(e) = self.r.store.check_space(header.payload_size) {
-            return ack(&header, pb::TransferStatus::Retry, e.to_string()).into();
-        }
+        // The sink reserves the announced size, refusing it (StoreFull) if
+        // the store has no room for it.
         let mut sink = match self.r.store.payload_sink(header.payload_size).await {
             Ok(s) => s,
             Err(e) => return ack(&header, pb::TransferStatus::Retry, e.to_string()).into(),
