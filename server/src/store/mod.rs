@@ -7,7 +7,9 @@
 //! Reads go straight to the tree. Every change goes through the single
 //! writer thread ([`writer`]): bounded queue, one batch and one fsync
 //! per group of waiting operations, answers only after the flush. A full
-//! queue is an error the caller sees ([`RelayError::QueueFull`]).
+//! queue is an error the caller sees ([`RelayError::QueueFull`]), except for
+//! the bookkeeping of outbox items the core has already let go (acked or
+//! expired), which waits for room.
 
 pub mod admin;
 pub mod admin_outbox;
@@ -272,6 +274,26 @@ impl Store {
         Ok(rx)
     }
 
+    /// Queues bookkeeping for a decision the relay core has already made
+    /// and forgotten (an outbox item acked or expired): it must reach the
+    /// disk, so a full queue is waited out, by a task of its own, instead
+    /// of refused. At most one such task per outbox item, so they are
+    /// bounded by the outbox windows.
+    fn enqueue_bookkeeping(&self, op: Op) -> Result<oneshot::Receiver<Result<Reply, RelayError>>, RelayError> {
+        let (tx, rx) = oneshot::channel();
+        match self.inner.tx.try_send(Msg::Job(op, Some(tx))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                let queue = self.inner.tx.clone();
+                // If the store closes meanwhile, the job (and its answer's
+                // sender) is dropped and the receiver answers StoreClosed.
+                tokio::spawn(async move { queue.send(job).await.ok() });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(RelayError::StoreClosed),
+        }
+        Ok(rx)
+    }
+
     /// Stores an envelope; returns after the batch holding it is fsynced.
     pub async fn accept(&self, req: AcceptRequest) -> Result<Accepted, RelayError> {
         match self.submit(Op::Accept(Box::new(req))).await? {
@@ -317,8 +339,10 @@ impl Store {
     }
 
     /// Deletes an item the peer acked, with its FORWARDED audit record:
-    /// queued now, and the future resolves once the deletion is applied (it
-    /// need not wait for the fsync, see `Op::answered_before_fsync`).
+    /// queued now (or, if the queue is full, as soon as it has room: the
+    /// core has already forgotten the item), and the future resolves once
+    /// the deletion is applied (it need not wait for the fsync, see
+    /// `Op::answered_before_fsync`).
     pub fn outbox_done(
         &self,
         peer: &str,
@@ -327,17 +351,19 @@ impl Store {
         now_ms: i64,
     ) -> Result<impl std::future::Future<Output = Result<(), RelayError>> + Send + 'static + use<>, RelayError>
     {
-        let rx = self.enqueue(Op::OutboxDone { peer: peer.to_owned(), removed, status, now_ms })?;
+        let rx = self.enqueue_bookkeeping(Op::OutboxDone { peer: peer.to_owned(), removed, status, now_ms })?;
         Ok(async move { rx.await.map_err(|_| RelayError::StoreClosed)?.map(drop) })
     }
 
-    /// Deletes an expired outbox item, audits it and queues EXPIRED receipts.
+    /// Deletes an expired outbox item, audits it and queues EXPIRED receipts
+    /// (waiting for room in a full queue, like [`Self::outbox_done`]).
     pub async fn outbox_expired(
         &self,
         expired: crate::core::relay::Expired,
         now_ms: i64,
     ) -> Result<(), RelayError> {
-        self.submit(Op::OutboxExpired { expired, now_ms }).await.map(drop)
+        let rx = self.enqueue_bookkeeping(Op::OutboxExpired { expired, now_ms })?;
+        rx.await.map_err(|_| RelayError::StoreClosed)?.map(drop)
     }
 
     /// Deletes seen entries the core forgot.

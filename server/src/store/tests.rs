@@ -488,6 +488,83 @@ async fn the_audit_log_serves_only_leaves_the_writer_flushed() {
     store.close().await;
 }
 
+/// The core lets go of an acked outbox item before the store deletes it,
+/// so that deletion (with its FORWARDED record) must not be refused by a
+/// full write queue: it waits for room. (It used to fail with QueueFull,
+/// leaving the record on disk and the message unaudited until a restart.)
+#[tokio::test]
+async fn an_acked_outbox_item_is_deleted_even_when_the_write_queue_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), Arc::new(Hub::new(4)));
+    o.write_queue_depth = 1;
+    let core = Arc::new(std::sync::Mutex::new(test_core()));
+    let store = Store::open_with_core(o, Some(core.clone())).unwrap();
+    let now = 1_000_000;
+    let payload = b"sealed bytes".to_vec();
+    let header = pb::EnvelopeHeader {
+        payload_sha256: ring::digest::digest(&ring::digest::SHA256, &payload).as_ref().to_vec(),
+        payload_size: payload.len() as u64,
+        ..Default::default()
+    };
+    let input = crate::core::routing::RouteInput {
+        msg_id: [7; 16],
+        sender: addr("s@carin"),
+        recipients: vec![addr("x@arinsa")],
+        deliver_to: vec![],
+        hops: vec![],
+        created_at_ms: now,
+        expires_at_ms: now + 3_600_000,
+        priority: pb::Priority::Normal,
+        handling: pb::HandlingCode::H1,
+        payload_size: payload.len() as u64,
+    };
+    let routed = store
+        .route(fed::RouteRequest {
+            header,
+            input,
+            all_recipients: vec![addr("x@arinsa")],
+            origin: crate::core::relay::Origin::Local,
+            from: "focal://carin/fp/s".into(),
+            payload: payload::ReceivedPayload::Inline(payload),
+            now_ms: now,
+            stream: 0,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(routed, fed::RouteOutcome::Handled { .. }), "{routed:?}");
+
+    // The item goes out and the hub acks it; the core forgets it at once.
+    let mut held = core.lock().unwrap();
+    let outbox = held.outbox_mut("relay-gfp").expect("an outbox for the hub");
+    outbox.handle_connected(now);
+    let t = outbox.poll_transmit(now).expect("the routed copy is ready once durable");
+    assert!(store.outbox_record("relay-gfp", t.seq).unwrap().is_some());
+    let removed = outbox.handle_ack(&t.id, now).expect("acked");
+    // Holding the core holds the writer: fill the queue (depth 1).
+    let mut queued = Vec::new();
+    loop {
+        let mut f = Box::pin(store.expire_due(now, 1));
+        match futures::FutureExt::now_or_never(f.as_mut()) {
+            Some(r) => {
+                assert!(matches!(r, Err(RelayError::QueueFull { capacity: 1 })), "{r:?}");
+                break;
+            }
+            None => queued.push(f),
+        }
+    }
+    let deleting = store
+        .outbox_done("relay-gfp", removed, pb::TransferStatus::Stored, now)
+        .expect("bookkeeping the core has done is not refused by a full queue");
+    drop(held);
+    deleting.await.expect("the deletion is applied once the queue has room");
+    for f in queued {
+        f.await.unwrap();
+    }
+    assert!(store.outbox_record("relay-gfp", t.seq).unwrap().is_none(), "the acked copy is deleted");
+    assert!(kinds(&store).contains(&pb::AuditKind::Forwarded), "{:?}", kinds(&store));
+    store.close().await;
+}
+
 /// A relay core for a carin relay with a default route to the GFP hub.
 fn test_core() -> crate::core::RelayCore {
     use crate::config::{Limits, PolicyConfig};
