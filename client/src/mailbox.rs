@@ -14,7 +14,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::client::{Client, MessageRef};
 use crate::error::{ClientError, Result};
-use crate::store::ReceiptRecord;
+use crate::store::{LocalStore, ReceiptRecord};
 use crate::util::{msg_id_hex, now_ms, receipt_kind_name, sha256};
 
 /// A waiting message as the relay lists it: the clear header only. Nothing
@@ -198,10 +198,8 @@ impl Client {
                         }
                     }
                     Some(pb::inbox_event::Event::Receipt(r)) => {
-                        let info = verify_receipt(&trust.current(), &r, SystemTime::now());
-                        if info.problem.is_none() {
-                            store.put_receipt(&hex::encode(info.body_sha256), &receipt_record(&info))?;
-                        }
+                        let mut info = verify_receipt(&trust.current(), &r, SystemTime::now());
+                        keep_receipt(&store, &mut info)?;
                         InboxItem::Receipt(info)
                     }
                     Some(pb::inbox_event::Event::ReplayDone(_)) => InboxItem::ReplayDone,
@@ -298,12 +296,41 @@ impl Client {
             .into_inner();
         let trust = self.trust.current();
         let now = SystemTime::now();
-        let out: Vec<ReceiptInfo> = resp.receipts.iter().map(|r| verify_receipt(&trust, r, now)).collect();
-        for r in out.iter().filter(|r| r.problem.is_none()) {
-            self.store.put_receipt(&hex::encode(r.body_sha256), &receipt_record(r))?;
+        let mut out: Vec<ReceiptInfo> =
+            resp.receipts.iter().map(|r| verify_receipt(&trust, r, now)).collect();
+        for r in &mut out {
+            keep_receipt(&self.store, r)?;
         }
         Ok(out)
     }
+}
+
+/// Checks a verified receipt against this focal point's record of the
+/// message it is about, then keeps it in the local store if nothing is
+/// wrong. A receipt's signature only proves who signed it: a DELIVERED
+/// signed by some focal point, or a relay's REFUSED, about a message that
+/// was never addressed to its subject would otherwise be shown as a fact
+/// about the message. Every recipient (escalation alternates and the
+/// members a broadcast reached included) is in the sent record's `to`.
+/// Without a sent record (sent from another device, or purged) only the
+/// signature is checked.
+pub fn keep_receipt(store: &LocalStore, info: &mut ReceiptInfo) -> Result<()> {
+    if info.problem.is_some() {
+        return Ok(());
+    }
+    if let Some(sent) = store.sent(&msg_id_hex(&info.body.msg_id))?
+        && !sent.to.contains(&info.body.subject)
+    {
+        info.problem = Some(format!(
+            "a {} receipt about {}, who was not a recipient of message {} (sent to {})",
+            info.kind(),
+            info.body.subject,
+            sent.msg_id,
+            sent.to.join(", ")
+        ));
+        return Ok(());
+    }
+    store.put_receipt(&hex::encode(info.body_sha256), &receipt_record(info))
 }
 
 /// The local-store form of a verified receipt.
@@ -315,5 +342,52 @@ pub fn receipt_record(r: &ReceiptInfo) -> ReceiptRecord {
         signer: r.body.signer.clone(),
         at_ms: r.body.at_ms,
         detail: r.body.detail.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivered(msg_id: u8, subject: &str) -> ReceiptInfo {
+        let body = pb::ReceiptBody {
+            version: 1,
+            msg_id: vec![msg_id; 16],
+            original_sender: "a@carin".into(),
+            subject: subject.into(),
+            kind: pb::ReceiptKind::Delivered as i32,
+            signer: subject.into(),
+            ..Default::default()
+        };
+        ReceiptInfo { body_sha256: sha256(&body.encode_to_vec()), body, signer: None, problem: None }
+    }
+
+    #[test]
+    fn a_receipt_about_someone_the_message_was_not_sent_to_is_flagged_and_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let id = msg_id_hex(&[1; 16]);
+        store.put_sent(&crate::store::tests::sent(&id, 100, 150)).unwrap();
+
+        let mut stranger = delivered(1, "x@rrag");
+        keep_receipt(&store, &mut stranger).unwrap();
+        let problem = stranger.problem.expect("flagged");
+        assert!(
+            problem.contains("x@rrag, who was not a recipient") && problem.contains("sent to b@carin"),
+            "{problem}"
+        );
+        assert!(store.all_receipts().unwrap().is_empty(), "not kept");
+
+        let mut recipient = delivered(1, "b@carin");
+        keep_receipt(&store, &mut recipient).unwrap();
+        assert_eq!(recipient.problem, None);
+        // Without a sent record (another device, or purged) only the
+        // signature can be checked.
+        let mut unknown = delivered(2, "x@rrag");
+        keep_receipt(&store, &mut unknown).unwrap();
+        assert_eq!(unknown.problem, None);
+        let kept: Vec<String> = store.all_receipts().unwrap().into_iter().map(|r| r.subject).collect();
+        assert_eq!(kept.len(), 2);
+        assert!(kept.contains(&"b@carin".to_string()) && kept.contains(&"x@rrag".to_string()), "{kept:?}");
     }
 }

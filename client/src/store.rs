@@ -359,10 +359,11 @@ impl LocalStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sent(id: &str, created: i64, accepted: i64) -> SentRecord {
+    /// A sent record of message `id` to b@carin.
+    pub(crate) fn sent(id: &str, created: i64, accepted: i64) -> SentRecord {
         SentRecord {
             msg_id: id.into(),
             to: vec!["b@carin".into()],

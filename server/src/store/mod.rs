@@ -279,7 +279,10 @@ impl Store {
     /// disk, so a full queue is waited out, by a task of its own, instead
     /// of refused. At most one such task per outbox item, so they are
     /// bounded by the outbox windows.
-    fn enqueue_bookkeeping(&self, op: Op) -> Result<oneshot::Receiver<Result<Reply, RelayError>>, RelayError> {
+    fn enqueue_bookkeeping(
+        &self,
+        op: Op,
+    ) -> Result<oneshot::Receiver<Result<Reply, RelayError>>, RelayError> {
         let (tx, rx) = oneshot::channel();
         match self.inner.tx.try_send(Msg::Job(op, Some(tx))) {
             Ok(()) => {}
@@ -351,7 +354,8 @@ impl Store {
         now_ms: i64,
     ) -> Result<impl std::future::Future<Output = Result<(), RelayError>> + Send + 'static + use<>, RelayError>
     {
-        let rx = self.enqueue_bookkeeping(Op::OutboxDone { peer: peer.to_owned(), removed, status, now_ms })?;
+        let rx =
+            self.enqueue_bookkeeping(Op::OutboxDone { peer: peer.to_owned(), removed, status, now_ms })?;
         Ok(async move { rx.await.map_err(|_| RelayError::StoreClosed)?.map(drop) })
     }
 
