@@ -500,37 +500,7 @@ async fn an_acked_outbox_item_is_deleted_even_when_the_write_queue_is_full() {
     let core = Arc::new(std::sync::Mutex::new(test_core()));
     let store = Store::open_with_core(o, Some(core.clone())).unwrap();
     let now = 1_000_000;
-    let payload = b"sealed bytes".to_vec();
-    let header = pb::EnvelopeHeader {
-        payload_sha256: ring::digest::digest(&ring::digest::SHA256, &payload).as_ref().to_vec(),
-        payload_size: payload.len() as u64,
-        ..Default::default()
-    };
-    let input = crate::core::routing::RouteInput {
-        msg_id: [7; 16],
-        sender: addr("s@carin"),
-        recipients: vec![addr("x@arinsa")],
-        deliver_to: vec![],
-        hops: vec![],
-        created_at_ms: now,
-        expires_at_ms: now + 3_600_000,
-        priority: pb::Priority::Normal,
-        handling: pb::HandlingCode::H1,
-        payload_size: payload.len() as u64,
-    };
-    let routed = store
-        .route(fed::RouteRequest {
-            header,
-            input,
-            all_recipients: vec![addr("x@arinsa")],
-            origin: crate::core::relay::Origin::Local,
-            from: "focal://carin/fp/s".into(),
-            payload: payload::ReceivedPayload::Inline(payload),
-            now_ms: now,
-            stream: 0,
-        })
-        .await
-        .unwrap();
+    let routed = store.route(to_arinsa(&store, 7, 12, now).await).await.unwrap();
     assert!(matches!(routed, fed::RouteOutcome::Handled { .. }), "{routed:?}");
 
     // The item goes out and the hub acks it; the core forgets it at once.
@@ -563,6 +533,42 @@ async fn an_acked_outbox_item_is_deleted_even_when_the_write_queue_is_full() {
     assert!(store.outbox_record("relay-gfp", t.seq).unwrap().is_none(), "the acked copy is deleted");
     assert!(kinds(&store).contains(&pb::AuditKind::Forwarded), "{:?}", kinds(&store));
     store.close().await;
+}
+
+/// A message from s@carin to x@arinsa with a payload of `size` bytes, as
+/// the Send RPC routes it (CARIN queues it for the hub).
+async fn to_arinsa(store: &Store, id: u8, size: usize, now: i64) -> fed::RouteRequest {
+    let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8 ^ id).collect();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &payload).as_ref().to_vec();
+    let mut sink = store.payload_sink(size as u64).await.unwrap();
+    sink.write(&payload).await.unwrap();
+    let header = pb::EnvelopeHeader {
+        payload_sha256: digest.clone(),
+        payload_size: size as u64,
+        ..Default::default()
+    };
+    let input = crate::core::routing::RouteInput {
+        msg_id: [id; 16],
+        sender: addr("s@carin"),
+        recipients: vec![addr("x@arinsa")],
+        deliver_to: vec![],
+        hops: vec![],
+        created_at_ms: now,
+        expires_at_ms: now + 3_600_000,
+        priority: pb::Priority::Normal,
+        handling: pb::HandlingCode::H1,
+        payload_size: size as u64,
+    };
+    fed::RouteRequest {
+        header,
+        input,
+        all_recipients: vec![addr("x@arinsa")],
+        origin: crate::core::relay::Origin::Local,
+        from: "focal://carin/fp/s".into(),
+        payload: sink.finish(&digest).await.unwrap(),
+        now_ms: now,
+        stream: 0,
+    }
 }
 
 /// A relay core for a carin relay with a default route to the GFP hub.
