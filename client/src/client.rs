@@ -178,7 +178,7 @@ impl Client {
         let now = now_ms();
         let cert_end =
             own.not_after.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        let not_after = (now + opts.validity.as_millis() as i64).min(cert_end);
+        let not_after = crate::util::ms_after(now, opts.validity).min(cert_end);
         let entry = focal_certs::make_directory_entry(
             &self.creds,
             key.public.0,

@@ -54,7 +54,7 @@ impl Client {
             msg_id: msg_id.to_vec(),
             originator: self.me.to_string(),
             permitted_networks: nets,
-            expires_at_ms: now_ms() + valid.as_millis() as i64,
+            expires_at_ms: crate::util::ms_after(now_ms(), valid),
         };
         sign_blob(TAG_RELEASE, body.encode_to_vec(), &self.signing, self.creds.cert_der())
     }

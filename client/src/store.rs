@@ -182,7 +182,7 @@ impl LocalStore {
     ) -> Result<(Self, PurgeReport)> {
         let store = LocalStore::open(dir)?;
         let report = match retention {
-            Some(r) => store.purge_older_than(crate::util::now_ms() - r.as_millis() as i64, false)?,
+            Some(r) => store.purge_older_than(crate::util::ms_ago(r), false)?,
             None => PurgeReport::default(),
         };
         Ok((store, report))

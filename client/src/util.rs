@@ -25,7 +25,29 @@ pub fn parse_msg_id(s: &str) -> Result<[u8; 16]> {
     Ok(id)
 }
 
-/// Parses `90s`, `30m`, `12h`, `7d`, `2w`.
+/// The longest duration [`parse_duration`] takes: 100 years. Longer ones
+/// are refused rather than let wrap around in the arithmetic on unix
+/// milliseconds (a "keep forever" retention of 999999999999d once made a
+/// cutoff in the far future, and every local record was purged).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 366 * 86_400);
+
+/// `d` in milliseconds, saturating (durations from the library API are
+/// not bounded by [`parse_duration`]).
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Unix ms `d` before now, saturating.
+pub fn ms_ago(d: Duration) -> i64 {
+    now_ms().saturating_sub(millis(d))
+}
+
+/// Unix ms `d` after `from`, saturating.
+pub fn ms_after(from: i64, d: Duration) -> i64 {
+    from.saturating_add(millis(d))
+}
+
+/// Parses `90s`, `30m`, `12h`, `7d`, `2w` (at most [`MAX_DURATION`]).
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let bad = || {
         ClientError::invalid(
@@ -48,7 +70,10 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     if n == 0 {
         return Err(ClientError::invalid("duration", format!("{s:?} must be positive")));
     }
-    n.checked_mul(secs).map(Duration::from_secs).ok_or_else(bad)
+    match n.checked_mul(secs).map(Duration::from_secs) {
+        Some(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(ClientError::invalid("duration", format!("{s:?} is longer than the 100 years allowed"))),
+    }
 }
 
 /// Parses `H0`..`H3` (case-insensitive).
@@ -126,6 +151,13 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5200w").unwrap(), Duration::from_secs(5200 * 7 * 86_400));
+        for huge in ["999999999999d", "18446744073709551615s", "36700d"] {
+            let e = parse_duration(huge).unwrap_err().to_string();
+            assert!(e.contains("longer than the 100 years allowed"), "{huge}: {e}");
+        }
+        assert_eq!(ms_after(i64::MAX - 1, Duration::MAX), i64::MAX);
+        assert!(ms_ago(Duration::MAX) < 0, "a cutoff before any record, not after all of them");
         for bad in ["", "d", "7", "7y", "-1d", "0d", "1.5h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

@@ -16,7 +16,7 @@ use crate::util::{fmt_time_ms, handling_name, now_ms};
 pub(crate) fn request_fields(a: &RequestArgs) -> (Option<pb::RequestFields>, i64) {
     let deadline = match (a.deadline, a.respond_within) {
         (Some(d), _) => d,
-        (None, Some(w)) => now_ms() + w.as_millis() as i64,
+        (None, Some(w)) => crate::util::ms_after(now_ms(), w),
         (None, None) => 0,
     };
     let r = pb::RequestFields {

@@ -296,12 +296,12 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Purge { older_than, dry_run } => {
             let store = crate::store::LocalStore::open(&profile.store_dir)?;
-            let cutoff = now_ms() - older_than.as_millis() as i64;
+            let cutoff = crate::util::ms_ago(*older_than);
             retention::print(cli.json, &store.purge_older_than(cutoff, *dry_run)?, *dry_run);
         }
         Command::Receipts { since } => {
             let client = Client::connect(profile).await?;
-            let since_ms = since.map_or(0, |d| now_ms() - d.as_millis() as i64);
+            let since_ms = since.map_or(0, |d| crate::util::ms_ago(d));
             let receipts = client.receipts(since_ms).await?;
             out.receipts(&receipts);
         }
