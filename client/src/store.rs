@@ -11,8 +11,12 @@
 //! <store_dir>/tmp/            sealed payloads waiting to be sent, partial downloads
 //! ```
 //!
-//! Each record is written to a temporary file and renamed into place, so a
-//! crash leaves either the old or the new record.
+//! Each record is written to a temporary file, fsynced and renamed into
+//! place, and the directory is fsynced, so a crash (of the process or of the
+//! machine) leaves either the old or the new record. A record that does not
+//! parse all the same (a damaged disk, an editor) is renamed to
+//! `<name>.json.unreadable` with a warning naming it, and the store works
+//! on without it.
 //!
 //! Retention: [`LocalStore::purge_older_than`] deletes records whose last
 //! activity is older than a cutoff (a sent message: accepted, else created;
@@ -22,8 +26,8 @@
 //! on demand. Case threads and overdue lists are built from what remains.
 //! Attachments saved with `focal read --out` are the user's files and are
 //! never touched. Temporary files older
-//! than a day (from a client killed mid-send) are removed when the store
-//! opens.
+//! than a day (from a client killed mid-send or mid-write) are removed when
+//! the store opens.
 
 use std::fs;
 use std::io::Write;
@@ -232,18 +236,24 @@ impl LocalStore {
         Ok(n)
     }
 
-    /// Removes temporary files older than `age` (left by a client that was
-    /// killed mid-send). Best effort: errors are ignored.
+    /// Removes temporary files older than `age`: everything in `tmp/` (left
+    /// by a client that was killed mid-send) and a record write's `.tmp*`
+    /// file in the record directories. Best effort: errors are ignored.
     fn remove_stale_tmp(&self, age: std::time::Duration) {
-        let Ok(rd) = fs::read_dir(self.tmp_dir()) else { return };
         let now = std::time::SystemTime::now();
-        for entry in rd.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > age);
-            if old {
-                let _ = fs::remove_file(entry.path());
+        for (sub, only_tmp) in [("tmp", false), ("sent", true), ("received", true), ("receipts", true)] {
+            let Ok(rd) = fs::read_dir(self.dir.join(sub)) else { continue };
+            for entry in rd.flatten() {
+                if only_tmp && !entry.file_name().to_string_lossy().starts_with(".tmp") {
+                    continue;
+                }
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > age);
+                if old {
+                    let _ = fs::remove_file(entry.path());
+                }
             }
         }
     }
@@ -328,17 +338,29 @@ impl LocalStore {
         let mut tmp =
             tempfile::NamedTempFile::new_in(dir).map_err(|e| ClientError::io("cannot create", dir, e))?;
         tmp.write_all(&json).map_err(|e| ClientError::io("cannot write", tmp.path().to_owned(), e))?;
+        tmp.as_file().sync_all().map_err(|e| ClientError::io("cannot sync", tmp.path().to_owned(), e))?;
         tmp.persist(path).map_err(|e| ClientError::io("cannot write", path, e.error))?;
-        Ok(())
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| ClientError::io("cannot sync", dir, e))
     }
 
+    /// The record at `path` (`None` if there is none). A record that does
+    /// not parse is set aside (see the module docs) and also gives `None`.
     fn read<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>> {
-        match fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| ClientError::Store { path: path.to_owned(), reason: e.to_string() }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ClientError::io("cannot read", path, e)),
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ClientError::io("cannot read", path, e)),
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                let mut aside = path.as_os_str().to_owned();
+                aside.push(".unreadable");
+                let aside = PathBuf::from(aside);
+                fs::rename(path, &aside).map_err(|e| ClientError::io("cannot set aside", path, e))?;
+                tracing::warn!(record = %path.display(), set_aside_as = %aside.display(), error = %e, "a local record does not parse; set aside");
+                Ok(None)
+            }
         }
     }
 
@@ -414,6 +436,44 @@ pub(crate) mod tests {
             at_ms: at,
             detail: String::new(),
         }
+    }
+
+    #[test]
+    fn a_record_that_does_not_parse_is_set_aside_and_the_store_works_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(dir.path()).unwrap();
+        s.put_sent(&sent("01", 100, 150)).unwrap();
+        s.put_sent(&sent("02", 100, 150)).unwrap();
+        // A power cut before the data reached the disk, or a slip in an editor.
+        let damaged = dir.path().join("sent/02.json");
+        std::fs::write(&damaged, b"").unwrap();
+        let ids: Vec<String> = s.all_sent().unwrap().into_iter().map(|r| r.msg_id).collect();
+        assert_eq!(ids, ["01"]);
+        assert!(!damaged.exists());
+        assert!(dir.path().join("sent/02.json.unreadable").exists(), "kept for inspection");
+        assert_eq!(s.sent("02").unwrap(), None);
+        assert_eq!(s.purge_older_than(1_000, false).unwrap().sent, 1);
+
+        // A single read sets a damaged record aside too.
+        s.put_sent(&sent("03", 100, 150)).unwrap();
+        std::fs::write(dir.path().join("sent/03.json"), b"{\"msg_id\": 3").unwrap();
+        assert_eq!(s.sent("03").unwrap(), None);
+        assert!(dir.path().join("sent/03.json.unreadable").exists());
+    }
+
+    #[test]
+    fn a_stale_temporary_record_is_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        LocalStore::open(dir.path()).unwrap();
+        let stale = dir.path().join("receipts/.tmpAbC123");
+        let fresh = dir.path().join("receipts/.tmpXyZ789");
+        std::fs::write(&stale, b"{").unwrap();
+        std::fs::write(&fresh, b"{").unwrap();
+        let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+        std::fs::File::options().write(true).open(&stale).unwrap().set_modified(two_days_ago).unwrap();
+        LocalStore::open(dir.path()).unwrap();
+        assert!(!stale.exists(), "left by a write killed a while ago");
+        assert!(fresh.exists(), "another client may be writing it now");
     }
 
     #[test]
