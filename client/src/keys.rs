@@ -5,8 +5,12 @@
 //! messages sealed to a previously published key still open during the
 //! overlap period, which [`KeyStore::prune`] (`focal keys prune`) ends by
 //! removing keys superseded longer ago than the overlap. Files are
-//! created with mode 0600 (directory 0700) and never overwritten. A key file
-//! is a tiny TOML document:
+//! created with mode 0600 (directory 0700) and never overwritten. A new key
+//! is written to a hidden temporary file, fsynced and linked into place,
+//! and a pruned key is first renamed to a hidden name, so a client killed at
+//! any instant never leaves a half-written `x25519-*.key` that would stop
+//! every read; hidden leftovers are zeroed and removed by the next
+//! `generate` or `prune`. A key file is a tiny TOML document:
 //!
 //! ```toml
 //! serial = 2
@@ -115,6 +119,7 @@ impl KeyStore {
             .mode(0o700)
             .create(&self.dir)
             .map_err(|e| ClientError::io("cannot create key directory", &self.dir, e))?;
+        self.remove_leftovers()?;
         let secret = RecipientSecretKey::generate();
         let public = secret.public_key();
         let file = KeyFile {
@@ -125,16 +130,40 @@ impl KeyStore {
         };
         let text = Zeroizing::new(toml::to_string(&file).expect("key file serialises"));
         let path = self.dir.join(format!("x25519-{serial:06}.key"));
+        let tmp = self.dir.join(format!("{LEFTOVER}{serial:06}.key.new"));
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
-            .map_err(|e| ClientError::io("cannot create key file", &path, e))?;
+            .open(&tmp)
+            .map_err(|e| ClientError::io("cannot create key file", &tmp, e))?;
         f.write_all(text.as_bytes())
             .and_then(|()| f.sync_all())
-            .map_err(|e| ClientError::io("cannot write key file", &path, e))?;
+            .map_err(|e| ClientError::io("cannot write key file", &tmp, e))?;
+        // A link, unlike a rename, never replaces a key of the same serial
+        // (written meanwhile by another client).
+        fs::hard_link(&tmp, &path).map_err(|e| ClientError::io("cannot create key file", &path, e))?;
+        fs::remove_file(&tmp).map_err(|e| ClientError::io("cannot remove", &tmp, e))?;
+        self.sync_dir()?;
         Ok(EncryptionKey { serial, created_at_ms: now_ms, secret, public, path })
+    }
+
+    /// Zeroes and removes hidden key files left by a client killed while it
+    /// wrote or pruned a key.
+    fn remove_leftovers(&self) -> Result<()> {
+        let Ok(rd) = fs::read_dir(&self.dir) else { return Ok(()) };
+        for entry in rd.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(LEFTOVER) {
+                destroy(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> Result<()> {
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| ClientError::io("cannot sync key directory", &self.dir, e))
     }
 
     /// Ends the overlap of a rotation: removes every key superseded more
@@ -148,6 +177,7 @@ impl KeyStore {
     /// serials removed, oldest first.
     pub fn prune(&self, overlap: std::time::Duration, now_ms: i64) -> Result<Vec<u32>> {
         let overlap_ms = i64::try_from(overlap.as_millis()).unwrap_or(i64::MAX);
+        self.remove_leftovers()?;
         let keys = self.all()?;
         let mut removed = Vec::new();
         for pair in keys.windows(2) {
@@ -155,18 +185,35 @@ impl KeyStore {
             if newer.created_at_ms.saturating_add(overlap_ms) > now_ms {
                 continue;
             }
-            let len = fs::metadata(&older.path).map(|m| m.len()).unwrap_or(0);
-            fs::OpenOptions::new()
-                .write(true)
-                .open(&older.path)
-                .and_then(|mut f| f.write_all(&vec![0u8; len as usize]).and_then(|()| f.sync_all()))
-                .and_then(|()| fs::remove_file(&older.path))
+            // Out of `all`'s sight first: a kill while zeroing must not
+            // leave a key file that does not parse.
+            let hidden = self.dir.join(format!("{LEFTOVER}{:06}.key.pruned", older.serial));
+            fs::rename(&older.path, &hidden)
                 .map_err(|e| ClientError::io("cannot remove key file", &older.path, e))?;
+            self.sync_dir()?;
+            destroy(&hidden)?;
             removed.push(older.serial);
+        }
+        if !removed.is_empty() {
+            self.sync_dir()?;
         }
         removed.reverse();
         Ok(removed)
     }
+}
+
+/// Hidden key files (being written or pruned) start with this.
+const LEFTOVER: &str = ".x25519-";
+
+/// Overwrites a key file with zeros, syncs and removes it.
+fn destroy(path: &Path) -> Result<()> {
+    let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(&vec![0u8; len as usize]).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::remove_file(path))
+        .map_err(|e| ClientError::io("cannot remove key file", path, e))
 }
 
 fn read_key(path: &Path) -> Result<EncryptionKey> {
@@ -215,6 +262,27 @@ mod tests {
         assert_eq!(all.iter().map(|k| k.serial).collect::<Vec<_>>(), vec![2, 1]);
         assert_eq!(all[1].public, k1.public);
         assert_eq!(ks.current().unwrap().public, k2.public);
+    }
+
+    #[test]
+    fn hidden_leftovers_of_a_killed_write_or_prune_are_ignored_then_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = KeyStore::new(dir.path().join("keys"));
+        ks.generate(false, 1).unwrap();
+        // What a kill mid-write or mid-prune leaves: not a key to `all`.
+        let half_written = ks.dir().join(".x25519-000002.key.new");
+        let half_pruned = ks.dir().join(".x25519-000000.key.pruned");
+        fs::write(&half_written, b"serial = 2\ncreated_at_").unwrap();
+        fs::write(&half_pruned, [0u8; 40]).unwrap();
+        assert_eq!(ks.all().unwrap().len(), 1, "reads still work");
+        let k2 = ks.generate(true, 2).unwrap();
+        assert_eq!(k2.serial, 2);
+        assert!(!half_written.exists() && !half_pruned.exists());
+        let names: Vec<String> = fs::read_dir(ks.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[test]
