@@ -301,7 +301,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Receipts { since } => {
             let client = Client::connect(profile).await?;
-            let since_ms = since.map_or(0, |d| crate::util::ms_ago(d));
+            let since_ms = since.map_or(0, crate::util::ms_ago);
             let receipts = client.receipts(since_ms).await?;
             out.receipts(&receipts);
         }
