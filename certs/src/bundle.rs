@@ -308,20 +308,28 @@ impl TrustStore {
         let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| err(format!("malformed: {e}")))?;
         let issuer_raw = crl.issuer().as_raw();
         let number = crl.crl_number().cloned();
+        // Every CA certificate of this issuer and key gets it: the same CA
+        // may be listed twice (pasted twice, or re-issued with the same key
+        // for a longer validity), and a copy without the CRL would let a
+        // revoked certificate verify through it.
+        let mut issuer_found = false;
         for ca in self.networks.values_mut().flat_map(|n| n.cas.iter_mut()) {
             let Ok((_, ca_cert)) = parse(&ca.der) else { continue };
             if ca_cert.subject().as_raw() != issuer_raw || crl.verify_signature(ca_cert.public_key()).is_err()
             {
                 continue;
             }
+            issuer_found = true;
             if ca.crl.is_some() && ca.crl_number >= number {
-                return Ok(()); // an equal or newer CRL of this CA is already loaded
+                continue; // an equal or newer CRL of this CA is already loaded
             }
             let owned = webpki::OwnedCertRevocationList::from_der(der)
                 .map_err(|e| err(format!("not usable for revocation checks: {e}")))?;
             ca.crl = Some(owned.into());
-            ca.crl_number = number;
+            ca.crl_number = number.clone();
             ca.crl_next_update = crl.next_update().map(|t| t.timestamp());
+        }
+        if issuer_found {
             return Ok(());
         }
         Err(err(format!(

@@ -144,6 +144,29 @@ fn crls_belong_to_the_network_whose_ca_signed_them() {
     assert!(matches!(err, CertsError::Revoked { .. }), "{err}");
 }
 
+/// A CA listed twice (a hand-edited bundle with the same PEM pasted twice,
+/// or a CA re-issued with its key): the CRL covers both copies, and a
+/// revoked certificate is refused, not let through by the copy tried next.
+#[test]
+fn a_ca_listed_twice_does_not_let_a_revoked_certificate_through() {
+    let carin = ca("carin");
+    let fp = carin.issue(&IssueRequest::new(Role::Fp, "nl")).unwrap();
+    let cert = Credentials::from_pem(&fp.cert_pem, &fp.key_pem).unwrap();
+    let mut bundle = TrustBundle::default();
+    bundle.insert(net("carin"), carin.cert_der());
+    let text = bundle.to_toml();
+    let entry = &text[text.find("\"\"\"").unwrap()..text.rfind("\"\"\",").unwrap() + 4];
+    let twice = text.replacen(entry, &format!("{entry}\n{entry}"), 1);
+    let bundle = TrustBundle::parse(&twice).unwrap();
+    assert_eq!(bundle.networks[&net("carin")].len(), 2, "{twice}");
+    let crl = crl_der(&carin.crl(&[r(&fp.serial_hex)], 1, 7).unwrap());
+    let s = TrustStore::new(bundle, vec![crl]).unwrap();
+    let err = verify_peer(&s, cert.cert_der(), &[], SystemTime::now()).unwrap_err();
+    assert!(matches!(err, CertsError::Revoked { .. }), "{err}");
+    // Asked again (a verification may be remembered): still refused.
+    assert!(verify_peer(&s, cert.cert_der(), &[], SystemTime::now()).is_err());
+}
+
 #[test]
 fn the_newest_crl_of_a_ca_wins_whatever_the_load_order() {
     let carin = ca("carin");
