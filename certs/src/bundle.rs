@@ -136,6 +136,14 @@ impl TrustBundle {
     }
 }
 
+/// What [`TrustStore::attach_crl`] did with a CRL that verified as a CRL.
+enum Attached {
+    /// Attached to every CA certificate of its issuer.
+    Yes,
+    /// No CA of the bundle has its issuer's name (shown).
+    ForeignIssuer(String),
+}
+
 /// PEM encoding with 64-column lines and a trailing newline.
 pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
     use base64::Engine as _;
@@ -246,11 +254,33 @@ impl TrustStore {
     /// that issued it (refusing CRLs no CA of the bundle issued).
     pub fn new(bundle: TrustBundle, crls: Vec<CertificateRevocationListDer<'static>>) -> Result<Self> {
         let named = crls.into_iter().enumerate().map(|(i, c)| (format!("#{i}"), c)).collect();
-        TrustStore::build(bundle, named)
+        TrustStore::build(bundle, named, false).map(|(store, _)| store)
     }
 
-    /// Loads the bundle file and CRL PEM files.
+    /// Loads the bundle file and CRL PEM files. A CRL that no CA of the
+    /// bundle issued is refused.
     pub fn load(bundle_path: &Path, crl_paths: &[&Path]) -> Result<Self> {
+        let (bundle, crls) = Self::read_files(bundle_path, crl_paths)?;
+        TrustStore::build(bundle, crls, false).map(|(store, _)| store)
+    }
+
+    /// [`TrustStore::load`] for a running relay: a CRL whose issuer is no
+    /// CA of the bundle at all (its network was taken out of the bundle to
+    /// distrust it) is left out, and its file named in the list returned,
+    /// instead of refusing the whole bundle, which kept the old trust, the
+    /// distrusted CA included, in force until the config was edited and
+    /// the relay restarted. A CRL naming a CA of the bundle but not signed
+    /// by it is still refused.
+    pub fn load_without_foreign_crls(bundle_path: &Path, crl_paths: &[&Path]) -> Result<(Self, Vec<String>)> {
+        let (bundle, crls) = Self::read_files(bundle_path, crl_paths)?;
+        TrustStore::build(bundle, crls, true)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn read_files(
+        bundle_path: &Path,
+        crl_paths: &[&Path],
+    ) -> Result<(TrustBundle, Vec<(String, CertificateRevocationListDer<'static>)>)> {
         let bundle = TrustBundle::load(bundle_path)?;
         let mut crls = Vec::new();
         for path in crl_paths {
@@ -262,13 +292,16 @@ impl TrustStore {
             })?;
             crls.push((what, der));
         }
-        TrustStore::build(bundle, crls)
+        Ok((bundle, crls))
     }
 
+    /// The store; with `leave_out_foreign`, CRLs of issuers outside the
+    /// bundle are left out and named (see [`TrustStore::load_without_foreign_crls`]).
     fn build(
         bundle: TrustBundle,
         crls: Vec<(String, CertificateRevocationListDer<'static>)>,
-    ) -> Result<Self> {
+        leave_out_foreign: bool,
+    ) -> Result<(Self, Vec<String>)> {
         let mut networks = BTreeMap::new();
         let mut hints = Vec::new();
         for (net, cas) in &bundle.networks {
@@ -297,13 +330,23 @@ impl TrustStore {
             networks.insert(net.clone(), NetworkTrust { cas: anchors });
         }
         let mut store = TrustStore { bundle, networks, hints, verified: VerifyCache::default() };
+        let mut left_out = Vec::new();
         for (what, der) in crls {
-            store.attach_crl(&what, &der)?;
+            match store.attach_crl(&what, &der)? {
+                Attached::Yes => {}
+                Attached::ForeignIssuer(_) if leave_out_foreign => left_out.push(what),
+                Attached::ForeignIssuer(issuer) => {
+                    return Err(CertsError::Crl {
+                        what,
+                        reason: format!("issuer {issuer:?} is not a CA of any network in the trust bundle"),
+                    });
+                }
+            }
         }
-        Ok(store)
+        Ok((store, left_out))
     }
 
-    fn attach_crl(&mut self, what: &str, der: &[u8]) -> Result<()> {
+    fn attach_crl(&mut self, what: &str, der: &[u8]) -> Result<Attached> {
         let err = |reason: String| CertsError::Crl { what: what.to_owned(), reason };
         let (_, crl) = x509_parser::parse_x509_crl(der).map_err(|e| err(format!("malformed: {e}")))?;
         let issuer_raw = crl.issuer().as_raw();
@@ -312,11 +355,14 @@ impl TrustStore {
         // may be listed twice (pasted twice, or re-issued with the same key
         // for a longer validity), and a copy without the CRL would let a
         // revoked certificate verify through it.
-        let mut issuer_found = false;
+        let (mut name_found, mut issuer_found) = (false, false);
         for ca in self.networks.values_mut().flat_map(|n| n.cas.iter_mut()) {
             let Ok((_, ca_cert)) = parse(&ca.der) else { continue };
-            if ca_cert.subject().as_raw() != issuer_raw || crl.verify_signature(ca_cert.public_key()).is_err()
-            {
+            if ca_cert.subject().as_raw() != issuer_raw {
+                continue;
+            }
+            name_found = true;
+            if crl.verify_signature(ca_cert.public_key()).is_err() {
                 continue;
             }
             issuer_found = true;
@@ -330,12 +376,15 @@ impl TrustStore {
             ca.crl_next_update = crl.next_update().map(|t| t.timestamp());
         }
         if issuer_found {
-            return Ok(());
+            return Ok(Attached::Yes);
         }
-        Err(err(format!(
-            "issuer {:?} is not a CA of any network in the trust bundle (or the signature does not verify)",
-            crl.issuer().to_string()
-        )))
+        if name_found {
+            return Err(err(format!(
+                "the signature does not verify with any CA named {:?} in the trust bundle",
+                crl.issuer().to_string()
+            )));
+        }
+        Ok(Attached::ForeignIssuer(crl.issuer().to_string()))
     }
 
     /// The bundle this store was built from.

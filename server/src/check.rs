@@ -98,8 +98,14 @@ pub fn load_parts(config: &RelayConfig) -> Result<(Credentials, TrustStore), Rel
         }
     }
     let crls: Vec<&Path> = tls.crls.iter().map(|p| p.as_path()).collect();
-    let store = TrustStore::load(&tls.trust_bundle, &crls)
+    let (store, left_out) = TrustStore::load_without_foreign_crls(&tls.trust_bundle, &crls)
         .map_err(RelayError::certs(format!("tls.trust_bundle {} / tls.crls", tls.trust_bundle.display())))?;
+    for crl in left_out {
+        tracing::warn!(
+            crl,
+            "tls.crls: this CRL's issuer is no CA of the trust bundle (a network taken out of it?); left out"
+        );
+    }
     focal_certs::verify_peer(&store, creds.cert_der(), &creds.chain[1..], SystemTime::now()).map_err(
         RelayError::certs(format!(
             "tls.cert {}: does not verify against the trust bundle",

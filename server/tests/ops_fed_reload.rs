@@ -142,6 +142,33 @@ async fn a_revoked_relays_federation_link_is_closed_and_refused() {
     p.arinsa.stop().await.unwrap();
 }
 
+/// Distrusting a whole network: its CA is taken out of the trust bundle and
+/// the relay reloaded, while `tls.crls` (not re-read by a reload) still
+/// lists that network's CRL. The reload used to refuse the bundle over that
+/// CRL and keep the old trust, the distrusted CA included; now the CRL is
+/// left out and the network's relay is disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_taken_out_of_the_bundle_is_disconnected_by_a_reload() {
+    init();
+    let mut p = pair().await;
+    let mut carin = admin(&p.pki, "carin", p.carin.addr).await;
+    wait_peer(&mut carin, "relay-arinsa", "link up", |s| s.state == "connected").await;
+    deliver(&p.pki, p.carin.addr, p.arinsa.addr, 1).await;
+
+    let mut bundle = focal_certs::TrustBundle::default();
+    bundle.insert(NetworkId::new("carin").unwrap(), p.pki.cas["carin"].cert_der());
+    std::fs::write(&p.pki.bundle, bundle.to_toml()).unwrap();
+    let ack = carin.reload(pb::ReloadRequest {}).await.expect("the reload is not refused over arinsa's CRL");
+    let detail = ack.into_inner().detail;
+    assert!(detail.contains("closed 1 connection(s)"), "{detail}");
+    assert!(detail.contains("focal://arinsa/relay/relay-arinsa"), "{detail}");
+    let s = wait_peer(&mut carin, "relay-arinsa", "status", |_| true).await;
+    assert_ne!(s.state, "connected", "{s:?}");
+
+    p.carin.stop().await.unwrap();
+    p.arinsa.stop().await.unwrap();
+}
+
 /// The certificate a QUIC handshake with the federation port presents.
 async fn presented_cert(pki: &Pki, port: u16) -> Vec<u8> {
     let creds = pki.creds("arinsa", Role::Relay, "relay-probe");
