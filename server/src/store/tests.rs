@@ -504,33 +504,35 @@ async fn an_acked_outbox_item_is_deleted_even_when_the_write_queue_is_full() {
     assert!(matches!(routed, fed::RouteOutcome::Handled { .. }), "{routed:?}");
 
     // The item goes out and the hub acks it; the core forgets it at once.
-    let mut held = core.lock().unwrap();
-    let outbox = held.outbox_mut("relay-gfp").expect("an outbox for the hub");
-    outbox.handle_connected(now);
-    let t = outbox.poll_transmit(now).expect("the routed copy is ready once durable");
-    assert!(store.outbox_record("relay-gfp", t.seq).unwrap().is_some());
-    let removed = outbox.handle_ack(&t.id, now).expect("acked");
-    // Holding the core holds the writer: fill the queue (depth 1).
-    let mut queued = Vec::new();
-    loop {
-        let mut f = Box::pin(store.expire_due(now, 1));
-        match futures::FutureExt::now_or_never(f.as_mut()) {
-            Some(r) => {
-                assert!(matches!(r, Err(RelayError::QueueFull { capacity: 1 })), "{r:?}");
-                break;
+    let (seq, deleting, queued) = {
+        let mut held = core.lock().unwrap();
+        let outbox = held.outbox_mut("relay-gfp").expect("an outbox for the hub");
+        outbox.handle_connected(now);
+        let t = outbox.poll_transmit(now).expect("the routed copy is ready once durable");
+        assert!(store.outbox_record("relay-gfp", t.seq).unwrap().is_some());
+        let removed = outbox.handle_ack(&t.id, now).expect("acked");
+        // Holding the core holds the writer: fill the queue (depth 1).
+        let mut queued = Vec::new();
+        loop {
+            let mut f = Box::pin(store.expire_due(now, 1));
+            match futures::FutureExt::now_or_never(f.as_mut()) {
+                Some(r) => {
+                    assert!(matches!(r, Err(RelayError::QueueFull { capacity: 1 })), "{r:?}");
+                    break;
+                }
+                None => queued.push(f),
             }
-            None => queued.push(f),
         }
-    }
-    let deleting = store
-        .outbox_done("relay-gfp", removed, pb::TransferStatus::Stored, now)
-        .expect("bookkeeping the core has done is not refused by a full queue");
-    drop(held);
+        let deleting = store
+            .outbox_done("relay-gfp", removed, pb::TransferStatus::Stored, now)
+            .expect("bookkeeping the core has done is not refused by a full queue");
+        (t.seq, deleting, queued)
+    };
     deleting.await.expect("the deletion is applied once the queue has room");
     for f in queued {
         f.await.unwrap();
     }
-    assert!(store.outbox_record("relay-gfp", t.seq).unwrap().is_none(), "the acked copy is deleted");
+    assert!(store.outbox_record("relay-gfp", seq).unwrap().is_none(), "the acked copy is deleted");
     assert!(kinds(&store).contains(&pb::AuditKind::Forwarded), "{:?}", kinds(&store));
     store.close().await;
 }
