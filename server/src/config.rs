@@ -287,6 +287,14 @@ impl RelayConfig {
         if self.audit.checkpoint_interval_secs == 0 {
             return err("audit.checkpoint_interval_secs", "must be > 0".into());
         }
+        if self.audit.checkpoint_interval_secs > MAX_CHECKPOINT_INTERVAL_SECS {
+            return err(
+                "audit.checkpoint_interval_secs",
+                format!(
+                    "must be at most {MAX_CHECKPOINT_INTERVAL_SECS} (a day): auditors wait that long for a checkpoint"
+                ),
+            );
+        }
         casework::validate(&self.network, &self.escalation, &self.broadcast)?;
         self.retention.validate()?;
         Ok(())
@@ -302,6 +310,13 @@ impl RelayConfig {
         self.audit.origin.clone().unwrap_or_else(|| crate::audit::relay_origin(&self.relay_identity()))
     }
 }
+
+/// Largest `limits.write_queue_depth`.
+pub const MAX_WRITE_QUEUE_DEPTH: usize = 1 << 20;
+/// Largest `limits.inbox_live_buffer` (events per subscribed mailbox).
+pub const MAX_INBOX_LIVE_BUFFER: usize = 1 << 16;
+/// Largest `audit.checkpoint_interval_secs` (a day).
+pub const MAX_CHECKPOINT_INTERVAL_SECS: u64 = 86_400;
 
 impl Limits {
     fn validate(&self) -> Result<(), (String, String)> {
@@ -323,11 +338,17 @@ impl Limits {
                 return Err((key.to_owned(), "must be > 0".to_owned()));
             }
         }
-        if self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
-            return Err((
-                "limits.max_connections".into(),
-                format!("must be at most {}", tokio::sync::Semaphore::MAX_PERMITS),
-            ));
+        // Upper bounds: each is allocated up front (the live buffer per
+        // subscribed mailbox, the queue once) or must fit tokio's semaphore;
+        // a value past them would take the memory or panic at start.
+        for (key, value, max) in [
+            ("limits.max_connections", self.max_connections, tokio::sync::Semaphore::MAX_PERMITS),
+            ("limits.write_queue_depth", self.write_queue_depth, MAX_WRITE_QUEUE_DEPTH),
+            ("limits.inbox_live_buffer", self.inbox_live_buffer, MAX_INBOX_LIVE_BUFFER),
+        ] {
+            if value > max {
+                return Err((key.to_owned(), format!("must be at most {max}")));
+            }
         }
         // Times are carried as i64 milliseconds.
         let max_secs = (i64::MAX / 1000 / 2) as u64;

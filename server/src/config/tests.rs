@@ -72,6 +72,15 @@ fn zero_limits_name_the_key() {
         let e = d.err(&format!("[limits]\n{key} = 0\n"));
         assert!(e.ends_with(&format!("limits.{key}: must be > 0")), "{e}");
     }
+    for (key, max) in [
+        ("limits]\nwrite_queue_depth", 1u64 << 20),
+        ("limits]\ninbox_live_buffer", 1 << 16),
+        ("audit]\ncheckpoint_interval_secs", 86_400),
+    ] {
+        RelayConfig::load(&d.write(&format!("[{key} = {max}\n"))).expect("the largest value is taken");
+        let e = d.err(&format!("[{key} = {}\n", max + 1));
+        assert!(e.contains(&format!("must be at most {max}")), "{e}");
+    }
     let e = d.err("[limits]\nmax_lifetime_secs = 10\nmax_clock_skew_secs = 20\n");
     assert!(e.contains("limits.max_clock_skew_secs: must not exceed"), "{e}");
 }
