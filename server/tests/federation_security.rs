@@ -357,3 +357,23 @@ async fn dialled_address_answering_with_another_relays_certificate_is_refused() 
     impostor.fed.close().await;
     gfp.fed.close().await;
 }
+
+/// A relay whose TLS handshake passed under the old trust and whose hello
+/// ends after a reload that distrusts it (its network taken out of the
+/// bundle) is closed as REVOKED, not adopted: the reload closes only
+/// adopted connections, so one stalled in its hello used to slip through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_hello_ends_after_a_reload_distrusting_it_is_closed() {
+    init();
+    let b = bench(tuning());
+    let (_ep, conn) =
+        raw_connect(&b.arinsa_creds, &b.pki, focal_certs::ALPN_FEDERATION, "gfp", b.gfp.addr).await.unwrap();
+    let mut bundle = b.pki.trust.current().bundle().clone();
+    bundle.networks.remove(&net("arinsa"));
+    b.pki.trust.replace(focal_certs::TrustStore::new(bundle, vec![]).unwrap());
+    let _ = raw_hello(&conn, hello_of(&b.arinsa_creds)).await;
+    assert_eq!(close_code_of(&conn).await, Some(close_code::REVOKED as u64));
+    assert!(b.gfp.fed.link("relay-arinsa").unwrap().remote().is_none(), "not adopted");
+    b.gfp.fed.close().await;
+    b.carin.fed.close().await;
+}

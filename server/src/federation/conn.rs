@@ -33,6 +33,27 @@ pub(crate) struct ConnCtx {
 }
 
 impl ConnCtx {
+    /// The certificate chain the peer presented in the TLS handshake.
+    pub(crate) fn peer_chain(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        self.conn
+            .peer_identity()
+            .and_then(|any| any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+            .map(|b| *b)
+            .unwrap_or_default()
+    }
+
+    /// Why the trust in force now refuses the peer's certificate (`None`:
+    /// it is accepted). A connection whose handshake passed under an older
+    /// trust (a reload ran during its hello, or while it waited to be
+    /// adopted) is checked again this way before it carries anything.
+    pub(crate) fn refused_by(&self, trust: &focal_certs::TrustStore) -> Option<String> {
+        let chain = self.peer_chain();
+        let Some((end, rest)) = chain.split_first() else {
+            return Some("no certificate chain".into());
+        };
+        focal_certs::verify_peer(trust, end, rest, std::time::SystemTime::now()).err().map(|e| e.to_string())
+    }
+
     /// `limiter` is the peer's (shared by all its connections).
     pub(crate) fn new(
         conn: quinn::Connection,

@@ -119,6 +119,13 @@ impl Link {
         if cand.conn.close_reason().is_some() {
             return;
         }
+        // Its TLS handshake may have passed under a trust a reload has
+        // replaced since (the reload only closes adopted connections).
+        if let Some(reason) = cand.refused_by(&self.sh.trust.current()) {
+            tracing::warn!(peer = %cand.peer.identity, remote = %cand.peer.address, %reason, "closing a new connection: certificate no longer accepted after a reload");
+            cand.close(close_code::REVOKED, &format!("certificate no longer accepted: {reason}"));
+            return;
+        }
         let cur = match self.current.clone() {
             None => return self.adopt(cand),
             Some(c) => match c.conn.close_reason() {

@@ -81,13 +81,7 @@ impl FederationControl {
             if ctx.conn.close_reason().is_some() {
                 continue;
             }
-            let chain = ctx
-                .conn
-                .peer_identity()
-                .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
-                .map(|b| *b)
-                .unwrap_or_default();
-            let Some(reason) = refuse(&ctx.peer.identity, &chain) else { continue };
+            let Some(reason) = refuse(&ctx.peer.identity, &ctx.peer_chain()) else { continue };
             ctx.close(close_code::REVOKED, &format!("certificate no longer accepted: {reason}"));
             closed.push(Closed { identity: ctx.peer.identity.clone(), remote: ctx.peer.address, reason });
         }
