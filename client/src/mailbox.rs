@@ -318,17 +318,27 @@ pub fn keep_receipt(store: &LocalStore, info: &mut ReceiptInfo) -> Result<()> {
     if info.problem.is_some() {
         return Ok(());
     }
-    if let Some(sent) = store.sent(&msg_id_hex(&info.body.msg_id))?
-        && !sent.to.contains(&info.body.subject)
-    {
-        info.problem = Some(format!(
-            "a {} receipt about {}, who was not a recipient of message {} (sent to {})",
-            info.kind(),
-            info.body.subject,
-            sent.msg_id,
-            sent.to.join(", ")
-        ));
-        return Ok(());
+    if let Some(sent) = store.sent(&msg_id_hex(&info.body.msg_id))? {
+        let digest = hex::encode(&info.body.payload_sha256);
+        let problem = if !sent.to.contains(&info.body.subject) {
+            Some(format!(
+                "{} was not a recipient of message {} (sent to {})",
+                info.body.subject,
+                sent.msg_id,
+                sent.to.join(", ")
+            ))
+        } else if !sent.payload_sha256.is_empty() && digest != sent.payload_sha256 {
+            Some(format!(
+                "it names the payload digest {digest}, but message {} was sent with {}",
+                sent.msg_id, sent.payload_sha256
+            ))
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            info.problem = Some(format!("a {} receipt about {}: {p}", info.kind(), info.body.subject));
+            return Ok(());
+        }
     }
     store.put_receipt(&hex::encode(info.body_sha256), &receipt_record(info))
 }
@@ -349,6 +359,28 @@ pub fn receipt_record(r: &ReceiptInfo) -> ReceiptRecord {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_receipt_naming_another_payload_digest_is_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let id = msg_id_hex(&[3; 16]);
+        let mut sent = crate::store::tests::sent(&id, 100, 150);
+        sent.payload_sha256 = hex::encode([0xab; 32]);
+        store.put_sent(&sent).unwrap();
+        let mut other = delivered(3, "b@carin");
+        other.body.payload_sha256 = vec![0xcd; 32];
+        keep_receipt(&store, &mut other).unwrap();
+        let problem = other.problem.expect("flagged");
+        assert!(
+            problem.contains(&format!("names the payload digest {}", hex::encode([0xcd; 32]))),
+            "{problem}"
+        );
+        let mut same = delivered(3, "b@carin");
+        same.body.payload_sha256 = vec![0xab; 32];
+        keep_receipt(&store, &mut same).unwrap();
+        assert_eq!(same.problem, None);
+    }
+
     fn delivered(msg_id: u8, subject: &str) -> ReceiptInfo {
         let body = pb::ReceiptBody {
             version: 1,
@@ -357,6 +389,7 @@ mod tests {
             subject: subject.into(),
             kind: pb::ReceiptKind::Delivered as i32,
             signer: subject.into(),
+            payload_sha256: vec![0xab], // the digest `store::tests::sent` records
             ..Default::default()
         };
         ReceiptInfo { body_sha256: sha256(&body.encode_to_vec()), body, signer: None, problem: None }
@@ -373,7 +406,7 @@ mod tests {
         keep_receipt(&store, &mut stranger).unwrap();
         let problem = stranger.problem.expect("flagged");
         assert!(
-            problem.contains("x@rrag, who was not a recipient") && problem.contains("sent to b@carin"),
+            problem.contains("x@rrag was not a recipient") && problem.contains("sent to b@carin"),
             "{problem}"
         );
         assert!(store.all_receipts().unwrap().is_empty(), "not kept");
