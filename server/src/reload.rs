@@ -19,6 +19,10 @@
 //! 5. publishes the new credentials on a watch channel, updates the dated
 //!    list behind the expiry warnings and metrics, and logs what it did.
 //!
+//! Step 4 also runs every minute without a reload ([`Reloader::sweep`]):
+//! a certificate that expires, or whose CRL passes its next update, ends its
+//! connections within a minute, not at the next reload.
+//!
 //! A failed reload changes nothing and says why; the relay keeps serving
 //! with what it had. The config file itself is not re-read: listeners,
 //! peers and limits need a restart.
@@ -71,6 +75,10 @@ impl std::fmt::Display for ReloadReport {
         Ok(())
     }
 }
+
+/// How often live connections are checked against the trust with no
+/// reload (see [`Reloader::sweep`]).
+pub const SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Everything a reload touches.
 pub struct Reloader {
@@ -175,6 +183,44 @@ impl Reloader {
         result
     }
 
+    /// Closes every live connection, of a client or a peer relay, whose
+    /// certificate the trust in force refuses now: revoked by a new CRL,
+    /// its CA removed, expired, or past its CRL's next update. Run by each
+    /// reload and every [`SWEEP_PERIOD`] (a certificate expires with no
+    /// reload); returns what it closed.
+    pub fn sweep(&self, when: &str) -> Vec<Closed> {
+        let current = self.trust.current();
+        let now = SystemTime::now();
+        let mut closed = self.live.close_refused(|_, chain| {
+            let (end, rest) = chain.split_first()?;
+            match focal_certs::verify_peer(&current, end, rest, now) {
+                Err(e) => Some(e.to_string()),
+                Ok(peer) => self.policy.check(&peer.identity).err().map(|e| e.to_string()),
+            }
+        });
+        if let Some(fed) = self.federation() {
+            closed.extend(fed.close_refused(|_, chain| {
+                let (end, rest) = chain.split_first()?;
+                focal_certs::verify_peer(&current, end, rest, now).err().map(|e| e.to_string())
+            }));
+        }
+        for c in &closed {
+            tracing::warn!(peer = %c.identity, remote = %c.remote, reason = %c.reason, "closing connection: certificate no longer accepted {when}");
+        }
+        closed
+    }
+
+    /// [`Reloader::sweep`] every [`SWEEP_PERIOD`] until `stop` turns true.
+    pub async fn sweep_periodically(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(SWEEP_PERIOD) => {}
+                _ = stop.wait_for(|v| *v) => return,
+            }
+            self.sweep("(expired, or past its CRL's next update)");
+        }
+    }
+
     fn apply(&self, creds: Credentials, store: focal_certs::TrustStore) -> Result<ReloadReport, RelayError> {
         let networks = store.bundle().networks.len();
         // Build everything that can fail before changing anything.
@@ -204,27 +250,11 @@ impl Reloader {
         .unwrap_or(server_config);
         self.acceptor.replace(tokio_rustls::TlsAcceptor::from(server_config));
 
-        let current = self.trust.current();
-        let now = SystemTime::now();
-        let closed = self.live.close_refused(|_, chain| {
-            let (end, rest) = chain.split_first()?;
-            match focal_certs::verify_peer(&current, end, rest, now) {
-                Err(e) => Some(e.to_string()),
-                Ok(peer) => self.policy.check(&peer.identity).err().map(|e| e.to_string()),
-            }
-        });
-        let mut closed = closed;
         if let Some(fed) = &federation {
             // Again, so the QUIC server config's CA hints follow the new trust.
             let _ = fed.set_credentials(&creds);
-            closed.extend(fed.close_refused(|_, chain| {
-                let (end, rest) = chain.split_first()?;
-                focal_certs::verify_peer(&current, end, rest, now).err().map(|e| e.to_string())
-            }));
         }
-        for c in &closed {
-            tracing::warn!(peer = %c.identity, remote = %c.remote, reason = %c.reason, "closing connection: certificate no longer accepted after reload");
-        }
+        let closed = self.sweep("after reload");
 
         let expiring_soon = expiry::warn(&dated, expiry::unix_now());
         *self.dated.write().unwrap_or_else(|e| e.into_inner()) = dated;

@@ -70,7 +70,10 @@ pub fn start(
         creds: tls.creds.clone(),
     });
     let state = OpsState::new(config.clone(), store.clone(), reloader.clone());
-    let mut tasks = vec![tokio::spawn(crate::expiry::daily(reloader.dated(), stop.clone()))];
+    let mut tasks = vec![
+        tokio::spawn(crate::expiry::daily(reloader.dated(), stop.clone())),
+        tokio::spawn(reloader.clone().sweep_periodically(stop.clone())),
+    ];
     if let Some(listener) = metrics_listener {
         tasks.push(tokio::spawn(crate::metrics::http::serve(listener, state.clone(), stop.clone())));
     }
