@@ -30,7 +30,7 @@ use crate::ca::{IssueRequest, IssuedCert, NetworkCa, Revoked};
 use crate::error::{CertsError, Result};
 use crate::files::{
     IssuedFile, IssuedRecord, Mode, NetDir, RevokedFile, RevokedRecord, ensure_private_dir, load_state,
-    read_text, refuse_existing, replace, save_state, write_new,
+    lock_dir, read_text, refuse_existing, replace, save_state, write_new,
 };
 use crate::verify::{CertInfo, secs};
 
@@ -236,10 +236,28 @@ fn init_network(network: &NetworkId, dir: &Path, days: u32, force: bool) -> Resu
     let (cert, key) = (nd.ca_cert(), nd.ca_key());
     refuse_existing(&[&cert, &key], force)?;
     ensure_private_dir(&nd.dir)?;
+    let _lock = lock_dir(&nd.dir)?;
+    let mut lines = Vec::new();
+    if key.exists() {
+        // Certificates the old CA issued stay valid wherever it is still
+        // trusted, and only it can revoke them: keep it, never destroy it.
+        let stamp = secs(SystemTime::now());
+        for old in [&key, &cert] {
+            if old.exists() {
+                let kept = old.with_extension(format!(
+                    "replaced-{stamp}.{}",
+                    old.extension().unwrap_or_default().to_string_lossy()
+                ));
+                std::fs::rename(old, &kept).map_err(|e| CertsError::io(old, e))?;
+                lines.push(format!("kept the replaced {} as {}", old.display(), kept.display()));
+            }
+        }
+    }
     let ca = NetworkCa::generate(network, days)?;
     write_new(&key, ca.key_pem().as_bytes(), Mode::Secret, force)?;
     write_new(&cert, ca.cert_pem().as_bytes(), Mode::Public, force)?;
-    Ok(vec![format!("created the {network} CA: {} and {} (0600)", cert.display(), key.display())])
+    lines.insert(0, format!("created the {network} CA: {} and {} (0600)", cert.display(), key.display()));
+    Ok(lines)
 }
 
 fn load_ca(dir: &Path, network: &NetworkId) -> Result<(NetDir, NetworkCa)> {
@@ -269,12 +287,12 @@ fn request(who: &Who, names: SanArgs, days: u32) -> IssueRequest {
     req
 }
 
-/// Writes a freshly issued key and certificate and records the serial.
+/// Records the serial of a freshly issued certificate, then writes its key
+/// and certificate: a failure in between leaves a recorded serial without
+/// files (harmless), never a valid certificate `revoke` cannot find.
 fn store_issued(nd: &NetDir, issued: &IssuedCert, replace_existing: bool) -> Result<(PathBuf, PathBuf, u64)> {
     let id = &issued.identity;
     let (cert, key) = (nd.leaf_cert(id.role, &id.name), nd.leaf_key(id.role, &id.name));
-    write_new(&key, issued.key_pem.as_bytes(), Mode::Secret, replace_existing)?;
-    write_new(&cert, issued.cert_pem.as_bytes(), Mode::Public, replace_existing)?;
     let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
         .map_err(|e| CertsError::pem("issued", e))?;
     let info = CertInfo::parse(&der)?;
@@ -288,12 +306,15 @@ fn store_issued(nd: &NetDir, issued: &IssuedCert, replace_existing: bool) -> Res
         not_after: secs(info.not_after),
     });
     save_state(&nd.issued(), &state, "# Certificates issued by focal-certs for this network.")?;
+    write_new(&key, issued.key_pem.as_bytes(), Mode::Secret, replace_existing)?;
+    write_new(&cert, issued.cert_pem.as_bytes(), Mode::Public, replace_existing)?;
     Ok((cert, key, secs(info.not_after)))
 }
 
 fn issue(who: &Who, names: SanArgs, days: u32, dir: &Path, force: bool) -> Result<Vec<String>> {
     let id = who.identity()?;
     let (nd, ca) = load_ca(dir, &who.network)?;
+    let _lock = lock_dir(&nd.dir)?;
     refuse_existing(&[&nd.leaf_cert(id.role, &id.name), &nd.leaf_key(id.role, &id.name)], force)?;
     let issued = ca.issue(&request(who, names, days))?;
     let (cert, key, until) = store_issued(&nd, &issued, force)?;
@@ -309,6 +330,7 @@ fn issue(who: &Who, names: SanArgs, days: u32, dir: &Path, force: bool) -> Resul
 fn renew(who: &Who, mut names: SanArgs, days: u32, dir: &Path) -> Result<Vec<String>> {
     let id = who.identity()?;
     let (nd, ca) = load_ca(dir, &who.network)?;
+    let _lock = lock_dir(&nd.dir)?;
     let old_path = nd.leaf_cert(id.role, &id.name);
     if !old_path.exists() {
         return Err(CertsError::request(format!("nothing to renew: {} does not exist", old_path.display())));
@@ -355,6 +377,8 @@ fn renew(who: &Who, mut names: SanArgs, days: u32, dir: &Path) -> Result<Vec<Str
 fn revoke(who: &Who, serial: Option<&str>, dir: &Path) -> Result<Vec<String>> {
     let id = who.identity()?;
     let nd = NetDir::new(dir, &who.network);
+    // (No directory: nothing was issued, and the lookup below says so.)
+    let _lock = if nd.dir.is_dir() { Some(lock_dir(&nd.dir)?) } else { None };
     let issued: IssuedFile = load_state(&nd.issued())?;
     let mut revoked: RevokedFile = load_state(&nd.revoked())?;
     let serial = serial.map(|s| s.trim_start_matches("0x").to_ascii_lowercase().replace(':', ""));
@@ -391,6 +415,7 @@ fn revoke(who: &Who, serial: Option<&str>, dir: &Path) -> Result<Vec<String>> {
 
 fn crl(network: &NetworkId, dir: &Path, days: u32) -> Result<Vec<String>> {
     let (nd, ca) = load_ca(dir, network)?;
+    let _lock = lock_dir(&nd.dir)?;
     let mut state: RevokedFile = load_state(&nd.revoked())?;
     let number = state.last_crl_number + 1;
     let list: Vec<Revoked> = state

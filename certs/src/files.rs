@@ -6,6 +6,8 @@
 //! D/<net>/issued.toml              every serial issued, with its identity
 //! D/<net>/revoked.toml             revoked serials + the last CRL number
 //! D/<net>/crl.pem                  the current CRL
+//! D/<net>/.lock                    held while a command rewrites the state
+//! D/<net>/ca.replaced-<unix>.*     a CA replaced by `init-network --force`
 //! ```
 //!
 //! Private keys are created with mode 0600 from the start (never chmod-ed
@@ -57,19 +59,51 @@ fn open_new(path: &Path, mode: Mode) -> std::io::Result<std::fs::File> {
     opts.open(path)
 }
 
-/// Writes a new file durably (the file, then its directory); refuses to
-/// overwrite unless `force` (then replaces it).
+/// Writes a new file durably; refuses to overwrite unless `force` (then
+/// replaces it). The contents go to a temporary file beside it, fsynced,
+/// then linked to `path` (a link, unlike a rename, fails if `path` exists),
+/// then the directory is fsynced: a crash never leaves a truncated key or
+/// certificate under the final name.
 pub(crate) fn write_new(path: &Path, contents: &[u8], mode: Mode, force: bool) -> Result<()> {
     if force {
         return replace(path, contents, mode);
     }
-    let mut file = open_new(path, mode).map_err(|e| match e.kind() {
+    let dir = parent_dir(path);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut file = open_new(&tmp, mode)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result.map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => CertsError::Exists { path: path.to_owned() },
         _ => CertsError::io(path, e),
     })?;
-    file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| CertsError::io(path, e))?;
     // The new name is durable only once its directory is.
-    sync_dir(parent_dir(path)).map_err(|e| CertsError::io(path, e))
+    sync_dir(dir).map_err(|e| CertsError::io(path, e))
+}
+
+/// Holds a network directory's lock (`.lock`) until dropped: each command
+/// that reads and rewrites `issued.toml` or `revoked.toml` takes it, so two
+/// runs at once cannot lose each other's serial or revocation.
+pub(crate) struct DirLock(#[allow(dead_code)] std::fs::File);
+
+/// Locks `dir` (waiting for another run of the tool to finish).
+pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock> {
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| CertsError::io(&path, e))?;
+    file.lock().map_err(|e| CertsError::io(&path, e))?;
+    Ok(DirLock(file))
 }
 
 /// The directory holding `path` (`.` for a bare file name).

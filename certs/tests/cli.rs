@@ -171,6 +171,65 @@ fn keys_are_0600_and_existing_files_are_not_overwritten() {
 
     let issued = std::fs::read_to_string(carin.join("issued.toml")).unwrap();
     assert_eq!(issued.matches("[[cert]]").count(), 2, "{issued}");
+    // Nothing half-written is left beside the files.
+    let names: Vec<String> =
+        std::fs::read_dir(&carin).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
+
+    // --force on init-network keeps the replaced CA: only it can still
+    // revoke what it issued.
+    let out = ok(&["init-network", "carin", "--dir", s(d), "--force"]);
+    assert!(out.contains("kept the replaced"), "{out}");
+    let kept: Vec<String> = std::fs::read_dir(&carin)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ca.replaced-"))
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let old_key = kept.iter().find(|n| n.ends_with(".key")).unwrap();
+    assert_eq!(std::fs::read(carin.join(old_key)).unwrap(), ca_before);
+    assert_eq!(mode(&carin.join(old_key)), 0o600);
+    assert_ne!(std::fs::read(carin.join("ca.key")).unwrap(), ca_before);
+}
+
+/// The serial is recorded before the key and certificate are written, so a
+/// state file that cannot be updated leaves no certificate `revoke` could
+/// not find; and runs at the same time do not lose each other's serials.
+#[test]
+fn issued_serials_are_recorded_first_and_not_lost_by_parallel_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(&["init-network", "carin", "--dir", s(d)]);
+    let carin = d.join("carin");
+    std::fs::write(carin.join("issued.toml"), "not = [toml").unwrap();
+    let err = fails(&["issue", "--network", "carin", "--role", "fp", "--name", "nl", "--dir", s(d)]);
+    assert!(err.contains("issued.toml"), "{err}");
+    assert!(!carin.join("fp-nl.key").exists() && !carin.join("fp-nl.pem").exists());
+    std::fs::remove_file(carin.join("issued.toml")).unwrap();
+
+    let runs: Vec<_> = (0..8)
+        .map(|i| {
+            let d = d.to_owned();
+            std::thread::spawn(move || {
+                ok(&[
+                    "issue",
+                    "--network",
+                    "carin",
+                    "--role",
+                    "fp",
+                    "--name",
+                    &format!("m{i}"),
+                    "--dir",
+                    s(&d),
+                ])
+            })
+        })
+        .collect();
+    for r in runs {
+        r.join().unwrap();
+    }
+    let issued = std::fs::read_to_string(carin.join("issued.toml")).unwrap();
+    assert_eq!(issued.matches("[[cert]]").count(), 8, "{issued}");
 }
 
 #[test]
