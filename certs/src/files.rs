@@ -68,24 +68,10 @@ pub(crate) fn write_new(path: &Path, contents: &[u8], mode: Mode, force: bool) -
     if force {
         return replace(path, contents, mode);
     }
-    let dir = parent_dir(path);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let result = (|| {
-        let mut file = open_new(&tmp, mode)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::hard_link(&tmp, path)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result.map_err(|e| match e.kind() {
+    install(path, contents, mode, |from, to| std::fs::hard_link(from, to)).map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => CertsError::Exists { path: path.to_owned() },
         _ => CertsError::io(path, e),
-    })?;
-    // The new name is durable only once its directory is.
-    sync_dir(dir).map_err(|e| CertsError::io(path, e))
+    })
 }
 
 /// Holds a network directory's lock (`.lock`) until dropped: each command
@@ -130,6 +116,19 @@ pub(crate) fn refuse_existing(paths: &[&Path], force: bool) -> Result<()> {
 /// contents or no file come back). The error names `path`; the temporary
 /// file does not outlive a failure.
 pub fn replace(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
+    install(path, contents, mode, |from, to| std::fs::rename(from, to)).map_err(|e| CertsError::io(path, e))
+}
+
+/// Writes `contents` to a temporary file beside `path` (created with
+/// `mode`, fsynced), puts it in place with `put` (a rename replaces, a hard
+/// link refuses an existing `path`), then fsyncs the directory. The
+/// temporary file does not outlive the call.
+fn install(
+    path: &Path,
+    contents: &[u8],
+    mode: Mode,
+    put: fn(&Path, &Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = parent_dir(path);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -139,13 +138,12 @@ pub fn replace(path: &Path, contents: &[u8], mode: Mode) -> Result<()> {
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
-        std::fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        put(&tmp, path)
     })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        CertsError::io(path, e)
-    })
+    let _ = std::fs::remove_file(&tmp);
+    result?;
+    // The new name is durable only once its directory is.
+    sync_dir(dir)
 }
 
 /// fsyncs directory `dir`, making the names created or renamed in it
