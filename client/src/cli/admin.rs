@@ -9,6 +9,7 @@ use focal_proto::pb::{self, admin_client::AdminClient};
 use serde_json::json;
 use tonic::transport::Channel;
 
+use super::term::say;
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::util::fmt_time_ms;
@@ -184,16 +185,16 @@ async fn status(admin: &mut AdminClient<Channel>, json_out: bool) -> Result<()> 
         );
         return Ok(());
     }
-    println!("relay      {} (focal-relay {})", s.relay, s.version);
-    println!("uptime     {} s", s.uptime_ms / 1000);
-    println!("networks   {}", s.networks_served.join(", "));
-    println!("store      {} bytes, {} message(s) in mailboxes", s.store_bytes, s.mailbox_messages);
-    println!("audit log  {} record(s)", s.audit_log_size);
+    say!("relay      {} (focal-relay {})", s.relay, s.version);
+    say!("uptime     {} s", s.uptime_ms / 1000);
+    say!("networks   {}", s.networks_served.join(", "));
+    say!("store      {} bytes, {} message(s) in mailboxes", s.store_bytes, s.mailbox_messages);
+    say!("audit log  {} record(s)", s.audit_log_size);
     if s.peers.is_empty() {
-        println!("peers      none reported");
+        say!("peers      none reported");
     }
     for p in &s.peers {
-        println!(
+        say!(
             "peer       {} ({}): {}, {} queued, oldest {} s, {} retries",
             p.name,
             p.networks.join(", "),
@@ -203,20 +204,20 @@ async fn status(admin: &mut AdminClient<Channel>, json_out: bool) -> Result<()> 
             p.retries
         );
         if !p.last_disconnect.is_empty() {
-            println!("           last disconnect: {}", p.last_disconnect);
+            say!("           last disconnect: {}", p.last_disconnect);
         }
         if !p.last_error.is_empty() && p.last_error != p.last_disconnect {
-            println!("           last error: {}", p.last_error);
+            say!("           last error: {}", p.last_error);
         }
     }
     for c in &s.certificates {
-        println!("valid      {} until {}", c.what, fmt_time_ms(c.not_after_ms));
+        say!("valid      {} until {}", c.what, fmt_time_ms(c.not_after_ms));
     }
     for r in &s.remote_reports {
         let fresh = if r.stale { ", STALE: link states not current" } else { "" };
-        println!("reported   by {} ({}), {} s ago{fresh}", r.network, r.relay, r.age_ms / 1000);
+        say!("reported   by {} ({}), {} s ago{fresh}", r.network, r.relay, r.age_ms / 1000);
         for l in &r.links {
-            println!(
+            say!(
                 "link       {} <-> {} ({}): {}, {} queued, oldest {} s",
                 r.network,
                 l.peer_network,
@@ -261,7 +262,7 @@ fn print_item(i: &pb::QueueItem, json_out: bool) {
         );
     } else {
         let seq = if i.seq > 0 { format!(" seq {}", i.seq) } else { String::new() };
-        println!(
+        say!(
             "{}{seq}  {kind} {id}  from {from} to {}  {priority}  {size} bytes  queued {}  expires {}  attempts {}",
             i.queue,
             to.join(","),
@@ -276,6 +277,6 @@ fn ack_line(what: &str, ack: &pb::AdminAck, json_out: bool) {
     if json_out {
         println!("{}", json!({"type": what, "detail": ack.detail}));
     } else {
-        println!("{what}: {}", ack.detail);
+        say!("{what}: {}", ack.detail);
     }
 }

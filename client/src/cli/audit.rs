@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
+use super::term::say;
 use crate::audit::{self, ExportFormat};
 use crate::client::Client;
 use crate::error::{ClientError, Result};
@@ -133,14 +134,14 @@ pub(crate) async fn run(cmd: &AuditCommand, client: Option<Client>, json: bool) 
                         "cosigned_by": cosigners})
                 );
             } else {
-                println!("log {} verified: {} entries, root {}", r.origin, r.size, r.root);
+                say!("log {} verified: {} entries, root {}", r.origin, r.size, r.root);
                 println!("  {} checkpoint signatures checked", r.checkpoints);
                 match r.previous_size {
                     Some(p) => println!("  consistent with the checkpoint accepted before (size {p})"),
                     None => println!("  first verification of this directory"),
                 }
                 if !cosigners.is_empty() {
-                    println!("  cosigned by {}", cosigners.join(", "));
+                    say!("  cosigned by {}", cosigners.join(", "));
                 }
             }
         }
@@ -161,7 +162,7 @@ pub(crate) async fn run(cmd: &AuditCommand, client: Option<Client>, json: bool) 
                             "sender": r.sender, "recipients": r.recipients, "detail": r.detail})
                     );
                 } else {
-                    println!("{e}");
+                    say!("{e}");
                 }
             }
         }
@@ -200,18 +201,18 @@ pub(crate) async fn run(cmd: &AuditCommand, client: Option<Client>, json: bool) 
             } else {
                 println!("{} records", s.records);
                 for (k, n) in &s.by_kind {
-                    println!("  {k:<22} {n}");
+                    say!("  {k:<22} {n}");
                 }
                 if !s.refusals_by_reason.is_empty() {
                     println!("refusals by reason:");
                     for (k, n) in &s.refusals_by_reason {
-                        println!("  {k:<22} {n}");
+                        say!("  {k:<22} {n}");
                     }
                 }
                 if !s.messages_per_peer.is_empty() {
                     println!("messages per peer:");
                     for (k, n) in &s.messages_per_peer {
-                        println!("  {k:<40} {n}");
+                        say!("  {k:<40} {n}");
                     }
                 }
                 println!("per day (records / messages / refusals):");

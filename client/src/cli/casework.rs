@@ -7,6 +7,7 @@ use focal_proto::{envelope, pb};
 use serde_json::{Value, json};
 
 use super::args::RequestArgs;
+use super::term::{push_line, say};
 use crate::case::{Overdue, ThreadEntry, kind_label, kind_name};
 use crate::read::OpenedMessage;
 use crate::util::{fmt_time_ms, handling_name, now_ms};
@@ -79,51 +80,53 @@ pub(crate) fn opened_json(o: &OpenedMessage, v: &mut Value) {
     obj.insert("broadcast_network".into(), json!(ctx.map(|c| c.ctx.broadcast_network).unwrap_or_default()));
 }
 
-/// Extra human lines of an opened message (before the subject).
-pub(crate) fn opened_text(o: &OpenedMessage) {
+/// Extra human lines of an opened message (before the subject), appended
+/// to `out` terminal-safe.
+pub(crate) fn opened_text(o: &OpenedMessage, out: &mut String) {
     let c = &o.content;
-    println!("Kind:     {}", kind_label(c.kind()));
+    let mut add = |l: String| push_line(out, &l);
+    add(format!("Kind:     {}", kind_label(c.kind())));
     if let Some(note) = handling_note(o.info.handling, &c.handling_restrictions) {
-        println!("Note:     {note}");
+        add(format!("Note:     {note}"));
     }
     if let Ok(ctx) = envelope::parse_context(&o.info.header.context) {
         if let Some(f) = &ctx.ctx.forward_of {
-            println!(
+            add(format!(
                 "Forwards: {} from {} ({}{})",
                 hex::encode(&f.original_msg_id),
                 f.original_sender,
                 handling_name(f.original_handling),
                 if f.release.is_some() { ", released by the originator" } else { "" }
-            );
+            ));
         }
         if !ctx.ctx.broadcast_network.is_empty() {
-            println!("Broadcast to every member of {}", ctx.ctx.broadcast_network);
+            add(format!("Broadcast to every member of {}", ctx.ctx.broadcast_network));
         }
     }
     if let Some(r) = &c.request {
         if !r.requesting_authority.is_empty() {
-            println!("Requesting authority: {}", r.requesting_authority);
+            add(format!("Requesting authority: {}", r.requesting_authority));
         }
         if !r.legal_basis.is_empty() {
-            println!("Legal basis:          {}", r.legal_basis);
+            add(format!("Legal basis:          {}", r.legal_basis));
         }
         for s in &r.subjects {
             if s.identifiers.is_empty() {
-                println!("Subject of request:   {}", s.name);
+                add(format!("Subject of request:   {}", s.name));
             } else {
-                println!("Subject of request:   {} ({})", s.name, s.identifiers.join(", "));
+                add(format!("Subject of request:   {} ({})", s.name, s.identifiers.join(", ")));
             }
         }
         for a in &r.assets_sought {
-            println!("Asset sought:         {a}");
+            add(format!("Asset sought:         {a}"));
         }
         if !r.jurisdictions.is_empty() {
-            println!("Jurisdictions:        {}", r.jurisdictions.join(", "));
+            add(format!("Jurisdictions:        {}", r.jurisdictions.join(", ")));
         }
     }
     if c.response_deadline_ms != 0 {
         let late = if c.response_deadline_ms < now_ms() { "  (PASSED)" } else { "" };
-        println!("Respond by: {}{late}", fmt_time_ms(c.response_deadline_ms));
+        add(format!("Respond by: {}{late}", fmt_time_ms(c.response_deadline_ms)));
     }
 }
 
@@ -139,13 +142,13 @@ pub(crate) fn thread(json_out: bool, case_ref: &str, t: &[ThreadEntry]) {
         return;
     }
     if t.is_empty() {
-        println!("no messages of case {case_ref} in the local store");
+        say!("no messages of case {case_ref} in the local store");
         return;
     }
-    println!("Case {case_ref}: {} message(s)", t.len());
+    say!("Case {case_ref}: {} message(s)", t.len());
     for e in t {
         let arrow = if e.direction == "sent" { "->" } else { "<-" };
-        println!(
+        say!(
             "{}  {}  {} {} {}  [{} {}]  {}",
             fmt_time_ms(e.created_at_ms),
             e.msg_id,
@@ -180,7 +183,7 @@ pub(crate) fn overdue(json_out: bool, o: &[Overdue]) {
         return;
     }
     for e in o {
-        println!(
+        say!(
             "OVERDUE {}  case {}  [{}]  {}  due {}  ({} h late)  waiting for {}",
             e.msg_id,
             if e.case_ref.is_empty() { "-" } else { &e.case_ref },

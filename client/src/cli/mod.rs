@@ -11,6 +11,7 @@ pub(crate) mod casework;
 mod console;
 mod output;
 mod retention;
+mod term;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -94,7 +95,8 @@ fn usage_line(e: &clap::Error) -> String {
 
 fn fail(code: u8, msg: &str) -> ExitCode {
     let one_line: String = msg.split_whitespace().collect::<Vec<_>>().join(" ");
-    eprintln!("focal: error: {one_line}");
+    // Errors may quote a relay's or a peer's text: terminal-safe too.
+    eprintln!("focal: error: {}", term::terminal_safe(&one_line, false));
     ExitCode::from(code)
 }
 

@@ -12,6 +12,8 @@ use crate::read::OpenedMessage;
 use crate::send::Accepted;
 use crate::util::{fmt_time_ms, handling_name, msg_id_hex, priority_name};
 
+use super::term::{push_line, say, terminal_safe};
+
 pub(crate) struct Out {
     json: bool,
 }
@@ -53,9 +55,12 @@ fn receipt_json(r: &ReceiptInfo) -> Value {
     })
 }
 
+/// One receipt line. An unverified receipt says so before any field its
+/// sender controls, and the line is terminal-safe as a whole.
 fn human_receipt(r: &ReceiptInfo) -> String {
     let mut s = format!(
-        "receipt {:<9} {}  {}  by {}  at {}",
+        "receipt {}{:<9} {}  {}  by {}  at {}",
+        if r.problem.is_some() { "UNVERIFIED " } else { "" },
         r.kind(),
         msg_id_hex(&r.body.msg_id),
         r.body.subject,
@@ -66,9 +71,63 @@ fn human_receipt(r: &ReceiptInfo) -> String {
         s.push_str(&format!("  ({})", r.body.detail));
     }
     if let Some(p) = &r.problem {
-        s.push_str(&format!("  UNVERIFIED: {p}"));
+        s.push_str(&format!("  (not verified: {p})"));
     }
-    s
+    terminal_safe(&s, false).into_owned()
+}
+
+/// The human text of an opened message: every line terminal-safe, the body
+/// too but keeping its line breaks and tabs.
+fn human_opened(o: &OpenedMessage) -> String {
+    let c = &o.content;
+    let mut out = String::new();
+    let mut add = |l: String| push_line(&mut out, &l);
+    add(format!(
+        "Message:  {}  (signature, sender certificate and content verified)",
+        msg_id_hex(&o.info.msg_id)
+    ));
+    add(format!("From:     {}", o.info.sender));
+    add(format!(
+        "To:       {}",
+        o.info.recipients.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    ));
+    add(format!("Date:     {}", fmt_time_ms(o.info.created_at_ms)));
+    add(format!(
+        "Handling: {}{}",
+        handling_name(o.info.handling),
+        if priority_name(o.info.priority) == "urgent" { "  URGENT" } else { "" }
+    ));
+    if !c.case_ref.is_empty() {
+        add(format!("Case:     {}", c.case_ref));
+    }
+    if !c.reply_to_msg_id.is_empty() {
+        add(format!("Reply to: {} from {}", hex::encode(&c.reply_to_msg_id), c.reply_to_sender));
+    }
+    if !c.handling_restrictions.is_empty() {
+        add(format!("Restrictions: {}", c.handling_restrictions));
+    }
+    super::casework::opened_text(o, &mut out);
+    push_line(&mut out, &format!("Subject:  {}", c.subject));
+    out.push('\n');
+    out.push_str(&terminal_safe(&c.body, true));
+    out.push('\n');
+    for a in &o.attachments {
+        let l = match &a.path {
+            Some(p) => format!(
+                "attachment {} ({} bytes, sha256 {}) saved as {}",
+                a.name,
+                a.size,
+                a.sha256,
+                p.display()
+            ),
+            None => format!(
+                "attachment {} ({} bytes, sha256 {}) verified, not saved (use --out DIR)",
+                a.name, a.size, a.sha256
+            ),
+        };
+        push_line(&mut out, &l);
+    }
+    out
 }
 
 impl Out {
@@ -133,7 +192,7 @@ impl Out {
         } else {
             println!("{}  (verified)", e.address);
             if !e.body.display_name.is_empty() {
-                println!("  name:            {}", e.body.display_name);
+                say!("  name:            {}", e.body.display_name);
             }
             println!("  encryption key:  {} (serial {})", hex::encode(e.x25519_public), e.body.key_serial);
             println!(
@@ -166,7 +225,7 @@ impl Out {
                 "via_retry": a.via_retry,
             }));
         } else if a.accepted_at_ms > 0 {
-            println!(
+            say!(
                 "sent {} to {} (accepted by {} at {})",
                 msg_id_hex(&a.msg_id),
                 to.join(", "),
@@ -199,7 +258,7 @@ impl Out {
                 if self.json {
                     line(json!({"type": "unreadable", "mailbox_seq": mailbox_seq, "reason": reason}));
                 } else {
-                    println!("(message #{mailbox_seq} has an unreadable header: {reason})");
+                    say!("(message #{mailbox_seq} has an unreadable header: {reason})");
                 }
             }
             InboxItem::Receipt(r) => {
@@ -257,49 +316,7 @@ impl Out {
             line(v);
             return;
         }
-        println!(
-            "Message:  {}  (signature, sender certificate and content verified)",
-            msg_id_hex(&o.info.msg_id)
-        );
-        println!("From:     {}", o.info.sender);
-        println!(
-            "To:       {}",
-            o.info.recipients.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        );
-        println!("Date:     {}", fmt_time_ms(o.info.created_at_ms));
-        println!(
-            "Handling: {}{}",
-            handling_name(o.info.handling),
-            if priority_name(o.info.priority) == "urgent" { "  URGENT" } else { "" }
-        );
-        if !c.case_ref.is_empty() {
-            println!("Case:     {}", c.case_ref);
-        }
-        if !c.reply_to_msg_id.is_empty() {
-            println!("Reply to: {} from {}", hex::encode(&c.reply_to_msg_id), c.reply_to_sender);
-        }
-        if !c.handling_restrictions.is_empty() {
-            println!("Restrictions: {}", c.handling_restrictions);
-        }
-        super::casework::opened_text(o);
-        println!("Subject:  {}", c.subject);
-        println!();
-        println!("{}", c.body);
-        for a in &o.attachments {
-            match &a.path {
-                Some(p) => println!(
-                    "attachment {} ({} bytes, sha256 {}) saved as {}",
-                    a.name,
-                    a.size,
-                    a.sha256,
-                    p.display()
-                ),
-                None => println!(
-                    "attachment {} ({} bytes, sha256 {}) verified, not saved (use --out DIR)",
-                    a.name, a.size, a.sha256
-                ),
-            }
-        }
+        print!("{}", human_opened(o));
     }
 
     pub(crate) fn acked(&self, m: &MessageRef) {
@@ -325,5 +342,95 @@ impl Out {
         if rs.is_empty() && !self.json {
             println!("no receipts");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use focal_proto::pb;
+
+    use super::*;
+    use crate::read::SavedAttachment;
+
+    fn opened(body: &str, attachment: &str) -> OpenedMessage {
+        let sender = Address::parse("nl-fiod@carin").unwrap();
+        OpenedMessage {
+            info: MessageInfo {
+                msg_id: [7; 16],
+                sender: sender.clone(),
+                recipients: vec![Address::parse("be-ocsc@carin").unwrap()],
+                created_at_ms: 1_700_000_000_000,
+                expires_at_ms: 0,
+                handling: pb::HandlingCode::H3 as i32,
+                priority: 0,
+                payload_size: 1,
+                payload_sha256: vec![0; 32],
+                received_at_ms: 0,
+                mailbox_seq: 1,
+                header: pb::EnvelopeHeader::default(),
+            },
+            content: pb::Content {
+                subject: "Zoë \x1b]0;pwned\x07".into(),
+                body: body.into(),
+                case_ref: "CARIN-7\u{9b}2J".into(),
+                handling_restrictions: "none\x1b[8m".into(),
+                request: Some(pb::RequestFields {
+                    requesting_authority: "FIOD\r".into(),
+                    assets_sought: vec!["yacht\u{202E}eulB".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            attachments: vec![SavedAttachment {
+                name: attachment.into(),
+                size: 3,
+                sha256: "ab".into(),
+                media_type: String::new(),
+                path: None,
+            }],
+            resumed: 0,
+        }
+    }
+
+    #[test]
+    fn opened_message_prints_remote_escapes_inert() {
+        let body = "Dear colleague,\n\x1b[8A\x1b[2KFrom:     director@gfp\n\tregards";
+        let text = human_opened(&opened(body, "invoice\u{202E}fdp.exe"));
+        let bad =
+            |c: char| (c.is_control() && !matches!(c, '\n' | '\t')) || ('\u{202A}'..='\u{202E}').contains(&c);
+        assert!(!text.chars().any(bad), "{text:?}");
+        assert!(text.contains("From:     nl-fiod@carin\n"), "{text}");
+        assert!(text.contains("\n\\x1b[8A\\x1b[2KFrom:     director@gfp\n"), "{text}");
+        assert!(
+            text.contains("Dear colleague,\n") && text.contains("\n\tregards\n"),
+            "body breaks kept: {text}"
+        );
+        assert!(text.contains("Subject:  Zoë \\x1b]0;pwned\\x07\n"), "{text}");
+        assert!(text.contains("Case:     CARIN-7U+009B2J\n"), "{text}");
+        assert!(text.contains("H3: restrictions stated by the originator: none\\x1b[8m\n"), "{text}");
+        assert!(text.contains("Requesting authority: FIOD\\r\n"), "{text}");
+        assert!(text.contains("Asset sought:         yachtU+202EeulB\n"), "{text}");
+        assert!(text.contains("attachment invoiceU+202Efdp.exe (3 bytes"), "{text}");
+    }
+
+    #[test]
+    fn unverified_receipt_says_so_before_remote_text() {
+        let r = ReceiptInfo {
+            body: pb::ReceiptBody {
+                msg_id: vec![7; 16],
+                subject: "be-ocsc@carin".into(),
+                signer: "be-ocsc@carin".into(),
+                kind: pb::ReceiptKind::Delivered as i32,
+                detail: "\x1b[8m".into(),
+                ..Default::default()
+            },
+            signer: None,
+            problem: Some("bad signature".into()),
+            body_sha256: [0; 32],
+        };
+        let line = human_receipt(&r);
+        assert!(line.starts_with("receipt UNVERIFIED DELIVERED "), "{line}");
+        assert!(line.contains("(\\x1b[8m)  (not verified: bad signature)"), "{line}");
+        assert!(!line.contains('\x1b'), "{line}");
     }
 }
