@@ -118,6 +118,10 @@ pub struct Accepted {
     /// True when an earlier attempt had been accepted and the retry was
     /// answered ALREADY_EXISTS.
     pub via_retry: bool,
+    /// Every recipient it was sealed to: the ones asked for, a broadcast's
+    /// members, and escalation alternates taken from the directory (which
+    /// their relay, not their member, vouches for).
+    pub to: Vec<String>,
 }
 
 fn media_type(name: &str) -> &'static str {
@@ -457,6 +461,7 @@ impl Client {
                         relay: resp.relay,
                         audit_leaf_index: resp.audit_leaf_index,
                         via_retry: attempt > 0,
+                        to: msg.record.to.clone(),
                     });
                 }
                 Err(ClientError::Rpc { status, .. }) => status,
@@ -469,6 +474,7 @@ impl Client {
                     relay: String::new(),
                     audit_leaf_index: 0,
                     via_retry: true,
+                    to: msg.record.to.clone(),
                 });
             }
             if !is_transient(&status) || attempt >= self.retry.retries {

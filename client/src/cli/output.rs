@@ -212,8 +212,22 @@ impl Out {
         }
     }
 
-    pub(crate) fn sent(&self, a: &Accepted, to: &[Address]) {
-        let to: Vec<String> = to.iter().map(ToString::to_string).collect();
+    /// `asked`: the recipients the user named; the line lists every one it
+    /// was sealed to and says which were added (escalation alternates).
+    pub(crate) fn sent(&self, a: &Accepted, asked: &[Address]) {
+        let asked: Vec<String> = asked.iter().map(ToString::to_string).collect();
+        // A broadcast is shown as asked (its members are many); otherwise
+        // every recipient, and the ones the user did not name are news.
+        let broadcast = asked.iter().any(|a| Address::parse(a).is_ok_and(|a| a.is_broadcast()));
+        let to = if broadcast { &asked } else { &a.to };
+        let added: Vec<&String> =
+            if broadcast { vec![] } else { to.iter().filter(|t| !asked.contains(t)).collect() };
+        if !self.json && !added.is_empty() {
+            say!(
+                "also sealed to {} (escalation alternates from the directory)",
+                added.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
         if self.json {
             line(json!({
                 "type": "accepted",

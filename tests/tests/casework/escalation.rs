@@ -88,6 +88,7 @@ async fn send_urgent(sender: &Client) -> Result<[u8; 16]> {
     let sent = sender.send(&d, quiet()).await?;
     let rec = sender.store().sent(&hex::encode(sent.msg_id))?.context("sent record")?;
     assert_eq!(rec.to, ["alt@arinsa", "za-npa@arinsa"], "sealed also to the alternate");
+    assert_eq!(sent.to, rec.to, "the sender is told every recipient it was sealed to");
     Ok(sent.msg_id)
 }
 
