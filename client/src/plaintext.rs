@@ -64,6 +64,11 @@ pub trait AttachmentSink {
     fn begin(&mut self, index: usize, meta: &pb::Attachment) -> Result<()>;
     /// Next bytes of attachment `index`.
     fn write(&mut self, index: usize, data: &[u8]) -> Result<()>;
+    /// Attachment `index` has all its bytes (its digest is checked by
+    /// [`PlaintextReader::finish`]); a sink may close what it kept open.
+    fn end(&mut self, _index: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A sink that discards attachment data (the digests are still checked).
@@ -156,7 +161,7 @@ impl PlaintextReader {
                         *remaining -= take as u64;
                     }
                     if rem == take as u64 {
-                        self.end_attachment();
+                        self.end_attachment(i, sink)?;
                         self.start_attachment(i + 1, sink)?;
                     }
                 }
@@ -206,15 +211,16 @@ impl PlaintextReader {
             if meta.size > 0 {
                 return Ok(());
             }
-            self.end_attachment();
+            self.end_attachment(i, sink)?;
             i += 1;
         }
     }
 
-    /// The current attachment's bytes are all in: keeps its digest.
-    fn end_attachment(&mut self) {
+    /// Attachment `i` has all its bytes: keeps its digest, tells the sink.
+    fn end_attachment(&mut self, i: usize, sink: &mut dyn AttachmentSink) -> Result<()> {
         let h = self.hasher.take().expect("hasher of current attachment").finish();
         self.digests.push(h.as_ref().try_into().expect("32 bytes"));
+        sink.end(i)
     }
 
     /// Checks that the plaintext was complete and every attachment's SHA-256

@@ -162,10 +162,7 @@ impl Client {
         }
         let secrets: Vec<_> = keys.iter().map(|k| &k.secret).collect();
         let mut sink = match &opts.out_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| ClientError::io("cannot create", dir, e))?;
-                Some(FileSink { dir: dir.clone(), files: Vec::new() })
-            }
+            Some(dir) => Some(FileSink::new(dir)?),
             None => None,
         };
         let op = "fetch";

@@ -1,7 +1,10 @@
 //! Saving the attachments of a message being read ([`crate::read`]): a
-//! [`FileSink`] writes them to hidden temporary files in the output
-//! directory and, once the message is verified, moves them to their final
-//! names.
+//! [`FileSink`] writes each attachment to a hidden temporary file in the
+//! output directory and closes that file (flushed and synced) as soon as the
+//! attachment is complete, so a read keeps one attachment file open however
+//! many there are. Once the message is verified, [`FileSink::commit`] moves
+//! the files to their final names, all checked before the first move.
+//! Dropping the sink removes the temporary files left.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,46 +17,26 @@ use crate::plaintext::AttachmentSink;
 
 /// Writes attachments to hidden temporary files in the output directory.
 pub(crate) struct FileSink {
-    pub(crate) dir: PathBuf,
-    pub(crate) files: Vec<(pb::Attachment, tempfile::NamedTempFile, Option<BufWriter<File>>)>,
-}
-
-impl AttachmentSink for FileSink {
-    fn begin(&mut self, index: usize, meta: &pb::Attachment) -> Result<()> {
-        debug_assert_eq!(index, self.files.len());
-        let tmp = tempfile::Builder::new()
-            .prefix(".focal-partial-")
-            .tempfile_in(&self.dir)
-            .map_err(|e| ClientError::io("cannot create temporary file in", &self.dir, e))?;
-        let w = BufWriter::new(tmp.reopen().map_err(|e| ClientError::io("cannot open", tmp.path(), e))?);
-        self.files.push((meta.clone(), tmp, Some(w)));
-        Ok(())
-    }
-
-    fn write(&mut self, index: usize, data: &[u8]) -> Result<()> {
-        let (_, tmp, w) = &mut self.files[index];
-        w.as_mut()
-            .expect("open writer")
-            .write_all(data)
-            .map_err(|e| ClientError::io("cannot write", tmp.path(), e))
-    }
-}
-
-/// A safe file name for an attachment: the last path component, without
-/// control characters; `attachment-<n>` if nothing usable is left.
-pub fn safe_file_name(name: &str, index: usize) -> String {
-    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
-    if cleaned.is_empty() { format!("attachment-{}", index + 1) } else { cleaned }
+    dir: PathBuf,
+    /// The attachment being written.
+    current: Option<(pb::Attachment, BufWriter<File>, tempfile::TempPath)>,
+    /// Complete attachments, their files closed.
+    done: Vec<(pb::Attachment, tempfile::TempPath)>,
 }
 
 impl FileSink {
-    /// Moves every temporary file to its final name (all names are checked
-    /// before the first move).
+    /// A sink saving into `dir` (created if missing).
+    pub(crate) fn new(dir: &Path) -> Result<FileSink> {
+        std::fs::create_dir_all(dir).map_err(|e| ClientError::io("cannot create", dir, e))?;
+        Ok(FileSink { dir: dir.to_owned(), current: None, done: Vec::new() })
+    }
+
+    /// Moves every saved attachment to its final name (all names are
+    /// checked before the first move).
     pub(crate) fn commit(self, overwrite: bool) -> Result<Vec<PathBuf>> {
+        debug_assert!(self.current.is_none(), "every attachment ended");
         let mut targets: Vec<PathBuf> = Vec::new();
-        for (i, (meta, _, _)) in self.files.iter().enumerate() {
+        for (i, (meta, _)) in self.done.iter().enumerate() {
             let mut name = safe_file_name(&meta.name, i);
             if targets.iter().any(|t| t.file_name().is_some_and(|n| n == name.as_str())) {
                 name = format!("{}-{name}", i + 1);
@@ -67,18 +50,47 @@ impl FileSink {
             }
             targets.push(target);
         }
-        for ((_, tmp, w), target) in self.files.into_iter().zip(&targets) {
-            let path = tmp.path().to_owned();
-            if let Some(mut w) = w {
-                w.flush().map_err(|e| ClientError::io("cannot write", &path, e))?;
-            }
-            let file = tmp.as_file();
-            file.sync_all().map_err(|e| ClientError::io("cannot write", &path, e))?;
+        for ((_, tmp), target) in self.done.into_iter().zip(&targets) {
             let res = if overwrite { tmp.persist(target) } else { tmp.persist_noclobber(target) };
             res.map_err(|e| ClientError::io("cannot save attachment as", target, e.error))?;
         }
         Ok(targets)
     }
+}
+
+impl AttachmentSink for FileSink {
+    fn begin(&mut self, index: usize, meta: &pb::Attachment) -> Result<()> {
+        debug_assert!(self.current.is_none() && index == self.done.len());
+        let (file, path) = tempfile::Builder::new()
+            .prefix(".focal-partial-")
+            .tempfile_in(&self.dir)
+            .map_err(|e| ClientError::io("cannot create temporary file in", &self.dir, e))?
+            .into_parts();
+        self.current = Some((meta.clone(), BufWriter::new(file), path));
+        Ok(())
+    }
+
+    fn write(&mut self, _: usize, data: &[u8]) -> Result<()> {
+        let (_, w, path) = self.current.as_mut().expect("an attachment begun");
+        w.write_all(data).map_err(|e| ClientError::io("cannot write", &**path, e))
+    }
+
+    fn end(&mut self, _: usize) -> Result<()> {
+        let (meta, w, path) = self.current.take().expect("an attachment begun");
+        let file = w.into_inner().map_err(|e| ClientError::io("cannot write", &*path, e.into_error()))?;
+        file.sync_all().map_err(|e| ClientError::io("cannot write", &*path, e))?;
+        self.done.push((meta, path));
+        Ok(())
+    }
+}
+
+/// A safe file name for an attachment: the last path component, without
+/// control characters; `attachment-<n>` if nothing usable is left.
+pub fn safe_file_name(name: &str, index: usize) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
+    if cleaned.is_empty() { format!("attachment-{}", index + 1) } else { cleaned }
 }
 
 /// True if `p` is inside `dir` (for tests of the file-name sanitiser).
@@ -89,6 +101,46 @@ pub fn is_inside(dir: &Path, p: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plaintext::{PlaintextReader, content_prefix};
+
+    /// The plaintext of a message with these attachments.
+    fn plaintext(parts: &[(&str, &[u8])]) -> Vec<u8> {
+        let attachments = parts
+            .iter()
+            .map(|(name, data)| pb::Attachment {
+                name: (*name).into(),
+                size: data.len() as u64,
+                sha256: crate::util::sha256(data).to_vec(),
+                media_type: String::new(),
+            })
+            .collect();
+        let mut out = content_prefix(&pb::Content { version: 1, attachments, ..Default::default() }).unwrap();
+        for (_, data) in parts {
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    #[test]
+    fn each_attachment_file_is_closed_once_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts: [(&str, &[u8]); 3] = [("a", b"first"), ("b", b""), ("c", b"third")];
+        let bytes = plaintext(&parts);
+        let mut sink = FileSink::new(dir.path()).unwrap();
+        let mut reader = PlaintextReader::new();
+        reader.push(&bytes[..bytes.len() - 2], &mut sink).unwrap();
+        assert_eq!(sink.done.len(), 2, "a and b closed");
+        assert!(sink.current.is_some(), "c open");
+        reader.push(&bytes[bytes.len() - 2..], &mut sink).unwrap();
+        assert_eq!(sink.done.len(), 3);
+        assert!(sink.current.is_none(), "no file left open");
+        reader.finish().unwrap();
+        let paths = sink.commit(false).unwrap();
+        for (path, (name, data)) in paths.iter().zip(parts) {
+            assert_eq!(path, &dir.path().join(name));
+            assert_eq!(std::fs::read(path).unwrap(), data);
+        }
+    }
 
     #[test]
     fn attachment_names_stay_in_the_output_directory() {
