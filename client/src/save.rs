@@ -3,9 +3,11 @@
 //! output directory and closes that file (flushed and synced) as soon as the
 //! attachment is complete, so a read keeps one attachment file open however
 //! many there are. Once the message is verified, [`FileSink::commit`] moves
-//! the files to their final names, all checked before the first move.
+//! the files to their final names, unique among the message's attachments
+//! (ignoring case), all checked before the first move.
 //! Dropping the sink removes the temporary files left.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -31,24 +33,17 @@ impl FileSink {
         Ok(FileSink { dir: dir.to_owned(), current: None, done: Vec::new() })
     }
 
-    /// Moves every saved attachment to its final name (all names are
-    /// checked before the first move).
+    /// Moves every saved attachment to its final name (see
+    /// [`unique_names`]); all names are checked before the first move.
     pub(crate) fn commit(self, overwrite: bool) -> Result<Vec<PathBuf>> {
         debug_assert!(self.current.is_none(), "every attachment ended");
-        let mut targets: Vec<PathBuf> = Vec::new();
-        for (i, (meta, _)) in self.done.iter().enumerate() {
-            let mut name = safe_file_name(&meta.name, i);
-            if targets.iter().any(|t| t.file_name().is_some_and(|n| n == name.as_str())) {
-                name = format!("{}-{name}", i + 1);
-            }
-            let target = self.dir.join(&name);
-            if !overwrite && target.exists() {
-                return Err(ClientError::invalid(
-                    "output",
-                    format!("{} exists already (use --overwrite to replace it)", target.display()),
-                ));
-            }
-            targets.push(target);
+        let names = unique_names(self.done.iter().map(|(meta, _)| meta.name.as_str()));
+        let targets: Vec<PathBuf> = names.iter().map(|n| self.dir.join(n)).collect();
+        if let Some(t) = targets.iter().find(|t| !overwrite && t.exists()) {
+            return Err(ClientError::invalid(
+                "output",
+                format!("{} exists already (use --overwrite to replace it)", t.display()),
+            ));
         }
         for ((_, tmp), target) in self.done.into_iter().zip(&targets) {
             let res = if overwrite { tmp.persist(target) } else { tmp.persist_noclobber(target) };
@@ -91,6 +86,26 @@ pub fn safe_file_name(name: &str, index: usize) -> String {
     let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
     let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
     if cleaned.is_empty() { format!("attachment-{}", index + 1) } else { cleaned }
+}
+
+/// The file names of attachments named `names`: [`safe_file_name`] of
+/// each, or `<n>-` and that name if an earlier attachment has it (ignoring
+/// case, as the file systems of Windows and macOS do), with `n` the first
+/// free number from the attachment's own (1-based).
+fn unique_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut taken = HashSet::new();
+    let mut out = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        let base = safe_file_name(name, i);
+        let mut name = base.clone();
+        let mut n = i + 1;
+        while !taken.insert(name.to_lowercase()) {
+            name = format!("{n}-{base}");
+            n += 1;
+        }
+        out.push(name);
+    }
+    out
 }
 
 /// True if `p` is inside `dir` (for tests of the file-name sanitiser).
@@ -158,5 +173,27 @@ mod tests {
             assert_eq!(got, want, "{name:?}");
             assert!(is_inside(Path::new("/out"), &Path::new("/out").join(&got)));
         }
+    }
+
+    /// Two attachments named `x` and one `3-x` once gave `x`, `3-x`, `3-x`:
+    /// the third replaced the second (`--overwrite`) or the read failed.
+    #[test]
+    fn attachments_of_the_same_name_get_distinct_files() {
+        let parts: [(&str, &[u8]); 5] =
+            [("x", b"one"), ("3-x", b"two"), ("x", b"three"), ("R.pdf", b"four"), ("dir/r.PDF", b"five")];
+        for overwrite in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut sink = FileSink::new(dir.path()).unwrap();
+            let mut reader = PlaintextReader::new();
+            reader.push(&plaintext(&parts), &mut sink).unwrap();
+            reader.finish().unwrap();
+            let paths = sink.commit(overwrite).unwrap();
+            let names: Vec<_> = paths.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+            assert_eq!(names, ["x", "3-x", "4-x", "R.pdf", "5-r.PDF"]);
+            for (path, (_, data)) in paths.iter().zip(parts) {
+                assert_eq!(std::fs::read(path).unwrap(), data, "{}", path.display());
+            }
+        }
+        assert_eq!(unique_names(["a", "a", "2-a", "a"]), ["a", "2-a", "3-2-a", "4-a"]);
     }
 }
