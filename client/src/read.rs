@@ -4,10 +4,11 @@
 //! names the claimed sender, that this focal point is a recipient), open the
 //! payload with the streaming `Opener` while hashing the ciphertext, and split
 //! the plaintext into the `Content` and attachment bytes written to temporary
-//! files. Only when the ciphertext digest matches the signed header, the
-//! opener's `finish()` has proved the payload complete, and every attachment
-//! matches its SHA-256 in `Content` is anything returned or an attachment
-//! moved to its final name. Until then, nothing of the message is shown.
+//! files ([`crate::save`]). Only when the ciphertext digest matches the
+//! signed header, the opener's `finish()` has proved the payload complete,
+//! and every attachment matches its SHA-256 in `Content` is anything
+//! returned or an attachment moved to its final name. Until then, nothing of
+//! the message is shown.
 
 use std::path::PathBuf;
 use std::sync::Arc;

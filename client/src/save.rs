@@ -1,11 +1,19 @@
-//! Saving the attachments of a message being read ([`crate::read`]): a
-//! [`FileSink`] writes each attachment to a hidden temporary file in the
-//! output directory and closes that file (flushed and synced) as soon as the
-//! attachment is complete, so a read keeps one attachment file open however
-//! many there are. Once the message is verified, [`FileSink::commit`] moves
-//! the files to their final names, unique among the message's attachments
-//! (ignoring case), all checked before the first move.
-//! Dropping the sink removes the temporary files left.
+//! Saving the attachments of a message being read ([`crate::read`]).
+//!
+//! A `FileSink` writes each attachment to its own file in a hidden
+//! staging directory `.focal-partial-*` inside the output directory, and
+//! closes that file (flushed and synced) as soon as the attachment is
+//! complete: a read keeps one attachment file open, however many there are.
+//! Once the message is verified, `FileSink::commit` moves the files to
+//! their final names, unique among the message's attachments (ignoring
+//! case), all checked before the first move. Dropping the sink removes the
+//! staging directory and whatever is left in it.
+//!
+//! A reader that is killed cannot remove its staging directory, which holds
+//! decrypted data. So a sink keeps the directory's `.lock` file locked while
+//! it lives, and a new sink first removes every staging directory of the
+//! output directory whose lock it can take (its reader is gone), leaving
+//! those of readers still running alone.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -17,20 +25,45 @@ use focal_proto::pb;
 use crate::error::{ClientError, Result};
 use crate::plaintext::AttachmentSink;
 
-/// Writes attachments to hidden temporary files in the output directory.
+/// Name prefix of the staging directories in an output directory.
+const STAGING_PREFIX: &str = ".focal-partial-";
+/// The file a live sink keeps locked in its staging directory.
+const LOCK_FILE: &str = ".lock";
+
+/// Writes attachments to a staging directory in the output directory.
+/// Fields drop in order: the files are closed before the directory goes.
 pub(crate) struct FileSink {
     dir: PathBuf,
     /// The attachment being written.
     current: Option<(pb::Attachment, BufWriter<File>, tempfile::TempPath)>,
     /// Complete attachments, their files closed.
     done: Vec<(pb::Attachment, tempfile::TempPath)>,
+    _lock: File,
+    staging: tempfile::TempDir,
 }
 
 impl FileSink {
-    /// A sink saving into `dir` (created if missing).
+    /// A sink saving into `dir` (created if missing), once the staging
+    /// directories of killed readers there are removed.
     pub(crate) fn new(dir: &Path) -> Result<FileSink> {
         std::fs::create_dir_all(dir).map_err(|e| ClientError::io("cannot create", dir, e))?;
-        Ok(FileSink { dir: dir.to_owned(), current: None, done: Vec::new() })
+        remove_stale(dir);
+        let staging = tempfile::Builder::new()
+            .prefix(STAGING_PREFIX)
+            .tempdir_in(dir)
+            .map_err(|e| ClientError::io("cannot create temporary directory in", dir, e))?;
+        // Locked before it gets its name: no other reader can take the lock
+        // of a live sink.
+        let new = staging.path().join(".lock-new");
+        let lock = File::create_new(&new).map_err(|e| ClientError::io("cannot create", &new, e))?;
+        if let Err(e) = lock.try_lock() {
+            // No locks on this file system: other readers cannot take this
+            // one either, so they leave the directory alone.
+            tracing::debug!(error = %e, "cannot lock {}", new.display());
+        }
+        let path = staging.path().join(LOCK_FILE);
+        std::fs::rename(&new, &path).map_err(|e| ClientError::io("cannot create", &path, e))?;
+        Ok(FileSink { dir: dir.to_owned(), current: None, done: Vec::new(), _lock: lock, staging })
     }
 
     /// Moves every saved attachment to its final name (see
@@ -56,10 +89,9 @@ impl FileSink {
 impl AttachmentSink for FileSink {
     fn begin(&mut self, index: usize, meta: &pb::Attachment) -> Result<()> {
         debug_assert!(self.current.is_none() && index == self.done.len());
-        let (file, path) = tempfile::Builder::new()
-            .prefix(".focal-partial-")
-            .tempfile_in(&self.dir)
-            .map_err(|e| ClientError::io("cannot create temporary file in", &self.dir, e))?
+        let dir = self.staging.path();
+        let (file, path) = tempfile::NamedTempFile::new_in(dir)
+            .map_err(|e| ClientError::io("cannot create temporary file in", dir, e))?
             .into_parts();
         self.current = Some((meta.clone(), BufWriter::new(file), path));
         Ok(())
@@ -76,6 +108,26 @@ impl AttachmentSink for FileSink {
         file.sync_all().map_err(|e| ClientError::io("cannot write", &*path, e))?;
         self.done.push((meta, path));
         Ok(())
+    }
+}
+
+/// Removes the staging directories in `dir` whose lock can be taken: their
+/// readers are gone. Failures are logged only; they do not stop this read.
+fn remove_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let staging = entry.file_name().to_str().is_some_and(|n| n.starts_with(STAGING_PREFIX));
+        if !staging || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(lock) = File::open(path.join(LOCK_FILE)) else { continue };
+        if lock.try_lock().is_ok() {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => tracing::info!("removed {}, left by a reader that was stopped", path.display()),
+                Err(e) => tracing::warn!(error = %e, "cannot remove {}", path.display()),
+            }
+        }
     }
 }
 
@@ -195,5 +247,42 @@ mod tests {
             }
         }
         assert_eq!(unique_names(["a", "a", "2-a", "a"]), ["a", "2-a", "3-2-a", "4-a"]);
+    }
+
+    /// A killed reader leaves its staging directory (decrypted data)
+    /// behind: the next sink on that output directory removes it, and
+    /// leaves alone those of live readers and what is not a sink's.
+    #[test]
+    fn staging_directories_of_killed_readers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(".focal-partial-dead");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join(LOCK_FILE), b"").unwrap();
+        std::fs::write(dead.join(".tmp1234"), b"decrypted").unwrap();
+        let unlocked = dir.path().join(".focal-partial-nolock");
+        std::fs::create_dir(&unlocked).unwrap();
+        let file = dir.path().join(".focal-partial-file");
+        std::fs::write(&file, b"").unwrap();
+
+        let bytes = plaintext(&[("a", b"live data")]);
+        let (head, tail) = bytes.split_at(bytes.len() - 1);
+        let mut live = FileSink::new(dir.path()).unwrap();
+        assert!(!dead.exists(), "the killed reader's directory is removed");
+        let mut reader = PlaintextReader::new();
+        reader.push(head, &mut live).unwrap();
+
+        let other = FileSink::new(dir.path()).unwrap();
+        let other_staging = other.staging.path().to_owned();
+        assert!(live.staging.path().exists(), "a live reader's directory stays");
+        assert!(unlocked.exists() && file.exists(), "only staging directories with a lock file go");
+        drop(other);
+        assert!(!other_staging.exists(), "a sink dropped removes its directory");
+
+        reader.push(tail, &mut live).unwrap();
+        reader.finish().unwrap();
+        let staging = live.staging.path().to_owned();
+        let saved = live.commit(false).unwrap();
+        assert_eq!(std::fs::read(&saved[0]).unwrap(), b"live data");
+        assert!(!staging.exists());
     }
 }
