@@ -16,8 +16,9 @@
 //!
 //! Layout: [`profile`] (the TOML profile), [`connect`] (TLS + tonic channel),
 //! [`keys`] (X25519 keys), [`client`] (the connected [`Client`]), [`send`],
-//! [`read`], [`mailbox`] (inbox, ack, receipts), [`plaintext`] (sealed
-//! plaintext layout, no I/O), [`store`] (local records), [`progress`],
+//! [`read`], [`save`] (a read's attachments to files), [`mailbox`] (inbox,
+//! ack, receipts), [`plaintext`] (sealed plaintext layout, no I/O), [`store`]
+//! (local records), [`progress`],
 //! [`cli`] (the `focal` command), [`audit`] (auditor side), [`case`] (kinds,
 //! request fields, case threads, overdue requests), [`forward`] (forward,
 //! releases, network broadcast), [`console`] (the local web console).
@@ -37,6 +38,7 @@ pub mod plaintext;
 pub mod profile;
 pub mod progress;
 pub mod read;
+pub mod save;
 pub mod send;
 pub mod store;
 pub mod util;

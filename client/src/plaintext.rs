@@ -12,7 +12,8 @@
 //! attachments; [`PlaintextReader`] splits opened plaintext, pushed in any
 //! slices, into the `Content` and a stream of attachment bytes handed to an
 //! [`AttachmentSink`], hashing each attachment on the way. The reader keeps at
-//! most the `Content` in memory, never attachment data.
+//! most the `Content` in memory, never attachment data. Both sides refuse a
+//! `Content` listing more than [`MAX_ATTACHMENTS`] attachments.
 
 use focal_proto::pb;
 use prost::Message;
@@ -24,8 +25,26 @@ use crate::error::{ClientError, Result};
 /// attachments are outside it). Bounds what a reader buffers.
 pub const MAX_CONTENT_BYTES: usize = 16 * 1024 * 1024;
 
+/// Most attachments one message may carry. Senders refuse more
+/// ([`check_attachment_count`]); a reader refuses a `Content` listing more
+/// before it begins the first attachment (each one costs the reader a file
+/// and a digest, even when empty).
+pub const MAX_ATTACHMENTS: usize = 1000;
+
+/// Refuses to send `n` attachments if that is more than [`MAX_ATTACHMENTS`].
+pub fn check_attachment_count(n: usize) -> Result<()> {
+    if n > MAX_ATTACHMENTS {
+        return Err(ClientError::invalid(
+            "attachments",
+            format!("{n} attachments; a message carries at most {MAX_ATTACHMENTS} (send an archive instead)"),
+        ));
+    }
+    Ok(())
+}
+
 /// The bytes the sender writes before the attachment data.
 pub fn content_prefix(content: &pb::Content) -> Result<Vec<u8>> {
+    check_attachment_count(content.attachments.len())?;
     let len = content.encoded_len();
     if len > MAX_CONTENT_BYTES {
         return Err(ClientError::invalid(
@@ -45,6 +64,11 @@ pub trait AttachmentSink {
     fn begin(&mut self, index: usize, meta: &pb::Attachment) -> Result<()>;
     /// Next bytes of attachment `index`.
     fn write(&mut self, index: usize, data: &[u8]) -> Result<()>;
+    /// Attachment `index` has all its bytes (its digest is checked by
+    /// [`PlaintextReader::finish`]); a sink may close what it kept open.
+    fn end(&mut self, _index: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A sink that discards attachment data (the digests are still checked).
@@ -137,7 +161,8 @@ impl PlaintextReader {
                         *remaining -= take as u64;
                     }
                     if rem == take as u64 {
-                        self.next_attachment(i, sink)?;
+                        self.end_attachment(i, sink)?;
+                        self.start_attachment(i + 1, sink)?;
                     }
                 }
             }
@@ -154,6 +179,12 @@ impl PlaintextReader {
         if content.version != 1 {
             return Err(bad(format!("unsupported Content version {}", content.version)));
         }
+        if content.attachments.len() > MAX_ATTACHMENTS {
+            return Err(bad(format!(
+                "{} attachments listed; at most {MAX_ATTACHMENTS} allowed",
+                content.attachments.len()
+            )));
+        }
         for (i, a) in content.attachments.iter().enumerate() {
             if a.sha256.len() != 32 {
                 return Err(bad(format!("attachment {i} ({:?}) has no SHA-256", a.name)));
@@ -164,28 +195,32 @@ impl PlaintextReader {
         self.start_attachment(0, sink)
     }
 
-    /// Starts attachment `i` (and finishes any empty ones right away).
-    fn start_attachment(&mut self, i: usize, sink: &mut dyn AttachmentSink) -> Result<()> {
-        let attachments = &self.content.as_ref().expect("content parsed").attachments;
-        if i >= attachments.len() {
-            self.state = State::Attachments { index: i, remaining: 0 };
-            self.hasher = None;
-            return Ok(());
+    /// Starts attachment `i`, ending empty ones right away and going on to
+    /// the next (a loop: a message may list many empty attachments).
+    fn start_attachment(&mut self, mut i: usize, sink: &mut dyn AttachmentSink) -> Result<()> {
+        loop {
+            let attachments = &self.content.as_ref().expect("content parsed").attachments;
+            let Some(meta) = attachments.get(i) else {
+                self.state = State::Attachments { index: i, remaining: 0 };
+                self.hasher = None;
+                return Ok(());
+            };
+            sink.begin(i, meta)?;
+            self.hasher = Some(digest::Context::new(&digest::SHA256));
+            self.state = State::Attachments { index: i, remaining: meta.size };
+            if meta.size > 0 {
+                return Ok(());
+            }
+            self.end_attachment(i, sink)?;
+            i += 1;
         }
-        let meta = attachments[i].clone();
-        sink.begin(i, &meta)?;
-        self.hasher = Some(digest::Context::new(&digest::SHA256));
-        self.state = State::Attachments { index: i, remaining: meta.size };
-        if meta.size == 0 {
-            self.next_attachment(i, sink)?;
-        }
-        Ok(())
     }
 
-    fn next_attachment(&mut self, i: usize, sink: &mut dyn AttachmentSink) -> Result<()> {
+    /// Attachment `i` has all its bytes: keeps its digest, tells the sink.
+    fn end_attachment(&mut self, i: usize, sink: &mut dyn AttachmentSink) -> Result<()> {
         let h = self.hasher.take().expect("hasher of current attachment").finish();
         self.digests.push(h.as_ref().try_into().expect("32 bytes"));
-        self.start_attachment(i + 1, sink)
+        sink.end(i)
     }
 
     /// Checks that the plaintext was complete and every attachment's SHA-256
@@ -306,5 +341,45 @@ mod tests {
         let mut r = PlaintextReader::new();
         let huge = ((MAX_CONTENT_BYTES + 1) as u32).to_be_bytes();
         assert!(r.push(&huge, &mut DiscardSink).is_err());
+    }
+
+    /// Plaintext of a `Content` listing `n` empty attachments, built by
+    /// hand (`content_prefix` refuses more than [`MAX_ATTACHMENTS`]).
+    fn empty_attachments(n: usize) -> Vec<u8> {
+        let empty = pb::Attachment { name: "e".into(), size: 0, sha256: sha(b""), media_type: String::new() };
+        let content = pb::Content { version: 1, attachments: vec![empty; n], ..Default::default() };
+        let body = content.encode_to_vec();
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn too_many_attachments_are_refused_by_reader_and_sender() {
+        let mut sink = Collect::default();
+        let e = PlaintextReader::new().push(&empty_attachments(20_000), &mut sink).unwrap_err().to_string();
+        assert!(e.contains("20000 attachments listed; at most 1000 allowed"), "{e}");
+        assert!(sink.0.is_empty(), "no attachment begun");
+
+        let one = pb::Attachment { name: "a".into(), size: 0, sha256: sha(b""), media_type: String::new() };
+        let content =
+            pb::Content { version: 1, attachments: vec![one; MAX_ATTACHMENTS + 1], ..Default::default() };
+        let e = content_prefix(&content).unwrap_err().to_string();
+        assert!(e.contains("1001 attachments; a message carries at most 1000"), "{e}");
+    }
+
+    /// The reader once recursed for every empty attachment; on a 64 KiB
+    /// stack it would overflow long before the limit.
+    #[test]
+    fn the_limit_of_empty_attachments_reads_on_a_small_stack() {
+        let bytes = empty_attachments(MAX_ATTACHMENTS);
+        let reading = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || {
+            let mut r = PlaintextReader::new();
+            let mut sink = Collect::default();
+            r.push(&bytes, &mut sink).unwrap();
+            assert_eq!(r.finish().unwrap().attachments.len(), MAX_ATTACHMENTS);
+            sink.0.len()
+        });
+        assert_eq!(reading.unwrap().join().unwrap(), MAX_ATTACHMENTS);
     }
 }

@@ -26,7 +26,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::client::{Client, MessageRef};
 use crate::error::{ClientError, Result, is_transient};
-use crate::plaintext::content_prefix;
+use crate::plaintext::{check_attachment_count, content_prefix};
 use crate::progress::Progress;
 use crate::store::SentRecord;
 use crate::util::{handling_name, msg_id_hex, now_ms};
@@ -350,6 +350,7 @@ impl Client {
         if draft.to.is_empty() {
             return Err(ClientError::invalid("recipients", "at least one --to is needed"));
         }
+        check_attachment_count(draft.attachments.len())?;
         let (mut to, mut keys, broadcast_network) = self.resolve_recipients(&draft.to).await?;
         let escalations = if draft.priority == pb::Priority::Urgent && broadcast_network.is_none() {
             self.escalation_copies(&mut to, &mut keys).await?

@@ -155,7 +155,7 @@ pub(crate) async fn submit(State(st): State<Shared>, mut mp: Multipart) -> Page 
                 }
                 let dir = upload.path().join(files.len().to_string());
                 std::fs::create_dir(&dir).map_err(bad)?;
-                let path = dir.join(crate::read::safe_file_name(&file_name, files.len()));
+                let path = dir.join(crate::save::safe_file_name(&file_name, files.len()));
                 let mut f = tokio::fs::File::create(&path).await.map_err(bad)?;
                 while let Some(chunk) = field.chunk().await.map_err(bad)? {
                     f.write_all(&chunk).await.map_err(bad)?;

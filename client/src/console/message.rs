@@ -161,7 +161,7 @@ pub(crate) async fn attachment(
             Err(e) => Some((Err(e), f)),
         }
     });
-    let name = crate::read::safe_file_name(&a.name, n);
+    let name = crate::save::safe_file_name(&a.name, n);
     let disposition = format!("attachment; filename=\"{}\"", name.replace(['"', '\\'], "_"));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
