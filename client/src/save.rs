@@ -135,7 +135,8 @@ fn remove_stale(dir: &Path) {
 /// control characters; `attachment-<n>` if nothing usable is left.
 pub fn safe_file_name(name: &str, index: usize) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+    let cleaned: String =
+        last.chars().filter(|&c| !c.is_control() && !crate::util::is_bidi_control(c)).collect();
     let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
     if cleaned.is_empty() { format!("attachment-{}", index + 1) } else { cleaned }
 }
@@ -220,6 +221,8 @@ mod tests {
             ("a\\b\\c.doc", "c.doc"),
             ("", "attachment-1"),
             ("bad\u{7}name", "badname"),
+            ("invoice\u{202E}fdp.exe", "invoicefdp.exe"),
+            ("\u{2067}report\u{2069}.pdf", "report.pdf"),
         ] {
             let got = safe_file_name(name, 0);
             assert_eq!(got, want, "{name:?}");

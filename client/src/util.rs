@@ -12,6 +12,14 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// Unicode bidi controls: ALM, LRM, RLM, embeddings and overrides
+/// (U+202A–U+202E), isolates (U+2066–U+2069). Text a sender controls is
+/// shown or saved without them: `invoice\u{202E}fdp.exe` would display as
+/// `invoiceexe.pdf`.
+pub(crate) fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A message id as 32 lower-case hex characters.
 pub fn msg_id_hex(id: &[u8]) -> String {
     hex::encode(id)

@@ -9,11 +9,7 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
-/// Unicode bidi controls: ALM, LRM, RLM, embeddings and overrides
-/// (U+202A–U+202E), isolates (U+2066–U+2069).
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
+use crate::util::is_bidi_control;
 
 fn unsafe_char(c: char, keep_newlines: bool) -> bool {
     match c {
