@@ -46,7 +46,7 @@ fn unix_now() -> i64 {
 
 /// Loads and checks everything `tls.*` names; errors name the key.
 pub fn load_tls(config: &RelayConfig) -> Result<TlsMaterial, RelayError> {
-    let (creds, store) = load_parts(config)?;
+    let (creds, store) = load_parts(config, ForeignCrls::Refuse)?;
     let tls = &config.tls;
     let verified = focal_certs::verify_peer(&store, creds.cert_der(), &creds.chain[1..], SystemTime::now())
         .map_err(RelayError::certs(format!(
@@ -56,9 +56,25 @@ pub fn load_tls(config: &RelayConfig) -> Result<TlsMaterial, RelayError> {
     Ok(TlsMaterial { creds, trust: SharedTrust::new(store), verified })
 }
 
+/// What to do with a CRL in `tls.crls` whose issuer is no CA of the trust
+/// bundle at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForeignCrls {
+    /// Refuse the configuration (at start and in `check`): most likely the
+    /// wrong file, and then some network's revocations would go unenforced.
+    Refuse,
+    /// Leave it out with a warning (a reload): the network was taken out of
+    /// the bundle to distrust it, and the config, which a reload does not
+    /// re-read, still lists its CRL. The next start refuses it.
+    LeaveOut,
+}
+
 /// [`load_tls`]'s checks, returning the credentials and the trust store
 /// itself (a reload swaps it into the running relay's [`SharedTrust`]).
-pub fn load_parts(config: &RelayConfig) -> Result<(Credentials, TrustStore), RelayError> {
+pub fn load_parts(
+    config: &RelayConfig,
+    foreign: ForeignCrls,
+) -> Result<(Credentials, TrustStore), RelayError> {
     let tls = &config.tls;
     let creds = Credentials::load(&tls.cert, &tls.key).map_err(RelayError::certs(format!(
         "tls.cert {} / tls.key {}",
@@ -98,14 +114,23 @@ pub fn load_parts(config: &RelayConfig) -> Result<(Credentials, TrustStore), Rel
         }
     }
     let crls: Vec<&Path> = tls.crls.iter().map(|p| p.as_path()).collect();
-    let (store, left_out) = TrustStore::load_without_foreign_crls(&tls.trust_bundle, &crls)
-        .map_err(RelayError::certs(format!("tls.trust_bundle {} / tls.crls", tls.trust_bundle.display())))?;
-    for crl in left_out {
-        tracing::warn!(
-            crl,
-            "tls.crls: this CRL's issuer is no CA of the trust bundle (a network taken out of it?); left out"
-        );
-    }
+    let context = format!("tls.trust_bundle {} / tls.crls", tls.trust_bundle.display());
+    let store = match foreign {
+        ForeignCrls::Refuse => {
+            TrustStore::load(&tls.trust_bundle, &crls).map_err(RelayError::certs(context))?
+        }
+        ForeignCrls::LeaveOut => {
+            let (store, left_out) = TrustStore::load_without_foreign_crls(&tls.trust_bundle, &crls)
+                .map_err(RelayError::certs(context))?;
+            for crl in left_out {
+                tracing::warn!(
+                    crl,
+                    "tls.crls: this CRL's issuer is no CA of the trust bundle (a network taken out of it?); left out until the next start, which refuses it: remove it from tls.crls"
+                );
+            }
+            store
+        }
+    };
     focal_certs::verify_peer(&store, creds.cert_der(), &creds.chain[1..], SystemTime::now()).map_err(
         RelayError::certs(format!(
             "tls.cert {}: does not verify against the trust bundle",

@@ -160,10 +160,12 @@ impl Reloader {
     pub async fn reload(&self) -> Result<ReloadReport, RelayError> {
         let _one = self.lock.lock().await;
         let config = self.config.clone();
-        let loaded = tokio::task::spawn_blocking(move || crate::check::load_parts(&config))
-            .await
-            .map_err(|e| RelayError::Other(format!("reload task: {e}")))
-            .and_then(|r| r);
+        let loaded = tokio::task::spawn_blocking(move || {
+            crate::check::load_parts(&config, crate::check::ForeignCrls::LeaveOut)
+        })
+        .await
+        .map_err(|e| RelayError::Other(format!("reload task: {e}")))
+        .and_then(|r| r);
         let result = loaded.and_then(|(creds, store)| self.apply(creds, store));
         match &result {
             Ok(report) => {
