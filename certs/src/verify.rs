@@ -159,12 +159,11 @@ pub(crate) fn verify_at(
             }
             // A CA that holds a CRL has spoken: another CA certificate of the
             // network must not get a second opinion.
-            Err(e @ (webpki::Error::CertRevoked | webpki::Error::UnknownRevocationStatus)) => {
-                return Err(map_webpki(e, &info, store, usage, now_secs));
-            }
-            Err(e @ webpki::Error::CrlExpired { .. }) => {
-                return Err(map_webpki(e, &info, store, usage, now_secs));
-            }
+            Err(
+                e @ (webpki::Error::CertRevoked
+                | webpki::Error::UnknownRevocationStatus
+                | webpki::Error::CrlExpired { .. }),
+            ) => return Err(map_webpki(e, &info, store, usage, now_secs)),
             Err(e) => last_err = Some(e),
         }
     }
