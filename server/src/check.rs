@@ -248,6 +248,9 @@ pub fn check(path: &Path) -> Report {
                 ),
             );
             r.push(Level::Ok, format!("tls.crls: {} CRL file(s) loaded", tls.crls.len()));
+            for line in peers_without_trust(&config, &bundle.bundle().networks) {
+                r.push(Level::Warn, line);
+            }
             let now = crate::expiry::unix_now();
             for (i, crl) in crate::expiry::scan(&m.creds, &bundle, &tls.crls)
                 .into_iter()
@@ -290,6 +293,27 @@ pub fn check(path: &Path) -> Report {
     }
     audit_keys(&config, &mut r);
     r
+}
+
+/// One line per configured peer whose network has no CA in the trust
+/// bundle: every connection to or from it is refused until the bundle holds
+/// its CA (or the peer is removed from the config).
+pub fn peers_without_trust<V>(
+    config: &RelayConfig,
+    trusted: &std::collections::BTreeMap<focal_proto::address::NetworkId, V>,
+) -> Vec<String> {
+    config
+        .peers
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !trusted.contains_key(&p.network))
+        .map(|(i, p)| {
+            format!(
+                "peers[{i}] {} serves network {}, which has no CA in tls.trust_bundle: every connection with it will be refused; add its CA to the bundle or remove the peer",
+                p.name, p.network
+            )
+        })
+        .collect()
 }
 
 /// The audit log and witness verifier keys, from the data dir's key files.

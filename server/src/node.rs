@@ -111,6 +111,9 @@ pub(crate) async fn run(
             "audit.origin is not the one peers derive from this relay's certificate: they will not cosign its checkpoints"
         );
     }
+    for line in crate::check::peers_without_trust(&config, &tls.trust.current().bundle().networks) {
+        tracing::warn!("{line}");
+    }
     let relaying =
         Arc::new(Relaying::new(config.clone(), store.clone(), core, tls.trust.clone()).with_witness(witness));
 

@@ -1,7 +1,8 @@
 //! `focal-relay check` on the CRL cases an operator meets (the certificate
 //! cases are in `cli.rs`): a file that is not a CRL and a CRL of a CA
 //! outside the bundle are errors naming the file; a CRL whose next update
-//! is near is a warning; metrics on the gRPC address is refused.
+//! is near is a warning; a peer whose network has no CA in the bundle is a
+//! warning naming it; metrics on the gRPC address is refused.
 
 mod common;
 
@@ -63,4 +64,20 @@ fn check_refuses_metrics_on_the_grpc_address() {
     let (ok, text) = check(&path);
     assert!(!ok);
     assert!(text.contains("listen.metrics: same address as listen.grpc (127.0.0.1:7443)"), "{text}");
+}
+
+#[test]
+fn check_warns_of_a_peer_whose_network_the_bundle_does_not_trust() {
+    init();
+    let pki = Pki::new(&["carin", "gfp"]);
+    let data = tempfile::tempdir().unwrap();
+    let peers = "[[peers]]\nname = \"relay-gfp\"\nnetwork = \"gfp\"\naddress = \"127.0.0.1:7000\"\n\n\
+                 [[peers]]\nname = \"relay-rrag\"\nnetwork = \"rrag\"\naddress = \"127.0.0.1:7001\"\n";
+    let (ok, text) = check(&pki.federated_relay_config("carin", data.path(), peers, 0));
+    assert!(ok, "the relay still starts (the CA may be added by a reload): {text}");
+    assert!(
+        text.contains("warn  peers[1] relay-rrag serves network rrag, which has no CA in tls.trust_bundle"),
+        "{text}"
+    );
+    assert!(!text.contains("peers[0]"), "gfp is in the bundle: {text}");
 }
