@@ -70,7 +70,8 @@ pub(super) async fn run(a: &ConsoleArgs, profile: Profile, json: bool) -> Result
     console.serve(shutdown_signal()).await
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C or SIGTERM.
+pub(super) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -68,9 +68,28 @@ where
         Ok(rt) => rt,
         Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
     };
-    match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(1, &e.to_string()),
+    // The console drains on Ctrl-C or SIGTERM itself. Any other command is
+    // dropped at its next await, so its destructors run: a read's staging
+    // directory of decrypted attachments and a send's sealed temporary file
+    // are removed instead of left behind.
+    let drains_itself = matches!(cli.command, Command::Console(_));
+    let outcome = rt.block_on(async move {
+        if drains_itself {
+            return Some(run(cli).await);
+        }
+        tokio::select! {
+            r = run(cli) => Some(r),
+            () = console::shutdown_signal() => None,
+        }
+    });
+    match outcome {
+        Some(Ok(())) => ExitCode::SUCCESS,
+        Some(Err(e)) => fail(1, &e.to_string()),
+        None => {
+            // Blocking work in flight (a file being hashed) is not waited for.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            fail(130, "interrupted before the command finished; its partial files were removed")
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod cli;
 mod connections;
 mod durability;
 mod exchange;
+mod interrupt;
 mod large;
 mod refusals;
 
