@@ -34,47 +34,19 @@
 //! leaves this relay. Upper-case `W` keeps them apart from the log's own
 //! cosignature lines under `a/w/`.
 //!
-//! # Wiring (for the federation driver)
+//! # Where it runs
 //!
-//! In `node::serve`, next to the store (key file in the data dir, like the
-//! log key; the store's tree, so the state lives under `a/W/` of it):
+//! - `node::serve` loads the witness key (`witness.key` in the data dir,
+//!   created on first start; `focal-relay check` prints its verifier key for
+//!   auditors' `--witness`) and opens the [`Witness`] on the store's tree.
+//! - A peer's `CosignRequest` arrives on the federation link and is answered
+//!   by [`Witness::cosign_for_peer`] in `relaying/inbound.rs`.
+//! - Our own checkpoints are sent to each peer by `relaying/cosign.rs`
+//!   ([`cosign_request`], [`conflict_size`], [`accept_cosignature`]).
 //!
-//! ```ignore
-//! let reader = store.audit_log().clone();
-//! let name = format!("{}/witness", reader.origin());
-//! let signer = Witness::load_or_create_key(&config.data_dir.join("witness.key"), &name)?;
-//! let witness = Arc::new(Witness::open(store.tree().clone(), signer)?);
-//! tracing::info!(witness_key = %witness.verifier_key(), "audit witness"); // for auditors' --witness
-//! ```
-//!
-//! (The Hello's `log_key` is the raw key: node.rs's `log_key()` and
-//! [`hello_log_key`] compute the same bytes.)
-//!
-//! `InboundHandler::cosign(from, request)` (today a refusal stub in
-//! `relaying/inbound.rs`):
-//!
-//! ```ignore
-//! let w = self.witness.clone();
-//! Box::pin(async move { w.cosign_for_peer(&from.identity, &from.hello, &request).await })
-//! ```
-//!
-//! Periodically (e.g. every minute, and after a checkpoint), per peer link,
-//! with the peer's witness verifier key `wkey` (a `WitnessKey`, from the
-//! peer's config entry or, once announced, its Hello):
-//!
-//! ```ignore
-//! let cp = reader.latest_checkpoint().context("no checkpoint yet")?;
-//! let old = last_cosigned_size(&reader, wkey.witness_name())?.unwrap_or(0);
-//! let mut resp = link.request_cosign(cosign_request(&reader, &cp, old)?).await?;
-//! if let Some(size) = conflict_size(&resp) {        // the witness saw another size
-//!     resp = link.request_cosign(cosign_request(&reader, &cp, size)?).await?;
-//! }
-//! accept_cosignature(&reader, &cp.note, &resp, &wkey)?; // stored; served in LogInfo
-//! ```
-//!
-//! `tests/tests/audit/witness.rs` runs exactly these calls (minus the QUIC
-//! link) against a real relay's store and checks the result with
-//! `focal audit verify --witness … --require 2`.
+//! `tests/tests/audit/witness.rs` runs the same calls against a real
+//! relay's store and checks the result with `focal audit verify --witness …
+//! --require 2`; `server/tests/federation_witness.rs` runs them over QUIC.
 
 use std::collections::BTreeMap;
 use std::path::Path;
