@@ -114,8 +114,9 @@ pub(crate) async fn run(
     for line in crate::check::peers_without_trust(&config, &tls.trust.current().bundle().networks) {
         tracing::warn!("{line}");
     }
-    let relaying =
-        Arc::new(Relaying::new(config.clone(), store.clone(), core, tls.trust.clone()).with_witness(witness));
+    let relaying = Arc::new(
+        Relaying::new(config.clone(), store.clone(), core, tls.trust.clone()).with_witness(witness.clone()),
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (kill_tx, kill_rx) = watch::channel(false);
@@ -152,6 +153,7 @@ pub(crate) async fn run(
         options,
         &stop_rx,
     );
+    ops.state.set_witness(witness);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RelayServer<RelayService>>().await;

@@ -4,7 +4,10 @@
 //! (asked by a carin auditor) returns a checkpoint carrying gfp's
 //! cosignature, which verifies with gfp's witness key (read from gfp's
 //! `witness.key` and printed by `focal-relay check`), and the key file is
-//! private (0600).
+//! private (0600). A gfp admin then makes gfp's witness forget carin's log
+//! (`Admin.ForgetWitnessedLog`: admins only, audited in gfp's log, NOT_FOUND
+//! for a log it never pinned), and carin's next checkpoint is cosigned
+//! again, pinned afresh.
 
 mod common;
 
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::{Fp, Pki, init};
 use focal_proto::audit::{WitnessKey, add_cosignature, verify_cosignatures};
+use focal_proto::pb::admin_client::AdminClient;
 use focal_proto::pb::audit_client::AuditClient;
 use focal_proto::{Role, pb};
 use focal_relay::audit::witness::{Witness, witness_name};
@@ -102,6 +106,69 @@ async fn peers_cosign_each_others_checkpoints() {
         .verifier_key();
     let other = WitnessKey::parse(&other).unwrap();
     assert!(verify_cosignatures(&cosigned, &[other], 1).is_err());
+
+    // gfp's admin makes its witness forget carin's log.
+    let carin_origin = "focal/carin/relay-carin";
+    let mut member = AdminClient::new(gina.channel.clone());
+    let denied = member
+        .forget_witnessed_log(pb::ForgetWitnessedLogRequest { origin: carin_origin.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    let gfp_admin = Fp::connect_role(&pki, "gfp", Role::Admin, "ops", gfp_addr).await;
+    let mut admin = AdminClient::new(gfp_admin.channel.clone());
+    let unknown = admin
+        .forget_witnessed_log(pb::ForgetWitnessedLogRequest { origin: "focal/rrag/relay-rrag".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    assert!(unknown.message().contains(carin_origin), "names what is pinned: {unknown:?}");
+    let ack = admin
+        .forget_witnessed_log(pb::ForgetWitnessedLogRequest { origin: carin_origin.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        ack.detail.contains("witness forgets log focal/carin/relay-carin")
+            && ack.detail.contains("audit leaf")
+    );
+    let gfp_auditor = Fp::connect_role(&pki, "gfp", Role::Auditor, "auditor", gfp_addr).await;
+    let mut gfp_audit = AuditClient::new(gfp_auditor.channel.clone());
+    let size = gfp_audit.get_log_info(pb::GetCheckpointRequest { fresh: true }).await.unwrap().into_inner();
+    let size = size.checkpoint.unwrap().size;
+    let mut entries =
+        gfp_audit.get_entries(pb::EntriesRequest { start: 0, end: size }).await.unwrap().into_inner();
+    let mut forgotten = Vec::new();
+    while let Some(e) = entries.message().await.unwrap() {
+        let r = focal_proto::audit::decode_record(&e.leaf).unwrap();
+        if r.kind == pb::AuditKind::WitnessForgotten as i32 {
+            forgotten.push(r);
+        }
+    }
+    assert_eq!(forgotten.len(), 1, "one WITNESS_FORGOTTEN record in gfp's log");
+    assert_eq!(forgotten[0].peer, "focal://gfp/admin/ops");
+    assert!(forgotten[0].detail.contains(carin_origin), "{:?}", forgotten[0]);
+
+    // carin's next checkpoint is cosigned by gfp again (pinned afresh).
+    let before = info.checkpoint.as_ref().unwrap().size;
+    alice.send(&["secretariat@gfp"], b"after the witness forgot").await.unwrap();
+    let start = Instant::now();
+    loop {
+        let info = audit.get_log_info(pb::GetCheckpointRequest { fresh: false }).await.unwrap().into_inner();
+        if let (Some(cp), [line, ..]) = (&info.checkpoint, info.cosignatures.as_slice())
+            && cp.size > before
+            && verify_cosignatures(
+                &add_cosignature(&cp.note, line).unwrap(),
+                std::slice::from_ref(&gfp_key),
+                1,
+            )
+            .is_ok()
+        {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "carin's later checkpoint was not cosigned: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     for (_, _, tx, join) in relays {
         let _ = tx.send(());

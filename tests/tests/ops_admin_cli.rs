@@ -1,7 +1,9 @@
 //! `focal admin …` as a secretariat runs it against its relay: status,
 //! queue listing by header, purge refused for a live item, reload; a focal
-//! point running the same commands is refused, and peer control says that
-//! federation is not running.
+//! point running the same commands is refused, peer control says that
+//! federation is not running, and `witness-forget` of a log the witness
+//! never pinned names what it has pinned (the whole flow is in
+//! `server/tests/federation_witness.rs`).
 //!
 //! Run: `cargo test -p focal-tests --test ops_admin_cli`.
 
@@ -59,6 +61,9 @@ async fn secretariat_runs_admin_commands() -> Result<()> {
 
     let err = refused(admin, &bins, &["admin", "retry-peer", "relay-gfp"]).await?;
     assert!(err.contains("federation not running"), "{err}");
+
+    let err = refused(admin, &bins, &["admin", "witness-forget", "focal/gfp/relay-gfp"]).await?;
+    assert!(err.contains("has pinned nothing for \"focal/gfp/relay-gfp\" (pinned: none)"), "{err}");
 
     let err = refused(a, &bins, &["admin", "status"]).await?;
     assert!(err.contains("only an admin of network carin"), "{err}");

@@ -72,6 +72,12 @@ pub enum AdminCommand {
         /// Configured peer name.
         peer: String,
     },
+    /// Make this relay's witness forget the key and head it pinned for a
+    /// peer's audit log (after that relay started a new log; audited).
+    WitnessForget {
+        /// The log's origin, e.g. focal/carin/relay-carin.
+        origin: String,
+    },
 }
 
 fn rpc(op: &str) -> impl FnOnce(tonic::Status) -> ClientError + '_ {
@@ -140,6 +146,13 @@ pub(super) async fn run(cmd: &AdminCommand, client: &Client, json_out: bool) -> 
             let req = pb::PeerRequest { peer: peer.clone() };
             let ack = admin.resume_peer(req).await.map_err(rpc("admin resume-peer"))?.into_inner();
             ack_line("resumed", &ack, json_out);
+            Ok(())
+        }
+        AdminCommand::WitnessForget { origin } => {
+            let req = pb::ForgetWitnessedLogRequest { origin: origin.clone() };
+            let ack =
+                admin.forget_witnessed_log(req).await.map_err(rpc("admin witness-forget"))?.into_inner();
+            ack_line("witness_forgot", &ack, json_out);
             Ok(())
         }
     }

@@ -98,6 +98,7 @@ pub fn kind_name(kind: i32) -> &'static str {
         Ok(K::Purged) => "purged",
         Ok(K::RetentionPurged) => "retention-purged",
         Ok(K::EscalationCancelled) => "escalation-cancelled",
+        Ok(K::WitnessForgotten) => "witness-forgotten",
     }
 }
 

@@ -8,7 +8,8 @@
 //! running". [`LinkStatuses`] reports raw link state for a transport used
 //! without the driver. The federation's [`LinkReports`] (the links between
 //! other relays, as peers report them) are set once the QUIC endpoint runs
-//! and appear in `Admin.Status` as `remote_reports`.
+//! and appear in `Admin.Status` as `remote_reports`. The relay's witness is
+//! set once it is open, for `Admin.ForgetWitnessedLog`.
 
 mod relaying;
 mod service;
@@ -103,6 +104,7 @@ pub struct OpsState {
     peers: RwLock<Option<Arc<dyn PeerStatusSource>>>,
     control: RwLock<Option<Arc<dyn PeerControl>>>,
     remote: RwLock<Option<LinkReports>>,
+    witness: RwLock<Option<Arc<crate::audit::witness::Witness>>>,
 }
 
 impl OpsState {
@@ -117,6 +119,7 @@ impl OpsState {
             peers: RwLock::new(None),
             control: RwLock::new(None),
             remote: RwLock::new(None),
+            witness: RwLock::new(None),
         })
     }
 
@@ -141,6 +144,16 @@ impl OpsState {
     pub fn remote_reports(&self, now_ms: i64) -> Vec<pb::RemoteLinkReport> {
         let reports = self.remote.read().unwrap_or_else(|e| e.into_inner()).clone();
         reports.map(|r| r.snapshot(now_ms)).unwrap_or_default()
+    }
+
+    /// This relay's witness of its peers' logs.
+    pub fn set_witness(&self, witness: Arc<crate::audit::witness::Witness>) {
+        *self.witness.write().unwrap_or_else(|e| e.into_inner()) = Some(witness);
+    }
+
+    /// The witness, once set.
+    pub fn witness(&self) -> Option<Arc<crate::audit::witness::Witness>> {
+        self.witness.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The peer status source, if any.

@@ -2,7 +2,8 @@
 //! payload) of mailboxes, peer outboxes and escalation copies held for an
 //! alternate (`held:<address>`), purge of expired items
 //! (audited; a peer outbox item by (peer, seq), also before expiry with
-//! `force`), reload, and peer control.
+//! `force`), reload, peer control, and making the relay's witness forget
+//! a peer log it pinned (audited).
 //! Only a caller with role `admin` of this relay's own network gets in;
 //! anyone else gets PERMISSION_DENIED naming who they are and what is
 //! required (the TLS layer already refuses other networks' certificates;
@@ -259,6 +260,48 @@ impl Admin for AdminService {
                 Ok(Response::new(pb::AdminAck { detail }))
             }
         }
+    }
+
+    async fn forget_witnessed_log(
+        &self,
+        req: Request<pb::ForgetWitnessedLogRequest>,
+    ) -> Result<Response<pb::AdminAck>, Status> {
+        let by = self.require_admin(&req, "make the witness forget a peer's log")?;
+        let origin = req.into_inner().origin;
+        if origin.trim().is_empty() || origin.contains(char::is_whitespace) {
+            return Err(Status::invalid_argument(format!(
+                "origin: must be a log origin such as focal/carin/relay-carin, got {origin:?}"
+            )));
+        }
+        let witness = self.ops.witness().ok_or_else(|| Status::unavailable("the witness is not running"))?;
+        let pinned = witness.pinned();
+        let Some((_, key, head)) = pinned.iter().find(|(o, _, _)| *o == origin) else {
+            let known: Vec<&str> = pinned.iter().map(|(o, _, _)| o.as_str()).collect();
+            return Err(Status::not_found(format!(
+                "this relay's witness has pinned nothing for {origin:?} (pinned: {})",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            )));
+        };
+        // Audited first: a crash in between leaves a record of an intent
+        // that can be carried out again, never an unrecorded change of trust.
+        let detail = format!(
+            "witness forgets log {origin}: pinned key {key}, last cosigned size {} root {}, by {by}",
+            head.size, head.root
+        );
+        let record = pb::AuditRecord {
+            version: focal_proto::audit::RECORD_VERSION,
+            kind: pb::AuditKind::WitnessForgotten as i32,
+            time_ms: now_ms(),
+            peer: by.uri(),
+            detail: detail.clone(),
+            ..Default::default()
+        };
+        let leaf = self.ops.store.audit(record).await?;
+        witness.forget(&origin).await?;
+        tracing::warn!(%by, origin, "admin: the witness forgot a peer's log; its next checkpoint is pinned afresh");
+        Ok(Response::new(pb::AdminAck {
+            detail: format!("{detail}; audit leaf {leaf}; its next checkpoint will be pinned afresh"),
+        }))
     }
 
     async fn reload(&self, req: Request<pb::ReloadRequest>) -> Result<Response<pb::AdminAck>, Status> {

@@ -269,6 +269,34 @@ impl Witness {
         self.inner.lock().ok()?.state.head(origin)
     }
 
+    /// The logs this witness has pinned: (origin, log verifier key, last
+    /// head cosigned), by origin.
+    pub fn pinned(&self) -> Vec<(String, String, TreeHead)> {
+        let Ok(inner) = self.inner.lock() else { return Vec::new() };
+        inner.keys.iter().filter_map(|(o, k)| Some((o.clone(), k.clone(), inner.state.head(o)?))).collect()
+    }
+
+    /// Forgets the pinned key and last cosigned head of `origin` (durably),
+    /// so that its next checkpoint is pinned afresh: the way back for a peer
+    /// that started a new log, whose checkpoints are refused until then.
+    /// Returns what was forgotten; `None` if nothing was pinned for it.
+    pub async fn forget(&self, origin: &str) -> Result<Option<(String, TreeHead)>, RelayError> {
+        let forgotten = {
+            let mut inner = self.inner.lock().map_err(|_| werr("state lock poisoned"))?;
+            let (Some(key), Some(head)) = (inner.keys.get(origin).cloned(), inner.state.head(origin)) else {
+                return Ok(None);
+            };
+            self.tree.remove(state_key(origin)).map_err(werr)?;
+            inner.keys.remove(origin);
+            let rest: Vec<(String, TreeHead)> =
+                inner.state.heads().filter(|(o, _)| *o != origin).map(|(o, h)| (o.to_owned(), h)).collect();
+            inner.state = WitnessState::from_heads(rest);
+            (key, head)
+        };
+        crate::store::fsync::fsync(&self.tree, self.files.as_ref()).await.map_err(werr)?;
+        Ok(Some(forgotten))
+    }
+
     /// Answers the request of `peer` (its authenticated certificate
     /// identity), the log key taken from its Hello: refused unless the
     /// Hello's origin is `peer`'s own ([`peer_origin`]), so that no relay

@@ -1,8 +1,9 @@
 //! Tests of [`super::Witness`] and the requester side on real sled in
 //! temporary directories: growth with proofs is cosigned, rollbacks,
 //! forks, unproven growth and key substitution are refused, the state
-//! survives a reopen, a peer claiming another relay's origin is refused,
-//! and our own log stores a verified cosignature.
+//! survives a reopen, a forgotten log is pinned afresh (also after a
+//! reopen), a peer claiming another relay's origin is refused, and our own
+//! log stores a verified cosignature.
 
 use focal_proto::audit::{LogKey, MemoryLog, NoteSigner, TreeHead, WitnessKey, verify_cosignatures};
 use focal_proto::{NetworkId, Role, pb};
@@ -123,6 +124,40 @@ async fn cosigns_growth_and_refuses_rollback_fork_and_unproven_growth() {
     // Other origins are independent.
     let arin = Peer::new("focal/arin-wa/relay.arin-wa");
     ok(&w.cosign(&arin.key, &arin.request(&other, 5, 0), 1010).await);
+}
+
+#[tokio::test]
+async fn a_forgotten_log_is_pinned_afresh_and_stays_forgotten_after_a_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = "focal/carin/relay.carin";
+    let (old_peer, new_peer) = (Peer::new(origin), Peer::new(origin));
+    let other = Peer::new("focal/gfp/relay.gfp");
+    let (old_log, new_log) = (log_of(30, ""), log_of(5, "a new log"));
+    {
+        let (_db, w) = open(tmp.path());
+        ok(&w.cosign(&old_peer.key, &old_peer.request(&old_log, 30, 0), 1000).await);
+        ok(&w.cosign(&other.key, &other.request(&old_log, 7, 0), 1000).await);
+        // The relay starts a new log under a new key: refused while pinned.
+        refused(
+            &w.cosign(&new_peer.key, &new_peer.request(&new_log, 5, 0), 1001).await,
+            "was witnessed with key",
+        );
+        assert_eq!(w.forget("focal/arin-wa/relay.arin-wa").await.unwrap(), None, "nothing pinned");
+        let (key, head) = w.forget(origin).await.unwrap().expect("pinned");
+        assert_eq!((key.as_str(), head.size), (old_peer.key.as_str(), 30));
+        assert_eq!(w.head(origin), None);
+        let pinned: Vec<String> = w.pinned().into_iter().map(|(o, _, _)| o).collect();
+        assert_eq!(pinned, ["focal/gfp/relay.gfp"], "other logs stay pinned");
+    }
+    // Durable: after a reopen the new log's first checkpoint is pinned.
+    let (_db, w) = open(tmp.path());
+    assert_eq!(w.head(origin), None);
+    ok(&w.cosign(&new_peer.key, &new_peer.request(&new_log, 5, 0), 1002).await);
+    refused(
+        &w.cosign(&old_peer.key, &old_peer.request(&old_log, 30, 0), 1003).await,
+        "was witnessed with key",
+    );
+    assert_eq!(w.head("focal/gfp/relay.gfp").unwrap().size, 7);
 }
 
 #[tokio::test]
