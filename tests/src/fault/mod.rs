@@ -3,7 +3,8 @@
 //! [`LinkProxy`] (the two proxies that carry one federation link, one per
 //! dialling direction, so a cut cuts the link both ways), and [`Ledger`]
 //! (what senders were told, checked against what recipients hold:
-//! exactly once, per-sender order).
+//! exactly once, per-sender order). [`TcpProxy`] cuts or stalls a client's
+//! gRPC connection after a number of bytes.
 //!
 //! Relays are put behind a link proxy with
 //! `Federation::builder()…proxy_link("carin", "gfp")` and reached with
@@ -12,9 +13,11 @@
 
 mod ledger;
 mod proxy;
+mod tcp;
 
 pub use ledger::{DeliveryReport, Ledger, Outcome};
 pub use proxy::{Impairment, ProxyStats, UdpProxy};
+pub use tcp::{AfterBytes, TcpProxy};
 
 use focal_proto::NetworkId;
 

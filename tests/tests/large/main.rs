@@ -15,13 +15,12 @@
 //! the 2 GiB run is ignored by default:
 //! `cargo test -p focal-tests --test large -- --ignored --nocapture`.
 
-mod proxy;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use focal_client::profile::ProfileFile;
+use focal_tests::fault::{AfterBytes, TcpProxy};
 use focal_tests::transfer;
 
 /// Every process must stay below this peak resident set.
@@ -88,7 +87,7 @@ async fn run(size: u64, deadline: Duration) -> Result<Figures> {
     // The reader talks to its relay through a proxy that cuts mid-fetch.
     let za = fed.fp(transfer::RECIPIENT);
     let relay = fed.relay("arinsa").grpc_addr();
-    let proxy = proxy::CutProxy::start(relay, size / 2).await?;
+    let proxy = TcpProxy::start(relay, AfterBytes::Cut(size / 2)).await?;
     let profile = proxied_profile(&za.profile_path, proxy.addr)?;
     let out_dir = fed.dir().join("received");
     let (opened, read_kib, read_time) =

@@ -4,55 +4,14 @@
 //! The download runs through a proxy that stalls after a few MiB, so the
 //! signal arrives while a partial attachment is on disk.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use focal_client::profile::ProfileFile;
 use focal_tests::Federation;
+use focal_tests::fault::{AfterBytes, TcpProxy};
 use focal_tests::transfer::write_seeded;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Forwards loopback TCP to `target`; from the server to the client only
-/// `pass` bytes per connection, then it holds the connection open silently.
-async fn stalling_proxy(target: SocketAddr, pass: u64) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(target).await else { return };
-                let (mut cr, mut cw) = client.into_split();
-                let (mut sr, mut sw) = server.into_split();
-                let up = tokio::io::copy(&mut cr, &mut sw);
-                let down = async {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    let mut passed = 0u64;
-                    while passed < pass {
-                        let want = buf.len().min((pass - passed) as usize);
-                        match sr.read(&mut buf[..want]).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => {
-                                if cw.write_all(&buf[..n]).await.is_err() {
-                                    return;
-                                }
-                                passed += n as u64;
-                            }
-                        }
-                    }
-                    std::future::pending::<()>().await;
-                };
-                tokio::select! {
-                    _ = up => {}
-                    () = down => {}
-                }
-            });
-        }
-    });
-    Ok((addr, task))
-}
 
 /// Bytes of regular files under `dir`'s `.focal-partial-*` directories, or
 /// `None` if there is no such directory.
@@ -92,9 +51,9 @@ async fn ctrl_c_during_a_read_removes_the_decrypted_partial_attachment() -> Resu
     let msg_id = accepted["msg_id"].as_str().context("msg_id")?.to_owned();
 
     // The reader's relay connection stalls after 4 MiB.
-    let (proxy, _proxy_task) = stalling_proxy(fed.relay("carin").grpc_addr(), 4 << 20).await?;
+    let proxy = TcpProxy::start(fed.relay("carin").grpc_addr(), AfterBytes::Stall(4 << 20)).await?;
     let mut profile: ProfileFile = toml::from_str(&std::fs::read_to_string(&b.profile_path)?)?;
-    profile.relay = proxy.to_string();
+    profile.relay = proxy.addr.to_string();
     let stalled_profile = b.profile_path.with_file_name("profile-stalled.toml");
     std::fs::write(&stalled_profile, profile.to_toml())?;
 
