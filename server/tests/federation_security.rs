@@ -362,6 +362,8 @@ async fn dialled_address_answering_with_another_relays_certificate_is_refused() 
 /// ends after a reload that distrusts it (its network taken out of the
 /// bundle) is closed as REVOKED, not adopted: the reload closes only
 /// adopted connections, so one stalled in its hello used to slip through.
+/// (If the relay had not yet checked the certificate when the trust
+/// changed, its TLS layer refuses the handshake instead: also not adopted.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_whose_hello_ends_after_a_reload_distrusting_it_is_closed() {
     init();
@@ -372,7 +374,17 @@ async fn a_connection_whose_hello_ends_after_a_reload_distrusting_it_is_closed()
     bundle.networks.remove(&net("arinsa"));
     b.pki.trust.replace(focal_certs::TrustStore::new(bundle, vec![]).unwrap());
     let _ = raw_hello(&conn, hello_of(&b.arinsa_creds)).await;
-    assert_eq!(close_code_of(&conn).await, Some(close_code::REVOKED as u64));
+    let closed = tokio::time::timeout(Duration::from_secs(30), conn.closed()).await.expect("not closed in time");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code.into_inner(), close_code::REVOKED as u64, "{c:?}");
+        }
+        // The client's handshake completes before the relay has checked the
+        // client's certificate; if the trust changed in between, the relay's
+        // TLS layer refuses it (a TLS alert, QUIC crypto error 0x1xx).
+        quinn::ConnectionError::ConnectionClosed(c) if (0x100..0x200).contains(&u64::from(c.error_code)) => {}
+        other => panic!("closed for another reason: {other:?}"),
+    }
     assert!(b.gfp.fed.link("relay-arinsa").unwrap().remote().is_none(), "not adopted");
     b.gfp.fed.close().await;
     b.carin.fed.close().await;
