@@ -286,11 +286,28 @@ impl TrustStore {
         for path in crl_paths {
             let what = path.display().to_string();
             let bytes = std::fs::read(path).map_err(|e| CertsError::io(*path, e))?;
-            let der = CertificateRevocationListDer::from_pem_slice(&bytes).map_err(|e| CertsError::Crl {
-                what: what.clone(),
-                reason: format!("not a PEM X509 CRL: {e}"),
-            })?;
-            crls.push((what, der));
+            // Every CRL in the file: one file may hold several networks'
+            // CRLs (`cat *.crl`), or a network's current and replaced CA's.
+            let ders = CertificateRevocationListDer::pem_slice_iter(&bytes)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| CertsError::Crl {
+                    what: what.clone(),
+                    reason: format!("not a PEM X509 CRL: {e}"),
+                })?;
+            match ders.len() {
+                0 => {
+                    return Err(CertsError::Crl {
+                        what,
+                        reason: "not a PEM X509 CRL: no X509 CRL section found".into(),
+                    });
+                }
+                1 => crls.extend(ders.into_iter().map(|der| (what.clone(), der))),
+                n => crls.extend(
+                    ders.into_iter()
+                        .enumerate()
+                        .map(|(i, der)| (format!("{what} (CRL {} of {n})", i + 1), der)),
+                ),
+            }
         }
         Ok((bundle, crls))
     }

@@ -280,3 +280,30 @@ fn a_remembered_verification_never_outlives_the_certificate_the_ca_or_the_crl() 
     let err = verify_peer(&s, fp.cert_der(), &[], SystemTime::now()).unwrap_err();
     assert!(matches!(err, CertsError::Revoked { .. }), "{err}");
 }
+
+/// One file holding several CRLs (`cat carin-crl.pem arinsa-crl.pem >
+/// all.pem`): every CRL in it is loaded, not only the first, which left
+/// the other networks without revocation checks.
+#[test]
+fn every_crl_of_a_file_holding_several_is_loaded() {
+    let (carin, arinsa) = (ca("carin"), ca("arinsa"));
+    let fp = arinsa.issue(&IssueRequest::new(Role::Fp, "za")).unwrap();
+    let cert = Credentials::from_pem(&fp.cert_pem, &fp.key_pem).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle_path = dir.path().join("bundle.toml");
+    std::fs::write(&bundle_path, store(&[&carin, &arinsa], vec![]).bundle().to_toml()).unwrap();
+    let all = dir.path().join("all-crls.pem");
+    let text = carin.crl(&[], 1, 7).unwrap() + &arinsa.crl(&[r(&fp.serial_hex)], 1, 7).unwrap();
+    std::fs::write(&all, text).unwrap();
+    let s = TrustStore::load(&bundle_path, &[all.as_path()]).unwrap();
+    assert!(s.has_crl(&net("carin")) && s.has_crl(&net("arinsa")));
+    let err = verify_peer(&s, cert.cert_der(), &[], SystemTime::now()).unwrap_err();
+    assert!(matches!(err, CertsError::Revoked { .. }), "{err}");
+    // A file with no CRL in it is still refused, naming the file.
+    std::fs::write(&all, "not a crl").unwrap();
+    let err = TrustStore::load(&bundle_path, &[all.as_path()]).unwrap_err();
+    assert!(
+        err.to_string().contains("all-crls.pem") && err.to_string().contains("not a PEM X509 CRL"),
+        "{err}"
+    );
+}

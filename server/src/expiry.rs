@@ -66,22 +66,32 @@ pub fn scan(creds: &Credentials, trust: &TrustStore, crls: &[impl AsRef<Path>]) 
     for path in crls {
         let path = path.as_ref();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let next = std::fs::read(path).ok().and_then(|pem| crl_next_update(&pem));
-        let (issuer, t) = next.unwrap_or_else(|| ("unreadable".into(), 0));
-        out.push(Expiring {
-            what: format!("CRL {issuer} ({name})"),
-            not_after_unix: t,
-            warn_days: CRL_WARN_DAYS,
-        });
+        let found = std::fs::read(path).map(|pem| crls_next_update(&pem)).unwrap_or_default();
+        let found = if found.is_empty() { vec![("unreadable".into(), 0)] } else { found };
+        for (issuer, t) in found {
+            out.push(Expiring {
+                what: format!("CRL {issuer} ({name})"),
+                not_after_unix: t,
+                warn_days: CRL_WARN_DAYS,
+            });
+        }
     }
     out
 }
 
-/// (issuer common name, next update unix seconds) of a PEM CRL.
-fn crl_next_update(pem: &[u8]) -> Option<(String, i64)> {
+/// (issuer common name, next update unix seconds) of each CRL in a PEM
+/// file; empty if there is none or one does not parse.
+fn crls_next_update(pem: &[u8]) -> Vec<(String, i64)> {
     use rustls_pki_types::pem::PemObject;
-    let der = rustls_pki_types::CertificateRevocationListDer::from_pem_slice(pem).ok()?;
-    let (_, crl) = x509_parser::parse_x509_crl(der.as_ref()).ok()?;
+    rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(pem)
+        .map(|der| der.ok().and_then(|der| crl_next_update(der.as_ref())))
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default()
+}
+
+/// (issuer common name, next update unix seconds) of a DER CRL.
+fn crl_next_update(der: &[u8]) -> Option<(String, i64)> {
+    let (_, crl) = x509_parser::parse_x509_crl(der).ok()?;
     let issuer = crl
         .issuer()
         .iter_common_name()

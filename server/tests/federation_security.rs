@@ -374,7 +374,8 @@ async fn a_connection_whose_hello_ends_after_a_reload_distrusting_it_is_closed()
     bundle.networks.remove(&net("arinsa"));
     b.pki.trust.replace(focal_certs::TrustStore::new(bundle, vec![]).unwrap());
     let _ = raw_hello(&conn, hello_of(&b.arinsa_creds)).await;
-    let closed = tokio::time::timeout(Duration::from_secs(30), conn.closed()).await.expect("not closed in time");
+    let closed =
+        tokio::time::timeout(Duration::from_secs(30), conn.closed()).await.expect("not closed in time");
     match closed {
         quinn::ConnectionError::ApplicationClosed(c) => {
             assert_eq!(c.error_code.into_inner(), close_code::REVOKED as u64, "{c:?}");
