@@ -31,6 +31,18 @@ use crate::verify::time_of;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// The longest validity a CA, certificate or CRL may be given (100 years):
+/// X.509 dates end in 9999, and the date arithmetic panics beyond.
+pub const MAX_VALIDITY_DAYS: u32 = 36_500;
+
+/// `Err` naming `what` if `days` is 0 or above [`MAX_VALIDITY_DAYS`].
+fn check_days(what: &str, days: u32) -> Result<()> {
+    if days == 0 || days > MAX_VALIDITY_DAYS {
+        return Err(CertsError::request(format!("{what} must be 1 to {MAX_VALIDITY_DAYS} days, got {days}")));
+    }
+    Ok(())
+}
+
 /// `n` days.
 fn days_(n: u32) -> Duration {
     Duration::from_secs(u64::from(n) * 86_400)
@@ -84,7 +96,7 @@ impl IssueRequest {
     /// Valid from one hour ago for `days` days.
     pub fn for_days(role: Role, name: &str, days: u32) -> Self {
         let mut req = IssueRequest::new(role, name);
-        req.not_after = SystemTime::now() + days_(days);
+        req.not_after = SystemTime::now() + days_(days.min(MAX_VALIDITY_DAYS));
         req
     }
 }
@@ -113,9 +125,7 @@ pub struct Revoked {
 impl NetworkCa {
     /// Generates a new CA for `network`, valid from one hour ago for `validity_days`.
     pub fn generate(network: &NetworkId, validity_days: u32) -> Result<Self> {
-        if validity_days == 0 {
-            return Err(CertsError::request("CA validity must be at least 1 day"));
-        }
+        check_days("CA validity", validity_days)?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
         let now = SystemTime::now();
         let mut params = CertificateParams::default();
@@ -147,6 +157,11 @@ impl NetworkCa {
         }
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
         Ok(NetworkCa { network: facts.network, cert_der, not_after: time_of(facts.not_after), issuer })
+    }
+
+    /// End of this CA's validity.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
     }
 
     /// The network this CA serves.
@@ -221,9 +236,7 @@ impl NetworkCa {
 
     /// A CRL (PEM) listing `revoked`, valid for `next_update_days`.
     pub fn crl(&self, revoked: &[Revoked], crl_number: u64, next_update_days: u32) -> Result<String> {
-        if next_update_days == 0 {
-            return Err(CertsError::request("CRL validity must be at least 1 day"));
-        }
+        check_days("CRL validity", next_update_days)?;
         let now = SystemTime::now();
         let mut revoked_certs = Vec::with_capacity(revoked.len());
         for r in revoked {

@@ -26,11 +26,11 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::bundle::{TrustBundle, TrustStore};
-use crate::ca::{IssueRequest, IssuedCert, NetworkCa, Revoked};
+use crate::ca::{IssueRequest, IssuedCert, MAX_VALIDITY_DAYS, NetworkCa, Revoked};
 use crate::error::{CertsError, Result};
 use crate::files::{
-    IssuedFile, IssuedRecord, Mode, NetDir, RevokedFile, RevokedRecord, ensure_private_dir, load_state,
-    lock_dir, read_text, refuse_existing, replace, save_state, write_new,
+    DirLock, IssuedFile, IssuedRecord, Mode, NetDir, RevokedFile, RevokedRecord, ensure_private_dir,
+    load_state, lock_dir, read_text, refuse_existing, replace, save_state, sync_dir, write_new,
 };
 use crate::verify::{CertInfo, secs};
 
@@ -56,7 +56,7 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// CA validity in days.
-        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_VALIDITY_DAYS)))]
         days: u32,
         /// Overwrite an existing CA.
         #[arg(long)]
@@ -69,7 +69,7 @@ enum Command {
         #[command(flatten)]
         names: SanArgs,
         /// Validity in days (capped at the CA's own expiry).
-        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_VALIDITY_DAYS)))]
         days: u32,
         /// PKI directory.
         #[arg(long)]
@@ -85,7 +85,7 @@ enum Command {
         #[command(flatten)]
         names: SanArgs,
         /// Validity in days (capped at the CA's own expiry).
-        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_VALIDITY_DAYS)))]
         days: u32,
         /// PKI directory.
         #[arg(long)]
@@ -102,7 +102,9 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// Write D/<net>/crl.pem listing the revoked certificates (increasing CRL number).
+    /// Write D/<net>/crl.pem listing the revoked certificates (increasing CRL
+    /// number), and crl.replaced-*.pem, the same list signed by each CA that
+    /// `init-network --force` replaced and that is still valid.
     Crl {
         /// Network id.
         #[arg(long)]
@@ -112,7 +114,7 @@ enum Command {
         dir: PathBuf,
         /// Days until the CRL's nextUpdate (relays refuse the network's
         /// certificates once a loaded CRL is past it).
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_VALIDITY_DAYS)))]
         days: u32,
     },
     /// Write the trust bundle (network id -> CA certificates) of all or some networks.
@@ -234,23 +236,18 @@ fn execute(command: Command) -> Result<Vec<String>> {
 fn init_network(network: &NetworkId, dir: &Path, days: u32, force: bool) -> Result<Vec<String>> {
     let nd = NetDir::new(dir, network);
     let (cert, key) = (nd.ca_cert(), nd.ca_key());
-    refuse_existing(&[&cert, &key], force)?;
     ensure_private_dir(&nd.dir)?;
+    // Checked under the lock: of two runs at once without --force, one
+    // creates the CA and the other is refused.
     let _lock = lock_dir(&nd.dir)?;
+    refuse_existing(&[&cert, &key], force)?;
     let mut lines = Vec::new();
-    if key.exists() {
+    if key.exists() || cert.exists() {
         // Certificates the old CA issued stay valid wherever it is still
-        // trusted, and only it can revoke them: keep it, never destroy it.
-        let stamp = secs(SystemTime::now());
-        for old in [&key, &cert] {
-            if old.exists() {
-                let kept = old.with_extension(format!(
-                    "replaced-{stamp}.{}",
-                    old.extension().unwrap_or_default().to_string_lossy()
-                ));
-                std::fs::rename(old, &kept).map_err(|e| CertsError::io(old, e))?;
-                lines.push(format!("kept the replaced {} as {}", old.display(), kept.display()));
-            }
+        // trusted, and only it can revoke them (`crl` signs a CRL with it
+        // too): keep it, never destroy it.
+        for (old, kept) in set_aside_replaced_ca(&nd)? {
+            lines.push(format!("kept the replaced {} as {}", old.display(), kept.display()));
         }
     }
     let ca = NetworkCa::generate(network, days)?;
@@ -258,6 +255,36 @@ fn init_network(network: &NetworkId, dir: &Path, days: u32, force: bool) -> Resu
     write_new(&cert, ca.cert_pem().as_bytes(), Mode::Public, force)?;
     lines.insert(0, format!("created the {network} CA: {} and {} (0600)", cert.display(), key.display()));
     Ok(lines)
+}
+
+/// Moves `ca.key` and `ca.pem` to `ca.replaced-<unix>[-<n>].*`, names no
+/// earlier replaced CA has (two replacements within a second keep both):
+/// linked first, so nothing is ever overwritten, then the old names go.
+fn set_aside_replaced_ca(nd: &NetDir) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let stamp = secs(SystemTime::now());
+    let olds: Vec<PathBuf> = [nd.ca_key(), nd.ca_cert()].into_iter().filter(|p| p.exists()).collect();
+    let kept_name = |old: &Path, n: u32| {
+        let ext = old.extension().unwrap_or_default().to_string_lossy().into_owned();
+        let suffix = if n == 0 { stamp.to_string() } else { format!("{stamp}-{n}") };
+        old.with_extension(format!("replaced-{suffix}.{ext}"))
+    };
+    let n = (0..).find(|&n| olds.iter().all(|old| !kept_name(old, n).exists())).expect("some suffix is free");
+    let mut moved = Vec::new();
+    for old in olds {
+        let kept = kept_name(&old, n);
+        std::fs::hard_link(&old, &kept).map_err(|e| CertsError::io(&kept, e))?;
+        std::fs::remove_file(&old).map_err(|e| CertsError::io(&old, e))?;
+        moved.push((old, kept));
+    }
+    sync_dir(&nd.dir).map_err(|e| CertsError::io(&nd.dir, e))?;
+    Ok(moved)
+}
+
+/// Locks the network directory if there is one (without it there is no
+/// CA, and loading it says so).
+fn lock_network(dir: &Path, network: &NetworkId) -> Result<Option<DirLock>> {
+    let nd = NetDir::new(dir, network);
+    if nd.dir.is_dir() { lock_dir(&nd.dir).map(Some) } else { Ok(None) }
 }
 
 fn load_ca(dir: &Path, network: &NetworkId) -> Result<(NetDir, NetworkCa)> {
@@ -313,8 +340,8 @@ fn store_issued(nd: &NetDir, issued: &IssuedCert, replace_existing: bool) -> Res
 
 fn issue(who: &Who, names: SanArgs, days: u32, dir: &Path, force: bool) -> Result<Vec<String>> {
     let id = who.identity()?;
+    let _lock = lock_network(dir, &who.network)?;
     let (nd, ca) = load_ca(dir, &who.network)?;
-    let _lock = lock_dir(&nd.dir)?;
     refuse_existing(&[&nd.leaf_cert(id.role, &id.name), &nd.leaf_key(id.role, &id.name)], force)?;
     let issued = ca.issue(&request(who, names, days))?;
     let (cert, key, until) = store_issued(&nd, &issued, force)?;
@@ -329,8 +356,8 @@ fn issue(who: &Who, names: SanArgs, days: u32, dir: &Path, force: bool) -> Resul
 
 fn renew(who: &Who, mut names: SanArgs, days: u32, dir: &Path) -> Result<Vec<String>> {
     let id = who.identity()?;
+    let _lock = lock_network(dir, &who.network)?;
     let (nd, ca) = load_ca(dir, &who.network)?;
-    let _lock = lock_dir(&nd.dir)?;
     let old_path = nd.leaf_cert(id.role, &id.name);
     if !old_path.exists() {
         return Err(CertsError::request(format!("nothing to renew: {} does not exist", old_path.display())));
@@ -414,8 +441,8 @@ fn revoke(who: &Who, serial: Option<&str>, dir: &Path) -> Result<Vec<String>> {
 }
 
 fn crl(network: &NetworkId, dir: &Path, days: u32) -> Result<Vec<String>> {
+    let _lock = lock_network(dir, network)?;
     let (nd, ca) = load_ca(dir, network)?;
-    let _lock = lock_dir(&nd.dir)?;
     let mut state: RevokedFile = load_state(&nd.revoked())?;
     let number = state.last_crl_number + 1;
     let list: Vec<Revoked> = state
@@ -429,12 +456,47 @@ fn crl(network: &NetworkId, dir: &Path, days: u32) -> Result<Vec<String>> {
     state.last_crl_number = number;
     save_state(&nd.revoked(), &state, "# Certificates revoked by focal-certs for this network.")?;
     replace(&nd.crl(), pem.as_bytes(), Mode::Public)?;
-    Ok(vec![format!(
+    let mut lines = vec![format!(
         "wrote {}: CRL number {number}, {} revoked, next update {}",
         nd.crl().display(),
         list.len(),
         fmt_time(secs(SystemTime::now()) + u64::from(days) * 86_400)
-    )])
+    )];
+    // Certificates of a replaced CA can only be revoked by a CRL it signs.
+    for (suffix, old) in replaced_cas(&nd)? {
+        let out = nd.dir.join(format!("crl.replaced-{suffix}.pem"));
+        if old.not_after() <= SystemTime::now() {
+            let _ = std::fs::remove_file(&out);
+            continue; // expired: it vouches for nobody any more
+        }
+        replace(&out, old.crl(&list, number, days)?.as_bytes(), Mode::Public)?;
+        lines.push(format!(
+            "wrote {}: the same revocations signed by the CA replaced at {} (valid until {}), for relays and clients whose trust bundle still holds it: add it to their CRLs",
+            out.display(),
+            suffix.split('-').next().and_then(|t| t.parse().ok()).map_or(suffix.clone(), fmt_time),
+            fmt_time(secs(old.not_after()))
+        ));
+    }
+    Ok(lines)
+}
+
+/// The CAs `init-network --force` set aside (`ca.replaced-<suffix>.pem`
+/// with its key), by suffix.
+fn replaced_cas(nd: &NetDir) -> Result<Vec<(String, NetworkCa)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&nd.dir).map_err(|e| CertsError::io(&nd.dir, e))? {
+        let name = entry.map_err(|e| CertsError::io(&nd.dir, e))?.file_name().to_string_lossy().into_owned();
+        let Some(suffix) = name.strip_prefix("ca.replaced-").and_then(|n| n.strip_suffix(".pem")) else {
+            continue;
+        };
+        let (cert, key) = (nd.dir.join(&name), nd.dir.join(format!("ca.replaced-{suffix}.key")));
+        if !key.exists() {
+            continue;
+        }
+        out.push((suffix.to_owned(), NetworkCa::load(&read_text(&cert)?, &read_text(&key)?)?));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 fn bundle(dir: &Path, out: &Path, only: &[NetworkId], force: bool) -> Result<Vec<String>> {

@@ -7,7 +7,8 @@
 //! D/<net>/revoked.toml             revoked serials + the last CRL number
 //! D/<net>/crl.pem                  the current CRL
 //! D/<net>/.lock                    held while a command rewrites the state
-//! D/<net>/ca.replaced-<unix>.*     a CA replaced by `init-network --force`
+//! D/<net>/ca.replaced-<unix>[-n].* a CA replaced by `init-network --force`
+//! D/<net>/crl.replaced-<unix>[-n].pem  the CRL signed by that CA (`crl`)
 //! ```
 //!
 //! Private keys are created with mode 0600 from the start (never chmod-ed
@@ -148,7 +149,7 @@ fn install(
 
 /// fsyncs directory `dir`, making the names created or renamed in it
 /// durable. Unix only: elsewhere a directory cannot be opened as a file.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     let failed = |e: std::io::Error| {
         std::io::Error::new(e.kind(), format!("fsync of directory {}: {e}", dir.display()))
     };

@@ -27,7 +27,7 @@ pub mod verify;
 mod verify_cache;
 
 pub use bundle::{CertRefusal, SharedTrust, TrustBundle, TrustStore};
-pub use ca::{IssueRequest, IssuedCert, NetworkCa, Revoked};
+pub use ca::{IssueRequest, IssuedCert, MAX_VALIDITY_DAYS, NetworkCa, Revoked};
 pub use credentials::Credentials;
 pub use directory::{EncryptionKey, VerifiedEntry, make_directory_entry, verify_directory_entry};
 pub use error::{CertsError, Result};

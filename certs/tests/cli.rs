@@ -292,6 +292,8 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
         (&["init-network", "carin"], "--dir"),
         (&["init-network", "CARIN", "--dir", d], "upper case is not allowed"),
         (&["init-network", "carin", "--dir", d, "--days", "0"], "--days"),
+        (&["init-network", "carin", "--dir", d, "--days", "3000000"], "--days"),
+        (&["crl", "--network", "carin", "--dir", d, "--days", "3000000"], "--days"),
         (&["init-network", "carin", "--dir", d, "--bogus"], "--bogus"),
         (&["issue", "--network", "carin", "--role", "boss", "--name", "x", "--dir", d], "expected relay, fp"),
         (&["issue", "--network", "carin", "--role", "fp", "--name", "x", "--ip", "nope", "--dir", d], "nope"),
@@ -322,4 +324,82 @@ fn bad_arguments_get_one_line_and_a_non_zero_exit() {
     // Help and version are not errors.
     assert!(focal_certs(&["--help"]).ok);
     assert!(focal_certs(&["--version"]).ok);
+}
+
+/// `init-network --force` run twice within a second keeps both replaced
+/// CAs (the second used to rename over the first's kept key), and two
+/// runs at once without `--force` do not both succeed (the second used to
+/// set the first's new CA aside and install its own).
+#[test]
+fn replaced_cas_are_all_kept_and_parallel_inits_do_not_replace_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(&["init-network", "carin", "--dir", s(d)]);
+    let carin = d.join("carin");
+    let k0 = std::fs::read(carin.join("ca.key")).unwrap();
+    ok(&["init-network", "carin", "--dir", s(d), "--force"]);
+    let k1 = std::fs::read(carin.join("ca.key")).unwrap();
+    ok(&["init-network", "carin", "--dir", s(d), "--force"]);
+    let kept: Vec<Vec<u8>> = std::fs::read_dir(&carin)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("ca.replaced-"))
+        .filter(|p| p.extension().is_some_and(|e| e == "key"))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(kept.len(), 2, "both replaced keys are kept");
+    assert!(kept.contains(&k0) && kept.contains(&k1));
+
+    let other = tmp.path().join("other");
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let d = other.clone();
+            std::thread::spawn(move || focal_certs(&["init-network", "arinsa", "--dir", s(&d)]))
+        })
+        .collect();
+    let runs: Vec<Run> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+    assert_eq!(runs.iter().filter(|r| r.ok).count(), 1, "exactly one creates the CA");
+    assert!(runs.iter().filter(|r| !r.ok).all(|r| r.stderr.contains("already exists")), "refused by name");
+    let names: Vec<String> = std::fs::read_dir(other.join("arinsa"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("replaced")), "{names:?}");
+}
+
+/// A certificate issued by a CA that `init-network --force` replaced can
+/// still be revoked: `crl` also signs the revocations with each replaced
+/// CA that is still valid, and a store trusting both CAs refuses it.
+#[test]
+fn a_certificate_of_a_replaced_ca_is_revoked_by_its_crl() {
+    install_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let carin = d.join("carin");
+    ok(&["init-network", "carin", "--dir", s(d)]);
+    ok(&["issue", "--network", "carin", "--role", "fp", "--name", "x", "--dir", s(d)]);
+    let c0 = Credentials::load(&carin.join("fp-x.pem"), &carin.join("fp-x.key")).unwrap();
+    let old_ca = std::fs::read_to_string(carin.join("ca.pem")).unwrap();
+    ok(&["init-network", "carin", "--dir", s(d), "--force"]);
+    // A bundle in rollover: the old and the new CA.
+    let bundle = d.join("bundle.toml");
+    ok(&["bundle", "--dir", s(d), "--out", s(&bundle)]);
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let text = text.replacen("ca = [", &format!("ca = [\n\"\"\"\n{old_ca}\"\"\",",), 1);
+    std::fs::write(&bundle, &text).unwrap();
+    ok(&["revoke", "--network", "carin", "--role", "fp", "--name", "x", "--dir", s(d)]);
+    let out = ok(&["crl", "--network", "carin", "--dir", s(d)]);
+    assert!(out.contains("signed by the CA replaced at"), "{out}");
+    let old_crl = std::fs::read_dir(&carin)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("crl.replaced-"))
+        .expect("a CRL of the replaced CA");
+    let store = TrustStore::load(&bundle, &[carin.join("crl.pem").as_path(), old_crl.as_path()]).unwrap();
+    assert_eq!(store.bundle().networks.values().next().unwrap().len(), 2, "{text}");
+    let err = focal_certs::verify_peer(&store, c0.cert_der(), &[], std::time::SystemTime::now()).unwrap_err();
+    assert!(matches!(err, focal_certs::CertsError::Revoked { .. }), "{err}");
+    // Without the replaced CA's CRL the old certificate would still pass.
+    let store = TrustStore::load(&bundle, &[carin.join("crl.pem").as_path()]).unwrap();
+    assert!(focal_certs::verify_peer(&store, c0.cert_der(), &[], std::time::SystemTime::now()).is_ok());
 }
