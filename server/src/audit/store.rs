@@ -6,7 +6,8 @@
 //! `a/L/<first index>` the leaves of one batch (each as u32 length ‖ bytes) ·
 //! `a/H/<first stored hash index>` the batch's stored hashes (32 bytes each) ·
 //! `a/size` committed size · `a/c/<size>` signed checkpoint note ·
-//! `a/m/<16-byte msg id><index>` (empty value) · `a/w/<size><witness>` cosignature line.
+//! `a/m/<16-byte msg id><index>` (empty value) · `a/w/<size><witness>` cosignature line ·
+//! `a/v/<witness>` the largest size that witness cosigned (u64).
 //! Stores written before batches were packed hold one key per leaf
 //! (`a/l/<index>`) and per hash (`a/h/<stored hash index>`); both forms are
 //! read, and a log may hold the old form up to some index and packs after.
@@ -117,6 +118,10 @@ pub(crate) fn msg_key(msg_id: &[u8], index: u64) -> Vec<u8> {
     k.extend_from_slice(&index.to_be_bytes());
     k
 }
+fn cosigned_index_key(witness: &str) -> Vec<u8> {
+    [&b"a/v/"[..], witness.as_bytes()].concat()
+}
+
 fn cosig_key(size: u64, witness: &str) -> Vec<u8> {
     let mut k = key(b"a/w/", size);
     k.extend_from_slice(witness.as_bytes());
@@ -455,8 +460,23 @@ impl AuditReader {
 
     /// Stores a witness cosignature line for the checkpoint of `size`.
     pub fn add_cosignature(&self, size: u64, witness: &str, line: &str) -> Result<(), RelayError> {
-        self.shared.tree.insert(cosig_key(size, witness), line.as_bytes()).map_err(err)?;
-        Ok(())
+        let mut batch = sled::Batch::default();
+        batch.insert(cosig_key(size, witness), line.as_bytes());
+        if self.last_cosigned(witness)?.is_none_or(|latest| size > latest) {
+            batch.insert(cosigned_index_key(witness), &size.to_be_bytes());
+        }
+        self.shared.tree.apply_batch(batch).map_err(err)
+    }
+
+    /// The largest checkpoint size `witness` has cosigned, from its index
+    /// key (one read, however many cosignatures are stored). `None` also for
+    /// a store written before the index: the witness then answers with a
+    /// conflict naming its size, which the requester retries with.
+    pub fn last_cosigned(&self, witness: &str) -> Result<Option<u64>, RelayError> {
+        match self.shared.tree.get(cosigned_index_key(witness)).map_err(err)? {
+            Some(v) => be_u64(&v, "cosigned size").map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Cosignature lines stored for the checkpoint of `size`.

@@ -444,18 +444,11 @@ pub fn accept_cosignature(
 }
 
 /// The largest checkpoint size of our log that `witness` has cosigned (as
-/// stored), i.e. the `old_size` to send it next. Scans the cosignature keys
-/// (`a/w/<size><witness>`) from the largest size down, so it stops at the
-/// witness's latest one.
+/// stored), i.e. the `old_size` to send it next: one read of its index key
+/// (`a/v/<witness>`), not a scan of every cosignature stored, which grew
+/// with the log's age and ran every few seconds per peer.
 pub fn last_cosigned_size(reader: &AuditReader, witness: &str) -> Result<Option<u64>, RelayError> {
-    for kv in reader.shared.tree.scan_prefix(b"a/w/").rev() {
-        let (k, _) = kv.map_err(werr)?;
-        if k.len() > 12 && &k[12..] == witness.as_bytes() {
-            let size = u64::from_be_bytes(k[4..12].try_into().map_err(|_| werr("bad cosignature key"))?);
-            return Ok(Some(size));
-        }
-    }
-    Ok(None)
+    reader.last_cosigned(witness)
 }
 
 #[cfg(test)]
