@@ -11,6 +11,7 @@
 //! and stops.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,9 +124,11 @@ pub(crate) async fn run(
 
     // Certificates refused by the TLS layer are audited (through a bounded
     // queue, so a flood of bad handshakes cannot grow memory).
-    let (refused_tx, refused_rx) = mpsc::channel::<CertRefusal>(256);
+    let (refused_tx, refused_rx) = mpsc::channel::<(CertRefusal, Option<SocketAddr>)>(256);
     tls.trust.set_refusal_hook(Arc::new(move |r: &CertRefusal| {
-        let _ = refused_tx.try_send(r.clone());
+        // Known for gRPC handshakes; QUIC handshakes run in quinn's driver.
+        let remote = crate::tls::HANDSHAKE_REMOTE.try_with(|a| *a).ok();
+        let _ = refused_tx.try_send((r.clone(), remote));
     }));
     let refusals = tokio::spawn(audit_refusals(store.clone(), refused_rx, stop_rx.clone()));
 
@@ -361,18 +364,36 @@ async fn drain(health: &tonic_health::server::HealthReporter, stop: &watch::Send
     let _ = stop.send(true);
 }
 
-async fn audit_refusals(store: Store, mut rx: mpsc::Receiver<CertRefusal>, mut stop: watch::Receiver<bool>) {
+/// Writes a CERTIFICATE_REFUSED record per refused handshake. The `peer`
+/// is the identity the certificate claimed, which nothing verified (the
+/// detail says so, with the remote address when known); refusals are
+/// rate-limited per remote IP address, so claiming a member's identity does
+/// not crowd out that member's own refusals.
+async fn audit_refusals(
+    store: Store,
+    mut rx: mpsc::Receiver<(CertRefusal, Option<SocketAddr>)>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             r = rx.recv() => match r {
-                Some(r) => store.audit_nowait(pb::AuditRecord {
-                    version: 1,
-                    kind: pb::AuditKind::CertificateRefused as i32,
-                    time_ms: now_ms(),
-                    peer: r.claimed.clone().unwrap_or_default(),
-                    detail: r.reason.chars().take(200).collect(),
-                    ..Default::default()
-                }),
+                Some((r, remote)) => {
+                    let from = remote.map(|a| format!(" from {}", a.ip())).unwrap_or_default();
+                    let detail = format!("certificate not verified{from}: {}", r.reason);
+                    let claimed = r.claimed.clone().unwrap_or_default();
+                    let source = remote.map_or_else(|| claimed.clone(), |a| a.ip().to_string());
+                    store.audit_nowait_from(
+                        pb::AuditRecord {
+                            version: 1,
+                            kind: pb::AuditKind::CertificateRefused as i32,
+                            time_ms: now_ms(),
+                            peer: claimed,
+                            detail: detail.chars().take(240).collect(),
+                            ..Default::default()
+                        },
+                        source,
+                    );
+                }
                 None => break,
             },
             _ = stop.wait_for(|s| *s) => break,

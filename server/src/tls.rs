@@ -220,6 +220,13 @@ async fn accept_loop(
     tracing::debug!("accept loop stopped; listening socket closed");
 }
 
+tokio::task_local! {
+    /// The remote address of the handshake being run, for the trust's
+    /// refusal hook (the certificate verifier is called inside the
+    /// handshake's poll and is not told who is connecting).
+    pub static HANDSHAKE_REMOTE: SocketAddr;
+}
+
 /// Resolves once `stop` is true (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|v| *v).await;
@@ -244,7 +251,8 @@ async fn handshake(
     mut kill: watch::Receiver<bool>,
     tx: mpsc::Sender<Result<RelayStream, io::Error>>,
 ) {
-    let io = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+    let accept = HANDSHAKE_REMOTE.scope(remote, acceptor.accept(tcp));
+    let io = match tokio::time::timeout(timeout, accept).await {
         Ok(Ok(io)) => io,
         Ok(Err(e)) => {
             tracing::info!(error = %e, "TLS handshake refused");

@@ -83,6 +83,9 @@ impl Bench {
         let records =
             wait_refused(&self.auditor.channel, reason, |r| r.peer == peer && r.detail.contains(reason))
                 .await;
+        // The claim is marked unverified, with the address it came from.
+        let r = records.iter().rev().find(|r| r.peer == peer && r.detail.contains(reason)).unwrap();
+        assert!(r.detail.starts_with("certificate not verified from 127.0.0.1: "), "{r:?}");
         self.assert_nothing_processed(&records).await;
     }
 

@@ -448,8 +448,15 @@ impl Store {
     /// never waits on it). Refusal records are rate-limited per source (see
     /// [`refusal_audit`]); one left out, or dropped because the queue is
     /// full, is logged.
-    pub fn audit_nowait(&self, mut record: pb::AuditRecord) {
-        if !self.inner.refusals.admit(&mut record, crate::rpc::now_ms()) {
+    pub fn audit_nowait(&self, record: pb::AuditRecord) {
+        let source = record.peer.clone();
+        self.audit_nowait_from(record, source);
+    }
+
+    /// As [`Store::audit_nowait`], rate-limited per `source` rather than
+    /// per peer (see [`refusal_audit`]).
+    pub fn audit_nowait_from(&self, mut record: pb::AuditRecord, source: String) {
+        if !self.inner.refusals.admit_from(&mut record, source, crate::rpc::now_ms()) {
             return;
         }
         if let Err(e) = self.inner.tx.try_send(Msg::Job(Op::Audit(Box::new(record)), None)) {

@@ -5,8 +5,11 @@
 //! an unbounded flow of them would grow the log for ever and crowd the
 //! writer's queue that real operations share.
 //!
-//! Records are admitted per (kind, peer) at [`PER_SOURCE_PER_MINUTE`] and
-//! in all at [`ALL_PER_MINUTE`]. What is left out is counted, and the next
+//! Records are admitted per (kind, source) at [`PER_SOURCE_PER_MINUTE`] and
+//! in all at [`ALL_PER_MINUTE`]. The source is the record's peer, or what
+//! the caller names instead: for a refused certificate, whose identity is
+//! an unverified claim, the remote IP address when it is known, so that
+//! claiming someone's identity does not use up that identity's records. What is left out is counted, and the next
 //! record admitted for that source says how many were not recorded, so the
 //! log shows that refusals happened and how many.
 
@@ -51,8 +54,14 @@ impl RefusalAudit {
     /// Whether `record` is written; if so, its detail notes the records of
     /// its source left out since the last one written.
     pub(crate) fn admit(&self, record: &mut pb::AuditRecord, now_ms: i64) -> bool {
+        let source = record.peer.clone();
+        self.admit_from(record, source, now_ms)
+    }
+
+    /// As [`RefusalAudit::admit`], counting the record against `source`.
+    pub(crate) fn admit_from(&self, record: &mut pb::AuditRecord, source: String, now_ms: i64) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let source = (record.kind, record.peer.clone());
+        let source = (record.kind, source);
         if st.per_source.try_take(&source, now_ms).is_err() || st.all.try_take(now_ms).is_err() {
             if st.left_out.len() < MAX_SOURCES || st.left_out.contains_key(&source) {
                 let n = st.left_out.entry(source).or_default();
@@ -106,6 +115,18 @@ mod tests {
         assert!(next.detail.contains("+5 earlier refusals from this source not recorded"), "{}", next.detail);
         let mut after = refusal("focal://arinsa/relay/rogue");
         assert!(!limit.admit(&mut after, 1_000));
+    }
+
+    #[test]
+    fn claims_from_one_address_do_not_use_up_the_claimed_identitys_records() {
+        let limit = RefusalAudit::new(0);
+        let victim = "focal://carin/fp/nl-fiod";
+        let from_attacker = (0..PER_SOURCE_PER_MINUTE + 10)
+            .filter(|_| limit.admit_from(&mut refusal(victim), "192.0.2.7".into(), 0));
+        assert_eq!(from_attacker.count(), PER_SOURCE_PER_MINUTE as usize);
+        let mut genuine = refusal(victim);
+        assert!(limit.admit_from(&mut genuine, "198.51.100.1".into(), 0), "recorded one by one");
+        assert_eq!(genuine.detail, "bad certificate");
     }
 
     #[test]
