@@ -51,14 +51,16 @@ impl RefusalAudit {
         }
     }
 
-    /// Whether `record` is written; if so, its detail notes the records of
-    /// its source left out since the last one written.
+    /// [`RefusalAudit::admit_from`] with the record's peer as the source.
+    #[cfg(test)]
     pub(crate) fn admit(&self, record: &mut pb::AuditRecord, now_ms: i64) -> bool {
         let source = record.peer.clone();
         self.admit_from(record, source, now_ms)
     }
 
-    /// As [`RefusalAudit::admit`], counting the record against `source`.
+    /// Whether `record`, counted against `source`, is written; if so, its
+    /// detail notes the records of that source left out since the last one
+    /// written.
     pub(crate) fn admit_from(&self, record: &mut pb::AuditRecord, source: String, now_ms: i64) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let source = (record.kind, source);
