@@ -97,6 +97,15 @@ impl tower::Service<Uri> for TlsConnector {
 /// reason; later reconnections happen inside the channel.
 pub async fn connect(profile: &Profile, creds: &Credentials, trust: SharedTrust) -> Result<Channel> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The TLS error alone names only a rustls category (say
+    // ApplicationVerificationFailure); the verifier's refusal names the
+    // certificate's identity and the rule it broke.
+    let refused = Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = refused.clone();
+    trust.set_refusal_hook(Arc::new(move |r: &focal_certs::CertRefusal| {
+        let who = r.claimed.as_deref().unwrap_or("a certificate without a focal identity");
+        *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{who}: {}", r.reason));
+    }));
     let connector = TlsConnector::new(profile, creds, trust)?;
     // The URI only feeds the HTTP/2 :authority; TLS is done by the connector.
     let uri = format!("http://{}", profile.relay);
@@ -106,10 +115,13 @@ pub async fn connect(profile: &Profile, creds: &Credentials, trust: SharedTrust)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    endpoint
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| ClientError::Connect { relay: profile.relay.clone(), reason: error_chain(&e) })
+    endpoint.connect_with_connector(connector).await.map_err(|e| {
+        let mut reason = error_chain(&e);
+        if let Some(r) = refused.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            reason = format!("{reason} (the relay's certificate was refused: {r})");
+        }
+        ClientError::Connect { relay: profile.relay.clone(), reason }
+    })
 }
 
 /// `e: cause: cause` on one line.

@@ -180,6 +180,16 @@ async fn bad_arguments_give_one_line_and_a_non_zero_exit() -> Result<()> {
     cmd.args(["--profile", wrong.to_str().unwrap(), "inbox"]);
     let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
     assert_one_line_error(&out, 1, "focal://carin/relay/relay.elsewhere")?;
+    // A profile expecting another network's relay: the reason names the
+    // certificate's identity, not only a TLS error category.
+    let text = std::fs::read_to_string(&a.profile_path)?
+        .replace("relay_network = \"carin\"", "relay_network = \"arinsa\"")
+        .replace("relay_name = \"relay.carin\"\n", "");
+    std::fs::write(&wrong, text)?;
+    let mut cmd = std::process::Command::new(&bins.focal);
+    cmd.args(["--profile", wrong.to_str().unwrap(), "inbox"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    assert_one_line_error(&out, 1, "the relay's certificate was refused: focal://carin/relay/relay.carin")?;
     // A profile with a bad key.
     let text = std::fs::read_to_string(&a.profile_path)?
         .replace("relay_network = \"carin\"", "relay_network = \"Carin\"");
