@@ -27,6 +27,8 @@ struct Fake {
     fail_after: Option<u64>,
     /// Serve this leaf instead of the logged one at index .0.
     lie: Option<(u64, Vec<u8>)>,
+    /// Extra lines served as cosignatures.
+    extra_cosignatures: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -45,10 +47,11 @@ impl pb::audit_server::Audit for FakeRelay {
         let head = TreeHead { size, root: f.log.root_at(size).unwrap() };
         let note = f.signer.sign_checkpoint(&head).unwrap();
         let text = format!("{}\n", note.split_once("\n\n").unwrap().0);
-        let cosignatures = match &f.witness {
+        let mut cosignatures = match &f.witness {
             Some(w) => vec![w.cosign(&text, 1_700_000_000).unwrap().trim_end().to_owned()],
             None => vec![],
         };
+        cosignatures.extend(f.extra_cosignatures.iter().cloned());
         Ok(Response::new(pb::LogInfo {
             origin: f.signer.name().into(),
             verifier_key: f.signer.verifier_key(),
@@ -168,6 +171,7 @@ async fn setup_named(n: u64, origin: &str) -> Setup {
         checkpoint_size: None,
         fail_after: None,
         lie: None,
+        extra_cosignatures: Vec::new(),
     })));
     let addr = serve(fake.clone()).await;
     let tmp = tempfile::tempdir().unwrap();
@@ -568,4 +572,32 @@ async fn trace_export_and_stats() {
     let day = &st.per_day["2023-11-15"];
     assert_eq!((day.records, day.refusals), (2, 1));
     assert!(st.to_string().contains("messages per peer:"));
+}
+
+#[tokio::test]
+async fn a_cosignature_line_under_the_log_keys_name_is_refused_by_fetch() {
+    let s = setup(5).await;
+    s.fetch().await.unwrap();
+    // The relay smuggles a line under its log key's name: here a
+    // well-formed signature by the log key over other text.
+    let line = {
+        let f = s.fake.0.lock().unwrap();
+        let note = f.signer.sign_note("something else\n").unwrap();
+        note.split("\n\n").nth(1).unwrap().trim_end().to_owned()
+    };
+    s.set(|f| {
+        f.log.append_record(&carin_record(5)).unwrap();
+        f.extra_cosignatures = vec![line];
+    });
+    let e = s.fetch().await.unwrap_err();
+    assert!(e.to_string().contains("log key's own name"), "{e}");
+    // nothing was written: no checkpoint of size 6, no new entry
+    assert!(!s.dir.join("checkpoints").join(format!("{:020}.note", 6)).exists());
+    assert_eq!(s.verify().unwrap().size, 5);
+    // a malformed line is refused as well
+    s.set(|f| f.extra_cosignatures = vec!["— focal/gfp/hub not-base64".into()]);
+    let e = s.fetch().await.unwrap_err();
+    assert!(e.to_string().contains("malformed cosignature line"), "{e}");
+    s.set(|f| f.extra_cosignatures.clear());
+    assert_eq!(s.fetch().await.unwrap().new_size, 6);
 }

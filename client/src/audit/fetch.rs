@@ -2,9 +2,10 @@
 //!
 //! The relay's fresh checkpoint must be signed by the configured key and
 //! extend the one accepted before (consistency proof checked before any
-//! entry is downloaded); new entries are appended, and only when they hash
-//! to the signed root is the checkpoint accepted (state file). Entries left
-//! by an interrupted fetch are re-used; entries that fail are dropped.
+//! entry is downloaded), and the note with the relay's cosignature lines
+//! added must still verify; new entries are appended, and only when they
+//! hash to the signed root is the checkpoint accepted (state file). Entries
+//! left by an interrupted fetch are re-used; entries that fail are dropped.
 
 use std::path::Path;
 
@@ -92,7 +93,16 @@ pub async fn fetch(
     }
     let mut note_with_cosigs = note.clone();
     for line in &info.cosignatures {
-        note_with_cosigs = add_cosignature(&note_with_cosigs, line)?;
+        note_with_cosigs = add_cosignature(&note_with_cosigs, line)
+            .map_err(|source| AuditError::At { what: "relay's cosignature line".into(), source })?;
+    }
+    // What will be written must verify as the checkpoint just checked.
+    let final_cp = key.verify_checkpoint(&note_with_cosigs).map_err(|source| AuditError::At {
+        what: "relay's checkpoint with its cosignatures".into(),
+        source,
+    })?;
+    if final_cp.head() != head {
+        return Err(AuditError::Relay("the cosignature lines changed the checkpoint".into()));
     }
 
     // 2. Entries already on disk beyond the accepted size (interrupted fetch).

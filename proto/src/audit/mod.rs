@@ -15,7 +15,10 @@ mod merkle;
 mod record;
 mod verify;
 
-pub use checkpoint::{CheckpointBody, LogKey, NoteSigner, SignedCheckpoint, note_signatures};
+pub use checkpoint::{
+    CheckpointBody, LogKey, MAX_NOTE_BYTES, MAX_NOTE_SIGNATURES, NoteSigner, SignedCheckpoint,
+    note_signatures,
+};
 pub use cosign::{
     Cosignature, WitnessKey, WitnessSigner, WitnessState, add_cosignature, verify_cosignatures,
 };
