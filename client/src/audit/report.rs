@@ -1,7 +1,9 @@
 //! Reading a fetched log for people: `trace` (every event of one message,
 //! across several networks' logs), `export` (JSON lines or CSV) and `stats`
 //! (records per kind, messages per peer, refusals by reason, per day).
-//! These read the entries as stored; run `verify` first to trust them.
+//! These read the accepted entries as stored (up to the checkpoint in
+//! `state.json`, nothing a fetch left beyond it); run `verify` first to
+//! trust them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -13,22 +15,20 @@ use focal_proto::audit::{decode_record, kind_name};
 use focal_proto::pb;
 
 use super::AuditError;
-use super::dir::{self, EntryReader};
+use super::dir;
 
-/// Calls `f` with every record of the log in `dir`, in order.
+/// Calls `f` with every accepted record of the log in `dir`, in order: the
+/// entries up to the checkpoint recorded in `state.json`, never the bytes a
+/// fetch left beyond it ([`super::left_over_bytes`]).
 fn for_each_record(
     dir: &Path,
     mut f: impl FnMut(u64, pb::AuditRecord) -> Result<(), AuditError>,
 ) -> Result<(), AuditError> {
-    let Some(mut r) = EntryReader::open(dir, 0, 0)? else {
-        return Err(AuditError::NoCheckpoint(dir.to_owned()));
-    };
-    while let Some(e) = r.next_entry(false)? {
+    dir::for_each_accepted(dir, |e| {
         let rec = decode_record(&e.leaf)
             .map_err(|err| ProtoError::AuditLeafMalformed { index: e.index, detail: err.to_string() })?;
-        f(e.index, rec)?;
-    }
-    Ok(())
+        f(e.index, rec)
+    })
 }
 
 /// Parses a message id given as 32 hex digits.
