@@ -685,3 +685,39 @@ async fn a_cosignature_line_under_the_log_keys_name_is_refused_by_fetch() {
     s.set(|f| f.extra_cosignatures.clear());
     assert_eq!(s.fetch().await.unwrap().new_size, 6);
 }
+
+#[tokio::test]
+async fn exports_neutralise_formulas_and_keep_numbers_exact() {
+    let s = setup(0).await;
+    let hostile = pb::AuditRecord {
+        sender: "=HYPERLINK(\"http://evil\",\"x\")@carin".into(),
+        recipients: vec!["+1@arinsa".into(), "@SUM(A1)".into()],
+        peer: "-2+3".into(),
+        detail: "\t=cmd".into(),
+        size: u64::MAX,
+        time_ms: i64::MAX,
+        hop: u32::MAX,
+        ..carin_record(0)
+    };
+    s.set(|f| {
+        f.log.append_record(&hostile).unwrap();
+    });
+    s.fetch().await.unwrap();
+    let mut out = Vec::new();
+    audit::export(&s.dir, ExportFormat::Csv, &mut out).unwrap();
+    let csv = String::from_utf8(out).unwrap();
+    let row = csv.lines().nth(1).unwrap();
+    assert!(row.contains(",\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")@carin\","), "{row}");
+    assert!(row.contains(",'+1@arinsa;@SUM(A1),'-2+3,"), "{row}");
+    assert!(row.contains(",'\t=cmd,"), "{row}");
+    assert!(row.contains(",18446744073709551615,"), "{row}");
+    let mut out = Vec::new();
+    audit::export(&s.dir, ExportFormat::Jsonl, &mut out).unwrap();
+    let line = String::from_utf8(out).unwrap();
+    assert!(line.contains("\"size\":18446744073709551615"), "{line}");
+    assert!(line.contains("\"time_ms\":9223372036854775807"), "{line}");
+    assert!(line.contains("\"hop\":4294967295"), "{line}");
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["size"].as_u64(), Some(u64::MAX));
+    assert_eq!(v["sender"], hostile.sender.as_str());
+}

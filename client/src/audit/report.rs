@@ -196,8 +196,12 @@ fn row(index: u64, r: &pb::AuditRecord) -> [String; 15] {
     ]
 }
 
+/// One CSV field: RFC 4180 quoting, and a leading `'` on a field a
+/// spreadsheet would run as a formula (names and details come from remote
+/// parties: `=HYPERLINK(…)` must stay text).
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_owned() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
 /// Writes every record of the log in `dir` to `out`.
@@ -217,10 +221,12 @@ pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<u
             ExportFormat::Jsonl => {
                 let mut obj = serde_json::Map::new();
                 for (c, v) in COLUMNS.iter().zip(fields) {
+                    // Numbers from the record itself: exact over the whole u64 / i64 range.
                     let value = match *c {
-                        "index" | "time_ms" | "size" | "hop" => {
-                            serde_json::Value::from(v.parse::<i64>().unwrap_or_default())
-                        }
+                        "index" => serde_json::Value::from(index),
+                        "time_ms" => serde_json::Value::from(r.time_ms),
+                        "size" => serde_json::Value::from(r.size),
+                        "hop" => serde_json::Value::from(r.hop),
                         "recipients" => serde_json::Value::from(r.recipients.clone()),
                         _ => serde_json::Value::from(v),
                     };
@@ -336,6 +342,22 @@ mod tests {
         assert_eq!(csv_field("a"), "a");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+
+    #[test]
+    fn csv_formulas_are_neutralised() {
+        assert_eq!(csv_field("=1+2"), "'=1+2");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-1"), "'-1");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\tx"), "'\tx");
+        assert_eq!(csv_field("\r=x"), "\"'\r=x\"");
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
+        assert_eq!(csv_field("a=b"), "a=b");
+        assert_eq!(csv_field(""), "");
     }
 
     #[test]
