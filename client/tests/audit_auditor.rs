@@ -27,6 +27,8 @@ struct Fake {
     fail_after: Option<u64>,
     /// Serve this leaf instead of the logged one at index .0.
     lie: Option<(u64, Vec<u8>)>,
+    /// Extra lines served as cosignatures.
+    extra_cosignatures: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -45,10 +47,11 @@ impl pb::audit_server::Audit for FakeRelay {
         let head = TreeHead { size, root: f.log.root_at(size).unwrap() };
         let note = f.signer.sign_checkpoint(&head).unwrap();
         let text = format!("{}\n", note.split_once("\n\n").unwrap().0);
-        let cosignatures = match &f.witness {
+        let mut cosignatures = match &f.witness {
             Some(w) => vec![w.cosign(&text, 1_700_000_000).unwrap().trim_end().to_owned()],
             None => vec![],
         };
+        cosignatures.extend(f.extra_cosignatures.iter().cloned());
         Ok(Response::new(pb::LogInfo {
             origin: f.signer.name().into(),
             verifier_key: f.signer.verifier_key(),
@@ -168,6 +171,7 @@ async fn setup_named(n: u64, origin: &str) -> Setup {
         checkpoint_size: None,
         fail_after: None,
         lie: None,
+        extra_cosignatures: Vec::new(),
     })));
     let addr = serve(fake.clone()).await;
     let tmp = tempfile::tempdir().unwrap();
@@ -351,13 +355,15 @@ async fn deleted_reordered_or_truncated_entries_are_named() {
         "log truncated: the checkpoint covers 20 entries but only 15 are present",
     );
     check(good[..spans[15].start + 20].to_vec(), "ends inside entry 15");
-    // an entry appended beyond the checkpoint
+    // an entry appended beyond the checkpoint: not verified, not read, reported
     let mut b = good.clone();
     b.extend_from_slice(&good[spans[19].clone()]);
     b[spans[19].end + 7] = 20;
-    check(b, "21 entries present but the checkpoint covers only 20");
+    std::fs::write(&path, &b).unwrap();
+    let v = s.verify().unwrap();
+    assert_eq!((v.size, v.left_over_bytes), (20, spans[19].len() as u64));
     std::fs::write(&path, &good).unwrap();
-    s.verify().unwrap();
+    assert_eq!(s.verify().unwrap().left_over_bytes, 0);
 }
 
 #[tokio::test]
@@ -568,4 +574,150 @@ async fn trace_export_and_stats() {
     let day = &st.per_day["2023-11-15"];
     assert_eq!((day.records, day.refusals), (2, 1));
     assert!(st.to_string().contains("messages per peer:"));
+}
+
+/// Exports, traces and counts the log in `dir`: (records exported, trace of
+/// `id`, records counted).
+fn reports(dir: &Path, id: &[u8]) -> (u64, usize, u64) {
+    let exported = audit::export(dir, ExportFormat::Jsonl, &mut Vec::new()).unwrap();
+    let traced = audit::trace(&[dir.to_owned()], id.try_into().unwrap()).unwrap().len();
+    (exported, traced, audit::stats(dir).unwrap().records)
+}
+
+#[tokio::test]
+async fn entries_not_matched_to_a_signed_root_are_never_reported() {
+    let s = setup(10).await;
+    s.fetch().await.unwrap();
+    let accepted = std::fs::metadata(entries_path(&s.dir)).unwrap().len();
+    // The relay grows its log, then lies about entry 12 (a message that never
+    // was) and drops the connection after entry 14: entries 10..15 stay on
+    // disk for a resume, matched to no signed root.
+    let forged_id = [0xf0; 16];
+    let forged = pb::AuditRecord { msg_id: forged_id.to_vec(), ..carin_record(12) };
+    s.set(|f| {
+        for i in 10..20 {
+            f.log.append_record(&carin_record(i)).unwrap();
+        }
+        f.lie = Some((12, focal_proto::audit::encode_record(&forged).unwrap()));
+        f.fail_after = Some(5);
+    });
+    assert!(matches!(s.fetch().await.unwrap_err(), AuditError::Rpc(_)));
+    let total = std::fs::metadata(entries_path(&s.dir)).unwrap().len();
+    assert!(total > accepted);
+    // verify covers the accepted 10 and reports the rest
+    let v = s.verify().unwrap();
+    assert_eq!((v.size, v.left_over_bytes), (10, total - accepted));
+    assert_eq!(audit::left_over_bytes(&s.dir).unwrap(), total - accepted);
+    // trace, export and stats read only the accepted entries
+    assert_eq!(reports(&s.dir, &forged_id), (10, 0, 10));
+    // a torn tail changes nothing
+    let mut f = std::fs::OpenOptions::new().append(true).open(entries_path(&s.dir)).unwrap();
+    std::io::Write::write_all(&mut f, &[0, 0, 0, 0, 0, 0, 0, 15, 0]).unwrap();
+    drop(f);
+    assert_eq!(s.verify().unwrap().left_over_bytes, total - accepted + 9);
+    assert_eq!(reports(&s.dir, &forged_id), (10, 0, 10));
+
+    // The resume re-hashes the kept entries: the forged one fails the signed
+    // root, so the file is cut back to what was accepted...
+    s.set(|f| f.fail_after = None);
+    let e = s.fetch().await.unwrap_err();
+    assert!(e.to_string().contains("root mismatch at size 20"), "{e}");
+    assert_eq!(std::fs::metadata(entries_path(&s.dir)).unwrap().len(), accepted);
+    assert_eq!(s.verify().unwrap().left_over_bytes, 0);
+    // ...and a later honest fetch gets everything.
+    s.set(|f| f.lie = None);
+    assert_eq!(s.fetch().await.unwrap().downloaded, 10);
+    let v = s.verify().unwrap();
+    assert_eq!((v.size, v.left_over_bytes), (20, 0));
+    assert_eq!(reports(&s.dir, &forged_id), (20, 0, 20));
+}
+
+#[tokio::test]
+async fn reports_need_an_accepted_checkpoint_and_stop_at_it() {
+    let s = setup(6).await;
+    // A download that failed before any checkpoint was accepted.
+    s.set(|f| f.fail_after = Some(4));
+    assert!(s.fetch().await.is_err());
+    assert!(std::fs::metadata(entries_path(&s.dir)).unwrap().len() > 0);
+    let e = audit::export(&s.dir, ExportFormat::Csv, &mut Vec::new()).unwrap_err();
+    assert!(matches!(e, AuditError::NotAccepted(_)), "{e}");
+    assert!(e.to_string().contains("no accepted checkpoint"), "{e}");
+    assert!(matches!(audit::stats(&s.dir), Err(AuditError::NotAccepted(_))));
+    // The state file must match the entries it describes.
+    s.set(|f| f.fail_after = None);
+    s.fetch().await.unwrap();
+    let state = s.dir.join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    let mut st: serde_json::Value = serde_json::from_str(&text).unwrap();
+    st["entries_bytes"] = serde_json::json!(st["entries_bytes"].as_u64().unwrap() - 1);
+    std::fs::write(&state, st.to_string()).unwrap();
+    let e = audit::stats(&s.dir).unwrap_err();
+    assert!(e.to_string().contains("accepted entries end at byte"), "{e}");
+    std::fs::write(&state, text).unwrap();
+    assert_eq!(audit::stats(&s.dir).unwrap().records, 6);
+}
+
+#[tokio::test]
+async fn a_cosignature_line_under_the_log_keys_name_is_refused_by_fetch() {
+    let s = setup(5).await;
+    s.fetch().await.unwrap();
+    // The relay smuggles a line under its log key's name: here a
+    // well-formed signature by the log key over other text.
+    let line = {
+        let f = s.fake.0.lock().unwrap();
+        let note = f.signer.sign_note("something else\n").unwrap();
+        note.split("\n\n").nth(1).unwrap().trim_end().to_owned()
+    };
+    s.set(|f| {
+        f.log.append_record(&carin_record(5)).unwrap();
+        f.extra_cosignatures = vec![line];
+    });
+    let e = s.fetch().await.unwrap_err();
+    assert!(e.to_string().contains("log key's own name"), "{e}");
+    // nothing was written: no checkpoint of size 6, no new entry
+    assert!(!s.dir.join("checkpoints").join(format!("{:020}.note", 6)).exists());
+    let v = s.verify().unwrap();
+    assert_eq!((v.size, v.left_over_bytes), (5, 0));
+    // a malformed line is refused as well
+    s.set(|f| f.extra_cosignatures = vec!["— focal/gfp/hub not-base64".into()]);
+    let e = s.fetch().await.unwrap_err();
+    assert!(e.to_string().contains("malformed cosignature line"), "{e}");
+    s.set(|f| f.extra_cosignatures.clear());
+    assert_eq!(s.fetch().await.unwrap().new_size, 6);
+}
+
+#[tokio::test]
+async fn exports_neutralise_formulas_and_keep_numbers_exact() {
+    let s = setup(0).await;
+    let hostile = pb::AuditRecord {
+        sender: "=HYPERLINK(\"http://evil\",\"x\")@carin".into(),
+        recipients: vec!["+1@arinsa".into(), "@SUM(A1)".into()],
+        peer: "-2+3".into(),
+        detail: "\t=cmd".into(),
+        size: u64::MAX,
+        time_ms: i64::MAX,
+        hop: u32::MAX,
+        ..carin_record(0)
+    };
+    s.set(|f| {
+        f.log.append_record(&hostile).unwrap();
+    });
+    s.fetch().await.unwrap();
+    let mut out = Vec::new();
+    audit::export(&s.dir, ExportFormat::Csv, &mut out).unwrap();
+    let csv = String::from_utf8(out).unwrap();
+    let row = csv.lines().nth(1).unwrap();
+    assert!(row.contains(",\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")@carin\","), "{row}");
+    assert!(row.contains(",'+1@arinsa;@SUM(A1),'-2+3,"), "{row}");
+    assert!(row.contains(",'\t=cmd,"), "{row}");
+    assert!(row.contains(",18446744073709551615,"), "{row}");
+    let mut out = Vec::new();
+    audit::export(&s.dir, ExportFormat::Jsonl, &mut out).unwrap();
+    let line = String::from_utf8(out).unwrap();
+    assert!(line.contains("\"size\":18446744073709551615"), "{line}");
+    assert!(line.contains("\"time_ms\":9223372036854775807"), "{line}");
+    assert!(line.contains("\"hop\":4294967295"), "{line}");
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["size"].as_u64(), Some(u64::MAX));
+    assert_eq!(v["sender"], hostile.sender.as_str());
 }

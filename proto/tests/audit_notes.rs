@@ -268,3 +268,122 @@ fn witness_state_refuses_rollback_fork_and_unproven_growth() {
     );
     assert_eq!(st.head(ORIGIN).unwrap().size, 15);
 }
+
+/// A cosigned checkpoint: (log signer, log key, note, checkpoint text).
+fn checkpoint_note() -> (NoteSigner, LogKey, String, String) {
+    let s = signer(ORIGIN);
+    let key = LogKey::parse(&s.verifier_key()).unwrap();
+    let log = MemoryLog::from_leaves((0..3u8).map(|i| encode_record(&record(i)).unwrap()));
+    let note = s.sign_checkpoint(&log.head()).unwrap();
+    let text = key.verify_checkpoint(&note).unwrap().text().to_owned();
+    (s, key, note, text)
+}
+
+#[test]
+fn add_cosignature_refuses_malformed_lines_and_the_log_keys_name() {
+    let (s, key, note, text) = checkpoint_note();
+    let w = witness("focal/arinsa/relay");
+    let good = w.cosign(&text, 7).unwrap();
+    add_cosignature(&note, &good).unwrap();
+    let b64 = good.trim_end().rsplit(' ').next().unwrap().to_owned();
+    for bad in [
+        String::new(),
+        "\n".into(),
+        format!("focal/arinsa/relay {b64}"),              // no em dash
+        format!("- focal/arinsa/relay {b64}"),            // ASCII dash
+        format!("—  focal/arinsa/relay {b64}"),           // two spaces
+        format!("— focal/arinsa/relay {b64} "),           // trailing space
+        format!("— focal/arinsa/relay {b64}\r"),          // CR
+        format!("— focal/arinsa/relay {b64}\n\n"),        // two newlines
+        format!("— focal/arinsa/relay {b64}\n— x {b64}"), // two lines
+        format!("— focal/arinsa/relay {}", &b64[..b64.len() - 2]), // base64 cut
+        format!("— focal/ar\u{1}insa/relay {b64}"),       // control character in the name
+        "— focal/arinsa/relay AAAA".into(),               // shorter than a key id and a signature
+        format!("— focal+arinsa {b64}"),                  // '+' in the name
+    ] {
+        let e = add_cosignature(&note, &bad).expect_err(&format!("{bad:?} accepted"));
+        assert!(e.to_string().contains("malformed cosignature line"), "{bad:?}: {e}");
+    }
+
+    // A line under the log key's name: with its key id (a second log
+    // signature, here over other text) or another id.
+    let own = s.sign_note("other text\n").unwrap();
+    let own_line = own.split("\n\n").nth(1).unwrap();
+    assert!(own_line.starts_with(&format!("— {ORIGIN} ")), "{own_line}");
+    let e = add_cosignature(&note, own_line).unwrap_err();
+    assert!(matches!(e, ProtoError::Witness(ref m) if m.contains("log key's own name")), "{e}");
+    let other = signer(ORIGIN).sign_checkpoint(&key.verify_checkpoint(&note).unwrap().head()).unwrap();
+    let e = add_cosignature(&note, other.split("\n\n").nth(1).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("log key's own name"), "{e}");
+    let w_as_log = witness(ORIGIN).cosign(&text, 7).unwrap();
+    assert!(add_cosignature(&note, &w_as_log).unwrap_err().to_string().contains("log key's own name"));
+}
+
+#[test]
+fn a_second_log_key_line_must_verify_too() {
+    let (s, key, note, _) = checkpoint_note();
+    let own = s.sign_note("other text\n").unwrap();
+    let smuggled = format!("{note}{}", own.split("\n\n").nth(1).unwrap());
+    let e = key.verify_checkpoint(&smuggled).unwrap_err();
+    assert!(e.to_string().contains("a second signature line by the log key"), "{e}");
+    // the same good line twice is harmless
+    let twice = format!("{note}{}", note.split("\n\n").nth(1).unwrap());
+    key.verify_checkpoint(&twice).unwrap();
+}
+
+#[test]
+fn notes_beyond_the_limits_are_refused_naming_the_limit() {
+    let (_, key, note, text) = checkpoint_note();
+    let ws: Vec<WitnessSigner> = (0..100).map(|i| witness(&format!("focal/w{i}/relay"))).collect();
+    let keys: Vec<WitnessKey> = ws.iter().map(|w| WitnessKey::parse(&w.verifier_key()).unwrap()).collect();
+    let mut cosigned = note.clone();
+    for w in &ws[..99] {
+        cosigned = add_cosignature(&cosigned, &w.cosign(&text, 1).unwrap()).unwrap();
+    }
+    // 100 lines: the log's and 99 cosignatures.
+    key.verify_checkpoint(&cosigned).unwrap();
+    assert_eq!(verify_cosignatures(&cosigned, &keys, 99).unwrap().len(), 99);
+    let e = add_cosignature(&cosigned, &ws[99].cosign(&text, 1).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("101 signature lines exceeds the limit of 100"), "{e}");
+    let over = format!("{cosigned}{}", ws[99].cosign(&text, 1).unwrap());
+    for e in [key.verify_checkpoint(&over).unwrap_err(), verify_cosignatures(&over, &keys, 1).unwrap_err()] {
+        assert!(e.to_string().contains("101 signature lines exceeds the limit of 100"), "{e}");
+    }
+    assert!(note_signatures(&over).unwrap_err().to_string().contains("limit of 100"));
+    // More than 1 MB: an extension line in the body.
+    let (body, sigs) = note.split_once("\n\n").unwrap();
+    let big = format!("{body}\n{}\n\n{sigs}", "x".repeat(1_000_000));
+    let e = key.verify_checkpoint(&big).unwrap_err();
+    assert!(e.to_string().contains("bytes exceeds the limit of 1000000 bytes"), "{e}");
+}
+
+#[test]
+fn every_line_of_a_configured_witness_is_checked_and_counts_once() {
+    let (_, key, note, text) = checkpoint_note();
+    let (w1, w2) = (witness("focal/arinsa/relay"), witness("focal/gfp/hub"));
+    let k1 = WitnessKey::parse(&w1.verifier_key()).unwrap();
+    let k2 = WitnessKey::parse(&w2.verifier_key()).unwrap();
+    let good = w1.cosign(&text, 10).unwrap();
+    // Well-formed, by w1's key, over another checkpoint: does not verify.
+    let bad =
+        w1.cosign("focal/carin/relay.carin\n9\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", 11).unwrap();
+    for (first, second) in [(&good, &bad), (&bad, &good)] {
+        let n = format!("{note}{first}{second}");
+        key.verify_checkpoint(&n).unwrap();
+        let e = verify_cosignatures(&n, std::slice::from_ref(&k1), 1).unwrap_err();
+        assert!(e.to_string().contains("cosignature by witness focal/arinsa/relay+"), "{e}");
+        assert!(e.to_string().contains("does not verify"), "{e}");
+        // a witness not configured is not checked
+        verify_cosignatures(&n, std::slice::from_ref(&k2), 0).unwrap();
+    }
+    // Two valid lines of one witness, and one witness configured twice: one vote.
+    let again = w1.cosign(&text, 12).unwrap();
+    let n = format!("{note}{good}{again}");
+    let got = verify_cosignatures(&n, &[k1.clone(), k1.clone()], 1).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].timestamp, 10);
+    let e = verify_cosignatures(&n, &[k1.clone(), k1.clone()], 2).unwrap_err();
+    assert!(e.to_string().contains("2 required, 1 valid from the 1 configured witnesses"), "{e}");
+    let n = add_cosignature(&n, &w2.cosign(&text, 13).unwrap()).unwrap();
+    assert_eq!(verify_cosignatures(&n, &[k1, k2], 2).unwrap().len(), 2);
+}

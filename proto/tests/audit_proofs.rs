@@ -2,9 +2,10 @@
 //! consistency for every pair of sizes, checked against an independent
 //! implementation of RFC 9162 §2.1 and against corruption.
 
+use focal_proto::ProtoError;
 use focal_proto::audit::{
-    EMPTY_HASH, Hash, MemoryLog, RootBuilder, TreeHead, hashes_from_concatenated, leaf_hash, node_hash,
-    verify_consistency, verify_inclusion,
+    EMPTY_HASH, Hash, MemoryLog, RootBuilder, TreeHead, consistency_proof_len, hashes_from_concatenated,
+    inclusion_proof_len, leaf_hash, node_hash, verify_consistency, verify_inclusion,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -250,4 +251,90 @@ fn any_flipped_bit_in_a_proof_or_root_or_leaf_fails() {
     verify_consistency(&empty, &head, &[]).unwrap();
     assert!(verify_consistency(&empty, &head, &[EMPTY_HASH]).is_err());
     assert!(verify_consistency(&head, &empty, &[]).is_err());
+}
+
+/// Largest power of two smaller than `n` (n > 1), for sizes of any magnitude.
+fn k_of_u64(n: u64) -> u64 {
+    1 << (63 - (n - 1).leading_zeros())
+}
+
+/// Length of RFC 9162 PATH(m, D[n]), from its definition.
+fn path_len(m: u64, n: u64) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    let k = k_of_u64(n);
+    1 + if m < k { path_len(m, k) } else { path_len(m - k, n - k) }
+}
+
+/// Length of RFC 9162 SUBPROOF(m, D[n], b), from its definition.
+fn subproof_len(m: u64, n: u64, b: bool) -> usize {
+    if m == n {
+        return usize::from(!b);
+    }
+    let k = k_of_u64(n);
+    1 + if m <= k { subproof_len(m, k, b) } else { subproof_len(m - k, n - k, false) }
+}
+
+#[test]
+fn proof_lengths_are_the_rfc_lengths() {
+    let mut rng = StdRng::seed_from_u64(6);
+    let log = log_of(300, &mut rng);
+    for n in 0..=300u64 {
+        for m in 0..n {
+            let len = log.inclusion_proof(m, n).unwrap().len();
+            assert_eq!((inclusion_proof_len(m, n), path_len(m, n)), (Some(len), len), "path {m} in {n}");
+        }
+        assert_eq!(inclusion_proof_len(n, n), None);
+        for m in 0..=n {
+            let len = log.consistency_proof(m, n).unwrap().len();
+            assert_eq!(consistency_proof_len(m, n), Some(len), "{m}->{n}");
+            if m > 0 {
+                assert_eq!(subproof_len(m, n, true), len, "{m}->{n}");
+            }
+        }
+        assert_eq!(consistency_proof_len(n + 1, n), None);
+    }
+    // Sizes of any magnitude, against the RFC's definition.
+    for _ in 0..100_000 {
+        let n = rng.random_range(1..=u64::MAX);
+        let m = rng.random_range(0..n);
+        assert_eq!(inclusion_proof_len(m, n), Some(path_len(m, n)), "path {m} in {n}");
+        let m = m.max(1);
+        assert_eq!(consistency_proof_len(m, n), Some(subproof_len(m, n, true)), "{m}->{n}");
+    }
+    for (m, n) in [(0, u64::MAX), (u64::MAX - 1, u64::MAX), (1 << 63, u64::MAX)] {
+        assert_eq!(inclusion_proof_len(m, n), Some(path_len(m, n)), "path {m} in {n}");
+    }
+    for (m, n) in [(1, u64::MAX), (u64::MAX - 1, u64::MAX), (1 << 63, u64::MAX), (3, 1 << 63)] {
+        assert_eq!(consistency_proof_len(m, n), Some(subproof_len(m, n, true)), "{m}->{n}");
+    }
+}
+
+#[test]
+fn a_proof_of_the_wrong_length_is_refused_before_hashing() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let log = log_of(77, &mut rng);
+    let head = log.head();
+    let leaf = leaf_hash(log.leaf(5).unwrap());
+    // A huge proof (a relay trying to cost the auditor time and memory) is
+    // refused by its length, naming expected and actual lengths.
+    let huge = vec![EMPTY_HASH; 1 << 20];
+    let e = verify_inclusion(leaf, 5, &head, &huge).unwrap_err();
+    assert!(matches!(e, ProtoError::InclusionProof { index: 5, size: 77, .. }), "{e}");
+    assert!(e.to_string().contains("the proof has 1048576 hashes, expected 7"), "{e}");
+    let old = TreeHead { size: 50, root: log.root_at(50).unwrap() };
+    let e = verify_consistency(&old, &head, &huge).unwrap_err();
+    let want = log.consistency_proof(50, 77).unwrap().len();
+    assert!(e.to_string().contains(&format!("the proof has 1048576 hashes, expected {want}")), "{e}");
+    // One hash too many or too few, and a proof between equal sizes.
+    let mut longer = log.consistency_proof(50, 77).unwrap();
+    longer.push(EMPTY_HASH);
+    let e = verify_consistency(&old, &head, &longer).unwrap_err();
+    assert!(e.to_string().contains(&format!("has {} hashes, expected {want}", want + 1)), "{e}");
+    let e = verify_inclusion(leaf, 5, &head, &log.inclusion_proof(5, 77).unwrap()[1..]).unwrap_err();
+    assert!(e.to_string().contains("has 6 hashes, expected 7"), "{e}");
+    let e = verify_consistency(&head, &head, &[EMPTY_HASH]).unwrap_err();
+    assert!(e.to_string().contains("has 1 hashes, expected 0"), "{e}");
+    verify_consistency(&head, &head, &[]).unwrap();
 }

@@ -394,3 +394,48 @@ fn wrong_keys_and_garbage() {
     };
     assert!(err.to_string().contains("header longer than"), "{err}");
 }
+
+#[test]
+fn an_empty_or_short_final_chunk_after_full_chunks_is_refused() {
+    // age: the final chunk may be shorter than 64 KiB but is empty only when
+    // it is the only chunk. Our plaintext always starts with the 32-byte
+    // context hash, so a valid final chunk is never empty.
+    let f = fixture(10);
+    let fk = recover_file_key(&f.ct, &f.b.secret);
+    let head = &f.ct[..header_len(&f.ct)];
+    let mut first = envelope::sha256(&f.ctx).to_vec();
+    first.resize(CHUNK_SIZE, 1);
+    let full = vec![2u8; CHUNK_SIZE];
+    let forged = |chunks: &[(&[u8], bool)]| {
+        let mut t = head.to_vec();
+        t.extend_from_slice(&forge_stream(&fk, [4; 16], chunks));
+        t
+    };
+    let empty_final = ProtoError::InvalidStream("empty final chunk after a full chunk");
+    for n_full in 0..3 {
+        let mut body: Vec<(&[u8], bool)> = vec![(&first, false)];
+        body.extend(std::iter::repeat_n((&full[..], false), n_full));
+        let ct = forged(&[body.clone(), vec![(b"", true)]].concat());
+        assert_eq!(f.open_b(&ct).unwrap_err(), empty_final, "{n_full} full chunks after the first");
+        // pushed a byte at a time, the opener reaches the same verdict
+        let mut o = Opener::new(&f.ctx, &[&f.b.secret]);
+        let mut out = Vec::new();
+        for b in &ct {
+            o.push(std::slice::from_ref(b), &mut out).unwrap();
+        }
+        assert_eq!(o.finish(&mut out).unwrap_err(), empty_final);
+        // a one-byte final chunk in its place is valid
+        let ok = forged(&[body, vec![(b"x", true)]].concat());
+        assert_eq!(f.open_b(&ok).unwrap().len(), (n_full + 1) * CHUNK_SIZE - 32 + 1);
+    }
+    // The real sealer's largest one-chunk-boundary case: a full first chunk
+    // and a non-empty last one; cutting the last chunk to fewer bytes than a
+    // tag (or dropping it) is truncation.
+    let g = fixture(CHUNK_SIZE - 32 + 1);
+    let cs = chunks(&g.ct);
+    assert_eq!(cs.len(), 2);
+    for cut in 1..16 {
+        assert_eq!(g.open_b(&g.ct[..cs[1].start + cut]).unwrap_err(), ProtoError::Truncated, "cut {cut}");
+    }
+    assert_eq!(g.open_b(&g.ct[..cs[1].start]).unwrap_err(), ProtoError::Truncated);
+}

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use focal_proto::ProtoError;
 use focal_proto::audit::{CheckpointBody, Hash, MAX_LEAF_BYTES, TreeHead, hash_from_bytes};
 
 use super::AuditError;
@@ -30,6 +31,8 @@ pub(crate) struct EntryReader {
     pub(crate) position: u64,
     /// Byte offset of the next entry.
     pub(crate) offset: u64,
+    /// Length of the file when opened.
+    pub(crate) len: u64,
 }
 
 impl EntryReader {
@@ -42,8 +45,9 @@ impl EntryReader {
             Err(e) if e.kind() == ErrorKind::NotFound && offset == 0 => return Ok(None),
             Err(e) => return Err(AuditError::Io { path, source: e }),
         };
+        let len = f.metadata().map_err(AuditError::io(&path))?.len();
         f.seek(SeekFrom::Start(offset)).map_err(AuditError::io(&path))?;
-        Ok(Some(EntryReader { r: BufReader::with_capacity(1 << 20, f), path, position, offset }))
+        Ok(Some(EntryReader { r: BufReader::with_capacity(1 << 20, f), path, position, offset, len }))
     }
 
     fn bad(&self, detail: String) -> AuditError {
@@ -147,10 +151,11 @@ impl EntryWriter {
         Ok(())
     }
 
-    /// Flushes and fsyncs.
-    pub(crate) fn sync(mut self) -> Result<(), AuditError> {
+    /// Flushes and fsyncs; returns the file's length.
+    pub(crate) fn sync(mut self) -> Result<u64, AuditError> {
         self.w.flush().map_err(AuditError::io(&self.path))?;
-        self.w.get_ref().sync_all().map_err(AuditError::io(&self.path))
+        self.w.get_ref().sync_all().map_err(AuditError::io(&self.path))?;
+        Ok(self.offset)
     }
 }
 
@@ -260,4 +265,50 @@ pub(crate) fn origin(dir: &Path) -> Result<String, AuditError> {
     let body = CheckpointBody::parse(format!("{text}\n").as_bytes())
         .map_err(|e| AuditError::At { what: path.display().to_string(), source: e })?;
     Ok(body.origin)
+}
+
+/// Calls `f` with each accepted entry of `dir`: the first `size` entries of
+/// the state file, which must end at its `entries_bytes`. Bytes beyond are
+/// never read (see [`left_over_bytes`]).
+pub(crate) fn for_each_accepted(
+    dir: &Path,
+    mut f: impl FnMut(Entry) -> Result<(), AuditError>,
+) -> Result<(), AuditError> {
+    let st = State::load(dir)?.ok_or_else(|| AuditError::NotAccepted(dir.to_owned()))?;
+    let truncated = |found| AuditError::Entries {
+        path: dir.join(ENTRIES),
+        detail: format!("{}", ProtoError::LogTruncated { expected: st.size, found }),
+    };
+    let Some(mut r) = EntryReader::open(dir, 0, 0)? else {
+        return if st.size == 0 { Ok(()) } else { Err(truncated(0)) };
+    };
+    while r.position < st.size {
+        match r.next_entry(false)? {
+            Some(e) => f(e)?,
+            None => return Err(truncated(r.position)),
+        }
+    }
+    if r.offset != st.entries_bytes {
+        return Err(AuditError::State {
+            path: dir.join(STATE),
+            detail: format!(
+                "its {} accepted entries end at byte {} of {ENTRIES}, not at byte {} as it records",
+                st.size, r.offset, st.entries_bytes
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Bytes of `entries.bin` beyond the accepted entries (all of it when there is
+/// no state file): entries a fetch downloaded but never matched to a signed
+/// checkpoint, kept for the next fetch to resume with.
+pub fn left_over_bytes(dir: &Path) -> Result<u64, AuditError> {
+    let path = dir.join(ENTRIES);
+    let len = match std::fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == ErrorKind::NotFound => 0,
+        Err(e) => return Err(AuditError::Io { path, source: e }),
+    };
+    Ok(len.saturating_sub(State::load(dir)?.map_or(0, |st| st.entries_bytes)))
 }

@@ -2,9 +2,20 @@
 //!
 //! The relay's fresh checkpoint must be signed by the configured key and
 //! extend the one accepted before (consistency proof checked before any
-//! entry is downloaded); new entries are appended, and only when they hash
-//! to the signed root is the checkpoint accepted (state file). Entries left
-//! by an interrupted fetch are re-used; entries that fail are dropped.
+//! entry is downloaded), and the note with the relay's cosignature lines
+//! added must still verify; new entries are appended, and only when they
+//! hash to the signed root is the checkpoint accepted (checkpoint file,
+//! then state file).
+//!
+//! The rule for entries not (yet) accepted: bytes of `entries.bin` beyond
+//! the state file's `entries_bytes` are never read as accepted (`verify`
+//! stops at the latest checkpoint, `trace`, `export` and `stats` at the
+//! state file, and both report the rest). `fetch` keeps them only when it
+//! failed for want of the relay or the disk (an RPC or I/O error: an
+//! interrupted download), so that the next fetch can resume; it re-hashes
+//! them against the next signed root like any downloaded entry. After any
+//! other failure (the relay sent a wrong entry, a malformed record, entries
+//! not matching its signed root) it cuts the file back to `entries_bytes`.
 
 use std::path::Path;
 
@@ -92,58 +103,74 @@ pub async fn fetch(
     }
     let mut note_with_cosigs = note.clone();
     for line in &info.cosignatures {
-        note_with_cosigs = add_cosignature(&note_with_cosigs, line)?;
+        note_with_cosigs = add_cosignature(&note_with_cosigs, line)
+            .map_err(|source| AuditError::At { what: "relay's cosignature line".into(), source })?;
+    }
+    // What will be written must verify as the checkpoint just checked.
+    let final_cp = key.verify_checkpoint(&note_with_cosigs).map_err(|source| AuditError::At {
+        what: "relay's checkpoint with its cosignatures".into(),
+        source,
+    })?;
+    if final_cp.head() != head {
+        return Err(AuditError::Relay("the cosignature lines changed the checkpoint".into()));
     }
 
-    // 2. Entries already on disk beyond the accepted size (interrupted fetch).
+    // 2. Entries already on disk beyond the accepted size (interrupted
+    // fetch), up to the first that is damaged or not a valid record.
     let mut builder =
         RootBuilder::from_frontier(prev.size, &frontier).map_err(|e| bad_state(e.to_string()))?;
     let mut offset = prev_bytes;
     if let Some(mut r) = EntryReader::open(dir, prev_bytes, prev.size)? {
         while builder.size() < head.size {
-            let Some(e) = r.next_entry(true)? else { break };
+            let Ok(Some(e)) = r.next_entry(true) else { break };
+            if audit::decode_record(&e.leaf).is_err() {
+                break;
+            }
             builder.push_leaf(&e.leaf);
             offset = r.offset;
         }
     }
 
     // 3. Download the rest, then check the root before accepting anything.
-    let mut writer = EntryWriter::open(dir, offset)?;
     let start = builder.size();
-    let result = download(client, &mut writer, &mut builder, start, head.size).await;
-    let synced = writer.sync();
-    let failed = |e: AuditError| -> Result<FetchReport, AuditError> {
-        dir::truncate_entries(dir, prev_bytes)?;
-        Err(e)
-    };
-    if let Err(e) = result.and(synced) {
-        // Keep the verified-looking prefix for a resume unless the relay lied.
-        if matches!(e, AuditError::Relay(_) | AuditError::Verify(_)) {
-            return failed(e);
+    let downloaded = async {
+        let mut writer = EntryWriter::open(dir, offset)?;
+        let result = download(client, &mut writer, &mut builder, start, head.size).await;
+        let synced = writer.sync();
+        result?;
+        let end = synced?;
+        if builder.root() != head.root {
+            return Err(AuditError::At {
+                what: format!("entries {}..{} served by the relay", prev.size, head.size),
+                source: ProtoError::RootMismatch {
+                    size: head.size,
+                    computed: builder.root().to_string(),
+                    signed: head.root.to_string(),
+                },
+            });
         }
-        return Err(e);
+        Ok(end)
     }
-    if builder.root() != head.root {
-        return failed(AuditError::At {
-            what: format!("entries {}..{} served by the relay", prev.size, head.size),
-            source: ProtoError::RootMismatch {
-                size: head.size,
-                computed: builder.root().to_string(),
-                signed: head.root.to_string(),
-            },
-        });
-    }
+    .await;
+    let entries_bytes = match downloaded {
+        Ok(end) => end,
+        // Interrupted (relay unreachable, disk error): keep for a resume.
+        Err(e @ (AuditError::Rpc(_) | AuditError::Io { .. })) => return Err(e),
+        Err(e) => {
+            dir::truncate_entries(dir, prev_bytes)?;
+            return Err(e);
+        }
+    };
 
     // 4. Accept: checkpoint file, then state.
     dir::write_atomic(&dir::checkpoint_path(dir, head.size), note_with_cosigs.as_bytes())?;
-    let offset = std::fs::metadata(dir.join(dir::ENTRIES)).map(|m| m.len()).unwrap_or(0);
     State {
         origin: cp.body.origin.clone(),
         verifier_key: key.as_str().to_owned(),
         size: head.size,
         root: dir::hash_b64(&head.root),
         frontier: builder.frontier().iter().map(dir::hash_b64).collect(),
-        entries_bytes: offset,
+        entries_bytes,
     }
     .save(dir)?;
     Ok(FetchReport {

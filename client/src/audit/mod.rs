@@ -11,6 +11,12 @@
 //!   Merkle frontier, byte length of `entries.bin` at that size). `fetch` and
 //!   `verify` refuse any log that does not extend it (rollback or fork).
 //!
+//! Bytes of `entries.bin` past the accepted entries (an interrupted fetch
+//! keeps them to resume) are never read as accepted: `verify` stops at the
+//! latest checkpoint's size and `trace`, `export` and `stats` at the state
+//! file's, and [`left_over_bytes`] counts the rest (see `fetch` for when it
+//! keeps or cuts them).
+//!
 //! The functions here are what `focal audit fetch|verify|trace|export|stats`
 //! call; they return [`AuditError`], whose messages name what is wrong.
 
@@ -23,6 +29,7 @@ use std::path::PathBuf;
 
 use focal_proto::ProtoError;
 
+pub use dir::left_over_bytes;
 pub use fetch::{FetchReport, fetch};
 pub use report::{DayStats, ExportFormat, Stats, TraceEvent, export, parse_msg_id, stats, trace};
 pub use verify::{VerifyReport, verify};
@@ -61,6 +68,11 @@ pub enum AuditError {
     /// The directory has no checkpoint.
     #[error("{0}: no checkpoint in this log directory; run `focal audit fetch` first")]
     NoCheckpoint(PathBuf),
+    /// The directory has no accepted checkpoint (no state file) to read entries up to.
+    #[error(
+        "{0}: no accepted checkpoint (no state.json); run `focal audit verify` or `focal audit fetch` first"
+    )]
+    NotAccepted(PathBuf),
     /// The configured log key differs from the one the directory or relay uses.
     #[error("log key mismatch: {0}")]
     KeyMismatch(String),

@@ -1,7 +1,9 @@
 //! Reading a fetched log for people: `trace` (every event of one message,
 //! across several networks' logs), `export` (JSON lines or CSV) and `stats`
 //! (records per kind, messages per peer, refusals by reason, per day).
-//! These read the entries as stored; run `verify` first to trust them.
+//! These read the accepted entries as stored (up to the checkpoint in
+//! `state.json`, nothing a fetch left beyond it); run `verify` first to
+//! trust them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -13,22 +15,20 @@ use focal_proto::audit::{decode_record, kind_name};
 use focal_proto::pb;
 
 use super::AuditError;
-use super::dir::{self, EntryReader};
+use super::dir;
 
-/// Calls `f` with every record of the log in `dir`, in order.
+/// Calls `f` with every accepted record of the log in `dir`, in order: the
+/// entries up to the checkpoint recorded in `state.json`, never the bytes a
+/// fetch left beyond it ([`super::left_over_bytes`]).
 fn for_each_record(
     dir: &Path,
     mut f: impl FnMut(u64, pb::AuditRecord) -> Result<(), AuditError>,
 ) -> Result<(), AuditError> {
-    let Some(mut r) = EntryReader::open(dir, 0, 0)? else {
-        return Err(AuditError::NoCheckpoint(dir.to_owned()));
-    };
-    while let Some(e) = r.next_entry(false)? {
+    dir::for_each_accepted(dir, |e| {
         let rec = decode_record(&e.leaf)
             .map_err(|err| ProtoError::AuditLeafMalformed { index: e.index, detail: err.to_string() })?;
-        f(e.index, rec)?;
-    }
-    Ok(())
+        f(e.index, rec)
+    })
 }
 
 /// Parses a message id given as 32 hex digits.
@@ -196,8 +196,12 @@ fn row(index: u64, r: &pb::AuditRecord) -> [String; 15] {
     ]
 }
 
+/// One CSV field: RFC 4180 quoting, and a leading `'` on a field a
+/// spreadsheet would run as a formula (names and details come from remote
+/// parties: `=HYPERLINK(…)` must stay text).
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_owned() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
 /// Writes every record of the log in `dir` to `out`.
@@ -217,10 +221,12 @@ pub fn export(dir: &Path, format: ExportFormat, out: &mut dyn Write) -> Result<u
             ExportFormat::Jsonl => {
                 let mut obj = serde_json::Map::new();
                 for (c, v) in COLUMNS.iter().zip(fields) {
+                    // Numbers from the record itself: exact over the whole u64 / i64 range.
                     let value = match *c {
-                        "index" | "time_ms" | "size" | "hop" => {
-                            serde_json::Value::from(v.parse::<i64>().unwrap_or_default())
-                        }
+                        "index" => serde_json::Value::from(index),
+                        "time_ms" => serde_json::Value::from(r.time_ms),
+                        "size" => serde_json::Value::from(r.size),
+                        "hop" => serde_json::Value::from(r.hop),
                         "recipients" => serde_json::Value::from(r.recipients.clone()),
                         _ => serde_json::Value::from(v),
                     };
@@ -336,6 +342,22 @@ mod tests {
         assert_eq!(csv_field("a"), "a");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"x\""), "\"say \"\"x\"\"\"");
+    }
+
+    #[test]
+    fn csv_formulas_are_neutralised() {
+        assert_eq!(csv_field("=1+2"), "'=1+2");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-1"), "'-1");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\tx"), "'\tx");
+        assert_eq!(csv_field("\r=x"), "\"'\r=x\"");
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
+        assert_eq!(csv_field("a=b"), "a=b");
+        assert_eq!(csv_field(""), "");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! `focal audit verify`: fully offline. Recomputes the Merkle root from
-//! every entry, checks each stored checkpoint's signature and root, the
-//! witness quorum on the latest one, and that the latest extends the
-//! checkpoint this auditor accepted before (state file): no rollback, no fork.
+//! the entries the latest checkpoint covers, checks each stored checkpoint's
+//! signature and root, the witness quorum on the latest one, and that the
+//! latest extends the checkpoint this auditor accepted before (state file):
+//! no rollback, no fork. Bytes of `entries.bin` after the covered entries
+//! (left by an interrupted fetch) are not read, only counted in
+//! [`VerifyReport::left_over_bytes`].
 
 use std::path::Path;
 
@@ -19,7 +22,7 @@ use super::dir::{self, EntryReader, State};
 pub struct VerifyReport {
     /// Log origin.
     pub origin: String,
-    /// Verified size (all entries).
+    /// Verified size (the entries the latest checkpoint covers).
     pub size: u64,
     /// Verified root, base64.
     pub root: String,
@@ -29,6 +32,10 @@ pub struct VerifyReport {
     pub cosignatures: Vec<Cosignature>,
     /// Size of the checkpoint accepted before, that this one extends.
     pub previous_size: Option<u64>,
+    /// Bytes of `entries.bin` beyond the verified entries (left by an
+    /// interrupted or failed fetch): not verified, not read, and not read by
+    /// `trace`, `export` or `stats` either. `fetch` re-uses or drops them.
+    pub left_over_bytes: u64,
 }
 
 fn parse_witnesses(witnesses: &[(String, String)]) -> Result<Vec<WitnessKey>, AuditError> {
@@ -112,18 +119,14 @@ pub fn verify(
     for i in 0..next_cp {
         roots_at.push((i, audit::EMPTY_HASH)); // size-0 checkpoints: the empty tree
     }
-    let mut frontier_at_head = None;
+    let mut frontier_at_head = (head.size == 0).then(Vec::new);
     let mut offset_at_head = 0;
+    let mut left_over_bytes = 0;
     if let Some(mut r) = EntryReader::open(dir, 0, 0)? {
-        while let Some(e) = r.next_entry(false)? {
-            if e.index >= head.size {
-                // Count the rest for the error message.
-                let mut found = e.index + 1;
-                while r.next_entry(false)?.is_some() {
-                    found += 1;
-                }
-                return Err(ProtoError::LogOverlong { expected: head.size, found }.into());
-            }
+        // Only the entries the latest checkpoint covers: anything after them
+        // was never matched to a signed root and is reported, not read.
+        while builder.size() < head.size {
+            let Some(e) = r.next_entry(false)? else { break };
             audit::decode_record(&e.leaf)
                 .map_err(|err| ProtoError::AuditLeafMalformed { index: e.index, detail: err.to_string() })?;
             builder.push_leaf(&e.leaf);
@@ -135,10 +138,11 @@ pub fn verify(
             if previous.is_some_and(|p| p.size == n) {
                 prefix_root = Some(builder.root());
             }
-            if n == head.size {
-                frontier_at_head = Some(builder.frontier());
-                offset_at_head = r.offset;
-            }
+        }
+        if builder.size() == head.size {
+            frontier_at_head = Some(builder.frontier());
+            offset_at_head = r.offset;
+            left_over_bytes = r.len.saturating_sub(r.offset);
         }
     }
     if builder.size() < head.size {
@@ -224,5 +228,6 @@ pub fn verify(
         checkpoints: cps.len(),
         cosignatures,
         previous_size: previous.map(|p: TreeHead| p.size),
+        left_over_bytes,
     })
 }

@@ -87,6 +87,22 @@ impl AuditCommand {
     }
 }
 
+/// The one-line warning about entries a fetch left beyond the accepted log.
+fn left_over_warning(bytes: u64) -> String {
+    format!(
+        "warning: {bytes} bytes of entries.bin beyond the accepted log were not verified and are ignored (left by an interrupted or failed fetch); run `focal audit fetch` again"
+    )
+}
+
+/// Warns on stderr (stdout holds the data) if `dir` holds unaccepted entries.
+fn warn_left_over(dir: &std::path::Path) -> Result<()> {
+    let n = audit::left_over_bytes(dir)?;
+    if n > 0 {
+        eprintln!("{}: {}", dir.display(), left_over_warning(n));
+    }
+    Ok(())
+}
+
 /// Runs an audit command; `client` is connected for `fetch` only.
 pub(crate) async fn run(cmd: &AuditCommand, client: Option<Client>, json: bool) -> Result<()> {
     match cmd {
@@ -131,7 +147,7 @@ pub(crate) async fn run(cmd: &AuditCommand, client: Option<Client>, json: bool) 
                     "{}",
                     json!({"type": "audit_verified", "origin": r.origin, "size": r.size, "root": r.root,
                         "checkpoints": r.checkpoints, "previous_size": r.previous_size,
-                        "cosigned_by": cosigners})
+                        "cosigned_by": cosigners, "left_over_bytes": r.left_over_bytes})
                 );
             } else {
                 say!("log {} verified: {} entries, root {}", r.origin, r.size, r.root);
@@ -143,11 +159,17 @@ pub(crate) async fn run(cmd: &AuditCommand, client: Option<Client>, json: bool) 
                 if !cosigners.is_empty() {
                     say!("  cosigned by {}", cosigners.join(", "));
                 }
+                if r.left_over_bytes > 0 {
+                    println!("{}", left_over_warning(r.left_over_bytes));
+                }
             }
         }
         AuditCommand::Trace { msg_id, dirs } => {
             let id = audit::parse_msg_id(msg_id)?;
             let events = audit::trace(dirs, &id)?;
+            for d in dirs {
+                warn_left_over(d)?;
+            }
             if events.is_empty() && !json {
                 println!("message {msg_id} does not appear in these logs");
             }
@@ -191,9 +213,11 @@ pub(crate) async fn run(cmd: &AuditCommand, client: Option<Client>, json: bool) 
             if out.is_some() {
                 eprintln!("exported {n} records");
             }
+            warn_left_over(dir)?;
         }
         AuditCommand::Stats { dir } => {
             let s = audit::stats(dir)?;
+            warn_left_over(dir)?;
             if json {
                 let mut v = serde_json::to_value(&s).expect("stats serialise");
                 v["type"] = json!("audit_stats");

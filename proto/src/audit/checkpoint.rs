@@ -62,8 +62,44 @@ pub(crate) fn split_note(note: &str) -> Result<(&str, Vec<&str>)> {
     Ok((&note[..text.len() + 1], sigs.split('\n').collect()))
 }
 
+/// Largest signed note accepted, in bytes (the limit of the signed-note spec's
+/// reference implementation).
+pub const MAX_NOTE_BYTES: usize = 1_000_000;
+
+/// Most signature lines a signed note may carry.
+pub const MAX_NOTE_SIGNATURES: usize = 100;
+
+/// Refuses a note beyond [`MAX_NOTE_BYTES`] or [`MAX_NOTE_SIGNATURES`], naming the limit.
+fn check_limits(note: &str) -> Result<()> {
+    if note.len() > MAX_NOTE_BYTES {
+        return Err(ProtoError::CheckpointMalformed(format!(
+            "note of {} bytes exceeds the limit of {MAX_NOTE_BYTES} bytes",
+            note.len()
+        )));
+    }
+    if let Ok((_, lines)) = split_note(note)
+        && lines.len() > MAX_NOTE_SIGNATURES
+    {
+        return Err(ProtoError::CheckpointMalformed(format!(
+            "note with {} signature lines exceeds the limit of {MAX_NOTE_SIGNATURES}",
+            lines.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Parses one signature line (`— name base64(key id || signature)`, without
+/// its newline), refusing anything that does not encode back to the same line.
+pub(crate) fn parse_signature_line(line: &str) -> Option<Signature> {
+    let sig = Signature::from_bytes(line.as_bytes()).ok()?;
+    let canonical = sig.to_bytes();
+    (canonical.strip_suffix(b"\n") == Some(line.as_bytes()) && !line.chars().any(char::is_control))
+        .then_some(sig)
+}
+
 /// Names and key ids of every signature line of a note (not verified).
 pub fn note_signatures(note: &str) -> Result<Vec<(String, u32)>> {
+    check_limits(note)?;
     let (_, lines) = split_note(note)?;
     lines
         .into_iter()
@@ -75,9 +111,23 @@ pub fn note_signatures(note: &str) -> Result<Vec<(String, u32)>> {
         .collect()
 }
 
+/// Parses a signed note, within [`MAX_NOTE_BYTES`] and [`MAX_NOTE_SIGNATURES`].
 pub(crate) fn parse_note(note: &str) -> Result<Note> {
+    check_limits(note)?;
     Note::from_bytes(note.as_bytes())
         .map_err(|e| ProtoError::CheckpointMalformed(format!("not a signed note: {e}")))
+}
+
+/// The signature lines of a note that [`parse_note`] accepted, parsed.
+pub(crate) fn signature_lines(note: &str) -> Result<Vec<Signature>> {
+    let (_, lines) = split_note(note)?;
+    lines
+        .into_iter()
+        .map(|l| {
+            Signature::from_bytes(l.as_bytes())
+                .map_err(|_| ProtoError::CheckpointMalformed(format!("bad signature line {l:?}")))
+        })
+        .collect()
 }
 
 /// Signs notes with an Ed25519 key (the relay's log key).
@@ -224,7 +274,21 @@ impl LogKey {
         }
         let known = VerifierList::new(vec![Box::new(self.verifier.clone())]);
         match parsed.verify(&known) {
-            Ok(_) => Ok(SignedCheckpoint { body, note: note.to_owned() }),
+            Ok(_) => {
+                // signed_note checks only the first line by a key: a second
+                // line by the log key must verify too (no smuggled lines).
+                for sig in signature_lines(note)? {
+                    if sig.name() == name
+                        && sig.id() == id
+                        && !self.verifier.verify(parsed.text(), sig.signature())
+                    {
+                        return Err(ProtoError::CheckpointSignature(format!(
+                            "a second signature line by the log key {name}+{id:08x} does not verify"
+                        )));
+                    }
+                }
+                Ok(SignedCheckpoint { body, note: note.to_owned() })
+            }
             Err(NoteError::InvalidSignature { .. }) => Err(ProtoError::CheckpointSignature(format!(
                 "the signature by the log key {name}+{id:08x} does not verify"
             ))),

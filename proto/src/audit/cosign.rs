@@ -12,10 +12,13 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
-use signed_note::{NoteError, Signature, Verifier, VerifierList};
+use signed_note::{Signature, Verifier};
 use tlog_tiles::Hash;
 
-use super::checkpoint::{LogKey, check_key_name, key_from_pkcs8, parse_note, split_note};
+use super::checkpoint::{
+    CheckpointBody, LogKey, check_key_name, key_from_pkcs8, parse_note, parse_signature_line,
+    signature_lines, split_note,
+};
 use super::merkle::{TreeHead, verify_consistency};
 use crate::error::{ProtoError, Result};
 
@@ -136,61 +139,75 @@ pub struct Cosignature {
 }
 
 /// Verifies the cosignatures on `note` by the configured `witnesses` and
-/// requires at least `required` distinct valid ones. A cosignature by a
-/// configured witness that does not verify is an error even beyond the
-/// quorum (someone altered it). The log's own signature is checked
-/// separately ([`LogKey::verify_checkpoint`]).
+/// requires at least `required` distinct valid ones. Every signature line
+/// carrying a configured witness key is checked, not only the first: one that
+/// does not verify is an error even beyond the quorum (someone altered it, or
+/// put a bad line beside a good one). A witness counts once however many
+/// valid lines it has and however often it is configured (witnesses are
+/// told apart by name). The log's own signature is checked separately
+/// ([`LogKey::verify_checkpoint`]).
 pub fn verify_cosignatures(
     note: &str,
     witnesses: &[WitnessKey],
     required: usize,
 ) -> Result<Vec<Cosignature>> {
     let parsed = parse_note(note)?;
-    let mut list: Vec<Box<dyn Verifier>> = Vec::new();
-    for w in witnesses {
-        if !list.iter().any(|v| v.name() == w.name && v.key_id() == w.id) {
-            list.push(Box::new(w.clone()));
+    let mut cosigs: Vec<Cosignature> = Vec::new();
+    for (n, sig) in signature_lines(note)?.into_iter().enumerate() {
+        let keys: Vec<&WitnessKey> =
+            witnesses.iter().filter(|w| w.name == sig.name() && w.id == sig.id()).collect();
+        if keys.is_empty() {
+            continue;
+        }
+        if !keys.iter().any(|k| k.verify(parsed.text(), sig.signature())) {
+            return Err(ProtoError::Witness(format!(
+                "the cosignature by witness {}+{:08x} (signature line {}) does not verify",
+                sig.name(),
+                sig.id(),
+                n + 1
+            )));
+        }
+        if !cosigs.iter().any(|c| c.witness == sig.name()) {
+            let ts = sig.signature().get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+            cosigs.push(Cosignature { witness: sig.name().to_owned(), timestamp: ts.unwrap_or_default() });
         }
     }
-    let configured = list.len();
-    let verified = if list.is_empty() {
-        Vec::new()
-    } else {
-        match parsed.verify(&VerifierList::new(list)) {
-            Ok((verified, _)) => verified,
-            Err(NoteError::UnverifiedNote) => Vec::new(),
-            Err(NoteError::InvalidSignature { name, .. }) => {
-                return Err(ProtoError::Witness(format!(
-                    "the cosignature by witness {name} does not verify"
-                )));
-            }
-            Err(e) => return Err(ProtoError::Witness(e.to_string())),
-        }
-    };
-    let cosigs: Vec<Cosignature> = verified
-        .iter()
-        .map(|s| Cosignature {
-            witness: s.name().to_owned(),
-            timestamp: u64::from_be_bytes(s.signature()[..8].try_into().unwrap_or_default()),
-        })
-        .collect();
     if cosigs.len() < required {
+        let mut configured: Vec<&str> = witnesses.iter().map(|w| w.name.as_str()).collect();
+        configured.sort_unstable();
+        configured.dedup();
         let names: Vec<&str> = cosigs.iter().map(|c| c.witness.as_str()).collect();
         return Err(ProtoError::Witness(format!(
-            "{required} required, {} valid from the {configured} configured witnesses{}",
+            "{required} required, {} valid from the {} configured witnesses{}",
             cosigs.len(),
+            configured.len(),
             if names.is_empty() { String::new() } else { format!(" ({})", names.join(", ")) }
         )));
     }
     Ok(cosigs)
 }
 
-/// Adds (or replaces, for the same witness key) a cosignature line on a note.
+/// Adds (or replaces, for the same witness key) a cosignature line on a
+/// checkpoint note. The line must be a well-formed signature line
+/// (`— name base64(key id || signature)`, as it encodes back) and must not
+/// carry the log key's name (the checkpoint's origin): only the log signs
+/// under that name, and a line under it would replace or double the log's
+/// own signature. The result must stay within the note limits.
 pub fn add_cosignature(note: &str, line: &str) -> Result<String> {
     let line = line.strip_suffix('\n').unwrap_or(line);
-    let new = Signature::from_bytes(line.as_bytes())
-        .map_err(|_| ProtoError::Witness(format!("malformed cosignature line {line:?}")))?;
+    let new = parse_signature_line(line).ok_or_else(|| {
+        ProtoError::Witness(format!(
+            "malformed cosignature line {line:?}: expected \"— <name> <base64 of key id and signature>\""
+        ))
+    })?;
     let (text, lines) = split_note(note)?;
+    let origin = CheckpointBody::parse(text.as_bytes())?.origin;
+    if new.name() == origin {
+        return Err(ProtoError::Witness(format!(
+            "a cosignature line carries the log key's own name {origin} (key id {:08x}): only the log signs under its origin",
+            new.id()
+        )));
+    }
     let mut out = format!("{text}\n");
     for l in lines {
         let same_key =

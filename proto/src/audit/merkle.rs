@@ -81,28 +81,75 @@ pub fn prove_consistency<R: HashReader>(r: &R, old: u64, new: u64) -> Result<Vec
     tlog::prove_tree(new, old, r).map_err(tlog_err)
 }
 
-/// Checks that `proof` shows the leaf with hash `leaf` at `index` in the tree `head`.
-pub fn verify_inclusion(leaf: Hash, index: u64, head: &TreeHead, proof: &[Hash]) -> Result<()> {
-    let err = |detail: &str| ProtoError::InclusionProof { index, size: head.size, detail: detail.into() };
-    if index >= head.size {
-        return Err(err("index is outside the tree"));
-    }
-    tlog::check_record(&proof.to_vec(), head.size, head.root, index, leaf)
-        .map_err(|_| err("the path does not lead to the root"))
+/// `(inner, border)` of the audit path of leaf `index` in a tree of `size`
+/// leaves (`index < size`): `inner` hashes below the point where the path of
+/// `index` and that of the last leaf meet, `border` hashes above it.
+fn decompose(index: u64, size: u64) -> (u32, u32) {
+    let inner = 64 - (index ^ (size - 1)).leading_zeros();
+    let border = index.checked_shr(inner).unwrap_or(0).count_ones();
+    (inner, border)
 }
 
-/// Checks that `proof` shows `old` is a prefix of `new`.
+/// Number of hashes RFC 9162 (§2.1.3) prescribes for the inclusion proof of
+/// leaf `index` in a tree of `size` leaves; `None` if `index >= size`.
+pub fn inclusion_proof_len(index: u64, size: u64) -> Option<usize> {
+    if index >= size {
+        return None;
+    }
+    let (inner, border) = decompose(index, size);
+    Some((inner + border) as usize)
+}
+
+/// Number of hashes RFC 9162 (§2.1.4) prescribes for the consistency proof
+/// from `old` to `new` leaves (none if `old` is 0 or equals `new`); `None` if
+/// `old > new`.
+pub fn consistency_proof_len(old: u64, new: u64) -> Option<usize> {
+    if old > new {
+        return None;
+    }
+    if old == 0 || old == new {
+        return Some(0);
+    }
+    let (inner, border) = decompose(old - 1, new);
+    let shift = old.trailing_zeros();
+    // The proof starts with the root of the old tree's last perfect subtree,
+    // unless the old tree is itself perfect (the verifier knows its root).
+    let seed = usize::from(old != 1u64 << shift);
+    Some(seed + (inner - shift + border) as usize)
+}
+
+/// Checks that `proof` shows the leaf with hash `leaf` at `index` in the tree
+/// `head`. A proof whose length is not the one RFC 9162 prescribes for
+/// `(index, size)` is refused before any hashing.
+pub fn verify_inclusion(leaf: Hash, index: u64, head: &TreeHead, proof: &[Hash]) -> Result<()> {
+    let err = |detail: String| ProtoError::InclusionProof { index, size: head.size, detail };
+    let Some(expected) = inclusion_proof_len(index, head.size) else {
+        return Err(err("index is outside the tree".into()));
+    };
+    if proof.len() != expected {
+        return Err(err(format!("the proof has {} hashes, expected {expected}", proof.len())));
+    }
+    tlog::check_record(&proof.to_vec(), head.size, head.root, index, leaf)
+        .map_err(|_| err("the path does not lead to the root".into()))
+}
+
+/// Checks that `proof` shows `old` is a prefix of `new`. A proof whose
+/// length is not the one RFC 9162 prescribes for `(old, new)` is refused
+/// before any hashing.
 pub fn verify_consistency(old: &TreeHead, new: &TreeHead, proof: &[Hash]) -> Result<()> {
     let err =
         |detail: String| ProtoError::ConsistencyProof { old_size: old.size, new_size: new.size, detail };
-    if old.size > new.size {
+    let Some(expected) = consistency_proof_len(old.size, new.size) else {
         return Err(err("old size is larger than new size".into()));
+    };
+    if proof.len() != expected {
+        return Err(err(format!("the proof has {} hashes, expected {expected}", proof.len())));
     }
     if old.size == 0 {
         if old.root != tlog::EMPTY_HASH {
             return Err(err("the empty tree has a non-empty root".into()));
         }
-        return if proof.is_empty() { Ok(()) } else { Err(err("proof must be empty".into())) };
+        return Ok(());
     }
     tlog::check_tree(&proof.to_vec(), new.size, new.root, old.size, old.root)
         .map_err(|_| err(format!("{} hashes do not link the two roots", proof.len())))

@@ -15,14 +15,17 @@ mod merkle;
 mod record;
 mod verify;
 
-pub use checkpoint::{CheckpointBody, LogKey, NoteSigner, SignedCheckpoint, note_signatures};
+pub use checkpoint::{
+    CheckpointBody, LogKey, MAX_NOTE_BYTES, MAX_NOTE_SIGNATURES, NoteSigner, SignedCheckpoint,
+    note_signatures,
+};
 pub use cosign::{
     Cosignature, WitnessKey, WitnessSigner, WitnessState, add_cosignature, verify_cosignatures,
 };
 pub use merkle::{
-    MemoryLog, RootBuilder, TreeHead, hash_from_bytes, hashes_from_bytes, hashes_from_concatenated,
-    leaf_hash, node_hash, prove_consistency, prove_inclusion, tree_root, verify_consistency,
-    verify_inclusion,
+    MemoryLog, RootBuilder, TreeHead, consistency_proof_len, hash_from_bytes, hashes_from_bytes,
+    hashes_from_concatenated, inclusion_proof_len, leaf_hash, node_hash, prove_consistency, prove_inclusion,
+    tree_root, verify_consistency, verify_inclusion,
 };
 pub use record::{MAX_LEAF_BYTES, RECORD_VERSION, decode_record, encode_record, kind_name, validate_record};
 pub use tlog_tiles::{EMPTY_HASH, HASH_SIZE, Hash, HashReader};
