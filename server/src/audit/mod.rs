@@ -144,6 +144,7 @@ impl AuditLog {
             durable: size.into(),
             checkpoint: Mutex::new(CheckpointState { latest, issued_at_ms: None }),
             files,
+            broken: false.into(),
         };
         Ok(AuditLog {
             shared: Arc::new(shared),
@@ -222,6 +223,14 @@ impl AuditLog {
     /// leaf is durable, and may be served to auditors.
     pub fn flushed(&mut self) {
         self.shared.durable.fetch_max(self.size(), Ordering::AcqRel);
+    }
+
+    /// The store's writer failed a batch or an fsync and stops: committed
+    /// leaves may not be durable (a later fsync can succeed after a lost
+    /// write-back), so no checkpoint is signed from now on; the restart's
+    /// recovery decides what the log holds.
+    pub fn mark_broken(&self) {
+        self.shared.broken.store(true, Ordering::Release);
     }
 
     /// The batch was dropped: forget every staged leaf.

@@ -182,6 +182,8 @@ pub(crate) struct Shared {
     pub(crate) checkpoint: Mutex<CheckpointState>,
     /// sled's files to sync after a flush, when the log is a relay store's.
     pub(crate) files: Option<crate::store::durable::SledFiles>,
+    /// Set when the store's writer failed (see `AuditLog::mark_broken`).
+    pub(crate) broken: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -201,6 +203,11 @@ impl Shared {
         now_ms: i64,
         force: bool,
     ) -> Result<pb::Checkpoint, RelayError> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(err(
+                "the store failed a write or an fsync: no checkpoint is signed until a restart has checked what is durable",
+            ));
+        }
         let mut st = self.checkpoint.lock().map_err(|_| err("checkpoint lock poisoned"))?;
         if let Some(latest) = &st.latest {
             let recent = st.issued_at_ms.is_some_and(|t| now_ms.saturating_sub(t) < 1000);

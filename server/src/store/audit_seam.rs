@@ -77,6 +77,11 @@ impl AuditSeam {
         self.log.abandon();
     }
 
+    /// The writer failed: no more checkpoints (see `AuditLog::mark_broken`).
+    pub(crate) fn broken(&self) {
+        self.log.mark_broken();
+    }
+
     /// Called after a successful flush: the committed leaves are durable
     /// (auditors may fetch them); signs a checkpoint when the interval has
     /// passed and the log grew.

@@ -485,6 +485,11 @@ async fn the_audit_log_serves_only_leaves_the_writer_flushed() {
     let e = log.inclusion_proof(0, log.size()).unwrap_err().to_string();
     assert!(e.contains(&format!("durable size {durable}")), "{e}");
     assert!(log.consistency_proof(1, log.size()).is_err());
+    // Nor may a fresh checkpoint sign them: its own fsync may succeed where
+    // the writer's failed (a write-back error is reported only once).
+    let e = log.fresh_checkpoint(crate::rpc::now_ms()).await.unwrap_err().to_string();
+    assert!(e.contains("no checkpoint is signed"), "{e}");
+    assert_eq!(log.durable_size(), durable);
     store.close().await;
 }
 

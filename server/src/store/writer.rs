@@ -430,6 +430,11 @@ impl Writer {
             }
             Err((e, broken)) => {
                 tracing::error!(error = %e, "store commit failed");
+                if broken {
+                    // Before anyone hears of the failure: no checkpoint may
+                    // sign what it may have lost.
+                    self.audit.broken();
+                }
                 if applied {
                     // The batch reached the tree and may be durable: its
                     // envelopes may reference these files. Kept; the sweep
