@@ -73,13 +73,26 @@ where
     // directory of decrypted attachments and a send's sealed temporary file
     // are removed instead of left behind.
     let drains_itself = matches!(cli.command, Command::Console(_));
+    let (interrupted_tx, interrupted) = tokio::sync::oneshot::channel::<()>();
+    if !drains_itself {
+        // On a worker thread, so a command busy without awaiting (a long
+        // export) cannot hold the signal up: if it has not stopped 5 s
+        // later, or at a second signal, the process ends anyway.
+        rt.spawn(async move {
+            console::shutdown_signal().await;
+            let _ = interrupted_tx.send(());
+            tokio::select! {
+                () = console::shutdown_signal() => {}
+                () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+            eprintln!("focal: error: interrupted; the command did not stop in time");
+            std::process::exit(130);
+        });
+    }
     let outcome = rt.block_on(async move {
-        if drains_itself {
-            return Some(run(cli).await);
-        }
         tokio::select! {
             r = run(cli) => Some(r),
-            () = console::shutdown_signal() => None,
+            Ok(()) = interrupted => None,
         }
     });
     match outcome {
@@ -88,7 +101,7 @@ where
         None => {
             // Blocking work in flight (a file being hashed) is not waited for.
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
-            fail(130, "interrupted before the command finished; its partial files were removed")
+            fail(130, "interrupted (Ctrl-C or SIGTERM) before the command finished")
         }
     }
 }

@@ -80,7 +80,7 @@ async fn ctrl_c_during_a_read_removes_the_decrypted_partial_attachment() -> Resu
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(out.status.code() == Some(130), "exit {:?}: {stderr}", out.status.code());
-    ensure!(stderr.contains("interrupted before the command finished"), "{stderr}");
+    ensure!(stderr.contains("interrupted (Ctrl-C or SIGTERM) before the command finished"), "{stderr}");
     ensure!(staged_bytes(&out_dir).is_none(), "a staging directory was left in {}", out_dir.display());
     let left: Vec<_> = std::fs::read_dir(&out_dir)?.flatten().map(|e| e.file_name()).collect();
     ensure!(left.is_empty(), "left in the output directory: {left:?}");
