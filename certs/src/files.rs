@@ -90,7 +90,36 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock> {
         .open(&path)
         .map_err(|e| CertsError::io(&path, e))?;
     file.lock().map_err(|e| CertsError::io(&path, e))?;
+    remove_leftover_temporaries(dir);
     Ok(DirLock(file))
+}
+
+/// Every write in a network directory happens under its lock, so with the
+/// lock held a temporary file of [`install`] (`.<name>.tmp-<pid>`) is what
+/// a run killed mid-write left: possibly a private key's copy. Overwritten
+/// with zeros and removed; failures are only logged (the command goes on).
+fn remove_leftover_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let leftover = name.starts_with('.')
+            && name
+                .rsplit_once(".tmp-")
+                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if !leftover {
+            continue;
+        }
+        let path = entry.path();
+        let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        let removed = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&vec![0u8; len as usize]).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::remove_file(&path));
+        if let Err(e) = removed {
+            eprintln!("focal-certs: warning: cannot remove the leftover {}: {e}", path.display());
+        }
+    }
 }
 
 /// The directory holding `path` (`.` for a bare file name).

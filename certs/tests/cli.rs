@@ -403,3 +403,21 @@ fn a_certificate_of_a_replaced_ca_is_revoked_by_its_crl() {
     let store = TrustStore::load(&bundle, &[carin.join("crl.pem").as_path()]).unwrap();
     assert!(focal_certs::verify_peer(&store, c0.cert_der(), &[], std::time::SystemTime::now()).is_ok());
 }
+
+/// A run killed while writing leaves `.<name>.tmp-<pid>` beside the file
+/// (possibly a private key's copy): the next run that locks the network
+/// directory removes it.
+#[test]
+fn temporaries_of_a_killed_run_are_removed_by_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    ok(&["init-network", "carin", "--dir", s(d)]);
+    let carin = d.join("carin");
+    let leftover = carin.join(".fp-x.key.tmp-4242");
+    std::fs::write(&leftover, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let unrelated = carin.join(".notes.tmp-draft");
+    std::fs::write(&unrelated, "kept").unwrap();
+    ok(&["issue", "--network", "carin", "--role", "fp", "--name", "y", "--dir", s(d)]);
+    assert!(!leftover.exists(), "the killed run's key copy is gone");
+    assert!(unrelated.exists(), "only <name>.tmp-<pid> files are removed");
+}
