@@ -160,6 +160,30 @@ async fn a_forgotten_log_is_pinned_afresh_and_stays_forgotten_after_a_reopen() {
     assert_eq!(w.head("focal/gfp/relay.gfp").unwrap().size, 7);
 }
 
+/// A peer re-sending the checkpoint this witness already cosigned gets the
+/// cosignature without another fsync (each cost a full store sync); a
+/// request that moves the state still waits for one.
+#[tokio::test]
+async fn a_repeated_checkpoint_costs_no_fsync_but_growth_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sled::open(tmp.path().join("sled")).unwrap();
+    let files = crate::store::durable::SledFiles::open(&tmp.path().join("sled")).unwrap();
+    let signer =
+        Witness::load_or_create_key(&tmp.path().join("witness.key"), "focal/arinsa/relay.arinsa/witness")
+            .unwrap();
+    let w = Witness::open(db.open_tree("focal").unwrap(), signer).unwrap().with_durable_files(files.clone());
+    let peer = Peer::new("focal/carin/relay.carin");
+    let log = log_of(20, "");
+    ok(&w.cosign(&peer.key, &peer.request(&log, 10, 0), 1000).await);
+    // The next fsync would fail: the repeat must not need one.
+    files.fail_next_sync();
+    ok(&w.cosign(&peer.key, &peer.request(&log, 10, 10), 1001).await);
+    refused(&w.cosign(&peer.key, &peer.request(&log, 15, 10), 1002).await, "not persisted");
+    // The head moved in the tree and memory but was not made durable: the
+    // same request again still owes the fsync, which now succeeds.
+    ok(&w.cosign(&peer.key, &peer.request(&log, 15, 15), 1003).await);
+}
+
 #[tokio::test]
 async fn state_survives_reopen() {
     let tmp = tempfile::tempdir().unwrap();
