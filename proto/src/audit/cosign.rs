@@ -250,6 +250,12 @@ impl WitnessState {
         self.heads.iter().map(|(o, h)| (o.as_str(), *h))
     }
 
+    /// Forgets `origin`: its next checkpoint is a first contact again.
+    /// Returns the head forgotten.
+    pub fn forget(&mut self, origin: &str) -> Option<TreeHead> {
+        self.heads.remove(origin)
+    }
+
     /// Checks `note` (signed by `log`) and, if it extends what this witness
     /// saw (`proof` is a consistency proof from `old_size`, which must be the
     /// size the witness last cosigned, or 0 for a first contact), records it

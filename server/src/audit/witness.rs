@@ -301,9 +301,7 @@ impl Witness {
             };
             self.tree.remove(state_key(origin)).map_err(werr)?;
             inner.keys.remove(origin);
-            let rest: Vec<(String, TreeHead)> =
-                inner.state.heads().filter(|(o, _)| *o != origin).map(|(o, h)| (o.to_owned(), h)).collect();
-            inner.state = WitnessState::from_heads(rest);
+            inner.state.forget(origin);
             (key, head)
         };
         crate::store::fsync::fsync(&self.tree, self.files.as_ref()).await.map_err(werr)?;
@@ -465,14 +463,6 @@ pub fn accept_cosignature(
     let line = response.cosignature_line.strip_suffix('\n').unwrap_or(&response.cosignature_line);
     reader.add_cosignature(size, name, &format!("{line}\n"))?;
     found.into_iter().next().ok_or_else(|| werr(format!("no cosignature by {name}")))
-}
-
-/// The largest checkpoint size of our log that `witness` has cosigned (as
-/// stored), i.e. the `old_size` to send it next: one read of its index key
-/// (`a/v/<witness>`), not a scan of every cosignature stored, which grew
-/// with the log's age and ran every few seconds per peer.
-pub fn last_cosigned_size(reader: &AuditReader, witness: &str) -> Result<Option<u64>, RelayError> {
-    reader.last_cosigned(witness)
 }
 
 #[cfg(test)]

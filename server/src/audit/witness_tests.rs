@@ -297,12 +297,12 @@ async fn our_log_stores_verified_cosignatures() {
         ..Default::default()
     };
 
-    let old = last_cosigned_size(&reader, wkey.witness_name()).unwrap().unwrap_or(0);
+    let old = reader.last_cosigned(wkey.witness_name()).unwrap().unwrap_or(0);
     assert_eq!(old, 0);
     let resp = w.cosign_for_peer(&carin, &hello, &cosign_request(&reader, &cp1, old).unwrap()).await;
     let c = accept_cosignature(&reader, &cp1.note, &resp, &wkey).unwrap();
     assert_eq!(c.witness, wkey.witness_name());
-    assert_eq!(last_cosigned_size(&reader, wkey.witness_name()).unwrap(), Some(7));
+    assert_eq!(reader.last_cosigned(wkey.witness_name()).unwrap(), Some(7));
     let info = reader.info().unwrap();
     assert_eq!(info.cosignatures.len(), 1);
 
@@ -315,12 +315,12 @@ async fn our_log_stores_verified_cosignatures() {
     assert_eq!(size, 7);
     let resp = w.cosign_for_peer(&carin, &hello, &cosign_request(&reader, &cp2, size).unwrap()).await;
     accept_cosignature(&reader, &cp2.note, &resp, &wkey).unwrap();
-    assert_eq!(last_cosigned_size(&reader, wkey.witness_name()).unwrap(), Some(19));
+    assert_eq!(reader.last_cosigned(wkey.witness_name()).unwrap(), Some(19));
     // The index keeps the largest size whatever the order lines are stored
     // in, and is per witness.
     reader.add_cosignature(11, wkey.witness_name(), "— late line").unwrap();
-    assert_eq!(last_cosigned_size(&reader, wkey.witness_name()).unwrap(), Some(19));
-    assert_eq!(last_cosigned_size(&reader, "focal/gfp/relay.gfp/witness").unwrap(), None);
+    assert_eq!(reader.last_cosigned(wkey.witness_name()).unwrap(), Some(19));
+    assert_eq!(reader.last_cosigned("focal/gfp/relay.gfp/witness").unwrap(), None);
     let info = reader.info().unwrap();
     let mut note = info.checkpoint.unwrap().note;
     for l in &info.cosignatures {

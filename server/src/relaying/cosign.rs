@@ -22,9 +22,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Relaying;
-use crate::audit::witness::{
-    accept_cosignature, conflict_size, cosign_request, last_cosigned_size, peer_witness_key,
-};
+use crate::audit::witness::{accept_cosignature, conflict_size, cosign_request, peer_witness_key};
 use crate::federation::{LinkHandle, RemotePeer};
 
 /// How often a link's task looks for a grown checkpoint.
@@ -65,7 +63,7 @@ async fn round(r: &Relaying, link: &LinkHandle, remote: &RemotePeer) -> Result<O
     };
     let reader = r.store.audit_log();
     let Some(cp) = reader.latest_checkpoint() else { return Ok(None) };
-    let old = last_cosigned_size(reader, wkey.witness_name()).map_err(|e| e.to_string())?;
+    let old = reader.last_cosigned(wkey.witness_name()).map_err(|e| e.to_string())?;
     if old.is_some_and(|s| s >= cp.size) {
         return Ok(None);
     }
