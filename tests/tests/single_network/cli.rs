@@ -115,6 +115,19 @@ async fn two_profiles_exchange_a_message_with_attachment_and_receipt() -> Result
     Ok(())
 }
 
+/// `focal inbox` run with a copy of `fp`'s profile rewritten by `edit`.
+async fn inbox_with_profile(
+    fp: &focal_tests::FocalPoint,
+    bins: &focal_tests::Bins,
+    edit: impl FnOnce(String) -> String,
+) -> Result<Output> {
+    let wrong = fp.dir.join("wrong-profile.toml");
+    std::fs::write(&wrong, edit(std::fs::read_to_string(&fp.profile_path)?))?;
+    let mut cmd = std::process::Command::new(&bins.focal);
+    cmd.arg("--profile").arg(&wrong).arg("inbox");
+    Ok(tokio::task::spawn_blocking(move || cmd.output()).await??)
+}
+
 fn assert_one_line_error(out: &Output, code: i32, needle: &str) -> Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
@@ -173,30 +186,20 @@ async fn bad_arguments_give_one_line_and_a_non_zero_exit() -> Result<()> {
     assert_one_line_error(&out, 1, "--rotate")?;
 
     // A profile naming another relay: the TLS connection is refused, with the reason.
-    let text = std::fs::read_to_string(&a.profile_path)?.replace("relay.carin", "relay.elsewhere");
-    let wrong = a.dir.join("wrong-relay.toml");
-    std::fs::write(&wrong, text)?;
-    let mut cmd = std::process::Command::new(&bins.focal);
-    cmd.args(["--profile", wrong.to_str().unwrap(), "inbox"]);
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    let out = inbox_with_profile(a, &bins, |t| t.replace("relay.carin", "relay.elsewhere")).await?;
     assert_one_line_error(&out, 1, "focal://carin/relay/relay.elsewhere")?;
     // A profile expecting another network's relay: the reason names the
     // certificate's identity, not only a TLS error category.
-    let text = std::fs::read_to_string(&a.profile_path)?
-        .replace("relay_network = \"carin\"", "relay_network = \"arinsa\"")
-        .replace("relay_name = \"relay.carin\"\n", "");
-    std::fs::write(&wrong, text)?;
-    let mut cmd = std::process::Command::new(&bins.focal);
-    cmd.args(["--profile", wrong.to_str().unwrap(), "inbox"]);
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    let out = inbox_with_profile(a, &bins, |t| {
+        t.replace("relay_network = \"carin\"", "relay_network = \"arinsa\"")
+            .replace("relay_name = \"relay.carin\"\n", "")
+    })
+    .await?;
     assert_one_line_error(&out, 1, "the relay's certificate was refused: focal://carin/relay/relay.carin")?;
     // A profile with a bad key.
-    let text = std::fs::read_to_string(&a.profile_path)?
-        .replace("relay_network = \"carin\"", "relay_network = \"Carin\"");
-    std::fs::write(&wrong, text)?;
-    let mut cmd = std::process::Command::new(&bins.focal);
-    cmd.args(["--profile", wrong.to_str().unwrap(), "inbox"]);
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    let out =
+        inbox_with_profile(a, &bins, |t| t.replace("relay_network = \"carin\"", "relay_network = \"Carin\""))
+            .await?;
     assert_one_line_error(&out, 1, "key `relay_network`")?;
     Ok(())
 }
